@@ -1,0 +1,272 @@
+//! A local P-384 certificate authority that signs attestation documents in
+//! exactly the NSM format, so the whole system runs without AWS. Its root is
+//! never trusted implicitly: a verifier must be handed [`DevIssuer::der`] of
+//! the root (`verifier check --root dev-root.der`).
+//!
+//! Also used by tests to build the forged chains the verifier must refuse.
+
+use std::fmt;
+
+use p384::ecdsa::{Signature, SigningKey};
+use p384::pkcs8::DecodePrivateKey;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P384_SHA384,
+};
+
+use super::cose::{encode_sign1, es384_protected_header, sig_structure};
+use super::AttestationDoc;
+
+/// Why the dev CA could not make a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevCaError(String);
+
+impl fmt::Display for DevCaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dev CA: {}", self.0)
+    }
+}
+
+impl std::error::Error for DevCaError {}
+
+fn err(e: impl fmt::Display) -> DevCaError {
+    DevCaError(e.to_string())
+}
+
+/// A validity period in unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// First second of validity.
+    pub not_before: i64,
+    /// Last second of validity.
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// From `start` for `secs` seconds.
+    pub fn from(start: i64, secs: i64) -> Self {
+        Self {
+            not_before: start,
+            not_after: start.saturating_add(secs),
+        }
+    }
+}
+
+/// A CA certificate with its key: a root or an intermediate.
+pub struct DevIssuer {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl fmt::Debug for DevIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevIssuer").finish_non_exhaustive()
+    }
+}
+
+impl DevIssuer {
+    /// A new self-signed root named `common_name`.
+    pub fn new_root(common_name: &str, validity: Validity) -> Result<Self, DevCaError> {
+        let params = ca_params(common_name, validity, None)?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
+        Ok(Self {
+            issuer: CertifiedIssuer::self_signed(params, key).map_err(err)?,
+        })
+    }
+
+    /// A root with the subject, serial number and validity of `root_der`
+    /// but a new key: what an attacker who copies the AWS root's name makes.
+    pub fn forge_root_like(root_der: &[u8]) -> Result<Self, DevCaError> {
+        let params = copy_of_root(root_der)?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
+        Ok(Self {
+            issuer: CertifiedIssuer::self_signed(params, key).map_err(err)?,
+        })
+    }
+
+    /// A CA certificate signed by this one.
+    pub fn new_intermediate(
+        &self,
+        common_name: &str,
+        validity: Validity,
+    ) -> Result<DevIssuer, DevCaError> {
+        let params = ca_params(common_name, validity, Some(4))?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
+        Ok(DevIssuer {
+            issuer: CertifiedIssuer::signed_by(params, key, &self.issuer).map_err(err)?,
+        })
+    }
+
+    /// An end-entity certificate signed by this one, with its signing key,
+    /// shaped like the NSM's per-enclave leaf (CA:false, digitalSignature).
+    pub fn new_leaf(&self, common_name: &str, validity: Validity) -> Result<DevLeaf, DevCaError> {
+        let mut params = base_params(common_name, validity)?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::ContentCommitment,
+        ];
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(err)?;
+        let signing_key = SigningKey::from_pkcs8_der(&key.serialize_der()).map_err(err)?;
+        Ok(DevLeaf {
+            der: cert.der().to_vec(),
+            key: signing_key,
+        })
+    }
+
+    /// The certificate's DER.
+    pub fn der(&self) -> &[u8] {
+        self.issuer.der()
+    }
+}
+
+/// A leaf certificate and the key that signs attestation documents.
+pub struct DevLeaf {
+    der: Vec<u8>,
+    key: SigningKey,
+}
+
+impl fmt::Debug for DevLeaf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DevLeaf").finish_non_exhaustive()
+    }
+}
+
+impl DevLeaf {
+    /// The certificate's DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// Signs `doc` as an untagged COSE_Sign1 with ES384, exactly as the NSM
+    /// does. `doc.certificate` should be [`Self::der`].
+    pub fn sign(&self, doc: &AttestationDoc) -> Vec<u8> {
+        self.sign_payload(&doc.to_cbor(), false)
+    }
+
+    /// Signs an arbitrary payload; with `high_s` the signature's `s` is
+    /// replaced by `n - s` (equally valid ECDSA, which real NSMs emit).
+    pub fn sign_payload(&self, payload: &[u8], high_s: bool) -> Vec<u8> {
+        let protected = es384_protected_header();
+        let signature: Signature =
+            p384::ecdsa::signature::Signer::sign(&self.key, &sig_structure(&protected, payload));
+        let signature = if high_s {
+            flip_s(&signature)
+        } else {
+            signature
+        };
+        encode_sign1(&protected, payload, &signature.to_bytes())
+    }
+}
+
+/// `(r, s)` → `(r, n - s)` when `s` is low, making a high-S signature.
+fn flip_s(signature: &Signature) -> Signature {
+    let (r, s) = signature.split_scalars();
+    if signature.normalize_s().is_some() {
+        return *signature; // already high
+    }
+    Signature::from_scalars(r, -*s).unwrap_or(*signature)
+}
+
+/// A root → intermediate → leaf chain, as a dev attester uses.
+#[derive(Debug)]
+pub struct DevChain {
+    /// The self-signed root to hand to verifiers.
+    pub root: DevIssuer,
+    /// The intermediate that signs leaves.
+    pub intermediate: DevIssuer,
+    /// The leaf that signs documents.
+    pub leaf: DevLeaf,
+}
+
+impl DevChain {
+    /// A fresh chain whose leaf is valid from `now` for three hours, like an
+    /// NSM leaf, and whose CAs are valid from a day before `now` for years.
+    pub fn generate(now: i64) -> Result<Self, DevCaError> {
+        let ca_validity = Validity::from(now - 86_400, 10 * 365 * 86_400);
+        let root = DevIssuer::new_root("enclaved dev root", ca_validity)?;
+        let intermediate = root.new_intermediate("enclaved dev intermediate", ca_validity)?;
+        let leaf = intermediate.new_leaf("enclaved dev enclave", Validity::from(now, 3 * 3600))?;
+        Ok(Self {
+            root,
+            intermediate,
+            leaf,
+        })
+    }
+
+    /// `cabundle` for documents signed by this chain's leaf: root first.
+    pub fn cabundle(&self) -> Vec<Vec<u8>> {
+        vec![self.root.der().to_vec(), self.intermediate.der().to_vec()]
+    }
+
+    /// Fills in `certificate` and `cabundle` and signs the document.
+    pub fn attest(&self, mut doc: AttestationDoc) -> Vec<u8> {
+        doc.certificate = self.leaf.der().to_vec();
+        doc.cabundle = self.cabundle();
+        self.leaf.sign(&doc)
+    }
+}
+
+/// Parameters with the subject, serial and validity of `root_der`.
+fn copy_of_root(root_der: &[u8]) -> Result<CertificateParams, DevCaError> {
+    let (_, root) = x509_parser::parse_x509_certificate(root_der).map_err(err)?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    for attr in root.subject().iter_attributes() {
+        let oid = attr.attr_type();
+        let value = attr.as_str().map_err(err)?;
+        let ty = match oid.to_id_string().as_str() {
+            "2.5.4.3" => DnType::CommonName,
+            "2.5.4.6" => DnType::CountryName,
+            "2.5.4.7" => DnType::LocalityName,
+            "2.5.4.8" => DnType::StateOrProvinceName,
+            "2.5.4.10" => DnType::OrganizationName,
+            "2.5.4.11" => DnType::OrganizationalUnitName,
+            other => return Err(err(format!("cannot copy subject attribute {other}"))),
+        };
+        dn.push(ty, value);
+    }
+    params.distinguished_name = dn;
+    params.serial_number = Some(root.raw_serial().to_vec().into());
+    params.not_before =
+        time::OffsetDateTime::from_unix_timestamp(root.validity().not_before.timestamp())
+            .map_err(err)?;
+    params.not_after =
+        time::OffsetDateTime::from_unix_timestamp(root.validity().not_after.timestamp())
+            .map_err(err)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
+fn base_params(common_name: &str, validity: Validity) -> Result<CertificateParams, DevCaError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "US");
+    dn.push(DnType::OrganizationName, "enclaved dev");
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.not_before =
+        time::OffsetDateTime::from_unix_timestamp(validity.not_before).map_err(err)?;
+    params.not_after =
+        time::OffsetDateTime::from_unix_timestamp(validity.not_after).map_err(err)?;
+    Ok(params)
+}
+
+fn ca_params(
+    common_name: &str,
+    validity: Validity,
+    path_len: Option<u8>,
+) -> Result<CertificateParams, DevCaError> {
+    let mut params = base_params(common_name, validity)?;
+    params.is_ca = IsCa::Ca(match path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}

@@ -1,0 +1,156 @@
+//! The enclave image signing certificate that ties an image to its builder.
+//!
+//! `nitro-cli build-enclave --signing-certificate` measures this certificate
+//! into PCR8 (see [`crate::pcr::pcr8_from_cert_der`]). enclaved makes it a
+//! one-time self-signed P-384 certificate whose subject has `O=Nostr` and
+//! `OU=<builder npub>` (older tools put the npub in `CN`, also accepted), so a
+//! PCR8 names one Nostr key. Spec: `ARCHITECTURE.md`, "Formats".
+
+use p384::ecdsa::signature::hazmat::PrehashVerifier;
+use p384::ecdsa::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256, Sha384, Sha512};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::oid_registry::{
+    Oid, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_SIG_ECDSA_WITH_SHA256,
+    OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ECDSA_WITH_SHA512, OID_X509_COMMON_NAME,
+    OID_X509_ORGANIZATIONAL_UNIT, OID_X509_ORGANIZATION_NAME,
+};
+
+use crate::error::{malformed, mismatch, Error};
+use crate::pcr::{pcr8_from_cert_der, Pcr};
+
+/// The organisation every enclaved signing certificate names.
+pub const ORGANIZATION: &str = "Nostr";
+/// Largest signing certificate accepted (DER bytes).
+pub const MAX_CERT_LEN: usize = 4096;
+
+/// A parsed image signing certificate.
+#[derive(Debug, Clone)]
+pub struct SigningCert {
+    der: Vec<u8>,
+}
+
+impl SigningCert {
+    /// Parses DER; rejects anything over [`MAX_CERT_LEN`] or with trailing bytes.
+    pub fn from_der(der: &[u8]) -> Result<Self, Error> {
+        if der.len() > MAX_CERT_LEN {
+            return Err(Error::TooLarge {
+                what: "signing certificate",
+                size: der.len(),
+                max: MAX_CERT_LEN,
+            });
+        }
+        match x509_parser::parse_x509_certificate(der) {
+            Ok(([], _)) => Ok(Self { der: der.to_vec() }),
+            Ok(_) => Err(malformed("signing certificate", "trailing bytes")),
+            Err(e) => Err(malformed("signing certificate", e)),
+        }
+    }
+
+    /// The DER bytes.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The PCR8 of an image signed with this certificate.
+    pub fn pcr8(&self) -> Pcr {
+        pcr8_from_cert_der(&self.der)
+    }
+
+    /// Checks that the certificate is self-signed with a P-384 key, has
+    /// exactly one `O` equal to `Nostr`, and that the npubs among its `OU`
+    /// and `CN` values are all `builder_npub`, with at least one present.
+    pub fn check_builder(&self, builder_npub: &str) -> Result<(), Error> {
+        let cert = self.parsed()?;
+        check_self_signed(&cert)?;
+        let subject = cert.subject();
+        let orgs = values(subject.iter_by_oid(&OID_X509_ORGANIZATION_NAME))?;
+        if orgs != [ORGANIZATION] {
+            return Err(mismatch(
+                "signing certificate organisation (O)",
+                ORGANIZATION,
+                format!("{orgs:?}"),
+            ));
+        }
+        let mut names = values(subject.iter_by_oid(&OID_X509_ORGANIZATIONAL_UNIT))?;
+        names.extend(values(subject.iter_by_oid(&OID_X509_COMMON_NAME))?);
+        let npubs: Vec<&String> = names.iter().filter(|n| n.starts_with("npub1")).collect();
+        if npubs.is_empty() {
+            return Err(mismatch(
+                "signing certificate builder (OU or CN)",
+                builder_npub,
+                "no npub in the subject",
+            ));
+        }
+        if let Some(other) = npubs.iter().find(|n| n.as_str() != builder_npub) {
+            return Err(mismatch(
+                "signing certificate builder (OU or CN)",
+                builder_npub,
+                other,
+            ));
+        }
+        Ok(())
+    }
+
+    fn parsed(&self) -> Result<X509Certificate<'_>, Error> {
+        x509_parser::parse_x509_certificate(&self.der)
+            .map(|(_, c)| c)
+            .map_err(|e| malformed("signing certificate", e))
+    }
+}
+
+fn values<'a>(
+    attrs: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>,
+) -> Result<Vec<String>, Error> {
+    attrs
+        .map(|a| {
+            a.as_str()
+                .map(str::to_owned)
+                .map_err(|_| malformed("signing certificate subject", "attribute is not a string"))
+        })
+        .collect()
+}
+
+/// Issuer equals subject, and the signature verifies with the certificate's
+/// own P-384 key (ECDSA with SHA-256, -384 or -512).
+fn check_self_signed(cert: &X509Certificate<'_>) -> Result<(), Error> {
+    if cert.issuer().as_raw() != cert.subject().as_raw() {
+        return Err(mismatch(
+            "signing certificate issuer (self-signed)",
+            cert.subject(),
+            cert.issuer(),
+        ));
+    }
+    let spki = cert.public_key();
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok());
+    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY || curve != Some(OID_NIST_EC_P384) {
+        return Err(Error::Unsupported {
+            what: "signing certificate key",
+            found: "not an EC P-384 key".into(),
+        });
+    }
+    let key = VerifyingKey::from_sec1_bytes(&spki.subject_public_key.data)
+        .map_err(|_| malformed("signing certificate key", "not a valid P-384 point"))?;
+    let tbs = cert.tbs_certificate.as_ref();
+    let alg: &Oid<'_> = &cert.signature_algorithm.algorithm;
+    let prehash: Vec<u8> = if *alg == OID_SIG_ECDSA_WITH_SHA384 {
+        Sha384::digest(tbs).to_vec()
+    } else if *alg == OID_SIG_ECDSA_WITH_SHA256 {
+        Sha256::digest(tbs).to_vec()
+    } else if *alg == OID_SIG_ECDSA_WITH_SHA512 {
+        Sha512::digest(tbs).to_vec()
+    } else {
+        return Err(Error::Unsupported {
+            what: "signing certificate signature algorithm",
+            found: alg.to_id_string(),
+        });
+    };
+    let signature = Signature::from_der(&cert.signature_value.data)
+        .map_err(|_| malformed("signing certificate signature", "not a DER ECDSA signature"))?;
+    key.verify_prehash(&prehash, &signature)
+        .map_err(|_| Error::BadSignature("signing certificate (self-signature)"))
+}
