@@ -178,6 +178,39 @@ fn check_validity(der: &[u8], time: u64) -> Result<i64, Error> {
     Ok(not_after)
 }
 
+/// What a person wants to see of a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CertificateInfo {
+    /// Subject, RFC 4514 style.
+    pub subject: String,
+    /// Issuer, RFC 4514 style.
+    pub issuer: String,
+    /// Serial number, hex.
+    pub serial: String,
+    /// Start of validity, unix seconds.
+    pub not_before: i64,
+    /// End of validity, unix seconds.
+    pub not_after: i64,
+    /// SHA-256 of the DER, hex.
+    pub sha256: String,
+}
+
+impl CertificateInfo {
+    /// Reads the fields of a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, Error> {
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(der).map_err(|e| malformed("certificate", e))?;
+        Ok(Self {
+            subject: subject_of(&cert),
+            issuer: cert.issuer().to_string(),
+            serial: hex::encode(cert.raw_serial()),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            sha256: hex::encode(Sha256::digest(der)),
+        })
+    }
+}
+
 /// The subject of a certificate, RFC 4514 style.
 pub(crate) fn subject_of(cert: &X509Certificate<'_>) -> String {
     cert.subject().to_string()

@@ -105,6 +105,7 @@ pub(crate) fn sig_structure(protected: &[u8], payload: &[u8]) -> Vec<u8> {
 }
 
 /// The protected header the NSM writes: `{1: -35}`.
+#[cfg_attr(not(any(test, feature = "dev-ca")), allow(dead_code))]
 pub(crate) fn es384_protected_header() -> Vec<u8> {
     encode(&Value::Map(vec![(
         Value::Integer(HEADER_ALG.into()),

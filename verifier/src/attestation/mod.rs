@@ -17,7 +17,7 @@ use base64::Engine;
 use p384::ecdsa::VerifyingKey;
 use x509_parser::oid_registry::{OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384};
 
-pub use self::chain::{TrustedRoot, AWS_NITRO_ROOT_G1_SHA256};
+pub use self::chain::{CertificateInfo, TrustedRoot, AWS_NITRO_ROOT_G1_SHA256};
 use self::cose::CoseSign1;
 pub use self::cose::MAX_DOCUMENT_LEN;
 pub use self::doc::{AttestationDoc, MAX_CABUNDLE};

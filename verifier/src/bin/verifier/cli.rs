@@ -1,0 +1,122 @@
+//! Command-line interface of `verifier`. Scripts depend on these exact
+//! names and exit codes: 0 valid, 1 invalid, 2 unusable arguments or
+//! unreadable file.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Verify enclaved instances (kind 63793 events) and AWS Nitro Enclave
+/// attestation documents, and compute the PCRs that tie an enclave to its
+/// builder (PCR8) and its EC2 instance (PCR4).
+///
+/// Exit status: 0 valid, 1 invalid, 2 unusable arguments or unreadable file.
+#[derive(Debug, Parser)]
+#[command(name = "verifier", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Check an instance event (kind 63793) before trusting the enclave it
+    /// announces: its signature, its AWS attestation and certificate chain,
+    /// the builder's and launcher's signature events, and its PCR tags.
+    ///
+    /// Prints every check; on failure, the first failing check in plain words.
+    Check(CheckArgs),
+    /// Verify a bare attestation document (raw CBOR, base64 or hex; detected)
+    /// and print its fields: module_id, time, non-zero PCRs, public_key,
+    /// user_data, nonce, and the certificates with their validity.
+    Attestation(AttestationArgs),
+    /// Compute PCR values operators need.
+    #[command(subcommand)]
+    Pcr(PcrCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// File holding the event JSON, or `-` for standard input.
+    #[arg(value_name = "FILE|-")]
+    pub(crate) file: PathBuf,
+    #[command(flatten)]
+    pub(crate) trust: TrustArgs,
+    /// nitro-cli `pcrs.json` with the expected PCR0, PCR1, PCR2 (and PCR8)
+    /// of the release you mean to trust; the attestation must match it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pcrs: Option<PathBuf>,
+    /// Accept an enclave in debug mode (PCR0 all zeros). Its memory is
+    /// readable by whoever runs it: for development only.
+    #[arg(long)]
+    pub(crate) allow_debug: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttestationArgs {
+    /// File holding the document, or `-` for standard input.
+    #[arg(value_name = "FILE|-")]
+    pub(crate) file: PathBuf,
+    #[command(flatten)]
+    pub(crate) trust: TrustArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrustArgs {
+    /// Trust this root certificate (DER or PEM) instead of the embedded AWS
+    /// Nitro Enclaves Root-G1, e.g. the dev root a local stack writes.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) root: Option<PathBuf>,
+    /// Time of the check: `now`, a unix time in seconds, or `attestation`
+    /// (the document's own timestamp, for archived events whose
+    /// certificates have since expired).
+    #[arg(long, value_name = "UNIX|now|attestation", default_value = "now")]
+    pub(crate) at: At,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PcrCommand {
+    /// PCR4 of an enclave on EC2 instance ID (e.g. i-0ffff615a409a72d7): the
+    /// digest of the raw id string. (`nitro-cli pcr` hashes it first, which
+    /// gives a different, wrong value.)
+    InstanceId {
+        /// The EC2 instance id.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// PCR8 of an image signed with the certificate in FILE (DER or PEM).
+    Cert {
+        /// The signing certificate.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// `--at`: when to check certificates and expiration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum At {
+    Now,
+    Unix(u64),
+    Attestation,
+}
+
+impl FromStr for At {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "now" => Ok(Self::Now),
+            "attestation" => Ok(Self::Attestation),
+            n => n.parse().map(Self::Unix).map_err(|_| {
+                format!("{n:?} is not `now`, `attestation` or a unix time in seconds")
+            }),
+        }
+    }
+}
