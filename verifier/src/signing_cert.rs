@@ -6,9 +6,9 @@
 //! `OU=<builder npub>` (older tools put the npub in `CN`, also accepted), so a
 //! PCR8 names one Nostr key. Spec: `ARCHITECTURE.md`, "Formats".
 
-use p384::ecdsa::signature::hazmat::PrehashVerifier;
-use p384::ecdsa::{Signature, VerifyingKey};
-use sha2::{Digest, Sha256, Sha384, Sha512};
+use aws_lc_rs::signature::{
+    UnparsedPublicKey, ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, ECDSA_P384_SHA512_ASN1,
+};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::oid_registry::{
     Oid, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_SIG_ECDSA_WITH_SHA256,
@@ -133,24 +133,20 @@ fn check_self_signed(cert: &X509Certificate<'_>) -> Result<(), Error> {
             found: "not an EC P-384 key".into(),
         });
     }
-    let key = VerifyingKey::from_sec1_bytes(&spki.subject_public_key.data)
-        .map_err(|_| malformed("signing certificate key", "not a valid P-384 point"))?;
-    let tbs = cert.tbs_certificate.as_ref();
     let alg: &Oid<'_> = &cert.signature_algorithm.algorithm;
-    let prehash: Vec<u8> = if *alg == OID_SIG_ECDSA_WITH_SHA384 {
-        Sha384::digest(tbs).to_vec()
+    let verification = if *alg == OID_SIG_ECDSA_WITH_SHA384 {
+        &ECDSA_P384_SHA384_ASN1
     } else if *alg == OID_SIG_ECDSA_WITH_SHA256 {
-        Sha256::digest(tbs).to_vec()
+        &ECDSA_P384_SHA256_ASN1
     } else if *alg == OID_SIG_ECDSA_WITH_SHA512 {
-        Sha512::digest(tbs).to_vec()
+        &ECDSA_P384_SHA512_ASN1
     } else {
         return Err(Error::Unsupported {
             what: "signing certificate signature algorithm",
             found: alg.to_id_string(),
         });
     };
-    let signature = Signature::from_der(&cert.signature_value.data)
-        .map_err(|_| malformed("signing certificate signature", "not a DER ECDSA signature"))?;
-    key.verify_prehash(&prehash, &signature)
+    UnparsedPublicKey::new(verification, &spki.subject_public_key.data)
+        .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
         .map_err(|_| Error::BadSignature("signing certificate (self-signature)"))
 }

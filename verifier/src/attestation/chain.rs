@@ -29,7 +29,7 @@ pub const AWS_NITRO_ROOT_G1_SHA256: &str =
     "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b";
 
 /// The only signature algorithm in a Nitro attestation path.
-static SIG_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[webpki::ring::ECDSA_P384_SHA384];
+static SIG_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[webpki::aws_lc_rs::ECDSA_P384_SHA384];
 
 /// The root certificate a path must end at.
 #[derive(Clone, PartialEq, Eq)]

@@ -9,9 +9,8 @@
 
 use std::io::Cursor;
 
+use aws_lc_rs::signature::{UnparsedPublicKey, ECDSA_P384_SHA384_FIXED};
 use ciborium::value::{Integer, Value};
-use p384::ecdsa::signature::Verifier;
-use p384::ecdsa::{Signature, VerifyingKey};
 
 use crate::error::{malformed, Error};
 
@@ -31,7 +30,7 @@ pub(crate) struct CoseSign1 {
     protected: Vec<u8>,
     /// The payload exactly as encoded.
     pub(crate) payload: Vec<u8>,
-    signature: Signature,
+    signature: [u8; SIGNATURE_LEN],
 }
 
 impl CoseSign1 {
@@ -65,15 +64,12 @@ impl CoseSign1 {
             ));
         };
         check_protected_header(&protected)?;
-        if sig.len() != SIGNATURE_LEN {
-            return Err(malformed(
+        let signature = <[u8; SIGNATURE_LEN]>::try_from(sig.as_slice()).map_err(|_| {
+            malformed(
                 "COSE signature",
                 format!("{} bytes, expected {SIGNATURE_LEN}", sig.len()),
-            ));
-        }
-        // `r` or `s` of zero or not below the group order is not a signature.
-        let signature = Signature::from_slice(&sig)
-            .map_err(|_| malformed("COSE signature", "r or s out of range"))?;
+            )
+        })?;
         Ok(Self {
             protected,
             payload,
@@ -81,15 +77,17 @@ impl CoseSign1 {
         })
     }
 
-    /// Checks the ES384 signature with `key` (the leaf certificate's key).
-    /// High-S signatures are accepted: ECDSA does not forbid them and the NSM
-    /// produces them.
-    pub(crate) fn verify(&self, key: &VerifyingKey) -> Result<(), Error> {
-        key.verify(
-            &sig_structure(&self.protected, &self.payload),
-            &self.signature,
-        )
-        .map_err(|_| Error::BadSignature("attestation document (COSE_Sign1)"))
+    /// Checks the ES384 signature with `public_point`, the SEC1 point of the
+    /// leaf certificate's P-384 key. `r` and `s` must be in `[1, n-1]`;
+    /// high-S signatures are accepted: ECDSA does not forbid them and the
+    /// NSM produces them.
+    pub(crate) fn verify(&self, public_point: &[u8]) -> Result<(), Error> {
+        UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, public_point)
+            .verify(
+                &sig_structure(&self.protected, &self.payload),
+                &self.signature,
+            )
+            .map_err(|_| Error::BadSignature("attestation document (COSE_Sign1)"))
     }
 }
 
@@ -206,7 +204,7 @@ mod tests {
         assert!(CoseSign1::parse(&encode_sign1(&es256, b"", &[1u8; 96])).is_err());
         let header = es384_protected_header();
         assert!(CoseSign1::parse(&encode_sign1(&header, b"", &[1u8; 64])).is_err());
-        assert!(CoseSign1::parse(&encode_sign1(&header, b"", &[0u8; 96])).is_err());
+        assert!(CoseSign1::parse(&encode_sign1(&header, b"", &[1u8; 97])).is_err());
     }
 
     #[test]

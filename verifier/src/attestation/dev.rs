@@ -144,8 +144,9 @@ impl DevLeaf {
         self.sign_payload(&doc.to_cbor(), false)
     }
 
-    /// Signs an arbitrary payload; with `high_s` the signature's `s` is
-    /// replaced by `n - s` (equally valid ECDSA, which real NSMs emit).
+    /// Signs an arbitrary payload with a low-S signature, or with `high_s`
+    /// a high-S one (`s` replaced by `n - s`: equally valid ECDSA, which
+    /// real NSMs emit).
     pub fn sign_payload(&self, payload: &[u8], high_s: bool) -> Vec<u8> {
         let protected = es384_protected_header();
         let signature: Signature =
@@ -153,7 +154,7 @@ impl DevLeaf {
         let signature = if high_s {
             flip_s(&signature)
         } else {
-            signature
+            signature.normalize_s().unwrap_or(signature)
         };
         encode_sign1(&protected, payload, &signature.to_bytes())
     }
@@ -269,4 +270,40 @@ fn ca_params(
         KeyUsagePurpose::DigitalSignature,
     ];
     Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signature_of(document: &[u8]) -> Signature {
+        let ciborium::value::Value::Array(items) =
+            super::super::cose::decode_one(document, "t").unwrap()
+        else {
+            panic!("not an array")
+        };
+        let ciborium::value::Value::Bytes(sig) = &items[3] else {
+            panic!("no signature")
+        };
+        Signature::from_slice(sig).unwrap()
+    }
+
+    #[test]
+    fn signs_low_and_high_s_documents_that_verify() {
+        let chain = DevChain::generate(1_790_000_000).unwrap();
+        let payload = b"payload";
+        let low = chain.leaf.sign_payload(payload, false);
+        let high = chain.leaf.sign_payload(payload, true);
+        // normalize_s() is Some only for a high-S signature.
+        assert!(signature_of(&low).normalize_s().is_none());
+        assert!(signature_of(&high).normalize_s().is_some());
+        let point = {
+            let (_, cert) = x509_parser::parse_x509_certificate(chain.leaf.der()).unwrap();
+            cert.public_key().subject_public_key.data.to_vec()
+        };
+        for doc in [low, high] {
+            let cose = super::super::cose::CoseSign1::parse(&doc).unwrap();
+            assert!(cose.verify(&point).is_ok());
+        }
+    }
 }

@@ -14,7 +14,6 @@ pub mod dev;
 mod doc;
 
 use base64::Engine;
-use p384::ecdsa::VerifyingKey;
 use x509_parser::oid_registry::{OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384};
 
 pub use self::chain::{CertificateInfo, TrustedRoot, AWS_NITRO_ROOT_G1_SHA256};
@@ -148,8 +147,8 @@ impl VerifiedAttestation {
     }
 }
 
-/// The P-384 key of the leaf certificate.
-fn leaf_key(der: &[u8]) -> Result<VerifyingKey, Error> {
+/// The SEC1 point of the leaf certificate's P-384 key.
+fn leaf_key(der: &[u8]) -> Result<Vec<u8>, Error> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| malformed("leaf certificate", e))?;
     let spki = cert.public_key();
@@ -164,6 +163,5 @@ fn leaf_key(der: &[u8]) -> Result<VerifyingKey, Error> {
             found: "not an EC P-384 key".into(),
         });
     }
-    VerifyingKey::from_sec1_bytes(&spki.subject_public_key.data)
-        .map_err(|_| malformed("leaf certificate key", "not a valid P-384 point"))
+    Ok(spki.subject_public_key.data.to_vec())
 }

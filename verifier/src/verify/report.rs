@@ -129,6 +129,7 @@ pub struct CheckResult {
     /// Which check.
     pub check: Check,
     /// How it ended.
+    #[serde(flatten)]
     pub outcome: Outcome,
 }
 
