@@ -25,7 +25,7 @@ use ciborium::value::Value;
 
 use super::cose::{decode_one, encode};
 use crate::error::{malformed, Error};
-use crate::pcr::Pcr;
+use crate::pcr::{Pcr, MAX_PCR_INDEX};
 
 /// Most certificates accepted in `cabundle`.
 pub const MAX_CABUNDLE: usize = 10;
@@ -34,7 +34,6 @@ const MAX_MODULE_ID_LEN: usize = 255;
 const MAX_PUBLIC_KEY_LEN: usize = 1024;
 const MAX_USER_DATA_LEN: usize = 512;
 const MAX_NONCE_LEN: usize = 512;
-const MAX_PCR_INDEX: u8 = 31;
 
 /// The decoded payload of an attestation document. Nothing in it is trusted
 /// until [`super::Attestation::verify`] succeeds.

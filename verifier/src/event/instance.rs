@@ -17,7 +17,7 @@ use nostr::{Event, EventBuilder, JsonUtil, Kind, PublicKey, Timestamp};
 use super::build_signature::tag_of;
 use super::{parse_event_json, single_tag, tag, tags_named, Mode, KIND_INSTANCE};
 use crate::error::{malformed, Error};
-use crate::pcr::Pcr;
+use crate::pcr::{parse_pcr_label, Pcr};
 
 /// The PCRs an instance event announces in `x` tags.
 pub const ANNOUNCED_PCRS: [u8; 5] = [0, 1, 2, 4, 8];
@@ -105,10 +105,7 @@ pub fn pcr_tags(event: &Event) -> Result<BTreeMap<u8, Pcr>, Error> {
         let (Some(value), Some(label), None) = (t.get(1), t.get(2), t.get(3)) else {
             return Err(malformed("x tag", "expected [\"x\", hex, \"PCR<n>\"]"));
         };
-        let index = label
-            .strip_prefix("PCR")
-            .and_then(|n| n.parse::<u8>().ok())
-            .filter(|n| *n <= 31 && label.len() <= 5)
+        let index = parse_pcr_label(label)
             .ok_or_else(|| malformed("x tag", format!("{label:?} does not name a PCR")))?;
         if out.insert(index, value.parse::<Pcr>()?).is_some() {
             return Err(malformed(

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::Pcr;
+use super::{parse_pcr_label, Pcr};
 use crate::error::{malformed, Error};
 
 /// The hash algorithm string nitro-cli writes.
@@ -34,7 +34,7 @@ struct File {
 
 impl Measurements {
     /// Parses nitro-cli's `pcrs.json`. Every `PCR<n>` entry must be 96 hex
-    /// digits with n in 0..=15; the hash algorithm, if given, must be SHA-384.
+    /// digits with n in 0..=31; the hash algorithm, if given, must be SHA-384.
     /// At least one PCR must be present.
     pub fn from_json(input: &[u8]) -> Result<Self, Error> {
         if input.len() > MAX_PCRS_JSON {
@@ -56,10 +56,7 @@ impl Measurements {
                 }
                 continue;
             }
-            let index = key
-                .strip_prefix("PCR")
-                .and_then(|n| n.parse::<u8>().ok())
-                .filter(|n| *n <= 15)
+            let index = parse_pcr_label(key)
                 .ok_or_else(|| malformed("pcrs.json", format!("unknown entry {key:?}")))?;
             pcrs.insert(index, value.parse()?);
         }
@@ -117,7 +114,8 @@ mod tests {
             "{}",
             r#"{"Measurements":{}}"#,
             r#"{"Measurements":{"PCR0":"00"}}"#,
-            r#"{"Measurements":{"PCR16":"00"}}"#,
+            r#"{"Measurements":{"PCR32":"00"}}"#,
+            r#"{"Measurements":{"PCR+1":"00"}}"#,
             r#"{"Measurements":{"HashAlgorithm":"Sha256","PCR0":"00"}}"#,
             r#"{"Measurements":{"Foo":"bar"}}"#,
         ] {

@@ -77,6 +77,23 @@ impl FromStr for Pcr {
     }
 }
 
+/// Highest PCR index an attestation document may carry.
+pub const MAX_PCR_INDEX: u8 = 31;
+
+/// Parses a PCR label such as `PCR0` or `PCR15` (as in `x` tags and
+/// `pcrs.json`): `PCR` and a canonical decimal index from 0 to 31.
+pub fn parse_pcr_label(label: &str) -> Option<u8> {
+    let digits = label.strip_prefix("PCR")?;
+    let canonical = !digits.is_empty()
+        && digits.len() <= 2
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !(digits.len() > 1 && digits.starts_with('0'));
+    if !canonical {
+        return None;
+    }
+    digits.parse().ok().filter(|i| *i <= MAX_PCR_INDEX)
+}
+
 /// Extends an all-zero PCR with `measurement`: `SHA384(48 zero bytes || measurement)`.
 pub fn pcr_digest(measurement: &[u8]) -> Pcr {
     let mut hasher = Sha384::new();
@@ -156,6 +173,17 @@ mod tests {
         assert!("00".parse::<Pcr>().is_err());
         assert!("zz".repeat(48).parse::<Pcr>().is_err());
         assert!(Pcr::from_slice(&[0; 47]).is_err());
+    }
+
+    #[test]
+    fn pcr_labels_are_canonical() {
+        assert_eq!(parse_pcr_label("PCR0"), Some(0));
+        assert_eq!(parse_pcr_label("PCR31"), Some(31));
+        for bad in [
+            "PCR", "PCR32", "PCR+1", "PCR01", "PCR-0", "pcr1", "PCR1 ", "PCR100", "x",
+        ] {
+            assert_eq!(parse_pcr_label(bad), None, "{bad}");
+        }
     }
 
     #[test]

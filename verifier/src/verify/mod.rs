@@ -16,7 +16,7 @@ use crate::event::build_signature::BuildSignature;
 use crate::event::instance::{embedded_event, expiration, marked_pubkey, pcr_tags, ANNOUNCED_PCRS};
 use crate::event::instance_signature::InstanceSignature;
 use crate::event::{
-    check_kind_and_signature, mode_of, npub, parse_event_json, single_tag, tag, Mode, KIND_INSTANCE,
+    check_signature, mode_of, npub, parse_event_json, single_tag, tag, Mode, KIND_INSTANCE,
 };
 use crate::pcr::{Measurements, Pcr};
 
@@ -83,7 +83,7 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
     );
     r.record(
         Check::EventSignature,
-        check_kind_and_signature(event, event.kind.as_u16(), "instance event")
+        check_signature(event, "instance event")
             .map(|()| format!("id {} signed by {}", event.id, npub(&event.pubkey))),
     );
 
