@@ -40,6 +40,39 @@ fn accepts_what_real_nsm_output_contains() {
     assert!(report.is_valid(), "{:#?}", report.checks);
 }
 
+/// Re-encodes a CBOR map (and its nested maps) with indefinite lengths.
+fn indefinite(definite: &[u8]) -> Vec<u8> {
+    use ciborium::value::Value;
+    fn write(v: &Value, out: &mut Vec<u8>) {
+        match v {
+            Value::Map(entries) => {
+                out.push(0xbf);
+                for (k, v) in entries {
+                    write(k, out);
+                    write(v, out);
+                }
+                out.push(0xff);
+            }
+            v => ciborium::into_writer(v, &mut *out).unwrap(),
+        }
+    }
+    let value: Value = ciborium::from_reader(definite).unwrap();
+    let mut out = Vec::new();
+    write(&value, &mut out);
+    out
+}
+
+#[test]
+fn accepts_indefinite_length_maps() {
+    let w = World::new();
+    let mut parts = w.parts();
+    let payload = indefinite(&parts.doc.to_cbor());
+    assert_eq!(payload[0], 0xbf);
+    parts.content = Some(base64(&w.chain.leaf.sign_payload(&payload, true)));
+    let report = check(&w, &w.event(&parts, |_| {}));
+    assert!(report.is_valid(), "{:#?}", report.checks);
+}
+
 #[test]
 fn attestation_decode_garbage_oversized_and_too_many_certificates() {
     let w = World::new();
