@@ -11,9 +11,9 @@ use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
 use nostr::JsonUtil;
+use support::fixture::{fixture_build_cert, fixture_document, FIXTURE};
 use support::World;
 
-const FIXTURE: &str = include_str!("data/instance-2025-04-01.json");
 const FIXTURE_PCR4: &str = "6386cee86c94b2a713c98e1d883134e8f2c019a17a712eb950fde15e9d6667575569c4e5c5e66eb9c920369961025fd2";
 const FIXTURE_PCR8: &str = "7e3f4c20f65f0a62de884a41ef73fd693c136173fec4ad19336d2ce3b1d63246da3383cbb83cd10dad77d5d1aafcdce1";
 
@@ -177,8 +177,8 @@ fn dev_root_and_expected_pcrs() {
     m.pcrs.insert(2, verifier::pcr::pcr_digest(b"other"));
     let bad = scratch("pcrs-bad.json", m.to_json().as_bytes());
     let root = root_der.to_str().unwrap();
-    let o = verifier(
-        &[
+    let with_pcrs = |pcrs: &PathBuf| {
+        let args = [
             "check",
             &event,
             "--at",
@@ -186,24 +186,13 @@ fn dev_root_and_expected_pcrs() {
             "--root",
             root,
             "--pcrs",
-            good.to_str().unwrap(),
-        ],
-        None,
-    );
+            pcrs.to_str().unwrap(),
+        ];
+        verifier(&args, None)
+    };
+    let o = with_pcrs(&good);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    let o = verifier(
-        &[
-            "check",
-            &event,
-            "--at",
-            &at,
-            "--root",
-            root,
-            "--pcrs",
-            bad.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = with_pcrs(&bad);
     assert_eq!(o.status.code(), Some(1));
     assert!(invalid_line(&o).contains("(expected_pcrs)"));
 }
@@ -232,13 +221,6 @@ fn unusable_arguments_exit_2() {
     let o = verifier(&["--help"], None);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("Exit status"));
-}
-
-fn fixture_document() -> Vec<u8> {
-    let event: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
-    base64::engine::general_purpose::STANDARD
-        .decode(event["content"].as_str().unwrap())
-        .unwrap()
 }
 
 #[test]
@@ -274,29 +256,7 @@ fn pcr_subcommands_match_the_fixture() {
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(stdout(&o).trim(), FIXTURE_PCR4);
 
-    let event: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
-    let build = event["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t[0] == "build")
-        .unwrap()[1]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let build: serde_json::Value = serde_json::from_str(&build).unwrap();
-    let cert = build["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t[0] == "cert")
-        .unwrap()[1]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(cert)
-        .unwrap();
+    let der = fixture_build_cert();
     let pem = pem::encode(&pem::Pem::new("CERTIFICATE", der.clone()));
     for (name, contents) in [("crt.der", der), ("crt.pem", pem.into_bytes())] {
         let path = scratch(name, &contents);

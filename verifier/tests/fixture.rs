@@ -7,7 +7,9 @@ use verifier::attestation::{Attestation, TrustedRoot};
 use verifier::pcr::{pcr4_from_instance_id, pcr8_from_cert, Pcr};
 use verifier::verify::{verify_instance_json, Check, CheckTime, Options, Outcome};
 
-const FIXTURE: &str = include_str!("data/instance-2025-04-01.json");
+mod support;
+
+use support::fixture::{fixture_build_cert, fixture_document, FIXTURE};
 /// The attestation's own timestamp, 1743516970144 ms.
 const ATTESTATION_TIME: u64 = 1_743_516_970;
 
@@ -90,8 +92,7 @@ fn debug_and_expected_pcrs_options() {
 }
 
 fn attestation() -> Attestation {
-    let event: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
-    Attestation::from_base64(event["content"].as_str().unwrap()).unwrap()
+    Attestation::parse(&fixture_document()).unwrap()
 }
 
 #[test]
@@ -106,28 +107,7 @@ fn pcr4_is_the_digest_of_the_raw_instance_id() {
 
 #[test]
 fn pcr8_is_the_digest_of_the_build_certificate() {
-    let event: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
-    let build_json = event["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t[0] == "build")
-        .unwrap()[1]
-        .as_str()
-        .unwrap();
-    let build: serde_json::Value = serde_json::from_str(build_json).unwrap();
-    let cert_b64 = build["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t[0] == "cert")
-        .unwrap()[1]
-        .as_str()
-        .unwrap();
-    use base64::Engine;
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(cert_b64)
-        .unwrap();
+    let der = fixture_build_cert();
     let pcr8 = pcr8_from_cert(&der).unwrap();
     assert_eq!(pcr8, attestation().doc().pcr(8));
     let pem = pem::encode(&pem::Pem::new("CERTIFICATE", der));

@@ -13,6 +13,13 @@ use verifier::event::{npub, Mode};
 use verifier::pcr::{pcr4_from_instance_id, pcr8_from_cert_der, Measurements};
 use verifier::verify::{verify_instance, verify_instance_json, Check};
 
+/// Points the `p` tag marked `marker` at `pubkey_hex`.
+fn set_marked(tags: &mut [Vec<String>], marker: &str, pubkey_hex: String) {
+    tags.iter_mut()
+        .find(|t| t.get(2).is_some_and(|m| m == marker))
+        .unwrap()[1] = pubkey_hex;
+}
+
 #[test]
 fn kind_other_than_63793() {
     let w = World::new();
@@ -66,9 +73,7 @@ fn build_event_forged_missing_or_wrong_kind() {
     let mut parts = w.parts();
     parts.build = parts.instance.clone(); // a valid event of kind 63796
     let event = w.event(&parts, |tags| {
-        tags.iter_mut()
-            .find(|t| t.get(2).is_some_and(|m| m == "builder"))
-            .unwrap()[1] = w.launcher.public_key().to_hex();
+        set_marked(tags, "builder", w.launcher.public_key().to_hex())
     });
     assert_only_fails(&check(&w, &event), Check::BuildEvent);
 }
@@ -225,9 +230,7 @@ fn build_cert_that_does_not_hash_to_the_pcr8_tag() {
 fn builder_tag_naming_another_key() {
     let w = World::new();
     let event = w.event(&w.parts(), |tags| {
-        tags.iter_mut()
-            .find(|t| t.get(2).is_some_and(|m| m == "builder"))
-            .unwrap()[1] = Keys::generate().public_key().to_hex();
+        set_marked(tags, "builder", Keys::generate().public_key().to_hex())
     });
     assert_only_fails(&check(&w, &event), Check::BuilderTag);
     let event = w.event(&w.parts(), |tags| {
@@ -265,9 +268,7 @@ fn instance_pcr4_of_another_ec2_instance() {
 fn launcher_tag_naming_another_key_or_repeated() {
     let w = World::new();
     let event = w.event(&w.parts(), |tags| {
-        tags.iter_mut()
-            .find(|t| t.get(2).is_some_and(|m| m == "launcher"))
-            .unwrap()[1] = w.builder.public_key().to_hex();
+        set_marked(tags, "launcher", w.builder.public_key().to_hex())
     });
     assert_only_fails(&check(&w, &event), Check::LauncherTag);
     let event = w.event(&w.parts(), |tags| {

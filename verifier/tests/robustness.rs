@@ -4,11 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use base64::Engine;
+mod support;
+
+use support::fixture::{fixture_document as document, FIXTURE};
 use verifier::attestation::{Attestation, TrustedRoot};
 use verifier::verify::{verify_instance_json, CheckTime, Options};
 
-const FIXTURE: &str = include_str!("data/instance-2025-04-01.json");
 const AT: u64 = 1_743_516_970;
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
@@ -25,13 +26,6 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-}
-
-fn document() -> Vec<u8> {
-    let event: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
-    base64::engine::general_purpose::STANDARD
-        .decode(event["content"].as_str().unwrap())
-        .unwrap()
 }
 
 fn verifies(bytes: &[u8]) -> bool {

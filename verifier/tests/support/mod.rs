@@ -5,6 +5,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fixture;
+
 use std::collections::BTreeMap;
 
 use base64::Engine;
