@@ -81,16 +81,7 @@ fn build_event_forged_missing_or_wrong_kind() {
 #[test]
 fn build_pcr8_signed_for_another_image() {
     let w = World::new();
-    let other_cert = signing_cert(
-        &[
-            (DnType::OrganizationName, "Nostr"),
-            (
-                DnType::OrganizationalUnitName,
-                &npub(&w.builder.public_key()),
-            ),
-        ],
-        None,
-    );
+    let other_cert = builder_cert(&w.builder);
     assert_ne!(
         pcr8_from_cert_der(&other_cert),
         pcr8_from_cert_der(&w.cert_der)
@@ -184,16 +175,7 @@ fn build_cert_not_self_signed() {
 fn build_cert_that_does_not_hash_to_the_pcr8_tag() {
     // The builder signs the attested PCR8 but attaches another certificate.
     let w = World::new();
-    let other_cert = signing_cert(
-        &[
-            (DnType::OrganizationName, "Nostr"),
-            (
-                DnType::OrganizationalUnitName,
-                &npub(&w.builder.public_key()),
-            ),
-        ],
-        None,
-    );
+    let other_cert = builder_cert(&w.builder);
     let mut parts = w.parts();
     let good = parts
         .build

@@ -51,14 +51,7 @@ pub struct Parts {
 impl World {
     pub fn new() -> Self {
         let builder = Keys::generate();
-        let cert_der = signing_cert(
-            &[
-                (DnType::CommonName, "Nostr"),
-                (DnType::OrganizationName, "Nostr"),
-                (DnType::OrganizationalUnitName, &npub(&builder.public_key())),
-            ],
-            None,
-        );
+        let cert_der = builder_cert(&builder);
         Self {
             chain: DevChain::generate(T0).unwrap(),
             service: Keys::generate(),
@@ -170,6 +163,19 @@ pub fn sign(builder: EventBuilder, keys: &Keys) -> Event {
         .custom_created_at(Timestamp::from_secs(T0 as u64))
         .sign_with_keys(keys)
         .unwrap()
+}
+
+/// A new well-formed image signing certificate for `builder`
+/// (`CN=Nostr, O=Nostr, OU=<npub>`, self-signed P-384).
+pub fn builder_cert(builder: &Keys) -> Vec<u8> {
+    signing_cert(
+        &[
+            (DnType::CommonName, "Nostr"),
+            (DnType::OrganizationName, "Nostr"),
+            (DnType::OrganizationalUnitName, &npub(&builder.public_key())),
+        ],
+        None,
+    )
 }
 
 /// A P-384 certificate with `subject`; self-signed unless `issuer_key` is given
