@@ -138,3 +138,42 @@ fn the_real_document_decodes_as_aws_writes_it() {
     assert_eq!(verified.leaf_not_after(), 1_743_524_168);
     assert!(!verified.is_debug());
 }
+
+/// Tag names (with the `x` and `p` labels) of an event, in order.
+fn tag_shape(tags: &serde_json::Value) -> Vec<String> {
+    tags.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let t = t.as_array().unwrap();
+            match t[0].as_str().unwrap() {
+                "x" | "p" => format!("{} {}", t[0].as_str().unwrap(), t[2].as_str().unwrap()),
+                name => name.to_owned(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn our_builders_write_the_tags_of_the_production_events() {
+    use nostr::JsonUtil;
+    use support::fixture::tag_value;
+    let theirs: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+    let w = support::World::new();
+    let ours: serde_json::Value = serde_json::from_str(&w.valid().as_json()).unwrap();
+    assert_eq!(tag_shape(&ours["tags"]), tag_shape(&theirs["tags"]));
+    for (name, event) in [
+        ("build", &w.parts().build),
+        ("instance", &w.parts().instance),
+    ] {
+        let theirs: serde_json::Value = serde_json::from_str(&tag_value(&theirs, name)).unwrap();
+        let ours: serde_json::Value = serde_json::from_str(&event.as_json()).unwrap();
+        assert_eq!(
+            tag_shape(&ours["tags"]),
+            tag_shape(&theirs["tags"]),
+            "{name}"
+        );
+        assert_eq!(ours["kind"], theirs["kind"]);
+        assert_eq!(ours["content"], "");
+    }
+}
