@@ -41,6 +41,15 @@ pub enum Error {
     BadSignature(&'static str),
     /// A Nostr event's id is not the hash of its content. `what` names the event.
     BadEventId(&'static str),
+    /// Something is past its expiry at the time of the check.
+    Expired {
+        /// What expired.
+        what: &'static str,
+        /// When it expired (unix seconds).
+        expired_at: u64,
+        /// The time of the check (unix seconds).
+        time: u64,
+    },
     /// Two values that must be equal are not.
     Mismatch {
         /// What was compared.
@@ -93,6 +102,14 @@ impl fmt::Display for Error {
             Self::BadEventId(what) => write!(
                 f,
                 "the id of the {what} is not the hash of its content (it was altered after signing)"
+            ),
+            Self::Expired {
+                what,
+                expired_at,
+                time,
+            } => write!(
+                f,
+                "the {what} expired at {expired_at}; the check is at {time}"
             ),
             Self::Mismatch {
                 what,

@@ -159,7 +159,11 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
         Check::Expiration,
         expiration(event).and_then(|exp| match time {
             Some(t) if t < exp => Ok(exp),
-            Some(t) => Err(mismatch("expiration", format!("a time after {t}"), exp)),
+            Some(t) => Err(Error::Expired {
+                what: "instance event",
+                expired_at: exp,
+                time: t,
+            }),
             None => Err(Error::Missing(
                 "time of the check (attestation not decoded)",
             )),
