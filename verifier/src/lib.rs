@@ -11,6 +11,7 @@
 //! - [`event`]: the Nostr event kinds and the formats of the build signature
 //!   (63795), instance signature (63796) and instance event (63793);
 //! - [`signing_cert`]: the builder's self-signed image signing certificate;
+//! - [`protocol`]: messages between the enclave and the parent;
 //! - [`verify`]: verification of an instance event into a [`verify::Report`]
 //!   that names every check.
 
@@ -21,6 +22,7 @@ pub mod attestation;
 pub mod error;
 pub mod event;
 pub mod pcr;
+pub mod protocol;
 pub mod signing_cert;
 pub mod verify;
 

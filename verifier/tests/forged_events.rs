@@ -307,3 +307,60 @@ fn expected_pcrs_of_another_release() {
     options.expected = Some(expected);
     assert_only_fails(&verify_instance(&event, &options), Check::ExpectedPcrs);
 }
+
+#[test]
+fn check_signatures_as_parent_and_enclave_use_it() {
+    use verifier::attestation::Attestation;
+    use verifier::verify::check_signatures;
+    let w = World::new();
+    let attested = Attestation::parse(&w.chain.attest(w.doc()))
+        .unwrap()
+        .verify(&w.root(), CHECK_AT)
+        .unwrap();
+    let parts = w.parts();
+    assert!(check_signatures(&attested, parts.build.clone(), parts.instance.clone()).is_ok());
+
+    let other_build = w.build_event(&builder_cert(&w.builder), Mode::Dev, &w.builder);
+    let other_instance = w.instance_event(
+        &pcr4_from_instance_id("i-0aaaaaaaaaaaaaaaa"),
+        Mode::Dev,
+        &w.launcher,
+    );
+    let someone = npub(&Keys::generate().public_key());
+    let foreign_cert = signing_cert(
+        &[
+            (DnType::OrganizationName, "Nostr"),
+            (DnType::OrganizationalUnitName, &someone),
+        ],
+        None,
+    );
+    let forged = tamper(&parts.instance, |j| j["created_at"] = 1.into());
+    for (build, instance, why) in [
+        (other_build, parts.instance.clone(), "PCR8"),
+        (parts.build.clone(), other_instance, "PCR4"),
+        (
+            w.build_event(&foreign_cert, Mode::Dev, &w.builder),
+            parts.instance.clone(),
+            "PCR8",
+        ),
+        (parts.build.clone(), forged, "id"),
+        (parts.instance.clone(), parts.instance.clone(), "kind"),
+    ] {
+        let e = check_signatures(&attested, build, instance)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(why), "{why}: {e}");
+    }
+    // A certificate naming someone else, attested as PCR8.
+    let mut doc = w.doc();
+    doc.pcrs.insert(8, pcr8_from_cert_der(&foreign_cert));
+    let attested = Attestation::parse(&w.chain.attest(doc))
+        .unwrap()
+        .verify(&w.root(), CHECK_AT)
+        .unwrap();
+    let build = w.build_event(&foreign_cert, Mode::Dev, &w.builder);
+    let e = check_signatures(&attested, build, parts.instance)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("OU or CN"), "{e}");
+}

@@ -4,12 +4,14 @@
 //! all of them pass.
 
 mod report;
+mod signatures;
 
 use std::collections::BTreeMap;
 
 use nostr::Event;
 
 pub use self::report::{Check, CheckResult, Outcome, Report, Summary, VerifiedInstance};
+pub use self::signatures::{check_signatures, Signatures};
 use crate::attestation::{Attestation, TrustedRoot};
 use crate::error::{mismatch, Error};
 use crate::event::build_signature::BuildSignature;
