@@ -15,7 +15,8 @@ use rcgen::{
 };
 
 use super::cose::{encode_sign1, es384_protected_header, sig_structure};
-use super::AttestationDoc;
+use super::{AttestationDoc, DIGEST_SHA384};
+use crate::pcr::Pcr;
 
 /// Why the dev CA could not make a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +210,48 @@ impl DevChain {
 }
 
 /// Parameters with the subject, serial and validity of `root_der`.
+/// A document shaped like the NSM's: 16 PCRs (those not given are zero),
+/// digest SHA384, the given `public_key`, null user_data and nonce.
+/// `certificate` and `cabundle` are filled in by [`DevChain::attest`].
+pub fn nsm_document(
+    module_id: &str,
+    timestamp_ms: u64,
+    pcrs: &std::collections::BTreeMap<u8, Pcr>,
+    public_key: &[u8],
+) -> AttestationDoc {
+    let mut all: std::collections::BTreeMap<u8, Pcr> = (0..16).map(|i| (i, Pcr::ZERO)).collect();
+    all.extend(pcrs.iter().map(|(i, p)| (*i, *p)));
+    AttestationDoc {
+        module_id: module_id.to_owned(),
+        digest: DIGEST_SHA384.to_owned(),
+        timestamp_ms,
+        pcrs: all,
+        certificate: Vec::new(),
+        cabundle: Vec::new(),
+        public_key: Some(public_key.to_vec()),
+        user_data: None,
+        nonce: None,
+    }
+}
+
+/// A throw-away image signing certificate for `builder_npub`
+/// (`CN=Nostr, O=Nostr, OU=<npub>`, self-signed P-384), as the build
+/// scripts make; the key is discarded, since nothing dev is ever signed.
+pub fn builder_certificate(builder_npub: &str, validity: Validity) -> Result<Vec<u8>, DevCaError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "Nostr");
+    dn.push(DnType::OrganizationName, crate::signing_cert::ORGANIZATION);
+    dn.push(DnType::OrganizationalUnitName, builder_npub);
+    params.distinguished_name = dn;
+    params.not_before =
+        time::OffsetDateTime::from_unix_timestamp(validity.not_before).map_err(err)?;
+    params.not_after =
+        time::OffsetDateTime::from_unix_timestamp(validity.not_after).map_err(err)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
+    Ok(params.self_signed(&key).map_err(err)?.der().to_vec())
+}
+
 fn copy_of_root(root_der: &[u8]) -> Result<CertificateParams, DevCaError> {
     let (_, root) = x509_parser::parse_x509_certificate(root_der).map_err(err)?;
     let mut params = CertificateParams::default();

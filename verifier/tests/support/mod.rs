@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, Tag, Timestamp};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P384_SHA384};
-use verifier::attestation::dev::DevChain;
+use verifier::attestation::dev::{builder_certificate, nsm_document, DevChain, Validity};
 use verifier::attestation::{AttestationDoc, TrustedRoot};
 use verifier::event::build_signature::BuildSignature;
 use verifier::event::instance::InstanceEvent;
@@ -71,23 +71,22 @@ impl World {
 
     /// A document as the NSM makes it for this world, not yet signed.
     pub fn doc(&self) -> AttestationDoc {
-        let mut pcrs: BTreeMap<u8, Pcr> = (0..16).map(|i| (i, Pcr::ZERO)).collect();
-        pcrs.insert(0, pcr_digest(b"image"));
-        pcrs.insert(1, pcr_digest(b"kernel"));
-        pcrs.insert(2, pcr_digest(b"application"));
-        pcrs.insert(4, pcr4_from_instance_id(INSTANCE_ID));
-        pcrs.insert(8, pcr8_from_cert_der(&self.cert_der));
-        AttestationDoc {
-            module_id: format!("{INSTANCE_ID}-enc0123456789abcdef"),
-            digest: "SHA384".into(),
-            timestamp_ms: T0 as u64 * 1000 + 1,
-            pcrs,
-            certificate: self.chain.leaf.der().to_vec(),
-            cabundle: self.chain.cabundle(),
-            public_key: Some(self.service.public_key().to_bytes().to_vec()),
-            user_data: None,
-            nonce: None,
-        }
+        let pcrs = BTreeMap::from([
+            (0, pcr_digest(b"image")),
+            (1, pcr_digest(b"kernel")),
+            (2, pcr_digest(b"application")),
+            (4, pcr4_from_instance_id(INSTANCE_ID)),
+            (8, pcr8_from_cert_der(&self.cert_der)),
+        ]);
+        let mut doc = nsm_document(
+            &format!("{INSTANCE_ID}-enc0123456789abcdef"),
+            T0 as u64 * 1000 + 1,
+            &pcrs,
+            &self.service.public_key().to_bytes(),
+        );
+        doc.certificate = self.chain.leaf.der().to_vec();
+        doc.cabundle = self.chain.cabundle();
+        doc
     }
 
     pub fn build_event(&self, cert_der: &[u8], mode: Mode, keys: &Keys) -> Event {
@@ -165,17 +164,13 @@ pub fn sign(builder: EventBuilder, keys: &Keys) -> Event {
         .unwrap()
 }
 
-/// A new well-formed image signing certificate for `builder`
-/// (`CN=Nostr, O=Nostr, OU=<npub>`, self-signed P-384).
+/// A new well-formed image signing certificate for `builder`.
 pub fn builder_cert(builder: &Keys) -> Vec<u8> {
-    signing_cert(
-        &[
-            (DnType::CommonName, "Nostr"),
-            (DnType::OrganizationName, "Nostr"),
-            (DnType::OrganizationalUnitName, &npub(&builder.public_key())),
-        ],
-        None,
+    builder_certificate(
+        &npub(&builder.public_key()),
+        Validity::from(T0 - 86_400, 86_400 * 365),
     )
+    .unwrap()
 }
 
 /// A P-384 certificate with `subject`; self-signed unless `issuer_key` is given
