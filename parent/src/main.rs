@@ -1,0 +1,180 @@
+//! `parent`: the untrusted host process of enclaved. See `parent --help`.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use parent::metadata::{MetadataConfig, MetadataServer};
+use parent::signature_files::SignatureFiles;
+use parent::transport::{ListenAddr, Listener};
+use tracing::{error, info};
+use verifier::attestation::TrustedRoot;
+
+/// The untrusted host side of enclaved: serves the enclave the builder's and
+/// launcher's signature events (after checking them against the enclave's
+/// attestation) and the relays to announce on.
+#[derive(Debug, Parser)]
+#[command(name = "parent", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the metadata server until Ctrl-C or SIGTERM.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The builder's kind 63795 build signature event.
+    #[arg(long, value_name = "FILE", default_value = "instance/build.json")]
+    build: PathBuf,
+    /// The launcher's kind 63796 instance signature event.
+    #[arg(long, value_name = "FILE", default_value = "instance/instance.json")]
+    instance: PathBuf,
+    /// Trust this root (DER or PEM) for the enclave's attestation instead of
+    /// AWS Nitro Enclaves Root-G1: the dev root of a local stack.
+    #[arg(long, value_name = "FILE")]
+    root: Option<PathBuf>,
+    /// A relay the enclave announces its instance event on (ws:// or wss://).
+    /// Repeat for several; at least one is required.
+    #[arg(long = "announce-relay", value_name = "URL", required = true)]
+    announce_relays: Vec<String>,
+    /// Tell the enclave this is a production instance.
+    #[arg(long)]
+    prod: bool,
+    /// Where the metadata server listens: vsock:PORT (production) or
+    /// tcp:HOST:PORT (development).
+    #[arg(long, value_name = "ADDR", default_value = "vsock:2080")]
+    metadata: ListenAddr,
+    /// Most metadata connections served at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    max_connections: usize,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    for url in &args.announce_relays {
+        check_relay_url(url)?;
+    }
+    let files = SignatureFiles {
+        build: args.build,
+        instance: args.instance,
+    };
+    // Fail now, not when the enclave asks, if a file is missing or invalid.
+    files.load().map_err(anyhow::Error::msg)?;
+    let root = match &args.root {
+        None => TrustedRoot::aws_nitro_g1(),
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("--root {}", path.display()))?;
+            TrustedRoot::from_der_or_pem(&bytes)
+                .with_context(|| format!("--root {}", path.display()))?
+        }
+    };
+    if !root.is_aws() {
+        info!("trusting the dev root {} instead of AWS", root.sha256_hex());
+    }
+    let listener = Listener::bind(&args.metadata)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.metadata))?;
+    info!("metadata server listening on {}", listener.local_addr()?);
+    let server = MetadataServer::new(MetadataConfig {
+        files,
+        root,
+        announce_relays: args.announce_relays,
+        prod: args.prod,
+        max_connections: args.max_connections,
+    });
+    tokio::select! {
+        r = server.run(listener) => r.context("metadata server stopped")?,
+        r = shutdown() => { r?; info!("stopping"); }
+    }
+    Ok(())
+}
+
+/// A relay URL: ws:// or wss://, a host, no credentials.
+fn check_relay_url(url: &str) -> Result<()> {
+    let rest = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("ws://"));
+    match rest {
+        Some(rest)
+            if !rest.is_empty() && !rest.contains('@') && !rest.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => bail!("{url:?} is not a relay URL (ws:// or wss://, a host, no credentials)"),
+    }
+}
+
+async fn shutdown() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_urls_are_ws_without_credentials() {
+        for ok in ["wss://relay.example", "ws://127.0.0.1:7777/"] {
+            assert!(check_relay_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://relay.example",
+            "wss://",
+            "wss://user:pw@relay.example",
+            "relay.example",
+            "wss://a b",
+        ] {
+            assert!(check_relay_url(bad).is_err(), "{bad}");
+        }
+    }
+}

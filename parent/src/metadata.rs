@@ -1,0 +1,161 @@
+//! The metadata server: answers the enclave's `start` request with the
+//! builder's and launcher's signature events and the relays to announce on.
+//! Wire format: [`verifier::protocol`] (compatible with the original).
+//!
+//! Before it answers, it verifies the enclave's attestation (signature and
+//! certificate path to the AWS root, or the dev root it was given) and that
+//! `build.json` and `instance.json` match it, with the verifier library. The
+//! enclave checks the same again; this check is for the operator, who learns
+//! of a wrong file from a clear error instead of an enclave that stops.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{info, warn};
+use verifier::attestation::{Attestation, TrustedRoot};
+use verifier::protocol::{Reply, Request, StartResult, MAX_MESSAGE, METHOD_START};
+use verifier::verify::check_signatures;
+
+use crate::signature_files::SignatureFiles;
+use crate::transport::Listener;
+
+/// How long a connection may stay silent before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the server serves and trusts.
+#[derive(Debug, Clone)]
+pub struct MetadataConfig {
+    /// `build.json` and `instance.json`, read again for every request.
+    pub files: SignatureFiles,
+    /// The root attestations must chain to.
+    pub root: TrustedRoot,
+    /// Relays the enclave announces its instance event on.
+    pub announce_relays: Vec<String>,
+    /// Whether this is a production instance.
+    pub prod: bool,
+    /// Most connections served at once; more are closed at once.
+    pub max_connections: usize,
+}
+
+/// The metadata server.
+#[derive(Debug, Clone)]
+pub struct MetadataServer {
+    config: Arc<MetadataConfig>,
+    permits: Arc<Semaphore>,
+}
+
+impl MetadataServer {
+    /// A server with `config`.
+    pub fn new(config: MetadataConfig) -> Self {
+        let permits = Arc::new(Semaphore::new(config.max_connections));
+        Self {
+            config: Arc::new(config),
+            permits,
+        }
+    }
+
+    /// Accepts clients on `listener` until the task is dropped.
+    pub async fn run(self, listener: Listener) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = listener.accept().await?;
+            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+                warn!(%peer, "metadata: refusing connection, {} already open", self.config.max_connections);
+                continue;
+            };
+            let server = self.clone();
+            tokio::spawn(async move {
+                server.serve(stream, &peer).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Serves one client: a WebSocket carrying JSON text requests.
+    pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S, peer: &str) {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let mut ws = match tokio::time::timeout(
+            IDLE_TIMEOUT,
+            tokio_tungstenite::accept_async_with_config(stream, Some(config)),
+        )
+        .await
+        {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => return warn!(%peer, "metadata: handshake failed: {e}"),
+            Err(_) => return warn!(%peer, "metadata: handshake timed out"),
+        };
+        loop {
+            let message = match tokio::time::timeout(IDLE_TIMEOUT, ws.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return warn!(%peer, "metadata: connection error: {e}"),
+                Ok(None) => return,
+                Err(_) => return info!(%peer, "metadata: closing idle connection"),
+            };
+            let reply = match message {
+                Message::Text(text) => self.handle(text.as_str(), now(), peer),
+                Message::Close(_) => return,
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                Message::Binary(_) => Reply::error("", "expected a JSON text message"),
+            };
+            if let Err(e) = ws.send(Message::text(reply.to_json())).await {
+                return warn!(%peer, "metadata: cannot reply: {e}");
+            }
+        }
+    }
+
+    /// Answers one request at time `now` (unix seconds).
+    pub fn handle(&self, text: &str, now: u64, peer: &str) -> Reply {
+        let request = match Request::from_json(text) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(%peer, "metadata: bad request: {e}");
+                return Reply::error("", e);
+            }
+        };
+        match self.start(&request, now) {
+            Ok(result) => {
+                info!(%peer, relays = result.announce_relays.len(), "metadata: start answered");
+                Reply::ok(&request.id, &result)
+            }
+            Err(e) => {
+                warn!(%peer, method = %request.method, "metadata: refused: {e}");
+                Reply::error(&request.id, e)
+            }
+        }
+    }
+
+    fn start(&self, request: &Request, now: u64) -> Result<StartResult, String> {
+        if request.method != METHOD_START {
+            return Err(format!("unknown method {:?}", request.method));
+        }
+        let [attestation] = request.params.as_slice() else {
+            return Err("start takes one parameter, the base64 attestation".into());
+        };
+        let attestation = Attestation::from_base64(attestation)
+            .and_then(|a| a.verify(&self.config.root, now))
+            .map_err(|e| format!("attestation refused: {e}"))?;
+        let files = self.config.files.load()?;
+        check_signatures(&attestation, files.build.clone(), files.instance.clone()).map_err(
+            |e| format!("build.json or instance.json does not match the attestation: {e}"),
+        )?;
+        Ok(StartResult {
+            build: files.build,
+            instance: files.instance,
+            announce_relays: self.config.announce_relays.clone(),
+            prod: self.config.prod,
+        })
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

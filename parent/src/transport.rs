@@ -1,0 +1,125 @@
+//! Where the parent listens: native vsock in production (the enclave
+//! connects to CID 3), TCP on 127.0.0.1 for development and tests (vsock
+//! loopback does not work on development machines). Protocol code takes any
+//! `AsyncRead + AsyncWrite` stream, so it is the same over both.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+/// A byte stream from one client.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A listening address: `tcp:HOST:PORT` or `vsock:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// TCP, for development and tests.
+    Tcp(SocketAddr),
+    /// vsock on any CID, for production.
+    Vsock(u32),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(addr) = s.strip_prefix("tcp:") {
+            return addr
+                .parse()
+                .map(Self::Tcp)
+                .map_err(|e| format!("{addr:?} is not HOST:PORT ({e})"));
+        }
+        if let Some(port) = s.strip_prefix("vsock:") {
+            return port
+                .parse()
+                .map(Self::Vsock)
+                .map_err(|e| format!("{port:?} is not a vsock port ({e})"));
+        }
+        Err(format!("{s:?}: expected tcp:HOST:PORT or vsock:PORT"))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "tcp:{a}"),
+            Self::Vsock(p) => write!(f, "vsock:{p}"),
+        }
+    }
+}
+
+/// A bound listener of either kind.
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// vsock.
+    #[cfg(target_os = "linux")]
+    Vsock(tokio_vsock::VsockListener),
+}
+
+impl Listener {
+    /// Binds `addr`.
+    pub async fn bind(addr: &ListenAddr) -> std::io::Result<Self> {
+        match addr {
+            ListenAddr::Tcp(a) => Ok(Self::Tcp(TcpListener::bind(a).await?)),
+            #[cfg(target_os = "linux")]
+            ListenAddr::Vsock(port) => {
+                let addr = tokio_vsock::VsockAddr::new(tokio_vsock::VMADDR_CID_ANY, *port);
+                Ok(Self::Vsock(tokio_vsock::VsockListener::bind(addr)?))
+            }
+            #[cfg(not(target_os = "linux"))]
+            ListenAddr::Vsock(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "vsock needs Linux",
+            )),
+        }
+    }
+
+    /// The bound address (the real port when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<ListenAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
+            #[cfg(target_os = "linux")]
+            Self::Vsock(l) => l.local_addr().map(|a| ListenAddr::Vsock(a.port())),
+        }
+    }
+
+    /// Waits for the next client; returns its stream and a printable peer.
+    pub async fn accept(&self) -> std::io::Result<(Box<dyn Stream>, String)> {
+        match self {
+            Self::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                Ok((Box::new(s), format!("tcp:{peer}")))
+            }
+            #[cfg(target_os = "linux")]
+            Self::Vsock(l) => {
+                let (s, peer) = l.accept().await?;
+                Ok((Box::new(s), format!("vsock:{}:{}", peer.cid(), peer.port())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_listen_addresses() {
+        assert_eq!(
+            "tcp:127.0.0.1:2080".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Tcp("127.0.0.1:2080".parse().unwrap())
+        );
+        assert_eq!(
+            "vsock:2080".parse::<ListenAddr>().unwrap(),
+            ListenAddr::Vsock(2080)
+        );
+        for bad in ["2080", "tcp:localhost", "vsock:x", "udp:1"] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad}");
+        }
+    }
+}

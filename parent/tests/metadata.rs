@@ -1,0 +1,259 @@
+//! The metadata server over TCP on 127.0.0.1, driven by a real WebSocket
+//! client speaking the original wire format.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use nostr::{JsonUtil, Keys, Timestamp};
+use parent::metadata::{MetadataConfig, MetadataServer};
+use parent::signature_files::SignatureFiles;
+use parent::transport::{ListenAddr, Listener};
+use tokio_tungstenite::tungstenite::Message;
+use verifier::attestation::dev::{builder_certificate, nsm_document, DevChain, Validity};
+use verifier::attestation::TrustedRoot;
+use verifier::event::build_signature::BuildSignature;
+use verifier::event::instance_signature::InstanceSignature;
+use verifier::event::{npub, Mode};
+use verifier::pcr::{pcr4_from_instance_id, pcr8_from_cert_der, pcr_digest};
+use verifier::protocol::{Reply, Request, StartResult};
+use verifier::signing_cert::SigningCert;
+
+const INSTANCE_ID: &str = "i-0123456789abcdef0";
+
+struct Setup {
+    chain: DevChain,
+    service: Keys,
+    cert: Vec<u8>,
+    dir: PathBuf,
+    build: nostr::Event,
+    instance: nostr::Event,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+impl Setup {
+    fn new(name: &str) -> Self {
+        let builder = Keys::generate();
+        let launcher = Keys::generate();
+        let cert = builder_certificate(
+            &npub(&builder.public_key()),
+            Validity::from(now() - 86_400, 86_400 * 365),
+        )
+        .unwrap();
+        let sign = |b: nostr::EventBuilder, k: &Keys| {
+            b.custom_created_at(Timestamp::now())
+                .sign_with_keys(k)
+                .unwrap()
+        };
+        let build = sign(
+            BuildSignature::builder(&SigningCert::from_der(&cert).unwrap(), Mode::Dev).unwrap(),
+            &builder,
+        );
+        let instance = sign(
+            InstanceSignature::builder(&pcr4_from_instance_id(INSTANCE_ID), Mode::Dev).unwrap(),
+            &launcher,
+        );
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("metadata-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let setup = Self {
+            chain: DevChain::generate(now() - 60).unwrap(),
+            service: Keys::generate(),
+            cert,
+            dir,
+            build,
+            instance,
+        };
+        setup.write(&setup.build, &setup.instance);
+        setup
+    }
+
+    fn write(&self, build: &nostr::Event, instance: &nostr::Event) {
+        std::fs::write(self.dir.join("build.json"), build.as_json()).unwrap();
+        std::fs::write(self.dir.join("instance.json"), instance.as_json()).unwrap();
+    }
+
+    fn files(&self) -> SignatureFiles {
+        SignatureFiles {
+            build: self.dir.join("build.json"),
+            instance: self.dir.join("instance.json"),
+        }
+    }
+
+    /// An attestation from this enclave, with `pcr4` and `pcr8` as given.
+    fn attestation(&self, instance_id: &str) -> Vec<u8> {
+        let pcrs = BTreeMap::from([
+            (0, pcr_digest(b"image")),
+            (4, pcr4_from_instance_id(instance_id)),
+            (8, pcr8_from_cert_der(&self.cert)),
+        ]);
+        let doc = nsm_document(
+            &format!("{instance_id}-enc01"),
+            now() as u64 * 1000,
+            &pcrs,
+            &self.service.public_key().to_bytes(),
+        );
+        self.chain.attest(doc)
+    }
+
+    async fn server(&self) -> String {
+        let listener = Listener::bind(&"tcp:127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let server = MetadataServer::new(MetadataConfig {
+            files: self.files(),
+            root: TrustedRoot::from_der_or_pem(self.chain.root.der()).unwrap(),
+            announce_relays: vec!["ws://127.0.0.1:1/".into()],
+            prod: false,
+            max_connections: 4,
+        });
+        tokio::spawn(server.run(listener));
+        format!("ws://{addr}")
+    }
+}
+
+/// Sends one text message and returns the reply.
+async fn ask(url: &str, text: String) -> Reply {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ws.send(Message::text(text)).await.unwrap();
+    let Some(Ok(Message::Text(reply))) = ws.next().await else {
+        panic!("no reply")
+    };
+    Reply::from_json(reply.as_str()).unwrap()
+}
+
+async fn start(url: &str, attestation: &[u8]) -> Reply {
+    let request = Request::start(attestation);
+    ask(url, serde_json::to_string(&request).unwrap()).await
+}
+
+#[tokio::test]
+async fn answers_start_with_the_signature_events() {
+    let s = Setup::new("ok");
+    let url = s.server().await;
+    let reply = start(&url, &s.attestation(INSTANCE_ID)).await;
+    assert_eq!(reply.id, "start");
+    assert_eq!(reply.error, None);
+    let result = StartResult::from_json(&reply.result).unwrap();
+    assert_eq!(result.build, s.build);
+    assert_eq!(result.instance, s.instance);
+    assert_eq!(result.announce_relays, vec!["ws://127.0.0.1:1/".to_owned()]);
+    assert!(!result.prod);
+}
+
+#[tokio::test]
+async fn refuses_a_forged_attestation() {
+    let s = Setup::new("forged");
+    let url = s.server().await;
+    // Signed by a chain the parent does not trust.
+    let other = Setup::new("forged-other");
+    let reply = start(&url, &other.attestation(INSTANCE_ID)).await;
+    let error = reply.error.unwrap();
+    assert!(error.contains("attestation refused"), "{error}");
+    assert_eq!(reply.result, "");
+    // Not an attestation at all.
+    let reply = ask(
+        &url,
+        r#"{"id":"x","method":"start","params":["AAAA"]}"#.into(),
+    )
+    .await;
+    assert_eq!(reply.id, "x");
+    assert!(reply.error.unwrap().contains("attestation refused"));
+}
+
+#[tokio::test]
+async fn refuses_build_or_instance_files_that_do_not_match() {
+    let s = Setup::new("mismatch");
+    let url = s.server().await;
+    // The enclave runs on another EC2 instance than instance.json names.
+    let reply = start(&url, &s.attestation("i-0aaaaaaaaaaaaaaaa")).await;
+    let error = reply.error.unwrap();
+    assert!(
+        error.contains("does not match") && error.contains("PCR4"),
+        "{error}"
+    );
+
+    // build.json for another image; the files are read again per request.
+    let other = Setup::new("mismatch-other");
+    s.write(&other.build, &s.instance);
+    let reply = start(&url, &s.attestation(INSTANCE_ID)).await;
+    let error = reply.error.unwrap();
+    assert!(error.contains("PCR8"), "{error}");
+}
+
+#[tokio::test]
+async fn answers_bad_requests_with_errors() {
+    let s = Setup::new("bad");
+    let url = s.server().await;
+    for (text, expect) in [
+        (
+            r#"{"id":"1","method":"stop","params":[]}"#.to_owned(),
+            "unknown method",
+        ),
+        (
+            r#"{"id":"2","method":"start","params":[]}"#.to_owned(),
+            "one parameter",
+        ),
+        ("not json".to_owned(), "malformed"),
+    ] {
+        let reply = ask(&url, text).await;
+        let error = reply.error.unwrap();
+        assert!(error.contains(expect), "{error}");
+    }
+    // Over the message cap: the connection is closed, not answered.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let _ = ws.send(Message::text("x".repeat(65 * 1024))).await;
+    assert!(!matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+    // The server still serves others.
+    assert!(start(&url, &s.attestation(INSTANCE_ID))
+        .await
+        .error
+        .is_none());
+}
+
+#[test]
+fn refuses_to_start_with_missing_or_invalid_files() {
+    let s = Setup::new("cli");
+    let run = |build: &PathBuf, instance: &PathBuf| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_parent"))
+            .args([
+                "run",
+                "--metadata",
+                "tcp:127.0.0.1:0",
+                "--announce-relay",
+                "ws://127.0.0.1:1",
+            ])
+            .arg("--build")
+            .arg(build)
+            .arg("--instance")
+            .arg(instance)
+            .output()
+            .unwrap()
+    };
+    let files = s.files();
+    let missing = s.dir.join("missing.json");
+    let o = run(&missing, &files.instance);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.json"));
+    // Files swapped: a 63796 event is not a build signature.
+    let o = run(&files.instance, &files.build);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a valid build signature"));
+    let junk = s.dir.join("junk.json");
+    std::fs::write(&junk, "{}").unwrap();
+    let o = run(&files.build, &junk);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("junk.json"));
+}
