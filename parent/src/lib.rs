@@ -1,14 +1,16 @@
 //! # parent
 //!
 //! The untrusted process on the EC2 host. It hands the enclave the builder's
-//! and launcher's signature events (the metadata server) and, in a later
-//! step, proxies its TCP traffic (SOCKS5). It is untrusted: the enclave
+//! and launcher's signature events (the metadata server) and proxies its
+//! TCP traffic to relays (SOCKS5, with an egress policy). It is untrusted: the enclave
 //! re-checks everything it is given, so a lying parent can only stop it.
 //! Still, the parent checks what it serves with the `verifier` library, so
 //! an operator learns of a wrong `build.json` or `instance.json` at once.
 
 #![forbid(unsafe_code)]
 
+pub mod egress;
 pub mod metadata;
 pub mod signature_files;
+pub mod socks;
 pub mod transport;

@@ -7,15 +7,18 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use parent::egress::{Allowed, EgressPolicy};
 use parent::metadata::{MetadataConfig, MetadataServer};
 use parent::signature_files::SignatureFiles;
+use parent::socks::{SocksConfig, SocksProxy};
 use parent::transport::{ListenAddr, Listener};
 use tracing::{error, info};
 use verifier::attestation::TrustedRoot;
 
 /// The untrusted host side of enclaved: serves the enclave the builder's and
 /// launcher's signature events (after checking them against the enclave's
-/// attestation) and the relays to announce on.
+/// attestation) and the relays to announce on, and proxies the enclave's
+/// connections to relays (SOCKS5, public addresses only).
 #[derive(Debug, Parser)]
 #[command(name = "parent", version, max_term_width = 100)]
 struct Cli {
@@ -25,7 +28,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the metadata server until Ctrl-C or SIGTERM.
+    /// Run the SOCKS5 proxy and the metadata server until Ctrl-C or SIGTERM.
     Run(RunArgs),
 }
 
@@ -55,6 +58,19 @@ struct RunArgs {
     /// Most metadata connections served at once.
     #[arg(long, value_name = "N", default_value_t = 16)]
     max_connections: usize,
+    /// Where the SOCKS5 proxy listens: vsock:PORT (production) or
+    /// tcp:HOST:PORT (development).
+    #[arg(long, value_name = "ADDR", default_value = "vsock:1080")]
+    socks: ListenAddr,
+    /// Let the proxy reach this non-public address (IP or IP:PORT), e.g. a
+    /// relay on 127.0.0.1 in development. Loopback, private, link-local
+    /// (the instance metadata service), multicast and unspecified addresses
+    /// are refused otherwise. Repeat for several.
+    #[arg(long = "allow-egress", value_name = "IP[:PORT]")]
+    allow_egress: Vec<Allowed>,
+    /// Most proxied connections at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_socks_connections: usize,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +124,17 @@ async fn run(args: RunArgs) -> Result<()> {
     if !root.is_aws() {
         info!("trusting the dev root {} instead of AWS", root.sha256_hex());
     }
+    let socks_listener = Listener::bind(&args.socks)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.socks))?;
+    info!("SOCKS5 proxy listening on {}", socks_listener.local_addr()?);
+    for allowed in &args.allow_egress {
+        info!("egress allowed to {allowed}");
+    }
+    let proxy = SocksProxy::new(SocksConfig {
+        policy: EgressPolicy::new(args.allow_egress),
+        max_connections: args.max_socks_connections,
+    });
     let listener = Listener::bind(&args.metadata)
         .await
         .with_context(|| format!("cannot listen on {}", args.metadata))?;
@@ -121,6 +148,7 @@ async fn run(args: RunArgs) -> Result<()> {
     });
     tokio::select! {
         r = server.run(listener) => r.context("metadata server stopped")?,
+        r = proxy.run(socks_listener) => r.context("SOCKS5 proxy stopped")?,
         r = shutdown() => { r?; info!("stopping"); }
     }
     Ok(())

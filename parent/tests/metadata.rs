@@ -257,3 +257,53 @@ fn refuses_to_start_with_missing_or_invalid_files() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("junk.json"));
 }
+
+#[test]
+fn runs_both_servers_and_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let s = Setup::new("sigterm");
+    let files = s.files();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_parent"))
+        .args([
+            "run",
+            "--metadata",
+            "tcp:127.0.0.1:0",
+            "--socks",
+            "tcp:127.0.0.1:0",
+        ])
+        .args([
+            "--announce-relay",
+            "ws://127.0.0.1:1",
+            "--allow-egress",
+            "127.0.0.1:1",
+        ])
+        .arg("--build")
+        .arg(&files.build)
+        .arg("--instance")
+        .arg(&files.instance)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("metadata server listening on tcp:127.0.0.1:") {
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("SOCKS5 proxy listening on tcp:127.0.0.1:")),
+        "{seen:#?}"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(lines.any(|l| l.unwrap().contains("stopping")));
+}
