@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
@@ -22,7 +21,7 @@ use verifier::protocol::{Reply, Request, StartResult, MAX_MESSAGE, METHOD_START}
 use verifier::verify::check_signatures;
 
 use crate::signature_files::SignatureFiles;
-use crate::transport::Listener;
+use crate::transport::{serve_each, Listener};
 
 /// How long a connection may stay silent before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,33 +45,26 @@ pub struct MetadataConfig {
 #[derive(Debug, Clone)]
 pub struct MetadataServer {
     config: Arc<MetadataConfig>,
-    permits: Arc<Semaphore>,
 }
 
 impl MetadataServer {
     /// A server with `config`.
     pub fn new(config: MetadataConfig) -> Self {
-        let permits = Arc::new(Semaphore::new(config.max_connections));
         Self {
             config: Arc::new(config),
-            permits,
         }
     }
 
     /// Accepts clients on `listener` until the task is dropped.
     pub async fn run(self, listener: Listener) -> std::io::Result<()> {
-        loop {
-            let (stream, peer) = listener.accept().await?;
-            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-                warn!(%peer, "metadata: refusing connection, {} already open", self.config.max_connections);
-                continue;
-            };
+        let max = self.config.max_connections;
+        serve_each(listener, max, "metadata", |stream, peer| {
             let server = self.clone();
-            tokio::spawn(async move {
+            async move {
                 server.serve(stream, &peer).await;
-                drop(permit);
-            });
-        }
+            }
+        })
+        .await
     }
 
     /// Serves one client: a WebSocket carrying JSON text requests.

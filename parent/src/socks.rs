@@ -15,11 +15,10 @@ use fast_socks5::util::target_addr::TargetAddr;
 use fast_socks5::{ReplyError, Socks5Command};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::egress::EgressPolicy;
-use crate::transport::Listener;
+use crate::transport::{serve_each, Listener};
 
 /// Time allowed for the SOCKS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,7 +38,6 @@ pub struct SocksConfig {
 #[derive(Debug, Clone)]
 pub struct SocksProxy {
     config: Arc<SocksConfig>,
-    permits: Arc<Semaphore>,
 }
 
 /// How a request ended, for the log and for tests.
@@ -63,27 +61,21 @@ pub enum Outcome {
 impl SocksProxy {
     /// A proxy with `config`.
     pub fn new(config: SocksConfig) -> Self {
-        let permits = Arc::new(Semaphore::new(config.max_connections));
         Self {
             config: Arc::new(config),
-            permits,
         }
     }
 
     /// Accepts clients on `listener` until the task is dropped.
     pub async fn run(self, listener: Listener) -> std::io::Result<()> {
-        loop {
-            let (stream, peer) = listener.accept().await?;
-            let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-                warn!(%peer, "socks: refusing connection, {} already open", self.config.max_connections);
-                continue;
-            };
+        let max = self.config.max_connections;
+        serve_each(listener, max, "socks", |stream, peer| {
             let proxy = self.clone();
-            tokio::spawn(async move {
+            async move {
                 proxy.serve(stream, &peer).await;
-                drop(permit);
-            });
-        }
+            }
+        })
+        .await
     }
 
     /// Serves one client and logs how it ended.

@@ -7,8 +7,13 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::future::Future;
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::warn;
 
 /// A byte stream from one client.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -101,6 +106,33 @@ impl Listener {
                 Ok((Box::new(s), format!("vsock:{}:{}", peer.cid(), peer.port())))
             }
         }
+    }
+}
+
+/// Accepts clients on `listener` forever, serving each with `serve` in its
+/// own task; with `max` clients being served, a new one is closed at once.
+pub async fn serve_each<F, Fut>(
+    listener: Listener,
+    max: usize,
+    what: &'static str,
+    serve: F,
+) -> std::io::Result<()>
+where
+    F: Fn(Box<dyn Stream>, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(max));
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            warn!(%peer, "{what}: refusing connection, {max} already open");
+            continue;
+        };
+        let task = serve(stream, peer);
+        tokio::spawn(async move {
+            task.await;
+            drop(permit);
+        });
     }
 }
 

@@ -138,3 +138,42 @@ async fn logs_outcomes_without_payload() {
         }
     );
 }
+
+#[tokio::test]
+async fn closes_connections_over_the_limit() {
+    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
+        unreachable!()
+    };
+    let proxy = SocksProxy::new(SocksConfig {
+        policy: EgressPolicy::default(),
+        max_connections: 1,
+    });
+    tokio::spawn(proxy.run(listener));
+    // The first client holds its slot by not finishing the handshake.
+    let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    first.write_all(&[5, 1, 0]).await.unwrap();
+    let mut reply = [0u8; 2];
+    first.read_exact(&mut reply).await.unwrap();
+    // The second is closed without an answer.
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = second.write_all(&[5, 1, 0]).await;
+    let mut buf = [0u8; 2];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), second.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    // Once the first leaves, a new client is served (retry until the
+    // server has seen it go; bounded).
+    drop(first);
+    for attempt in 0.. {
+        let mut next = tokio::net::TcpStream::connect(addr).await.unwrap();
+        next.write_all(&[5, 1, 0]).await.unwrap();
+        if next.read_exact(&mut reply).await.is_ok() {
+            assert_eq!(reply, [5, 0]);
+            break;
+        }
+        assert!(attempt < 50, "the slot was never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
