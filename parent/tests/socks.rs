@@ -30,6 +30,10 @@ async fn echo_server() -> SocketAddr {
 }
 
 async fn proxy(policy: EgressPolicy) -> SocketAddr {
+    proxy_with(policy, 8).await
+}
+
+async fn proxy_with(policy: EgressPolicy, max_connections: usize) -> SocketAddr {
     let listener = Listener::bind(&"tcp:127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -38,7 +42,7 @@ async fn proxy(policy: EgressPolicy) -> SocketAddr {
     };
     let proxy = SocksProxy::new(SocksConfig {
         policy,
-        max_connections: 8,
+        max_connections,
     });
     tokio::spawn(proxy.run(listener));
     addr
@@ -141,17 +145,7 @@ async fn logs_outcomes_without_payload() {
 
 #[tokio::test]
 async fn closes_connections_over_the_limit() {
-    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
-        unreachable!()
-    };
-    let proxy = SocksProxy::new(SocksConfig {
-        policy: EgressPolicy::default(),
-        max_connections: 1,
-    });
-    tokio::spawn(proxy.run(listener));
+    let addr = proxy_with(EgressPolicy::default(), 1).await;
     // The first client holds its slot by not finishing the handshake.
     let mut first = tokio::net::TcpStream::connect(addr).await.unwrap();
     first.write_all(&[5, 1, 0]).await.unwrap();
