@@ -196,6 +196,15 @@ impl DevChain {
         })
     }
 
+    /// Replaces the leaf with a fresh one valid from `now` for `lifetime_secs`,
+    /// as the NSM rotates its signing certificate.
+    pub fn renew_leaf(&mut self, now: i64, lifetime_secs: i64) -> Result<(), DevCaError> {
+        self.leaf = self
+            .intermediate
+            .new_leaf("enclaved dev enclave", Validity::from(now, lifetime_secs))?;
+        Ok(())
+    }
+
     /// `cabundle` for documents signed by this chain's leaf: root first.
     pub fn cabundle(&self) -> Vec<Vec<u8>> {
         vec![self.root.der().to_vec(), self.intermediate.der().to_vec()]

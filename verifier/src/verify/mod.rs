@@ -328,7 +328,12 @@ fn check_marked(event: &Event, marker: &'static str, signed: &Event) -> Result<S
 }
 
 /// `debug` exactly when PCR0 is zero; `prod` only with prod signatures.
-fn check_mode(mode: Mode, pcr0_zero: bool, build: Mode, launch: Option<Mode>) -> Result<(), Error> {
+pub(crate) fn check_mode(
+    mode: Mode,
+    pcr0_zero: bool,
+    build: Mode,
+    launch: Option<Mode>,
+) -> Result<(), Error> {
     match (mode, pcr0_zero) {
         (Mode::Debug, false) => {
             return Err(mismatch("mode tag", "prod or dev (PCR0 is set)", mode))

@@ -123,6 +123,16 @@ pub enum Outcome {
     NotRun(String),
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Passed(d) => write!(f, "passed: {d}"),
+            Self::Failed(d) => write!(f, "failed: {d}"),
+            Self::NotRun(d) => write!(f, "not run: {d}"),
+        }
+    }
+}
+
 /// One named check and its outcome.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CheckResult {

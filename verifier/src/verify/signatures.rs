@@ -10,6 +10,7 @@ use crate::attestation::VerifiedAttestation;
 use crate::error::Error;
 use crate::event::build_signature::BuildSignature;
 use crate::event::instance_signature::InstanceSignature;
+use crate::event::Mode;
 
 /// The two signature events, each verified against the attestation.
 #[derive(Debug, Clone)]
@@ -35,4 +36,25 @@ pub fn check_signatures(
     let instance = InstanceSignature::from_event(instance)?;
     instance.check_pcr4(&doc.pcr(4))?;
     Ok(Signatures { build, instance })
+}
+
+impl Signatures {
+    /// The mode (`t` tag) of an instance event announcing `attestation` with
+    /// these signatures: `debug` when PCR0 is all zeros; otherwise `prod`
+    /// when the launcher asks for it (both signatures must then be `prod`),
+    /// else `dev`. The same rule [`super::verify_instance`] checks.
+    pub fn instance_mode(
+        &self,
+        attestation: &VerifiedAttestation,
+        prod: bool,
+    ) -> Result<Mode, Error> {
+        let debug = attestation.is_debug();
+        let mode = match (debug, prod) {
+            (true, _) => Mode::Debug,
+            (false, true) => Mode::Prod,
+            (false, false) => Mode::Dev,
+        };
+        super::check_mode(mode, debug, self.build.mode(), Some(self.instance.mode()))?;
+        Ok(mode)
+    }
 }
