@@ -1,0 +1,242 @@
+//! The kind 63793 instance event: made with a fresh attestation each time,
+//! checked with the verifier library before it leaves (a self-check: the
+//! enclave never publishes what a client would refuse), published to the
+//! announce relays and the admin relay, repeated on a schedule and retried
+//! with backoff when relays fail.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nostr::{Event, JsonUtil, Keys, RelayUrl};
+use nostr_sdk::Client;
+use tracing::{info, warn};
+use verifier::event::instance::InstanceEvent;
+use verifier::verify::{verify_instance, CheckTime, Options};
+
+use crate::attester::Attester;
+use crate::startup::{attest, Admitted};
+
+/// Longest an instance event is valid for; the leaf certificate may end it sooner.
+pub const MAX_VALIDITY_SECS: u64 = 3 * 3600;
+
+/// How and where to announce.
+#[derive(Debug, Clone)]
+pub struct AnnounceConfig {
+    /// Where the admin API listens (`relay` tag); the event goes there too.
+    pub admin_relay: RelayUrl,
+    /// Time between announcements.
+    pub interval: Duration,
+    /// First delay before retrying failed relays; doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    /// Longest delay between retries.
+    pub retry_max: Duration,
+    /// Where to write each published event (JSON), for operators and the
+    /// dev stack. Events hold no secrets.
+    pub event_file: Option<PathBuf>,
+}
+
+/// Why no event could be made.
+#[derive(Debug)]
+pub struct AnnounceError(pub String);
+
+impl std::fmt::Display for AnnounceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AnnounceError {}
+
+/// The instance event's `expiration`: the earlier of `now` + 3 hours and
+/// the attestation leaf's notAfter; `None` if that is not after `now`.
+pub fn expiration(now: u64, leaf_not_after: i64) -> Option<u64> {
+    let leaf = u64::try_from(leaf_not_after).ok()?;
+    let expiration = now.saturating_add(MAX_VALIDITY_SECS).min(leaf);
+    (expiration > now).then_some(expiration)
+}
+
+/// Makes and self-checks an instance event at `now`.
+pub async fn instance_event(
+    attester: &Arc<dyn Attester>,
+    keys: &Keys,
+    admitted: &Admitted,
+    admin_relay: &RelayUrl,
+    now: u64,
+) -> Result<Event, AnnounceError> {
+    let (document, attestation) = attest(attester, keys, now)
+        .await
+        .map_err(|e| AnnounceError(e.to_string()))?;
+    let doc = attestation.doc();
+    let expiration = expiration(now, attestation.leaf_not_after())
+        .ok_or_else(|| AnnounceError("the attestation's certificate has already expired".into()))?;
+    let mode = admitted
+        .signatures
+        .instance_mode(&attestation, admitted.prod)
+        .map_err(|e| AnnounceError(e.to_string()))?;
+    let alt = format!("{} instance", crate::SOFTWARE_NAME);
+    let event = InstanceEvent {
+        repo: crate::SOURCE_REPOSITORY,
+        name: crate::SOFTWARE_NAME,
+        version: crate::SOFTWARE_VERSION,
+        module_id: &doc.module_id,
+        pcrs: &doc.pcrs,
+        mode,
+        admin_relay: admin_relay.as_str(),
+        expiration,
+        alt: &alt,
+        build: admitted.signatures.build.event(),
+        instance: admitted.signatures.instance.event(),
+        attestation: &document,
+        created_at: now,
+    }
+    .builder()
+    .map_err(|e| AnnounceError(e.to_string()))?
+    .sign_with_keys(keys)
+    .map_err(|e| AnnounceError(format!("cannot sign the instance event: {e}")))?;
+    let mut options = Options::new(attester.root(), CheckTime::At(now));
+    // An enclave in debug mode says so (t=debug); clients decide.
+    options.allow_debug = true;
+    let report = verify_instance(&event, &options);
+    if let Some(failure) = report.first_failure() {
+        return Err(AnnounceError(format!(
+            "self-check failed, not publishing: {}: {}",
+            failure.check.name(),
+            failure.outcome
+        )));
+    }
+    Ok(event)
+}
+
+/// Every relay the event goes to: the announce relays and the admin relay.
+pub fn targets(admitted: &Admitted, config: &AnnounceConfig) -> Vec<RelayUrl> {
+    let mut seen = HashSet::new();
+    admitted
+        .announce_relays
+        .iter()
+        .chain(std::iter::once(&config.admin_relay))
+        .filter(|u| seen.insert((*u).clone()))
+        .cloned()
+        .collect()
+}
+
+/// Announces forever: a fresh event every `interval`, failed relays retried
+/// with backoff until the next one is due.
+pub async fn run(
+    attester: Arc<dyn Attester>,
+    keys: Keys,
+    admitted: Admitted,
+    config: AnnounceConfig,
+    client: Client,
+) {
+    let relays = targets(&admitted, &config);
+    for url in &relays {
+        if let Err(e) = client.add_relay(url.clone()).await {
+            warn!(%url, "cannot add relay: {e}");
+        }
+    }
+    client.connect().await;
+    loop {
+        let round = tokio::time::Instant::now();
+        let next = round + config.interval;
+        let mut delay = config.retry_initial;
+        let event = loop {
+            match instance_event(
+                &attester,
+                &keys,
+                &admitted,
+                &config.admin_relay,
+                crate::unix_now(),
+            )
+            .await
+            {
+                Ok(event) => break Some(event),
+                Err(e) => {
+                    warn!("cannot make the instance event: {e}; retrying in {delay:?}");
+                    if tokio::time::Instant::now() + delay >= next {
+                        break None;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(config.retry_max);
+                }
+            }
+        };
+        if let Some(event) = event {
+            publish_until_done(&client, &relays, &event, &config, next).await;
+        }
+        tokio::time::sleep_until(next).await;
+    }
+}
+
+async fn publish_until_done(
+    client: &Client,
+    relays: &[RelayUrl],
+    event: &Event,
+    config: &AnnounceConfig,
+    deadline: tokio::time::Instant,
+) {
+    if let Some(path) = &config.event_file {
+        if let Err(e) = write_atomically(path, &event.as_json()) {
+            warn!("cannot write {}: {e}", path.display());
+        }
+    }
+    let mut pending: Vec<RelayUrl> = relays.to_vec();
+    let mut delay = config.retry_initial;
+    loop {
+        let output = client.send_event_to(pending.clone(), event).await;
+        let failed: Vec<RelayUrl> = match output {
+            Ok(output) => {
+                for url in &output.success {
+                    info!(id = %event.id, relay = %url, "instance event published");
+                }
+                for (url, why) in &output.failed {
+                    warn!(id = %event.id, relay = %url, "instance event not published: {why}");
+                }
+                pending
+                    .iter()
+                    .filter(|u| !output.success.contains(*u))
+                    .cloned()
+                    .collect()
+            }
+            Err(e) => {
+                warn!(id = %event.id, "instance event not published: {e}");
+                pending.clone()
+            }
+        };
+        if failed.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() + delay >= deadline {
+            warn!(
+                id = %event.id,
+                "{} relay(s) still failing; a fresh event is due next",
+                failed.len()
+            );
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(config.retry_max);
+        pending = failed;
+    }
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiration_is_the_earlier_of_three_hours_and_the_leaf() {
+        let now = 1_000_000;
+        assert_eq!(expiration(now, 2_000_000), Some(now + MAX_VALIDITY_SECS));
+        assert_eq!(expiration(now, 1_000_100), Some(1_000_100));
+        assert_eq!(expiration(now, 1_000_000), None);
+        assert_eq!(expiration(now, -1), None);
+    }
+}

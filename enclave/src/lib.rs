@@ -1,0 +1,38 @@
+//! # enclave
+//!
+//! The trusted side of enclaved, running inside an AWS Nitro Enclave (or, in
+//! development, on a laptop with the dev attester). It has no network: it
+//! reaches the parent over vsock (TCP in development) and relays through the
+//! parent's SOCKS5 proxy, with TLS ending here.
+//!
+//! Start-up ([`startup`]): make the service key, take an attestation that
+//! binds it ([`attester`]), ask the parent for the builder's and launcher's
+//! signature events ([`metadata`]) and check them against that attestation
+//! with the `verifier` library. A parent that lies can only make it stop.
+//! Then it announces itself ([`announce`]): a kind 63793 event with a fresh
+//! attestation, self-checked with the verifier before it is published, every
+//! hour.
+
+#![forbid(unsafe_code)]
+
+pub mod announce;
+pub mod attester;
+pub mod link;
+pub mod metadata;
+pub mod relay;
+pub mod startup;
+
+/// Software name in the instance event's `name` tag.
+pub const SOFTWARE_NAME: &str = "enclaved";
+/// Software version in the instance event's `v` tag.
+pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Source repository in the instance event's `r` tag.
+pub const SOURCE_REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,226 @@
+//! `enclave`: the trusted side of enclaved. See `enclave --help`.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use enclave::announce::{self, AnnounceConfig};
+use enclave::attester::dev::{DevAttester, DevMeasurements};
+use enclave::attester::nsm::NsmAttester;
+use enclave::attester::{Attester, AttesterKind};
+use enclave::link::ParentAddr;
+use enclave::relay::{self, tls::TlsConfig, ProxiedTransport};
+use enclave::startup::{self, parse_relay_url};
+use nostr::{Keys, ToBech32};
+use tracing::{error, info};
+use verifier::event::npub;
+use verifier::pcr::cert_der_from_der_or_pem;
+use verifier::protocol::{METADATA_PORT, SOCKS_PORT};
+
+/// The trusted side of enclaved, run inside an AWS Nitro Enclave.
+///
+/// At start-up it makes a service key, takes an attestation binding it,
+/// asks the parent for the builder's and launcher's signature events and
+/// checks them against that attestation; it exits non-zero if anything does
+/// not match. Then it publishes its kind 63793 instance event (fresh
+/// attestation, self-checked) on a schedule. It has no network of its own:
+/// it talks to the parent over vsock (or TCP in development) and reaches
+/// relays only through the parent's SOCKS5 proxy, with TLS ending inside.
+#[derive(Debug, Parser)]
+#[command(name = "enclave", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start, check the parent's answer, and announce until stopped.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Seconds to wait for the parent's metadata server to come up.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    parent_wait: u64,
+    /// Where attestations come from: `nsm` (/dev/nsm, production) or `dev`
+    /// (a local chain that only `verifier check --root <dev root>` trusts).
+    /// Required: nothing falls back to dev.
+    #[arg(long, value_enum)]
+    attester: AttesterKind,
+    /// The parent's metadata server: vsock:CID:PORT or tcp:IP:PORT.
+    #[arg(long, value_name = "ADDR", default_value_t = ParentAddr::vsock(METADATA_PORT))]
+    metadata: ParentAddr,
+    /// The parent's SOCKS5 proxy, the only way to relays: vsock:CID:PORT or tcp:IP:PORT.
+    #[arg(long, value_name = "ADDR", default_value_t = ParentAddr::vsock(SOCKS_PORT))]
+    socks: ParentAddr,
+    /// The relay where the admin API listens (the instance event's `relay` tag).
+    #[arg(long, value_name = "URL", default_value = "wss://relay.nsec.app")]
+    admin_relay: String,
+    /// Seconds between announcements (each with a fresh attestation).
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=3 * 3600))]
+    announce_interval: u64,
+    /// Seconds before the first retry of a failed publication; doubles each time.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    retry_initial: u64,
+    /// Longest wait between retries, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    retry_max: u64,
+    /// Write each published instance event (JSON) here.
+    #[arg(long, value_name = "FILE")]
+    event_file: Option<PathBuf>,
+    /// Dev attester: the EC2 instance id it measures into PCR4.
+    #[arg(long, value_name = "ID", required_if_eq("attester", "dev"))]
+    dev_instance_id: Option<String>,
+    /// Dev attester: the builder's image signing certificate (DER or PEM) it
+    /// measures into PCR8.
+    #[arg(long, value_name = "FILE", required_if_eq("attester", "dev"))]
+    dev_signing_cert: Option<PathBuf>,
+    /// Dev attester: write the dev root certificate (DER) here, for
+    /// `verifier check --root` and `parent run --root`.
+    #[arg(long, value_name = "FILE", required_if_eq("attester", "dev"))]
+    dev_root_out: Option<PathBuf>,
+    /// Dev attester: write the measured PCR0/1/2/8 here as a pcrs.json, for
+    /// `verifier check --pcrs`.
+    #[arg(long, value_name = "FILE")]
+    dev_pcrs_out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let admin_relay = parse_relay_url(&args.admin_relay)
+        .map_err(anyhow::Error::msg)
+        .context("--admin-relay")?;
+    let attester = make_attester(&args)?;
+    info!("attester: {attester:?}");
+    let keys = Keys::generate();
+    info!(
+        "service key {}",
+        keys.public_key().to_bech32().unwrap_or_default()
+    );
+    let admitted = startup::start(
+        &attester,
+        &keys,
+        args.metadata,
+        Duration::from_secs(args.parent_wait),
+    )
+    .await
+    .context("refusing to start")?;
+    info!(
+        builder = %npub(&admitted.signatures.build.event().pubkey),
+        launcher = %npub(&admitted.signatures.instance.event().pubkey),
+        mode = %admitted.mode,
+        "the parent's signature events match our attestation"
+    );
+    let tls = TlsConfig::webpki_roots().map_err(anyhow::Error::msg)?;
+    let client = relay::client(keys.clone(), ProxiedTransport::new(args.socks, tls));
+    let config = AnnounceConfig {
+        admin_relay,
+        interval: Duration::from_secs(args.announce_interval),
+        retry_initial: Duration::from_secs(args.retry_initial),
+        retry_max: Duration::from_secs(args.retry_max.max(args.retry_initial)),
+        event_file: args.event_file,
+    };
+    info!(
+        relays = announce::targets(&admitted, &config).len(),
+        "announcing every {}s through the parent's proxy at {}", args.announce_interval, args.socks
+    );
+    tokio::select! {
+        () = announce::run(Arc::clone(&attester), keys, admitted, config, client.clone()) => {}
+        r = shutdown() => { r?; info!("stopping"); }
+    }
+    client.shutdown().await;
+    Ok(())
+}
+
+fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
+    match args.attester {
+        AttesterKind::Nsm => {
+            if args.dev_instance_id.is_some()
+                || args.dev_signing_cert.is_some()
+                || args.dev_root_out.is_some()
+                || args.dev_pcrs_out.is_some()
+            {
+                bail!("--dev-* options need --attester dev");
+            }
+            Ok(Arc::new(NsmAttester::open()?))
+        }
+        AttesterKind::Dev => {
+            let (Some(instance_id), Some(cert), Some(root_out)) = (
+                &args.dev_instance_id,
+                &args.dev_signing_cert,
+                &args.dev_root_out,
+            ) else {
+                bail!(
+                    "--attester dev needs --dev-instance-id, --dev-signing-cert and --dev-root-out"
+                );
+            };
+            let cert = std::fs::read(cert)
+                .with_context(|| format!("--dev-signing-cert {}", cert.display()))?;
+            let cert = cert_der_from_der_or_pem(&cert).context("--dev-signing-cert")?;
+            let exe = std::env::current_exe().context("cannot find the running binary")?;
+            let measurements = DevMeasurements::of_binary(&exe, instance_id.clone(), cert)?;
+            let attester = DevAttester::new(&measurements, enclave::unix_now())?;
+            std::fs::write(root_out, attester.root_der())
+                .with_context(|| format!("--dev-root-out {}", root_out.display()))?;
+            info!("dev root written to {}", root_out.display());
+            if let Some(path) = &args.dev_pcrs_out {
+                std::fs::write(path, measurements.measurements().to_json())
+                    .with_context(|| format!("--dev-pcrs-out {}", path.display()))?;
+                info!("dev measurements written to {}", path.display());
+            }
+            Ok(Arc::new(attester))
+        }
+    }
+}
+
+async fn shutdown() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,184 @@
+//! Start-up: attest the service key, ask the parent for the signature
+//! events, and check them against our own attestation with the verifier
+//! library. Anything that does not match stops the enclave with a clear
+//! message; a lying parent can only stop it, never make it serve.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::info;
+
+use nostr::{Keys, RelayUrl};
+use verifier::attestation::{Attestation, TrustedRoot, VerifiedAttestation};
+use verifier::event::Mode;
+use verifier::protocol::StartResult;
+use verifier::verify::{check_signatures, Signatures};
+
+use crate::attester::Attester;
+use crate::link::ParentAddr;
+use crate::metadata;
+
+/// Most announce relays the enclave accepts from the parent.
+pub const MAX_ANNOUNCE_RELAYS: usize = 32;
+
+/// How long connecting to the parent may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the enclave refuses to start.
+#[derive(Debug)]
+pub struct StartupError(pub String);
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+fn fail(e: impl std::fmt::Display) -> StartupError {
+    StartupError(e.to_string())
+}
+
+/// What start-up established: the checked signature events and where to announce.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// The builder's and launcher's events, verified against our attestation.
+    pub signatures: Signatures,
+    /// Relays the parent asked us to announce on.
+    pub announce_relays: Vec<RelayUrl>,
+    /// Whether the launcher asked for a production instance.
+    pub prod: bool,
+    /// The instance event's mode.
+    pub mode: Mode,
+}
+
+/// The x-only service public key, as the attestation's `public_key` carries it.
+pub fn attested_key(keys: &Keys) -> [u8; 32] {
+    keys.public_key().to_bytes()
+}
+
+/// Takes an attestation of `keys` from `attester` and verifies it against
+/// the attester's own root at `now`: a broken attester stops us here.
+pub async fn attest(
+    attester: &Arc<dyn Attester>,
+    keys: &Keys,
+    now: u64,
+) -> Result<(Vec<u8>, VerifiedAttestation), StartupError> {
+    let key = attested_key(keys);
+    let a = Arc::clone(attester);
+    let document = tokio::task::spawn_blocking(move || a.attest(&key))
+        .await
+        .map_err(|e| fail(format!("attester task failed: {e}")))?
+        .map_err(|e| fail(format!("cannot get an attestation: {e}")))?;
+    let verified = verify_own(&document, &attester.root(), &key, now)?;
+    Ok((document, verified))
+}
+
+fn verify_own(
+    document: &[u8],
+    root: &TrustedRoot,
+    key: &[u8; 32],
+    now: u64,
+) -> Result<VerifiedAttestation, StartupError> {
+    let verified = Attestation::parse(document)
+        .and_then(|a| a.verify(root, now))
+        .map_err(|e| fail(format!("our own attestation does not verify: {e}")))?;
+    if verified.doc().public_key.as_deref() != Some(&key[..]) {
+        return Err(fail("our own attestation does not carry the service key"));
+    }
+    Ok(verified)
+}
+
+/// Checks the parent's answer against our verified attestation.
+pub fn admit(
+    attestation: &VerifiedAttestation,
+    start: StartResult,
+) -> Result<Admitted, StartupError> {
+    let signatures = check_signatures(attestation, start.build, start.instance).map_err(|e| {
+        fail(format!(
+            "the parent's build or instance signature does not match our attestation: {e}"
+        ))
+    })?;
+    let mode = signatures
+        .instance_mode(attestation, start.prod)
+        .map_err(|e| {
+            fail(format!(
+                "cannot announce in the mode the parent asks for: {e}"
+            ))
+        })?;
+    if start.announce_relays.is_empty() {
+        return Err(fail("the parent gave no relays to announce on"));
+    }
+    if start.announce_relays.len() > MAX_ANNOUNCE_RELAYS {
+        return Err(fail(format!(
+            "the parent gave {} announce relays, more than {MAX_ANNOUNCE_RELAYS}",
+            start.announce_relays.len()
+        )));
+    }
+    let announce_relays = start
+        .announce_relays
+        .iter()
+        .map(|url| parse_relay_url(url).map_err(|e| fail(format!("announce relay: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Admitted {
+        signatures,
+        announce_relays,
+        prod: start.prod,
+        mode,
+    })
+}
+
+/// A relay URL: `ws://` or `wss://`, no credentials.
+pub fn parse_relay_url(url: &str) -> Result<RelayUrl, String> {
+    let parsed = nostr::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!("{url:?} carries credentials"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    RelayUrl::parse(url).map_err(|e| format!("{url:?} is not a ws:// or wss:// URL: {e}"))
+}
+
+/// The whole start-up: attest, ask the parent (waiting up to `wait` for
+/// it to come up), check its answer.
+pub async fn start(
+    attester: &Arc<dyn Attester>,
+    keys: &Keys,
+    metadata: ParentAddr,
+    wait: Duration,
+) -> Result<Admitted, StartupError> {
+    let (document, verified) = attest(attester, keys, crate::unix_now()).await?;
+    let stream = connect_patiently(metadata, wait).await?;
+    let answer = metadata::start(stream, &document).await.map_err(fail)?;
+    admit(&verified, answer)
+}
+
+/// Connects to the parent, retrying while it starts, for up to `wait`.
+async fn connect_patiently(
+    addr: ParentAddr,
+    wait: Duration,
+) -> Result<Box<dyn crate::link::Stream>, StartupError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut delay = Duration::from_millis(100);
+    let mut logged = false;
+    loop {
+        match addr.connect(CONNECT_TIMEOUT).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                if !logged {
+                    info!("waiting for the parent's metadata server at {addr}: {e}");
+                    logged = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                return Err(fail(format!(
+                    "cannot reach the parent's metadata server at {addr}: {e}"
+                )))
+            }
+        }
+    }
+}
