@@ -9,8 +9,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dev_stack;
 pub mod egress;
 pub mod metadata;
 pub mod signature_files;
 pub mod socks;
 pub mod transport;
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

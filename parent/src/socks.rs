@@ -120,10 +120,10 @@ impl SocksProxy {
                 return Outcome::Refused(format!("{target}: connect timed out"));
             }
         };
-        info!(%target, %to, "socks: connected");
         let bound = outbound
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        info!(%target, %to, from = %bound, "socks: connected");
         let mut inbound = match proto.reply_success(bound).await {
             Ok(s) => s,
             Err(e) => return Outcome::Failed(format!("reply: {e}")),

@@ -1,0 +1,184 @@
+//! `dev-stack`: the whole of enclaved on one machine. See `dev-stack --help`.
+
+#![forbid(unsafe_code)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use parent::dev_stack::{Stack, StackConfig};
+use tracing::{error, info};
+
+/// Runs enclaved locally: an embedded relay on 127.0.0.1, `parent run` on
+/// TCP, and `enclave run --attester dev` as separate processes, with dev
+/// build and instance signature events from throw-away keys. Prints where
+/// the instance event, the dev root and the relay are, then runs until
+/// Ctrl-C. Needs the `parent` and `enclave` binaries next to this one
+/// (`cargo build --release --workspace`).
+#[derive(Debug, Parser)]
+#[command(name = "dev-stack", version, max_term_width = 100)]
+struct Cli {
+    /// Where the signature events, dev root, instance event and logs go.
+    #[arg(long, value_name = "DIR", default_value = "build/dev")]
+    dir: PathBuf,
+    /// Port of the embedded relay on 127.0.0.1 (0: any free port).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    relay_port: u16,
+    /// Seconds between announcements.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    announce_interval: u64,
+    /// Where the `parent` and `enclave` binaries are (default: next to this one).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Do not copy the parent's and enclave's logs to stderr (they are
+    /// always in DIR/parent.log and DIR/enclave.log).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let bin_dir = match cli.bin_dir {
+        Some(d) => d,
+        None => std::env::current_exe()?
+            .parent()
+            .context("cannot find this binary's directory")?
+            .to_owned(),
+    };
+    let mut builder = RelayBuilder::default().addr(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    if cli.relay_port != 0 {
+        builder = builder.port(cli.relay_port);
+    }
+    let relay = LocalRelay::new(builder);
+    relay
+        .run()
+        .await
+        .context("cannot start the embedded relay")?;
+    let relay_url = relay.url().await;
+    let relay_addr = relay_socket_addr(relay_url.as_str())?;
+    info!("embedded relay at {relay_url}");
+    let config = StackConfig {
+        dir: cli.dir.clone(),
+        bin_dir,
+        relay_url: relay_url.to_string(),
+        relay_addr,
+        announce_interval: cli.announce_interval,
+        echo_logs: !cli.quiet,
+    };
+    let mut stack = Stack::start(&config).await?;
+    let event = tokio::select! {
+        r = stack.wait_for_event(Duration::from_secs(120)) => r,
+        r = shutdown() => { r?; Err(anyhow::anyhow!("interrupted before the first announcement")) }
+    };
+    let event = match event {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = stack.stop().await;
+            relay.shutdown();
+            return Err(e);
+        }
+    };
+    let dir = cli.dir.display();
+    let p = &stack.paths;
+    println!(
+        "\nenclaved dev stack is running (service key {}).\n\
+         \x20 relay           {relay_url}  (announce and admin relay)\n\
+         \x20 instance event  {}  (also on the relay, every {}s)\n\
+         \x20 dev root        {}\n\
+         \x20 measurements    {}\n\
+         \x20 logs            {dir}/parent.log, {dir}/enclave.log\n\
+         Verify it:\n\
+         \x20 target/release/verifier check {} --root {} --pcrs {}\n\
+         Stop with Ctrl-C.",
+        verifier::event::npub(&event.pubkey),
+        p.event.display(),
+        cli.announce_interval,
+        p.dev_root.display(),
+        p.pcrs.display(),
+        p.event.display(),
+        p.dev_root.display(),
+        p.pcrs.display(),
+    );
+    let outcome = tokio::select! {
+        r = shutdown() => r.map(|()| info!("stopping")),
+        r = watch(&mut stack) => r,
+    };
+    let stopped = stack.stop().await;
+    relay.shutdown();
+    outcome?;
+    stopped
+}
+
+/// Returns an error as soon as the parent or the enclave exits by itself.
+async fn watch(stack: &mut Stack) -> Result<()> {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(status) = stack.enclave.exited()? {
+            bail!(
+                "the enclave exited ({status}); see {}",
+                stack.enclave.log().display()
+            );
+        }
+        if let Some(status) = stack.parent.exited()? {
+            bail!(
+                "the parent exited ({status}); see {}",
+                stack.parent.log().display()
+            );
+        }
+    }
+}
+
+fn relay_socket_addr(url: &str) -> Result<SocketAddr> {
+    let rest = url
+        .strip_prefix("ws://")
+        .context("the embedded relay's URL is not ws://")?;
+    rest.trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("the embedded relay's URL {url} is not ws://IP:PORT"))
+}
+
+async fn shutdown() -> Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
+}

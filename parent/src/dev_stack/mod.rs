@@ -1,0 +1,229 @@
+//! The whole system on one machine, as separate processes like production:
+//! `parent run` on TCP and `enclave run --attester dev`, with dev signature
+//! events from throw-away builder and launcher keys. The relay is the
+//! caller's (the `dev-stack` binary embeds nostr-relay-builder's LocalRelay;
+//! tests bring their own). Used by `dev-stack` and by the stack tests.
+
+pub mod process;
+pub mod signatures;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nostr::{Event, JsonUtil};
+
+use self::process::Process;
+use self::signatures::DevSignatures;
+
+/// What to run and where.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Where the signature files, dev root, event and logs go.
+    pub dir: PathBuf,
+    /// Where the `parent` and `enclave` binaries are.
+    pub bin_dir: PathBuf,
+    /// The relay: announce relay and admin relay.
+    pub relay_url: String,
+    /// The relay's address, the one destination the proxy may reach.
+    pub relay_addr: SocketAddr,
+    /// Seconds between announcements.
+    pub announce_interval: u64,
+    /// Copy the children's logs to our stderr.
+    pub echo_logs: bool,
+}
+
+/// The files of a running stack.
+#[derive(Debug, Clone)]
+pub struct StackPaths {
+    /// The builder's signing certificate (DER).
+    pub signing_cert: PathBuf,
+    /// The kind 63795 event.
+    pub build: PathBuf,
+    /// The kind 63796 event.
+    pub instance: PathBuf,
+    /// The dev attester's root (DER), for `verifier check --root`.
+    pub dev_root: PathBuf,
+    /// The dev enclave's measurements, for `verifier check --pcrs`.
+    pub pcrs: PathBuf,
+    /// The latest published instance event.
+    pub event: PathBuf,
+}
+
+impl StackPaths {
+    fn in_dir(dir: &Path) -> Self {
+        Self {
+            signing_cert: dir.join("signing-cert.der"),
+            build: dir.join("build.json"),
+            instance: dir.join("instance.json"),
+            dev_root: dir.join("dev-root.der"),
+            pcrs: dir.join("pcrs.json"),
+            event: dir.join("instance-event.json"),
+        }
+    }
+}
+
+/// A running parent and enclave.
+#[derive(Debug)]
+pub struct Stack {
+    /// The files.
+    pub paths: StackPaths,
+    /// The signature events served by the parent.
+    pub signatures: DevSignatures,
+    /// The parent's metadata server.
+    pub metadata: SocketAddr,
+    /// The parent's SOCKS5 proxy.
+    pub socks: SocketAddr,
+    /// `parent run`.
+    pub parent: Process,
+    /// `enclave run --attester dev`.
+    pub enclave: Process,
+}
+
+/// How long the enclave may take to write its dev root.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Stack {
+    /// Writes the signature files and starts the enclave, then the parent
+    /// (which needs the enclave's dev root to check its attestation).
+    pub async fn start(config: &StackConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.dir)
+            .with_context(|| format!("cannot create {}", config.dir.display()))?;
+        let paths = StackPaths::in_dir(&config.dir);
+        for stale in [&paths.dev_root, &paths.event, &paths.pcrs] {
+            let _ = std::fs::remove_file(stale);
+        }
+        let signatures = DevSignatures::generate(signatures::DEV_INSTANCE_ID, crate::unix_now())?;
+        std::fs::write(&paths.signing_cert, &signatures.cert_der)?;
+        std::fs::write(&paths.build, signatures.build.as_json())?;
+        std::fs::write(&paths.instance, signatures.instance.as_json())?;
+        let metadata = free_port()?;
+        let socks = free_port()?;
+        let parent_bin = binary(&config.bin_dir, "parent")?;
+        let enclave_bin = binary(&config.bin_dir, "enclave")?;
+        let path = |p: &Path| p.display().to_string();
+        let enclave_args = vec![
+            "run".into(),
+            "--attester".into(),
+            "dev".into(),
+            "--metadata".into(),
+            format!("tcp:{metadata}"),
+            "--socks".into(),
+            format!("tcp:{socks}"),
+            "--admin-relay".into(),
+            config.relay_url.clone(),
+            "--announce-interval".into(),
+            config.announce_interval.to_string(),
+            "--retry-initial".into(),
+            "1".into(),
+            "--retry-max".into(),
+            "10".into(),
+            "--event-file".into(),
+            path(&paths.event),
+            "--dev-instance-id".into(),
+            signatures.instance_id.clone(),
+            "--dev-signing-cert".into(),
+            path(&paths.signing_cert),
+            "--dev-root-out".into(),
+            path(&paths.dev_root),
+            "--dev-pcrs-out".into(),
+            path(&paths.pcrs),
+        ];
+        let mut enclave = Process::spawn(
+            "enclave",
+            &enclave_bin,
+            &enclave_args,
+            &config.dir.join("enclave.log"),
+            config.echo_logs,
+        )?;
+        wait_for_file(&paths.dev_root, &mut enclave, START_TIMEOUT).await?;
+        let parent_args = vec![
+            "run".into(),
+            "--build".into(),
+            path(&paths.build),
+            "--instance".into(),
+            path(&paths.instance),
+            "--root".into(),
+            path(&paths.dev_root),
+            "--announce-relay".into(),
+            config.relay_url.clone(),
+            "--metadata".into(),
+            format!("tcp:{metadata}"),
+            "--socks".into(),
+            format!("tcp:{socks}"),
+            "--allow-egress".into(),
+            config.relay_addr.to_string(),
+        ];
+        let parent = Process::spawn(
+            "parent",
+            &parent_bin,
+            &parent_args,
+            &config.dir.join("parent.log"),
+            config.echo_logs,
+        )?;
+        Ok(Self {
+            paths,
+            signatures,
+            metadata,
+            socks,
+            parent,
+            enclave,
+        })
+    }
+
+    /// Waits for the enclave to publish its instance event.
+    pub async fn wait_for_event(&mut self, timeout: Duration) -> Result<Event> {
+        wait_for_file(&self.paths.event, &mut self.enclave, timeout).await?;
+        let json = std::fs::read_to_string(&self.paths.event)?;
+        Ok(Event::from_json(json)?)
+    }
+
+    /// Stops both with SIGTERM; fails if either exits unsuccessfully.
+    pub async fn stop(mut self) -> Result<()> {
+        let grace = Duration::from_secs(10);
+        let enclave = self.enclave.stop(grace).await?;
+        let parent = self.parent.stop(grace).await?;
+        if !enclave.success() || !parent.success() {
+            bail!("unclean stop: enclave {enclave}, parent {parent}");
+        }
+        Ok(())
+    }
+}
+
+/// `dir/name`, which must exist.
+pub fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        bail!(
+            "{} not found: build the workspace first (cargo build --release --workspace)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+async fn wait_for_file(path: &Path, process: &mut Process, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if path.is_file() {
+            return Ok(());
+        }
+        if let Some(status) = process.exited()? {
+            bail!(
+                "the process exited ({status}) before writing {}; see {}",
+                path.display(),
+                process.log().display()
+            );
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{} did not appear within {timeout:?}", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
