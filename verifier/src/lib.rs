@@ -13,12 +13,14 @@
 //! - [`signing_cert`]: the builder's self-signed image signing certificate;
 //! - [`protocol`]: messages between the enclave and the parent;
 //! - [`verify`]: verification of an instance event into a [`verify::Report`]
-//!   that names every check.
+//!   that names every check;
+//! - [`discover`]: the newest valid instance per service key among fetched events.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod attestation;
+pub mod discover;
 pub mod error;
 pub mod event;
 pub mod pcr;

@@ -31,9 +31,50 @@ pub(crate) enum Command {
     /// and print its fields: module_id, time, non-zero PCRs, public_key,
     /// user_data, nonce, and the certificates with their validity.
     Attestation(AttestationArgs),
+    /// Find enclaved instances on relays: fetch recent instance events
+    /// (kind 63793), verify each, and print the newest valid one per service
+    /// key (instance, builder, launcher, PCRs, admin relay, expiry) and every
+    /// invalid one with the reason.
+    ///
+    /// Exit status: 0 if a valid instance was found, 1 if none, 2 if no relay
+    /// could be read.
+    Discover(DiscoverArgs),
     /// Compute PCR values operators need.
     #[command(subcommand)]
     Pcr(PcrCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiscoverArgs {
+    /// A relay to read from (ws:// or wss://). Repeat for several.
+    #[arg(long = "relay", value_name = "URL", required = true)]
+    pub(crate) relays: Vec<String>,
+    /// Trust this root certificate (DER or PEM) instead of the embedded AWS
+    /// Nitro Enclaves Root-G1, e.g. the dev root a local stack writes.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) root: Option<PathBuf>,
+    /// nitro-cli `pcrs.json` with the expected PCR0, PCR1, PCR2 (and PCR8);
+    /// instances that run anything else are listed as invalid.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pcrs: Option<PathBuf>,
+    /// Accept only instances built by this npub. Repeat for several.
+    #[arg(long = "builder", value_name = "NPUB")]
+    pub(crate) builders: Vec<String>,
+    /// Accept only instances launched by this npub. Repeat for several.
+    #[arg(long = "launcher", value_name = "NPUB")]
+    pub(crate) launchers: Vec<String>,
+    /// Accept enclaves in debug mode (PCR0 all zeros): development only.
+    #[arg(long)]
+    pub(crate) allow_debug: bool,
+    /// Most events to fetch from each relay.
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub(crate) limit: u64,
+    /// Seconds to wait for relays to connect and answer.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub(crate) timeout: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod discover;
 mod input;
 mod output;
 
@@ -21,16 +22,16 @@ use crate::input::{decode_document, read_input, read_text};
 use crate::output::{print_report, DocumentView, JsonReport};
 
 /// Exit status of a valid result.
-const VALID: u8 = 0;
+pub(crate) const VALID: u8 = 0;
 /// Exit status of an invalid result.
-const INVALID: u8 = 1;
+pub(crate) const INVALID: u8 = 1;
 /// Exit status when the arguments or files cannot be used.
 const UNUSABLE: u8 = 2;
 
 /// An argument or file that cannot be used, with what to do about it.
-struct Unusable {
-    message: String,
-    hint: Option<&'static str>,
+pub(crate) struct Unusable {
+    pub(crate) message: String,
+    pub(crate) hint: Option<&'static str>,
 }
 
 impl From<String> for Unusable {
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check(args),
         Command::Attestation(args) => attestation(args),
+        Command::Discover(args) => discover::discover(args),
         Command::Pcr(cmd) => pcr(cmd),
     };
     match result {
@@ -61,7 +63,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -69,7 +71,11 @@ fn now() -> u64 {
 }
 
 fn trusted_root(args: &TrustArgs) -> Result<TrustedRoot, Unusable> {
-    match &args.root {
+    trusted_root_file(args.root.as_deref())
+}
+
+fn trusted_root_file(root: Option<&std::path::Path>) -> Result<TrustedRoot, Unusable> {
+    match root {
         None => Ok(TrustedRoot::aws_nitro_g1()),
         Some(path) => TrustedRoot::from_der_or_pem(&read_input(path)?).map_err(|e| Unusable {
             message: format!("--root {}: {e}", path.display()),

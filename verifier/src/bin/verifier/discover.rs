@@ -1,0 +1,244 @@
+//! `verifier discover`: fetch kind 63793 events from relays and sort them
+//! out with [`verifier::discover`]. This is the only part of the verifier
+//! that uses the network.
+
+use std::time::Duration;
+
+use nostr::{Event, FromBech32, Kind, PublicKey, RelayUrl};
+use nostr_sdk::{Client, Filter, RelayStatus};
+use serde::Serialize;
+use verifier::discover::{Accept, Discovery};
+use verifier::event::instance::ANNOUNCED_PCRS;
+use verifier::event::{npub, KIND_INSTANCE};
+use verifier::pcr::Measurements;
+use verifier::verify::{CheckTime, Options, VerifiedInstance};
+
+use crate::cli::DiscoverArgs;
+use crate::input::read_input;
+use crate::output::{root_name, when};
+use crate::{now, trusted_root_file, Unusable, INVALID, VALID};
+
+/// Runs `discover`.
+pub(crate) fn discover(args: DiscoverArgs) -> Result<u8, Unusable> {
+    let root = trusted_root_file(args.root.as_deref())?;
+    let relays = args
+        .relays
+        .iter()
+        .map(|u| RelayUrl::parse(u).map_err(|e| Unusable::from(format!("--relay {u:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let accept = Accept {
+        builders: parse_npubs(&args.builders, "--builder")?,
+        launchers: parse_npubs(&args.launchers, "--launcher")?,
+    };
+    let checked_at = now();
+    let mut options = Options::new(root.clone(), CheckTime::At(checked_at));
+    options.allow_debug = args.allow_debug;
+    if let Some(path) = &args.pcrs {
+        let m = Measurements::from_json(&read_input(path)?).map_err(|e| Unusable {
+            message: format!("--pcrs {}: {e}", path.display()),
+            hint: Some("--pcrs takes the pcrs.json that nitro-cli build-enclave writes"),
+        })?;
+        options.expected = Some(m);
+    }
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Unusable::from(format!("cannot start the runtime: {e}")))?;
+    let timeout = Duration::from_secs(args.timeout);
+    let (events, unreachable) = runtime.block_on(fetch(&relays, &accept, args.limit, timeout))?;
+    for (url, why) in &unreachable {
+        eprintln!("warning: {url}: {why}");
+    }
+    if unreachable.len() == relays.len() {
+        return Err(Unusable {
+            message: "no relay could be read".into(),
+            hint: Some("check the --relay URLs and your network"),
+        });
+    }
+    let discovery = Discovery::from_events(&events, &options, &accept);
+    if args.json {
+        print_json(&discovery, events.len(), checked_at, &root);
+    } else {
+        print_text(&discovery, events.len(), relays.len(), checked_at, &root);
+    }
+    Ok(if discovery.instances.is_empty() {
+        INVALID
+    } else {
+        VALID
+    })
+}
+
+fn parse_npubs(values: &[String], flag: &str) -> Result<Vec<PublicKey>, Unusable> {
+    values
+        .iter()
+        .map(|v| {
+            PublicKey::from_bech32(v)
+                .or_else(|_| PublicKey::from_hex(v))
+                .map_err(|e| Unusable::from(format!("{flag} {v:?} is not an npub: {e}")))
+        })
+        .collect()
+}
+
+async fn fetch(
+    relays: &[RelayUrl],
+    accept: &Accept,
+    limit: u64,
+    timeout: Duration,
+) -> Result<(Vec<Event>, Vec<(RelayUrl, String)>), Unusable> {
+    let client = Client::default();
+    for url in relays {
+        client
+            .add_relay(url.clone())
+            .await
+            .map_err(|e| Unusable::from(format!("--relay {url}: {e}")))?;
+    }
+    client.connect().await;
+    client.wait_for_connection(timeout).await;
+    let mut filter = Filter::new()
+        .kind(Kind::from_u16(KIND_INSTANCE))
+        .limit(usize::try_from(limit).unwrap_or(500));
+    // Narrow on the relay side when the builders are known (they are p-tagged).
+    if !accept.builders.is_empty() {
+        filter = filter.pubkeys(accept.builders.clone());
+    }
+    let mut unreachable = Vec::new();
+    for (url, relay) in client.relays().await {
+        if relay.status() != RelayStatus::Connected {
+            unreachable.push((url, format!("not connected ({})", relay.status())));
+        }
+    }
+    let events = client
+        .fetch_events(filter, timeout)
+        .await
+        .map_err(|e| Unusable::from(format!("cannot fetch events: {e}")))?;
+    client.shutdown().await;
+    Ok((events.into_iter().collect(), unreachable))
+}
+
+#[derive(Serialize)]
+struct JsonInstance {
+    service: String,
+    builder: String,
+    launcher: String,
+    mode: String,
+    module_id: String,
+    admin_relay: String,
+    expiration: u64,
+    event_id: String,
+    created_at: u64,
+    pcrs: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct JsonRefused {
+    event_id: String,
+    author: String,
+    created_at: u64,
+    check: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct JsonDiscovery {
+    checked_at: u64,
+    root_sha256: String,
+    fetched: usize,
+    superseded: usize,
+    instances: Vec<JsonInstance>,
+    invalid: Vec<JsonRefused>,
+}
+
+fn json_instance(i: &VerifiedInstance) -> JsonInstance {
+    JsonInstance {
+        service: npub(&i.event.pubkey),
+        builder: npub(&i.build.event().pubkey),
+        launcher: npub(&i.instance.event().pubkey),
+        mode: i.mode.to_string(),
+        module_id: i.attestation.doc().module_id.clone(),
+        admin_relay: i.admin_relay.clone(),
+        expiration: i.expiration,
+        event_id: i.event.id.to_hex(),
+        created_at: i.event.created_at.as_secs(),
+        pcrs: i
+            .pcrs
+            .iter()
+            .filter(|(n, _)| ANNOUNCED_PCRS.contains(n))
+            .map(|(n, p)| (format!("PCR{n}"), p.to_string()))
+            .collect(),
+    }
+}
+
+fn print_json(
+    d: &Discovery,
+    fetched: usize,
+    checked_at: u64,
+    root: &verifier::attestation::TrustedRoot,
+) {
+    let out = JsonDiscovery {
+        checked_at,
+        root_sha256: root.sha256_hex(),
+        fetched,
+        superseded: d.superseded,
+        instances: d.instances.iter().map(json_instance).collect(),
+        invalid: d
+            .refused
+            .iter()
+            .map(|r| JsonRefused {
+                event_id: r.event.id.to_hex(),
+                author: npub(&r.event.pubkey),
+                created_at: r.event.created_at.as_secs(),
+                check: r.check.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect(),
+    };
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+}
+
+fn print_text(
+    d: &Discovery,
+    fetched: usize,
+    relays: usize,
+    checked_at: u64,
+    root: &verifier::attestation::TrustedRoot,
+) {
+    let secs = |t: u64| when(i64::try_from(t).unwrap_or(i64::MAX));
+    println!(
+        "{fetched} instance event(s) from {relays} relay(s), checked at {} against {}",
+        secs(checked_at),
+        root_name(root)
+    );
+    println!(
+        "\nValid instances, newest per service key: {}",
+        d.instances.len()
+    );
+    for i in &d.instances {
+        let j = json_instance(i);
+        println!("\n  instance     {}", j.service);
+        println!("  builder      {}", j.builder);
+        println!("  launcher     {}", j.launcher);
+        println!("  mode         {}", j.mode);
+        println!("  module       {}", j.module_id);
+        println!("  admin relay  {}", j.admin_relay);
+        println!("  expires      {}", secs(j.expiration));
+        println!("  event        {} ({})", j.event_id, secs(j.created_at));
+        for (name, value) in &j.pcrs {
+            println!("  {name:12} {value}");
+        }
+    }
+    if d.superseded > 0 {
+        println!(
+            "\n({} older valid event(s) superseded by newer ones)",
+            d.superseded
+        );
+    }
+    println!("\nInvalid events: {}", d.refused.len());
+    for r in &d.refused {
+        println!(
+            "  {} by {} ({}): {}: {}",
+            r.event.id,
+            npub(&r.event.pubkey),
+            secs(r.event.created_at.as_secs()),
+            r.check,
+            r.reason
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Choosing instances from a set of kind 63793 events fetched from relays:
+//! every event is verified; the invalid ones are kept with the reason; of
+//! the valid ones, only the newest per service key is an instance. A valid
+//! event whose builder or launcher is not among those the caller accepts is
+//! refused too, with that reason.
+
+use std::collections::BTreeMap;
+
+use nostr::{Event, PublicKey};
+
+use crate::event::npub;
+use crate::verify::{verify_instance, Options, VerifiedInstance};
+
+/// Whom to accept as builder and launcher; empty means anyone.
+#[derive(Debug, Clone, Default)]
+pub struct Accept {
+    /// Accepted builders.
+    pub builders: Vec<PublicKey>,
+    /// Accepted launchers.
+    pub launchers: Vec<PublicKey>,
+}
+
+/// An event that is not a usable instance.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// The event.
+    pub event: Event,
+    /// The failed check (its name), or `builder`/`launcher` for the filters.
+    pub check: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a set of events holds.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// The newest valid event of each service key, newest first.
+    pub instances: Vec<VerifiedInstance>,
+    /// Valid events superseded by a newer one of the same service key.
+    pub superseded: usize,
+    /// Events that failed verification or the filters.
+    pub refused: Vec<Refused>,
+}
+
+impl Discovery {
+    /// Verifies each of `events` with `options` and sorts them out.
+    pub fn from_events<'a>(
+        events: impl IntoIterator<Item = &'a Event>,
+        options: &Options,
+        accept: &Accept,
+    ) -> Self {
+        let mut newest: BTreeMap<PublicKey, VerifiedInstance> = BTreeMap::new();
+        let mut discovery = Self::default();
+        for event in events {
+            let report = verify_instance(event, options);
+            let Some(instance) = report.verified() else {
+                let (check, reason) = match report.first_failure() {
+                    Some(f) => (f.check.name().to_owned(), f.outcome.to_string()),
+                    None => ("unknown".to_owned(), "not verified".to_owned()),
+                };
+                discovery.refused.push(Refused {
+                    event: event.clone(),
+                    check,
+                    reason,
+                });
+                continue;
+            };
+            if let Some(refusal) = filter(instance, accept) {
+                discovery.refused.push(refusal);
+                continue;
+            }
+            match newest.get(&event.pubkey) {
+                Some(old) if old.event.created_at >= event.created_at => discovery.superseded += 1,
+                Some(_) => {
+                    discovery.superseded += 1;
+                    newest.insert(event.pubkey, instance.clone());
+                }
+                None => {
+                    newest.insert(event.pubkey, instance.clone());
+                }
+            }
+        }
+        discovery.instances = newest.into_values().collect();
+        discovery
+            .instances
+            .sort_by(|a, b| b.event.created_at.cmp(&a.event.created_at));
+        discovery
+    }
+}
+
+fn filter(instance: &VerifiedInstance, accept: &Accept) -> Option<Refused> {
+    let refuse = |check: &str, reason: String| Refused {
+        event: instance.event.clone(),
+        check: check.to_owned(),
+        reason,
+    };
+    let builder = instance.build.event().pubkey;
+    if !accept.builders.is_empty() && !accept.builders.contains(&builder) {
+        return Some(refuse(
+            "builder",
+            format!("built by {}, not one of --builder", npub(&builder)),
+        ));
+    }
+    let launcher = instance.instance.event().pubkey;
+    if !accept.launchers.is_empty() && !accept.launchers.contains(&launcher) {
+        return Some(refuse(
+            "launcher",
+            format!("launched by {}, not one of --launcher", npub(&launcher)),
+        ));
+    }
+    None
+}
