@@ -83,7 +83,7 @@ impl Discovery {
         discovery.instances = newest.into_values().collect();
         discovery
             .instances
-            .sort_by(|a, b| b.event.created_at.cmp(&a.event.created_at));
+            .sort_by_key(|i| std::cmp::Reverse(i.event.created_at));
         discovery
     }
 }
