@@ -1,0 +1,270 @@
+//! The whole stack as separate processes (`parent run` on TCP, `enclave run
+//! --attester dev`) on a LocalRelay that records who connects: the enclave
+//! announces, re-announces on schedule, only ever through the proxy, and
+//! `verifier check` and `verifier discover` accept what it publishes.
+//!
+//! Needs the `enclave` and `verifier` binaries next to `parent`, as
+//! `cargo test --workspace --all-targets` (the README's command) builds them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nostr::{Event, EventBuilder, Filter, Keys, Kind, Tag};
+use nostr_relay_builder::builder::{PolicyResult, WritePolicy};
+use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use parent::dev_stack::{Stack, StackConfig};
+
+/// Addresses that wrote to the relay.
+#[derive(Debug, Default, Clone)]
+struct Writers(Arc<Mutex<Vec<SocketAddr>>>);
+
+impl WritePolicy for Writers {
+    fn admit_event<'a>(
+        &'a self,
+        _event: &'a Event,
+        addr: &'a SocketAddr,
+    ) -> nostr::util::BoxedFuture<'a, PolicyResult> {
+        self.0.lock().unwrap().push(*addr);
+        Box::pin(async { PolicyResult::Accept })
+    }
+}
+
+fn bin_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_parent"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    for name in ["enclave", "verifier"] {
+        assert!(
+            dir.join(name).is_file(),
+            "{name} is not built in {}: run `cargo test --workspace --all-targets`",
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn test_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("stack-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+async fn relay(writers: Writers) -> (LocalRelay, String, SocketAddr) {
+    let builder = RelayBuilder::default()
+        .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .write_policy(writers);
+    let relay = LocalRelay::new(builder);
+    relay.run().await.unwrap();
+    let url = relay.url().await.to_string();
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    (relay, url, addr)
+}
+
+async fn instance_events(url: &str, author: nostr::PublicKey) -> Vec<Event> {
+    let client = nostr_sdk::Client::default();
+    client.add_relay(url).await.unwrap();
+    client.connect().await;
+    let events = client
+        .fetch_events(
+            Filter::new().kind(Kind::from_u16(63793)).author(author),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    client.shutdown().await;
+    events.into_iter().collect()
+}
+
+fn verifier(args: &[&str]) -> std::process::Output {
+    Command::new(bin_dir().join("verifier"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `from=IP:PORT` of every connection the proxy made, from its log.
+fn proxy_sources(log: &Path) -> BTreeSet<SocketAddr> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("socks: connected"))
+        .filter_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("from=")))
+        .map(|a| a.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn announces_through_the_proxy_on_schedule_and_verifies() {
+    let writers = Writers::default();
+    let (_relay, url, relay_addr) = relay(writers.clone()).await;
+    let config = StackConfig {
+        dir: test_dir("announce"),
+        bin_dir: bin_dir(),
+        relay_url: url.clone(),
+        relay_addr,
+        announce_interval: 2,
+        echo_logs: false,
+    };
+    let mut stack = Stack::start(&config).await.unwrap();
+    let first = stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
+    let p = stack.paths.clone();
+    let s = |p: &Path| p.display().to_string();
+    let out = verifier(&[
+        "check",
+        &s(&p.event),
+        "--root",
+        &s(&p.dev_root),
+        "--pcrs",
+        &s(&p.pcrs),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Without the dev root the same event is refused: nothing trusts it by default.
+    let out = verifier(&["check", &s(&p.event)]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Re-announced on schedule: several events, each with a fresh attestation.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let events = loop {
+        let events = instance_events(&url, first.pubkey).await;
+        if events.len() >= 3 || tokio::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(events.len() >= 3, "only {} announcements", events.len());
+    let contents: BTreeSet<&str> = events.iter().map(|e| e.content.as_str()).collect();
+    assert_eq!(contents.len(), events.len(), "attestations must be fresh");
+
+    // Every write reached the relay from a connection the proxy opened.
+    let log = stack.parent.log().to_owned();
+    let enclave_log = stack.enclave.log().to_owned();
+    stack.stop().await.unwrap();
+    let sources = proxy_sources(&log);
+    let written: Vec<SocketAddr> = writers.0.lock().unwrap().clone();
+    assert!(written.len() >= 3);
+    for addr in &written {
+        assert!(
+            sources.contains(addr),
+            "{addr} did not come through the proxy ({sources:?})"
+        );
+    }
+    let logs = std::fs::read_to_string(&enclave_log).unwrap();
+    assert!(!logs.contains("nsec1"), "a secret key in the enclave log");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discover_finds_the_instance_and_lists_a_planted_forgery() {
+    let (_relay, url, relay_addr) = relay(Writers::default()).await;
+    let config = StackConfig {
+        dir: test_dir("discover"),
+        bin_dir: bin_dir(),
+        relay_url: url.clone(),
+        relay_addr,
+        announce_interval: 3600,
+        echo_logs: false,
+    };
+    let mut stack = Stack::start(&config).await.unwrap();
+    let real = stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
+    // A forgery: the real event's tags and attestation, signed by another key.
+    let thief = Keys::generate();
+    let forged = EventBuilder::new(real.kind, real.content.clone())
+        .tags(
+            real.tags
+                .iter()
+                .map(|t| Tag::parse(t.as_slice().to_vec()).unwrap()),
+        )
+        .allow_self_tagging()
+        .sign_with_keys(&thief)
+        .unwrap();
+    let client = nostr_sdk::Client::new(thief);
+    client.add_relay(&url).await.unwrap();
+    client.connect().await;
+    client.send_event(&forged).await.unwrap();
+    client.shutdown().await;
+
+    let root = stack.paths.dev_root.display().to_string();
+    let out = verifier(&["discover", "--relay", &url, "--root", &root, "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let instances = json["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1);
+    assert_eq!(instances[0]["service"], verifier::event::npub(&real.pubkey));
+    assert_eq!(
+        instances[0]["builder"],
+        verifier::event::npub(&stack.signatures.build.pubkey)
+    );
+    let invalid = json["invalid"].as_array().unwrap();
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert_eq!(invalid[0]["event_id"], forged.id.to_hex());
+    assert_eq!(invalid[0]["check"], "public_key");
+    // Filtering on another builder leaves no instance: exit 1.
+    let stranger = verifier::event::npub(&Keys::generate().public_key());
+    let out = verifier(&[
+        "discover",
+        "--relay",
+        &url,
+        "--root",
+        &root,
+        "--builder",
+        &stranger,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    stack.stop().await.unwrap();
+}
+
+#[test]
+fn dev_stack_runs_and_stops_cleanly_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    bin_dir();
+    let dir = test_dir("dev-stack");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dev-stack"))
+        .args(["--quiet", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut printed = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("Stop with Ctrl-C") {
+            break;
+        }
+    }
+    for what in ["relay", "instance event", "dev root", "verifier check"] {
+        assert!(printed.contains(what), "{what:?} not in {printed}");
+    }
+    assert!(dir.join("instance-event.json").is_file());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
