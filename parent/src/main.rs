@@ -12,7 +12,7 @@ use parent::metadata::{MetadataConfig, MetadataServer};
 use parent::signature_files::SignatureFiles;
 use parent::socks::{SocksConfig, SocksProxy};
 use parent::transport::{ListenAddr, Listener};
-use tracing::{error, info};
+use tracing::info;
 use verifier::attestation::TrustedRoot;
 
 /// The untrusted host side of enclaved: serves the enclave the builder's and
@@ -74,31 +74,10 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    parent::runtime::init_logging();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("{e:#}");
-            ExitCode::FAILURE
-        }
+    match cli.command {
+        Command::Run(args) => parent::runtime::run_to_exit(run(args)),
     }
 }
 
@@ -149,7 +128,7 @@ async fn run(args: RunArgs) -> Result<()> {
     tokio::select! {
         r = server.run(listener) => r.context("metadata server stopped")?,
         r = proxy.run(socks_listener) => r.context("SOCKS5 proxy stopped")?,
-        r = shutdown() => { r?; info!("stopping"); }
+        r = parent::runtime::shutdown_signal() => { r?; info!("stopping"); }
     }
     Ok(())
 }
@@ -166,23 +145,6 @@ fn check_relay_url(url: &str) -> Result<()> {
             Ok(())
         }
         _ => bail!("{url:?} is not a relay URL (ws:// or wss://, a host, no credentials)"),
-    }
-}
-
-async fn shutdown() -> Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
-            _ = term.recv() => {}
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok(())
     }
 }
 

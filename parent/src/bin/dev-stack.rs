@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nostr_relay_builder::{LocalRelay, RelayBuilder};
 use parent::dev_stack::{Stack, StackConfig};
-use tracing::{error, info};
+use tracing::info;
 
 /// Runs enclaved locally: an embedded relay on 127.0.0.1, `parent run` on
 /// TCP, and `enclave run --attester dev` as separate processes, with dev
@@ -41,29 +41,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            error!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    parent::runtime::init_logging();
+    parent::runtime::run_to_exit(run(Cli::parse()))
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -97,7 +76,7 @@ async fn run(cli: Cli) -> Result<()> {
     let mut stack = Stack::start(&config).await?;
     let event = tokio::select! {
         r = stack.wait_for_event(Duration::from_secs(120)) => r,
-        r = shutdown() => { r?; Err(anyhow::anyhow!("interrupted before the first announcement")) }
+        r = parent::runtime::shutdown_signal() => { r?; Err(anyhow::anyhow!("interrupted before the first announcement")) }
     };
     let event = match event {
         Ok(e) => e,
@@ -129,7 +108,7 @@ async fn run(cli: Cli) -> Result<()> {
         p.pcrs.display(),
     );
     let outcome = tokio::select! {
-        r = shutdown() => r.map(|()| info!("stopping")),
+        r = parent::runtime::shutdown_signal() => r.map(|()| info!("stopping")),
         r = watch(&mut stack) => r,
     };
     let stopped = stack.stop().await;
@@ -164,21 +143,4 @@ fn relay_socket_addr(url: &str) -> Result<SocketAddr> {
     rest.trim_end_matches('/')
         .parse()
         .with_context(|| format!("the embedded relay's URL {url} is not ws://IP:PORT"))
-}
-
-async fn shutdown() -> Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
-            _ = term.recv() => {}
-        }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok(())
-    }
 }

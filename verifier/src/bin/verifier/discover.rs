@@ -10,13 +10,11 @@ use serde::Serialize;
 use verifier::discover::{Accept, Discovery};
 use verifier::event::instance::ANNOUNCED_PCRS;
 use verifier::event::{npub, KIND_INSTANCE};
-use verifier::pcr::Measurements;
 use verifier::verify::{CheckTime, Options, VerifiedInstance};
 
 use crate::cli::DiscoverArgs;
-use crate::input::read_input;
 use crate::output::{root_name, when};
-use crate::{now, trusted_root_file, Unusable, INVALID, VALID};
+use crate::{expected_pcrs, now, trusted_root_file, Unusable, INVALID, VALID};
 
 /// Runs `discover`.
 pub(crate) fn discover(args: DiscoverArgs) -> Result<u8, Unusable> {
@@ -33,13 +31,7 @@ pub(crate) fn discover(args: DiscoverArgs) -> Result<u8, Unusable> {
     let checked_at = now();
     let mut options = Options::new(root.clone(), CheckTime::At(checked_at));
     options.allow_debug = args.allow_debug;
-    if let Some(path) = &args.pcrs {
-        let m = Measurements::from_json(&read_input(path)?).map_err(|e| Unusable {
-            message: format!("--pcrs {}: {e}", path.display()),
-            hint: Some("--pcrs takes the pcrs.json that nitro-cli build-enclave writes"),
-        })?;
-        options.expected = Some(m);
-    }
+    options.expected = expected_pcrs(args.pcrs.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Unusable::from(format!("cannot start the runtime: {e}")))?;
     let timeout = Duration::from_secs(args.timeout);

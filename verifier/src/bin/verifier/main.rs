@@ -86,6 +86,19 @@ fn trusted_root_file(root: Option<&std::path::Path>) -> Result<TrustedRoot, Unus
     }
 }
 
+/// `--pcrs FILE`: the expected measurements.
+pub(crate) fn expected_pcrs(
+    path: Option<&std::path::Path>,
+) -> Result<Option<Measurements>, Unusable> {
+    let Some(path) = path else { return Ok(None) };
+    Measurements::from_json(&read_input(path)?)
+        .map(Some)
+        .map_err(|e| Unusable {
+            message: format!("--pcrs {}: {e}", path.display()),
+            hint: Some("--pcrs takes the pcrs.json that nitro-cli build-enclave writes"),
+        })
+}
+
 fn check_time(at: At) -> (CheckTime, &'static str) {
     match at {
         At::Now => (CheckTime::At(now()), "now"),
@@ -100,13 +113,7 @@ fn check(args: CheckArgs) -> Result<u8, Unusable> {
     let (time, time_source) = check_time(args.trust.at);
     let mut options = Options::new(root.clone(), time);
     options.allow_debug = args.allow_debug;
-    if let Some(path) = &args.pcrs {
-        let m = Measurements::from_json(&read_input(path)?).map_err(|e| Unusable {
-            message: format!("--pcrs {}: {e}", path.display()),
-            hint: Some("--pcrs takes the pcrs.json that nitro-cli build-enclave writes"),
-        })?;
-        options.expected = Some(m);
-    }
+    options.expected = expected_pcrs(args.pcrs.as_deref())?;
     let report = verify_instance_json(json.trim(), &options);
     if args.json {
         let out = JsonReport {
