@@ -46,9 +46,6 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Seconds to wait for the parent's metadata server to come up.
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    parent_wait: u64,
     /// Where attestations come from: `nsm` (/dev/nsm, production) or `dev`
     /// (a local chain that only `verifier check --root <dev root>` trusts).
     /// Required: nothing falls back to dev.
@@ -60,6 +57,9 @@ struct RunArgs {
     /// The parent's SOCKS5 proxy, the only way to relays: vsock:CID:PORT or tcp:IP:PORT.
     #[arg(long, value_name = "ADDR", default_value_t = ParentAddr::vsock(SOCKS_PORT))]
     socks: ParentAddr,
+    /// Seconds to wait for the parent's metadata server to come up.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    parent_wait: u64,
     /// The relay where the admin API listens (the instance event's `relay` tag).
     #[arg(long, value_name = "URL", default_value = "wss://relay.nsec.app")]
     admin_relay: String,
