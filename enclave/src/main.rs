@@ -122,6 +122,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<()> {
+    let stop = catch_stop_signals()?;
+    tokio::pin!(stop);
     let admin_relay = parse_relay_url(&args.admin_relay)
         .map_err(anyhow::Error::msg)
         .context("--admin-relay")?;
@@ -132,14 +134,18 @@ async fn run(args: RunArgs) -> Result<()> {
         "service key {}",
         keys.public_key().to_bech32().unwrap_or_default()
     );
-    let admitted = startup::start(
+    let admitted = tokio::select! {
+        r = startup::start(
         &attester,
         &keys,
         args.metadata,
         Duration::from_secs(args.parent_wait),
-    )
-    .await
-    .context("refusing to start")?;
+        ) => r.context("refusing to start")?,
+        () = &mut stop => {
+            info!("stopped during start-up");
+            return Ok(());
+        }
+    };
     info!(
         builder = %npub(&admitted.signatures.build.event().pubkey),
         launcher = %npub(&admitted.signatures.instance.event().pubkey),
@@ -161,7 +167,7 @@ async fn run(args: RunArgs) -> Result<()> {
     );
     tokio::select! {
         () = announce::run(Arc::clone(&attester), keys, admitted, config, client.clone()) => {}
-        r = shutdown() => { r?; info!("stopping"); }
+        () = &mut stop => info!("stopping"),
     }
     client.shutdown().await;
     Ok(())
@@ -208,19 +214,24 @@ fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
     }
 }
 
-async fn shutdown() -> Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// SIGINT and SIGTERM, caught from the moment this returns, so a stop
+/// during start-up is clean too.
+#[cfg(unix)]
+fn catch_stop_signals() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
-            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok(())
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn catch_stop_signals() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -15,6 +15,9 @@ use parent::transport::{ListenAddr, Listener};
 use tracing::info;
 use verifier::attestation::TrustedRoot;
 
+/// How long a stopping parent waits for proxied connections to end.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The untrusted host side of enclaved: serves the enclave the builder's and
 /// launcher's signature events (after checking them against the enclave's
 /// attestation) and the relays to announce on, and proxies the enclave's
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: RunArgs) -> Result<()> {
+    let mut shutdown = parent::runtime::Shutdown::install()?;
     for url in &args.announce_relays {
         check_relay_url(url)?;
     }
@@ -125,10 +129,16 @@ async fn run(args: RunArgs) -> Result<()> {
         prod: args.prod,
         max_connections: args.max_connections,
     });
+    let connections = proxy.connections().clone();
     tokio::select! {
         r = server.run(listener) => r.context("metadata server stopped")?,
         r = proxy.run(socks_listener) => r.context("SOCKS5 proxy stopped")?,
-        r = parent::runtime::shutdown_signal() => { r?; info!("stopping"); }
+        r = shutdown.wait() => { r?; info!("stopping"); }
+    }
+    // Let the enclave close its relay connections itself, briefly.
+    let open = connections.drain(SHUTDOWN_GRACE).await;
+    if open > 0 {
+        info!("cutting {open} proxied connection(s) still open");
     }
     Ok(())
 }

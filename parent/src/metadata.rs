@@ -21,7 +21,7 @@ use verifier::protocol::{Reply, Request, StartResult, MAX_MESSAGE, METHOD_START}
 use verifier::verify::check_signatures;
 
 use crate::signature_files::SignatureFiles;
-use crate::transport::{serve_each, Listener};
+use crate::transport::{serve_each, ConnectionLimit, Listener};
 
 /// How long a connection may stay silent before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,8 +57,8 @@ impl MetadataServer {
 
     /// Accepts clients on `listener` until the task is dropped.
     pub async fn run(self, listener: Listener) -> std::io::Result<()> {
-        let max = self.config.max_connections;
-        serve_each(listener, max, "metadata", |stream, peer| {
+        let limit = ConnectionLimit::new(self.config.max_connections);
+        serve_each(listener, &limit, "metadata", |stream, peer| {
             let server = self.clone();
             async move {
                 server.serve(stream, &peer).await;

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::egress::EgressPolicy;
-use crate::transport::{serve_each, Listener};
+use crate::transport::{serve_each, ConnectionLimit, Listener};
 
 /// Time allowed for the SOCKS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +38,7 @@ pub struct SocksConfig {
 #[derive(Debug, Clone)]
 pub struct SocksProxy {
     config: Arc<SocksConfig>,
+    limit: ConnectionLimit,
 }
 
 /// How a request ended, for the log and for tests.
@@ -62,14 +63,20 @@ impl SocksProxy {
     /// A proxy with `config`.
     pub fn new(config: SocksConfig) -> Self {
         Self {
+            limit: ConnectionLimit::new(config.max_connections),
             config: Arc::new(config),
         }
     }
 
+    /// The proxied connections, to wait for them at shutdown.
+    pub fn connections(&self) -> &ConnectionLimit {
+        &self.limit
+    }
+
     /// Accepts clients on `listener` until the task is dropped.
     pub async fn run(self, listener: Listener) -> std::io::Result<()> {
-        let max = self.config.max_connections;
-        serve_each(listener, max, "socks", |stream, peer| {
+        let limit = self.limit.clone();
+        serve_each(listener, &limit, "socks", |stream, peer| {
             let proxy = self.clone();
             async move {
                 proxy.serve(stream, &peer).await;

@@ -109,11 +109,45 @@ impl Listener {
     }
 }
 
+/// A cap on the clients served at once, shared by an accept loop and
+/// whoever waits for its connections to finish.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimit {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl ConnectionLimit {
+    /// At most `max` at once.
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+
+    /// How many are open now.
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.permits.available_permits())
+    }
+
+    /// Waits up to `grace` for every connection to end; returns how many are
+    /// still open. For a clean stop: the enclave closes its relay
+    /// connections when it stops, and they should not be cut first.
+    pub async fn drain(&self, grace: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.open()
+    }
+}
+
 /// Accepts clients on `listener` forever, serving each with `serve` in its
-/// own task; with `max` clients being served, a new one is closed at once.
+/// own task; with `limit` clients being served, a new one is closed at once.
 pub async fn serve_each<F, Fut>(
     listener: Listener,
-    max: usize,
+    limit: &ConnectionLimit,
     what: &'static str,
     serve: F,
 ) -> std::io::Result<()>
@@ -121,11 +155,10 @@ where
     F: Fn(Box<dyn Stream>, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(max));
     loop {
         let (stream, peer) = listener.accept().await?;
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            warn!(%peer, "{what}: refusing connection, {max} already open");
+        let Ok(permit) = Arc::clone(&limit.permits).try_acquire_owned() else {
+            warn!(%peer, "{what}: refusing connection, {} already open", limit.max);
             continue;
         };
         let task = serve(stream, peer);

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    let mut shutdown = parent::runtime::Shutdown::install()?;
     let bin_dir = match cli.bin_dir {
         Some(d) => d,
         None => std::env::current_exe()?
@@ -76,7 +77,7 @@ async fn run(cli: Cli) -> Result<()> {
     let mut stack = Stack::start(&config).await?;
     let event = tokio::select! {
         r = stack.wait_for_event(Duration::from_secs(120)) => r,
-        r = parent::runtime::shutdown_signal() => { r?; Err(anyhow::anyhow!("interrupted before the first announcement")) }
+        r = shutdown.wait() => { r?; Err(anyhow::anyhow!("interrupted before the first announcement")) }
     };
     let event = match event {
         Ok(e) => e,
@@ -108,7 +109,7 @@ async fn run(cli: Cli) -> Result<()> {
         p.pcrs.display(),
     );
     let outcome = tokio::select! {
-        r = parent::runtime::shutdown_signal() => r.map(|()| info!("stopping")),
+        r = shutdown.wait() => r.map(|()| info!("stopping")),
         r = watch(&mut stack) => r,
     };
     let stopped = stack.stop().await;
