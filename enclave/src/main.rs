@@ -15,12 +15,13 @@ use enclave::attester::nsm::NsmAttester;
 use enclave::attester::{Attester, AttesterKind};
 use enclave::link::ParentAddr;
 use enclave::relay::{self, tls::TlsConfig, ProxiedTransport};
-use enclave::startup::{self, parse_relay_url};
+use enclave::startup;
 use nostr::{Keys, ToBech32};
 use tracing::{error, info};
 use verifier::event::npub;
 use verifier::pcr::cert_der_from_der_or_pem;
 use verifier::protocol::{METADATA_PORT, SOCKS_PORT};
+use verifier::rpc::relays::parse_relay_url;
 
 /// The trusted side of enclaved, run inside an AWS Nitro Enclave.
 ///

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::info;
+use verifier::rpc::relays::parse_relay_url;
 
 use nostr::{Keys, RelayUrl};
 use verifier::attestation::{Attestation, TrustedRoot, VerifiedAttestation};
@@ -127,18 +128,6 @@ pub fn admit(
         prod: start.prod,
         mode,
     })
-}
-
-/// A relay URL: `ws://` or `wss://`, no credentials.
-pub fn parse_relay_url(url: &str) -> Result<RelayUrl, String> {
-    let parsed = nostr::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(format!("{url:?} carries credentials"));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host"));
-    }
-    RelayUrl::parse(url).map_err(|e| format!("{url:?} is not a ws:// or wss:// URL: {e}"))
 }
 
 /// The whole start-up: attest, ask the parent (waiting up to `wait` for

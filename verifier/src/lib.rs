@@ -12,6 +12,7 @@
 //!   (63795), instance signature (63796) and instance event (63793);
 //! - [`signing_cert`]: the builder's self-signed image signing certificate;
 //! - [`protocol`]: messages between the enclave and the parent;
+//! - [`rpc`]: the admin API and NIP-46 envelope, its encryption, bunker URLs;
 //! - [`verify`]: verification of an instance event into a [`verify::Report`]
 //!   that names every check;
 //! - [`discover`]: the newest valid instance per service key among fetched events.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod event;
 pub mod pcr;
 pub mod protocol;
+pub mod rpc;
 pub mod signing_cert;
 pub mod verify;
 

@@ -1,0 +1,211 @@
+//! The admin API (kind 24135, p-tagged to the service key, signed by the
+//! user's key), wire-compatible with the original noauth-enclaved:
+//!
+//! | method | params | result |
+//! |---|---|---|
+//! | `ping` | | `pong` |
+//! | `has_key` | | `true` or `false` |
+//! | `import_key` | privkey, relays_csv | `ok` |
+//! | `connect_key` | privkey, app pubkey, relays_csv | `ok` |
+//! | `delete_key` | | `ok` |
+//! | `generate_test_key` | relays_csv | bunker URL |
+//! | `create_bunker_url` | | bunker URL |
+//!
+//! The request's signer is who acts: `import_key`/`connect_key` must hand
+//! over the signer's own private key, and `has_key`, `delete_key` and
+//! `create_bunker_url` act on the signer's key only.
+
+use nostr::{Keys, PublicKey, RelayUrl};
+
+use super::message::{Params, Request};
+use super::relays::{parse_relays_csv, relays_csv};
+
+/// Method names.
+pub mod method {
+    /// Liveness.
+    pub const PING: &str = "ping";
+    /// Whether the signer's key is held.
+    pub const HAS_KEY: &str = "has_key";
+    /// Hand over the signer's key.
+    pub const IMPORT_KEY: &str = "import_key";
+    /// Hand over the signer's key and grant one app full access.
+    pub const CONNECT_KEY: &str = "connect_key";
+    /// Delete the signer's key.
+    pub const DELETE_KEY: &str = "delete_key";
+    /// A fresh throw-away key, returned as a bunker URL.
+    pub const GENERATE_TEST_KEY: &str = "generate_test_key";
+    /// A bunker URL with a fresh single-use secret for the signer's key.
+    pub const CREATE_BUNKER_URL: &str = "create_bunker_url";
+}
+
+/// `ping`'s result.
+pub const PONG: &str = "pong";
+/// The result of a change.
+pub const OK: &str = "ok";
+
+/// A parsed admin request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdminRequest {
+    /// `ping`.
+    Ping,
+    /// `has_key`.
+    HasKey,
+    /// `import_key`.
+    ImportKey {
+        /// The key (its `Debug` shows only the public key).
+        keys: Keys,
+        /// Where its NIP-46 requests arrive.
+        relays: Vec<RelayUrl>,
+    },
+    /// `connect_key`.
+    ConnectKey {
+        /// The key.
+        keys: Keys,
+        /// The app given full access.
+        app: PublicKey,
+        /// Where its NIP-46 requests arrive.
+        relays: Vec<RelayUrl>,
+    },
+    /// `delete_key`.
+    DeleteKey,
+    /// `generate_test_key`.
+    GenerateTestKey {
+        /// Where the test key's NIP-46 requests arrive.
+        relays: Vec<RelayUrl>,
+    },
+    /// `create_bunker_url`.
+    CreateBunkerUrl,
+}
+
+impl AdminRequest {
+    /// The method name.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Ping => method::PING,
+            Self::HasKey => method::HAS_KEY,
+            Self::ImportKey { .. } => method::IMPORT_KEY,
+            Self::ConnectKey { .. } => method::CONNECT_KEY,
+            Self::DeleteKey => method::DELETE_KEY,
+            Self::GenerateTestKey { .. } => method::GENERATE_TEST_KEY,
+            Self::CreateBunkerUrl => method::CREATE_BUNKER_URL,
+        }
+    }
+
+    /// The request to send (with a fresh id).
+    pub fn to_request(&self) -> Request {
+        let secret = |keys: &Keys| keys.secret_key().to_secret_hex();
+        let params = match self {
+            Self::Ping | Self::HasKey | Self::DeleteKey | Self::CreateBunkerUrl => {
+                Params::default()
+            }
+            Self::ImportKey { keys, relays } => Params::new([secret(keys), relays_csv(relays)]),
+            Self::ConnectKey { keys, app, relays } => {
+                Params::new([secret(keys), app.to_hex(), relays_csv(relays)])
+            }
+            Self::GenerateTestKey { relays } => Params::new([relays_csv(relays)]),
+        };
+        Request::new(self.method(), params)
+    }
+
+    /// Parses `request`, allowing at most `max_relays` relays. The error
+    /// is the message for the error reply; it never repeats a parameter.
+    pub fn parse(request: &Request, max_relays: usize) -> Result<Self, String> {
+        let p = &request.params;
+        let param = |i: usize, name: &str| {
+            p.get(i)
+                .ok_or_else(|| format!("{}: missing parameter {name}", request.method))
+        };
+        let keys = |i: usize| {
+            Keys::parse(param(i, "privkey")?).map_err(|_| {
+                format!(
+                    "{}: the private key is not valid hex or nsec",
+                    request.method
+                )
+            })
+        };
+        let relays = |i: usize| {
+            parse_relays_csv(param(i, "relays")?, max_relays)
+                .map_err(|e| format!("{}: {e}", request.method))
+        };
+        Ok(match request.method.as_str() {
+            method::PING => Self::Ping,
+            method::HAS_KEY => Self::HasKey,
+            method::IMPORT_KEY => Self::ImportKey {
+                keys: keys(0)?,
+                relays: relays(1)?,
+            },
+            method::CONNECT_KEY => Self::ConnectKey {
+                keys: keys(0)?,
+                app: PublicKey::parse(param(1, "app pubkey")?).map_err(|_| {
+                    "connect_key: the app pubkey is not valid hex or npub".to_owned()
+                })?,
+                relays: relays(2)?,
+            },
+            method::DELETE_KEY => Self::DeleteKey,
+            method::GENERATE_TEST_KEY => Self::GenerateTestKey { relays: relays(0)? },
+            method::CREATE_BUNKER_URL => Self::CreateBunkerUrl,
+            other => return Err(format!("unknown method {other:?}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_without_showing_keys() {
+        let keys = Keys::generate();
+        let relays = vec![RelayUrl::parse("wss://r.example").unwrap()];
+        let app = Keys::generate().public_key();
+        for request in [
+            AdminRequest::Ping,
+            AdminRequest::HasKey,
+            AdminRequest::ImportKey {
+                keys: keys.clone(),
+                relays: relays.clone(),
+            },
+            AdminRequest::ConnectKey {
+                keys: keys.clone(),
+                app,
+                relays: relays.clone(),
+            },
+            AdminRequest::DeleteKey,
+            AdminRequest::GenerateTestKey {
+                relays: relays.clone(),
+            },
+            AdminRequest::CreateBunkerUrl,
+        ] {
+            let wire = request.to_request();
+            let json = wire.to_json();
+            let parsed = AdminRequest::parse(&Request::parse(&json).unwrap(), 4).unwrap();
+            assert_eq!(parsed, request);
+            let secret = keys.secret_key().to_secret_hex();
+            assert!(!format!("{request:?}{wire:?}").contains(&secret));
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem_not_the_key() {
+        let req = |method: &str, params: &[&str]| Request {
+            id: "1".into(),
+            method: method.into(),
+            params: Params::new(params.iter().copied()),
+        };
+        let e =
+            AdminRequest::parse(&req("import_key", &["zz-secret-zz", "wss://r"]), 4).unwrap_err();
+        assert!(
+            e.contains("not valid") && !e.contains("zz-secret-zz"),
+            "{e}"
+        );
+        let k = Keys::generate().secret_key().to_secret_hex();
+        assert!(AdminRequest::parse(&req("import_key", &[&k]), 4)
+            .unwrap_err()
+            .contains("missing"));
+        assert!(AdminRequest::parse(&req("import_key", &[&k, "https://x"]), 4).is_err());
+        assert!(AdminRequest::parse(&req("connect_key", &[&k, "nope", "wss://r"]), 4).is_err());
+        assert!(AdminRequest::parse(&req("sign_event", &[]), 4)
+            .unwrap_err()
+            .contains("unknown method"));
+    }
+}

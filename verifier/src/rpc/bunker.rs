@@ -1,0 +1,102 @@
+//! Bunker URLs, `bunker://<remote signer pubkey>?relay=<url>&…&secret=<s>`,
+//! as NIP-46 apps expect them. In enclaved the remote signer key is the
+//! user's own key. Secrets are single-use and random.
+
+use nostr::nips::nip46::NostrConnectURI;
+use nostr::{PublicKey, RelayUrl};
+use zeroize::Zeroizing;
+
+/// Bytes of randomness in a secret (hex-encoded in the URL).
+pub const SECRET_BYTES: usize = 16;
+
+/// The bunker URL of `signer` on `relays`, with `secret` if given.
+pub fn bunker_url(
+    signer: &PublicKey,
+    relays: &[RelayUrl],
+    secret: Option<&str>,
+) -> Zeroizing<String> {
+    Zeroizing::new(
+        NostrConnectURI::Bunker {
+            remote_signer_public_key: *signer,
+            relays: relays.to_vec(),
+            secret: secret.map(str::to_owned),
+        }
+        .to_string(),
+    )
+}
+
+/// A bunker URL's parts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Bunker {
+    /// The key the app talks to (here the user's key).
+    pub signer: PublicKey,
+    /// Where to reach it.
+    pub relays: Vec<RelayUrl>,
+    /// The single-use connect secret, if any.
+    pub secret: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for Bunker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bunker")
+            .field("signer", &self.signer)
+            .field("relays", &self.relays)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Parses a `bunker://` URL.
+pub fn parse_bunker_url(url: &str) -> Result<Bunker, String> {
+    match NostrConnectURI::parse(url) {
+        Ok(NostrConnectURI::Bunker {
+            remote_signer_public_key,
+            relays,
+            secret,
+        }) => Ok(Bunker {
+            signer: remote_signer_public_key,
+            relays,
+            secret: secret.map(Zeroizing::new),
+        }),
+        Ok(NostrConnectURI::Client { .. }) => Err("a nostrconnect:// URL, not a bunker URL".into()),
+        Err(e) => Err(format!("not a bunker URL: {e}")),
+    }
+}
+
+/// A fresh random secret.
+pub fn new_secret() -> Zeroizing<String> {
+    let mut bytes = Zeroizing::new([0u8; SECRET_BYTES]);
+    nostr::secp256k1::rand::RngCore::fill_bytes(
+        &mut nostr::secp256k1::rand::rngs::OsRng,
+        bytes.as_mut(),
+    );
+    Zeroizing::new(hex::encode(bytes.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nostr::Keys;
+
+    #[test]
+    fn round_trips() {
+        let signer = Keys::generate().public_key();
+        let relays = vec![RelayUrl::parse("ws://127.0.0.1:7000").unwrap()];
+        let secret = new_secret();
+        assert_eq!(secret.len(), 2 * SECRET_BYTES);
+        let url = bunker_url(&signer, &relays, Some(&secret));
+        assert!(url.starts_with(&format!(
+            "bunker://{}?relay=ws://127.0.0.1:7000&secret=",
+            signer.to_hex()
+        )));
+        let parsed = parse_bunker_url(&url).unwrap();
+        assert_eq!(parsed.signer, signer);
+        assert_eq!(parsed.relays, relays);
+        assert_eq!(
+            parsed.secret.as_deref().map(String::as_str),
+            Some(secret.as_str())
+        );
+        assert!(!format!("{parsed:?}").contains(secret.as_str()));
+        assert!(parse_bunker_url("https://x").is_err());
+    }
+}

@@ -1,0 +1,218 @@
+//! The encryption of requests and responses in an event's content: NIP-44
+//! v2, or NIP-04 for clients that still use it (its content ends in
+//! `?iv=…`). A response is sealed in the scheme of its request, with the
+//! conversation key derived once for both.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use nostr::nips::nip44::v2::{self, ConversationKey};
+use nostr::nips::{nip04, nip44};
+use nostr::{PublicKey, SecretKey};
+use zeroize::Zeroizing;
+
+use super::message::MAX_REQUEST_JSON;
+
+/// NIP-44 v2's version byte.
+const NIP44_V2: u8 = 2;
+
+/// How a content is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// NIP-44 v2 (base64 of version 2, nonce, ciphertext, MAC).
+    Nip44,
+    /// NIP-04 (`<base64>?iv=<base64>`), deprecated but still sent by some clients.
+    Nip04,
+}
+
+impl Scheme {
+    /// The scheme `content` is in, from its shape.
+    pub fn of(content: &str) -> Self {
+        if content.contains("?iv=") {
+            Self::Nip04
+        } else {
+            Self::Nip44
+        }
+    }
+}
+
+/// Why a content could not be decrypted or encrypted. Carries no plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CipherError(String);
+
+impl fmt::Display for CipherError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CipherError {}
+
+fn fail(what: &str, e: impl fmt::Display) -> CipherError {
+    CipherError(format!("{what}: {e}"))
+}
+
+/// One side of an encrypted conversation with `peer`.
+pub enum Conversation<'a> {
+    /// NIP-44 v2, with its conversation key.
+    Nip44(ConversationKey),
+    /// NIP-04.
+    Nip04 {
+        /// Our secret key.
+        secret: &'a SecretKey,
+        /// The other side.
+        peer: PublicKey,
+    },
+}
+
+impl fmt::Debug for Conversation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Conversation({:?})", self.scheme())
+    }
+}
+
+impl<'a> Conversation<'a> {
+    /// A NIP-44 conversation between `secret` and `peer`.
+    pub fn nip44(secret: &SecretKey, peer: &PublicKey) -> Result<Self, CipherError> {
+        ConversationKey::derive(secret, peer)
+            .map(Self::Nip44)
+            .map_err(|e| fail("NIP-44 conversation key", e))
+    }
+
+    /// A conversation in `scheme`.
+    pub fn new(
+        scheme: Scheme,
+        secret: &'a SecretKey,
+        peer: &PublicKey,
+    ) -> Result<Self, CipherError> {
+        match scheme {
+            Scheme::Nip44 => Self::nip44(secret, peer),
+            Scheme::Nip04 => Ok(Self::Nip04 {
+                secret,
+                peer: *peer,
+            }),
+        }
+    }
+
+    /// Decrypts `content` sent by `peer` to `secret`, in whichever scheme
+    /// it uses, and returns the conversation to answer in.
+    pub fn open(
+        secret: &'a SecretKey,
+        peer: &PublicKey,
+        content: &str,
+    ) -> Result<(Self, Zeroizing<String>), CipherError> {
+        let conversation = Self::new(Scheme::of(content), secret, peer)?;
+        let plaintext = conversation.decrypt(content)?;
+        Ok((conversation, plaintext))
+    }
+
+    /// The scheme of this conversation.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            Self::Nip44(_) => Scheme::Nip44,
+            Self::Nip04 { .. } => Scheme::Nip04,
+        }
+    }
+
+    /// Decrypts a content from the peer. Bounded: a content that would
+    /// decrypt to more than the largest request is refused first.
+    pub fn decrypt(&self, content: &str) -> Result<Zeroizing<String>, CipherError> {
+        // base64 is 4/3 of the bytes, plus version, nonce, MAC and padding.
+        if content.len() > (MAX_REQUEST_JSON + 1024) * 4 / 3 + 256 {
+            return Err(CipherError(format!("content of {} bytes", content.len())));
+        }
+        let bytes = match self {
+            Self::Nip44(key) => Zeroizing::new(nip44_decrypt(key, content)?),
+            Self::Nip04 { secret, peer } => Zeroizing::new(
+                nip04::decrypt_to_bytes(secret, peer, content).map_err(|e| fail("NIP-04", e))?,
+            ),
+        };
+        String::from_utf8(bytes.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| CipherError("the plaintext is not UTF-8".into()))
+    }
+
+    /// Encrypts `plaintext` for the peer.
+    pub fn encrypt(&self, plaintext: &str) -> Result<String, CipherError> {
+        self.encrypt_with_rng(&mut nostr::secp256k1::rand::rngs::OsRng, plaintext)
+    }
+
+    /// [`Self::encrypt`] with the NIP-44 nonce drawn from `rng`: for test
+    /// vectors, which fix the nonce. Production code uses the OS RNG.
+    pub fn encrypt_with_rng<R: nostr::secp256k1::rand::RngCore>(
+        &self,
+        rng: &mut R,
+        plaintext: &str,
+    ) -> Result<String, CipherError> {
+        match self {
+            Self::Nip44(key) => v2::encrypt_to_bytes_with_rng(rng, key, plaintext.as_bytes())
+                .map(|payload| STANDARD.encode(payload))
+                .map_err(|e| fail("NIP-44", e)),
+            Self::Nip04 { secret, peer } => {
+                nip04::encrypt(secret, peer, plaintext).map_err(|e| fail("NIP-04", e))
+            }
+        }
+    }
+}
+
+/// NIP-44 v2 decryption with a known conversation key: refuses other
+/// versions (including the `#` prefix that marks future encodings).
+pub fn nip44_decrypt(key: &ConversationKey, payload: &str) -> Result<Vec<u8>, CipherError> {
+    if payload.starts_with('#') {
+        return Err(CipherError("NIP-44: unsupported encoding".into()));
+    }
+    let bytes = STANDARD
+        .decode(payload)
+        .map_err(|e| fail("NIP-44 base64", e))?;
+    match bytes.first() {
+        Some(&NIP44_V2) => {}
+        Some(v) => return Err(CipherError(format!("NIP-44: unknown version {v}"))),
+        None => return Err(CipherError("NIP-44: empty payload".into())),
+    }
+    v2::decrypt_to_bytes(key, &bytes).map_err(|e| fail("NIP-44", e))
+}
+
+/// NIP-44 v2 with a fresh conversation key, for one-off messages.
+pub fn nip44_encrypt(
+    secret: &SecretKey,
+    peer: &PublicKey,
+    plaintext: &str,
+) -> Result<String, CipherError> {
+    nip44::encrypt(secret, peer, plaintext, nip44::Version::V2).map_err(|e| fail("NIP-44", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nostr::Keys;
+
+    #[test]
+    fn answers_in_the_scheme_of_the_request() {
+        let (a, b) = (Keys::generate(), Keys::generate());
+        for content in [
+            nip44_encrypt(a.secret_key(), &b.public_key(), "hello").unwrap(),
+            nip04::encrypt(a.secret_key(), &b.public_key(), "hello").unwrap(),
+        ] {
+            let (conversation, plaintext) =
+                Conversation::open(b.secret_key(), &a.public_key(), &content).unwrap();
+            assert_eq!(plaintext.as_str(), "hello");
+            assert_eq!(conversation.scheme(), Scheme::of(&content));
+            let reply = conversation.encrypt("back").unwrap();
+            let (_, back) = Conversation::open(a.secret_key(), &b.public_key(), &reply).unwrap();
+            assert_eq!(back.as_str(), "back");
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        let (a, b) = (Keys::generate(), Keys::generate());
+        let other = Keys::generate();
+        let content = nip44_encrypt(a.secret_key(), &b.public_key(), "hello").unwrap();
+        assert!(Conversation::open(other.secret_key(), &a.public_key(), &content).is_err());
+        assert!(Conversation::open(b.secret_key(), &a.public_key(), "#abc").is_err());
+        assert!(Conversation::open(b.secret_key(), &a.public_key(), "").is_err());
+        let huge = "A".repeat(1 << 20);
+        assert!(Conversation::open(b.secret_key(), &a.public_key(), &huge).is_err());
+    }
+}
