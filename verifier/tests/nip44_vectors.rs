@@ -2,6 +2,8 @@
 //! shipped in rust-nostr's `nostr` crate) run through the code path the
 //! signer uses for every request and reply: `rpc::cipher::Conversation`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use nostr::nips::nip44::v2::ConversationKey;
 use nostr::secp256k1::rand::{CryptoRng, RngCore};
 use nostr::{PublicKey, SecretKey};
