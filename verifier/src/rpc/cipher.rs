@@ -49,6 +49,13 @@ impl fmt::Display for CipherError {
 
 impl std::error::Error for CipherError {}
 
+impl CipherError {
+    /// An error saying `why`.
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
 fn fail(what: &str, e: impl fmt::Display) -> CipherError {
     CipherError(format!("{what}: {e}"))
 }

@@ -22,3 +22,35 @@ pub mod message;
 pub mod relays;
 
 pub use message::{Params, Request, Response};
+
+use nostr::{Event, EventBuilder, Keys, Kind, PublicKey, Tag};
+
+use cipher::{CipherError, Conversation, Scheme};
+
+/// A request event of `kind` from `keys` to `to`, its content `request`
+/// sealed in `scheme`.
+pub fn seal_request(
+    keys: &Keys,
+    to: &PublicKey,
+    kind: u16,
+    request: &Request,
+    scheme: Scheme,
+) -> Result<Event, CipherError> {
+    let conversation = Conversation::new(scheme, keys.secret_key(), to)?;
+    let content = conversation.encrypt(&request.to_json())?;
+    EventBuilder::new(Kind::from(kind), content)
+        .tag(Tag::public_key(*to))
+        .sign_with_keys(keys)
+        .map_err(|e| CipherError::new(format!("cannot sign the request: {e}")))
+}
+
+/// The response in `event`, sent to `keys`: its signature checked, its
+/// content decrypted and parsed.
+pub fn open_response(keys: &Keys, event: &Event) -> Result<Response, String> {
+    event
+        .verify()
+        .map_err(|e| format!("the reply's signature does not verify: {e}"))?;
+    let (_, plaintext) = Conversation::open(keys.secret_key(), &event.pubkey, &event.content)
+        .map_err(|e| format!("cannot decrypt the reply: {e}"))?;
+    Response::parse(&plaintext)
+}

@@ -1,0 +1,307 @@
+//! User keys, held in RAM only. Each [`UserKey`] carries the relays its
+//! NIP-46 requests arrive on, the apps allowed to use it and its pending
+//! single-use connect secrets. Private keys are wiped when a key is
+//! deleted, expires or the store is dropped (nostr's `Keys` erase their
+//! secret on drop), and are never printed: `Debug` shows public keys only.
+//!
+//! Every limit here is what a stranger could otherwise exhaust: the number
+//! of keys (and of throw-away test keys), relays per key, distinct relays
+//! overall, apps and secrets per key, test keys per requester per hour.
+
+mod user_key;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+use nostr::{Keys, PublicKey, RelayUrl};
+use zeroize::Zeroizing;
+
+pub use user_key::{ConnectError, UserKey};
+
+/// The configurable limits of a [`KeyStore`].
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most keys held, test keys included.
+    pub max_keys: usize,
+    /// Most throw-away test keys held at once.
+    pub max_test_keys: usize,
+    /// Most relays per key.
+    pub max_relays_per_key: usize,
+    /// Most distinct relays over all keys (each is one connection).
+    pub max_relays: usize,
+    /// Most apps allowed per key.
+    pub max_apps_per_key: usize,
+    /// Most pending connect secrets per key (the oldest is dropped).
+    pub max_secrets_per_key: usize,
+    /// `generate_test_key` calls allowed per requester per hour.
+    pub test_keys_per_hour: usize,
+    /// How long a test key lives, in seconds.
+    pub test_key_ttl: u64,
+    /// How long a connect secret stays usable, in seconds.
+    pub secret_ttl: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_keys: 50_000,
+            max_test_keys: 1_000,
+            max_relays_per_key: 8,
+            max_relays: 256,
+            max_apps_per_key: 64,
+            max_secrets_per_key: 16,
+            test_keys_per_hour: 3,
+            test_key_ttl: 24 * 3600,
+            secret_ttl: 24 * 3600,
+        }
+    }
+}
+
+/// Why the store refused a change; the message goes back to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store holds `max_keys` keys.
+    Full(usize),
+    /// The store holds `max_test_keys` test keys.
+    TestKeysFull(usize),
+    /// More relays than allowed for one key.
+    TooManyRelaysPerKey(usize),
+    /// Adding these relays would pass the overall relay limit.
+    TooManyRelays(usize),
+    /// The requester asked for too many test keys this hour.
+    TestKeyRate(usize),
+    /// No key is held for this public key.
+    NoKey,
+    /// Connecting an app failed.
+    Connect(ConnectError),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(n) => write!(f, "this enclave holds its maximum of {n} keys"),
+            Self::TestKeysFull(n) => write!(f, "this enclave holds its maximum of {n} test keys"),
+            Self::TooManyRelaysPerKey(n) => write!(f, "at most {n} relays per key"),
+            Self::TooManyRelays(n) => {
+                write!(
+                    f,
+                    "this enclave serves at most {n} distinct relays; reuse one of those in use"
+                )
+            }
+            Self::TestKeyRate(n) => write!(f, "at most {n} test keys per hour; try again later"),
+            Self::NoKey => f.write_str("no key is held for you"),
+            Self::Connect(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// All user keys, by public key.
+pub struct KeyStore {
+    limits: Limits,
+    keys: HashMap<PublicKey, UserKey>,
+    /// How many keys use each relay.
+    relay_use: HashMap<RelayUrl, usize>,
+    /// Recent `generate_test_key` times per requester.
+    test_key_requests: HashMap<PublicKey, VecDeque<u64>>,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("keys", &self.keys.len())
+            .field("relays", &self.relay_use.len())
+            .finish()
+    }
+}
+
+impl KeyStore {
+    /// An empty store.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            keys: HashMap::new(),
+            relay_use: HashMap::new(),
+            test_key_requests: HashMap::new(),
+        }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// How many keys are held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// No keys are held.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key for `pubkey`.
+    pub fn get(&self, pubkey: &PublicKey) -> Option<&UserKey> {
+        self.keys.get(pubkey)
+    }
+
+    /// The key for `pubkey`, to change its apps or secrets.
+    pub fn get_mut(&mut self, pubkey: &PublicKey) -> Option<&mut UserKey> {
+        self.keys.get_mut(pubkey)
+    }
+
+    /// Which keys listen on which relay: what the subscriptions must cover.
+    pub fn relay_map(&self) -> HashMap<RelayUrl, BTreeSet<PublicKey>> {
+        let mut map: HashMap<RelayUrl, BTreeSet<PublicKey>> = HashMap::new();
+        for (pubkey, key) in &self.keys {
+            for relay in key.relays() {
+                map.entry(relay.clone()).or_default().insert(*pubkey);
+            }
+        }
+        map
+    }
+
+    /// Distinct relays in use.
+    pub fn relay_count(&self) -> usize {
+        self.relay_use.len()
+    }
+
+    fn check_relays(
+        &self,
+        relays: &[RelayUrl],
+        replacing: Option<&PublicKey>,
+    ) -> Result<(), StoreError> {
+        if relays.len() > self.limits.max_relays_per_key {
+            return Err(StoreError::TooManyRelaysPerKey(
+                self.limits.max_relays_per_key,
+            ));
+        }
+        let released: Vec<&RelayUrl> = replacing
+            .and_then(|p| self.keys.get(p))
+            .map(|k| {
+                k.relays()
+                    .iter()
+                    .filter(|r| self.relay_use.get(*r) == Some(&1) && !relays.contains(r))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new = relays
+            .iter()
+            .filter(|r| !self.relay_use.contains_key(*r))
+            .count();
+        if self.relay_use.len() - released.len() + new > self.limits.max_relays {
+            return Err(StoreError::TooManyRelays(self.limits.max_relays));
+        }
+        Ok(())
+    }
+
+    fn count_relays(&mut self, relays: &[RelayUrl], delta: isize) {
+        for relay in relays {
+            let n = self.relay_use.entry(relay.clone()).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                self.relay_use.remove(relay);
+            }
+        }
+    }
+
+    /// Imports `keys` listening on `relays`, or updates the relays of a
+    /// key already held (keeping its apps and secrets). Returns whether
+    /// the key is new.
+    pub fn import(&mut self, keys: Keys, relays: Vec<RelayUrl>) -> Result<bool, StoreError> {
+        let pubkey = keys.public_key();
+        self.check_relays(&relays, Some(&pubkey))?;
+        if let Some(existing) = self.keys.get(&pubkey) {
+            let old = existing.relays().to_vec();
+            self.count_relays(&old, -1);
+            self.count_relays(&relays, 1);
+            if let Some(existing) = self.keys.get_mut(&pubkey) {
+                existing.set_relays(relays);
+                // Imported by its owner: no longer a throw-away key.
+                existing.keep();
+            }
+            return Ok(false);
+        }
+        if self.keys.len() >= self.limits.max_keys {
+            return Err(StoreError::Full(self.limits.max_keys));
+        }
+        self.count_relays(&relays, 1);
+        self.keys
+            .insert(pubkey, UserKey::new(Arc::new(keys), relays, None));
+        Ok(true)
+    }
+
+    /// Deletes the key for `pubkey`, wiping it.
+    pub fn delete(&mut self, pubkey: &PublicKey) -> Result<(), StoreError> {
+        let key = self.keys.remove(pubkey).ok_or(StoreError::NoKey)?;
+        let relays = key.relays().to_vec();
+        self.count_relays(&relays, -1);
+        Ok(())
+    }
+
+    /// A fresh throw-away key for `requester` on `relays`, living
+    /// `test_key_ttl`, with one connect secret. Returns it and the secret.
+    pub fn generate_test_key(
+        &mut self,
+        requester: &PublicKey,
+        relays: Vec<RelayUrl>,
+        now: u64,
+    ) -> Result<(PublicKey, Zeroizing<String>), StoreError> {
+        let limit = self.limits.test_keys_per_hour;
+        let recent = self.test_key_requests.entry(*requester).or_default();
+        while recent.front().is_some_and(|t| *t + 3600 <= now) {
+            recent.pop_front();
+        }
+        if recent.len() >= limit {
+            return Err(StoreError::TestKeyRate(limit));
+        }
+        if self.keys.len() >= self.limits.max_keys {
+            return Err(StoreError::Full(self.limits.max_keys));
+        }
+        let test_keys = self
+            .keys
+            .values()
+            .filter(|k| k.expires_at().is_some())
+            .count();
+        if test_keys >= self.limits.max_test_keys {
+            return Err(StoreError::TestKeysFull(self.limits.max_test_keys));
+        }
+        self.check_relays(&relays, None)?;
+        if let Some(recent) = self.test_key_requests.get_mut(requester) {
+            recent.push_back(now);
+        }
+        let keys = Keys::generate();
+        let pubkey = keys.public_key();
+        self.count_relays(&relays, 1);
+        let mut key = UserKey::new(Arc::new(keys), relays, Some(now + self.limits.test_key_ttl));
+        let secret = key.new_secret(now, &self.limits);
+        self.keys.insert(pubkey, key);
+        Ok((pubkey, secret))
+    }
+
+    /// Removes expired test keys, secrets and rate-limit records; returns
+    /// how many keys were removed.
+    pub fn expire(&mut self, now: u64) -> usize {
+        let expired: Vec<PublicKey> = self
+            .keys
+            .iter()
+            .filter(|(_, k)| k.expires_at().is_some_and(|t| t <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for pubkey in &expired {
+            let _ = self.delete(pubkey);
+        }
+        for key in self.keys.values_mut() {
+            key.expire_secrets(now);
+        }
+        self.test_key_requests
+            .retain(|_, times| times.back().is_some_and(|t| t + 3600 > now));
+        expired.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+use super::*;
+
+fn relay(n: usize) -> RelayUrl {
+    RelayUrl::parse(&format!("wss://r{n}.example")).unwrap()
+}
+
+#[test]
+fn import_updates_relays_and_counts_them() {
+    let mut store = KeyStore::new(Limits::default());
+    let keys = Keys::generate();
+    let pk = keys.public_key();
+    assert!(store
+        .import(keys.clone(), vec![relay(1), relay(2)])
+        .unwrap());
+    assert_eq!(store.relay_count(), 2);
+    assert!(!store.import(keys, vec![relay(3)]).unwrap());
+    assert_eq!(store.get(&pk).unwrap().relays(), &[relay(3)]);
+    assert_eq!(store.relay_count(), 1);
+    store.delete(&pk).unwrap();
+    assert_eq!(store.relay_count(), 0);
+    assert_eq!(store.delete(&pk), Err(StoreError::NoKey));
+}
+
+#[test]
+fn limits_hold() {
+    let limits = Limits {
+        max_keys: 2,
+        max_relays_per_key: 2,
+        max_relays: 3,
+        test_keys_per_hour: 1,
+        ..Limits::default()
+    };
+    let mut store = KeyStore::new(limits);
+    assert_eq!(
+        store.import(Keys::generate(), vec![relay(1), relay(2), relay(3)]),
+        Err(StoreError::TooManyRelaysPerKey(2))
+    );
+    store
+        .import(Keys::generate(), vec![relay(1), relay(2)])
+        .unwrap();
+    let k = Keys::generate();
+    store.import(k.clone(), vec![relay(3)]).unwrap();
+    // Replacing its own relay does not count against the overall limit.
+    store.import(k, vec![relay(4)]).unwrap();
+    assert_eq!(
+        store.import(Keys::generate(), vec![relay(1)]),
+        Err(StoreError::Full(2))
+    );
+    let mut store = KeyStore::new(Limits {
+        max_relays: 1,
+        ..Limits::default()
+    });
+    store.import(Keys::generate(), vec![relay(1)]).unwrap();
+    assert_eq!(
+        store.import(Keys::generate(), vec![relay(2)]),
+        Err(StoreError::TooManyRelays(1))
+    );
+}
+
+#[test]
+fn test_keys_are_rate_limited_and_expire() {
+    let mut store = KeyStore::new(Limits {
+        test_keys_per_hour: 2,
+        test_key_ttl: 100,
+        ..Limits::default()
+    });
+    let who = Keys::generate().public_key();
+    store.generate_test_key(&who, vec![relay(1)], 1000).unwrap();
+    store.generate_test_key(&who, vec![relay(1)], 1001).unwrap();
+    assert_eq!(
+        store
+            .generate_test_key(&who, vec![relay(1)], 1002)
+            .unwrap_err(),
+        StoreError::TestKeyRate(2)
+    );
+    store
+        .generate_test_key(&Keys::generate().public_key(), vec![relay(1)], 1002)
+        .unwrap();
+    assert_eq!(store.expire(1099), 0);
+    assert_eq!(store.expire(1101), 2);
+    assert_eq!(store.len(), 1);
+    assert!(store.generate_test_key(&who, vec![relay(1)], 4601).is_ok());
+}
+
+#[test]
+fn secrets_are_single_use() {
+    let limits = Limits::default();
+    let mut store = KeyStore::new(limits.clone());
+    let who = Keys::generate().public_key();
+    let (pk, secret) = store.generate_test_key(&who, vec![relay(1)], 0).unwrap();
+    let key = store.get_mut(&pk).unwrap();
+    let (app1, app2) = (Keys::generate().public_key(), Keys::generate().public_key());
+    assert_eq!(
+        key.connect(app1, None, 1, &limits),
+        Err(ConnectError::SecretRequired)
+    );
+    assert_eq!(
+        key.connect(app1, Some("nope"), 1, &limits),
+        Err(ConnectError::BadSecret)
+    );
+    key.connect(app1, Some(&secret), 1, &limits).unwrap();
+    assert!(key.allows(&app1));
+    assert_eq!(
+        key.connect(app2, Some(&secret), 1, &limits),
+        Err(ConnectError::BadSecret)
+    );
+    assert!(!key.allows(&app2));
+    // Reconnecting without a secret works for an app already allowed.
+    key.connect(app1, None, 2, &limits).unwrap();
+    assert!(key.logout(&app1));
+    assert!(!key.allows(&app1));
+}
+
+#[test]
+fn secrets_expire_and_are_bounded() {
+    let limits = Limits {
+        max_secrets_per_key: 2,
+        secret_ttl: 10,
+        ..Limits::default()
+    };
+    let mut store = KeyStore::new(limits.clone());
+    let k = Keys::generate();
+    store.import(k.clone(), vec![relay(1)]).unwrap();
+    let key = store.get_mut(&k.public_key()).unwrap();
+    let first = key.new_secret(0, &limits);
+    let second = key.new_secret(0, &limits);
+    let _third = key.new_secret(0, &limits);
+    let app = Keys::generate().public_key();
+    assert_eq!(
+        key.connect(app, Some(&first), 1, &limits),
+        Err(ConnectError::BadSecret)
+    );
+    assert_eq!(
+        key.connect(app, Some(&second), 10, &limits),
+        Err(ConnectError::BadSecret)
+    );
+}
+
+#[test]
+fn debug_shows_no_secret() {
+    let mut store = KeyStore::new(Limits::default());
+    let k = Keys::generate();
+    store.import(k.clone(), vec![relay(1)]).unwrap();
+    let shown = format!("{store:?}{:?}", store.get(&k.public_key()).unwrap());
+    assert!(!shown.contains(&k.secret_key().to_secret_hex()));
+}

@@ -1,0 +1,163 @@
+//! One user key and who may use it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use nostr::{Keys, PublicKey, RelayUrl};
+use zeroize::Zeroizing;
+
+use super::Limits;
+
+/// A held key.
+pub struct UserKey {
+    keys: Arc<Keys>,
+    relays: Vec<RelayUrl>,
+    apps: HashSet<PublicKey>,
+    /// Pending single-use connect secrets and when they expire.
+    secrets: Vec<(Zeroizing<String>, u64)>,
+    /// For test keys: when the key is deleted.
+    expires_at: Option<u64>,
+}
+
+impl fmt::Debug for UserKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserKey")
+            .field("public_key", &self.keys.public_key())
+            .field("relays", &self.relays)
+            .field("apps", &self.apps.len())
+            .field("secrets", &self.secrets.len())
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why `connect` was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// The secret is not one of the pending ones (wrong, spent or expired).
+    BadSecret,
+    /// No secret, and the app was never allowed.
+    SecretRequired,
+    /// The key has `max_apps_per_key` apps.
+    TooManyApps(usize),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadSecret => f.write_str("connect: the secret is wrong, already used or expired"),
+            Self::SecretRequired => {
+                f.write_str("connect: a secret is required (use a bunker URL from the key's owner)")
+            }
+            Self::TooManyApps(n) => write!(
+                f,
+                "connect: this key already has {n} apps; log one out first"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl UserKey {
+    pub(super) fn new(keys: Arc<Keys>, relays: Vec<RelayUrl>, expires_at: Option<u64>) -> Self {
+        Self {
+            keys,
+            relays,
+            apps: HashSet::new(),
+            secrets: Vec::new(),
+            expires_at,
+        }
+    }
+
+    /// The signing keys (shared, so signing happens outside the store's lock).
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.keys
+    }
+
+    /// Where its requests arrive and its replies go.
+    pub fn relays(&self) -> &[RelayUrl] {
+        &self.relays
+    }
+
+    pub(super) fn set_relays(&mut self, relays: Vec<RelayUrl>) {
+        self.relays = relays;
+    }
+
+    /// When a test key is deleted; `None` for imported keys.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.expires_at
+    }
+
+    pub(super) fn keep(&mut self) {
+        self.expires_at = None;
+    }
+
+    /// Whether `app` may use the key.
+    pub fn allows(&self, app: &PublicKey) -> bool {
+        self.apps.contains(app)
+    }
+
+    /// Allows `app` (the owner's grant, `connect_key`).
+    pub fn grant(&mut self, app: PublicKey, limits: &Limits) -> Result<(), ConnectError> {
+        if !self.apps.contains(&app) && self.apps.len() >= limits.max_apps_per_key {
+            return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
+        }
+        self.apps.insert(app);
+        Ok(())
+    }
+
+    /// NIP-46 `connect` by `app`: a pending secret is spent and the app
+    /// allowed; without a secret only an app already allowed succeeds.
+    pub fn connect(
+        &mut self,
+        app: PublicKey,
+        secret: Option<&str>,
+        now: u64,
+        limits: &Limits,
+    ) -> Result<(), ConnectError> {
+        self.expire_secrets(now);
+        match secret.filter(|s| !s.is_empty()) {
+            Some(secret) => {
+                let found = self
+                    .secrets
+                    .iter()
+                    .position(|(s, _)| constant_time_eq(s.as_bytes(), secret.as_bytes()))
+                    .ok_or(ConnectError::BadSecret)?;
+                if !self.apps.contains(&app) && self.apps.len() >= limits.max_apps_per_key {
+                    return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
+                }
+                self.secrets.remove(found);
+                self.apps.insert(app);
+                Ok(())
+            }
+            None if self.apps.contains(&app) => Ok(()),
+            None => Err(ConnectError::SecretRequired),
+        }
+    }
+
+    /// Ends `app`'s session; returns whether it had one.
+    pub fn logout(&mut self, app: &PublicKey) -> bool {
+        self.apps.remove(app)
+    }
+
+    /// A fresh single-use secret, valid for `secret_ttl`; the oldest
+    /// pending one is dropped when there are too many.
+    pub fn new_secret(&mut self, now: u64, limits: &Limits) -> Zeroizing<String> {
+        let secret = verifier::rpc::bunker::new_secret();
+        while !self.secrets.is_empty() && self.secrets.len() >= limits.max_secrets_per_key.max(1) {
+            self.secrets.remove(0);
+        }
+        self.secrets.push((secret.clone(), now + limits.secret_ttl));
+        secret
+    }
+
+    pub(super) fn expire_secrets(&mut self, now: u64) {
+        self.secrets.retain(|(_, until)| *until > now);
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
