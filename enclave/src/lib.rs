@@ -17,9 +17,12 @@
 
 pub mod announce;
 pub mod attester;
+pub mod custody;
 pub mod link;
 pub mod metadata;
 pub mod relay;
+pub mod serve;
+pub mod signer;
 pub mod startup;
 
 /// Software name in the instance event's `name` tag.

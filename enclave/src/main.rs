@@ -13,14 +13,19 @@ use enclave::announce::{self, AnnounceConfig};
 use enclave::attester::dev::{DevAttester, DevMeasurements};
 use enclave::attester::nsm::NsmAttester;
 use enclave::attester::{Attester, AttesterKind};
+use enclave::custody::Limits;
 use enclave::link::ParentAddr;
+use enclave::relay::subscriptions::Subscriptions;
 use enclave::relay::{self, tls::TlsConfig, ProxiedTransport};
+use enclave::serve;
+use enclave::signer::{Signer, SignerConfig};
 use enclave::startup;
 use nostr::{Keys, ToBech32};
 use tracing::{error, info};
 use verifier::event::npub;
 use verifier::pcr::cert_der_from_der_or_pem;
 use verifier::protocol::{METADATA_PORT, SOCKS_PORT};
+use verifier::rpc::message::MAX_REQUEST_EVENT;
 use verifier::rpc::relays::parse_relay_url;
 
 /// The trusted side of enclaved, run inside an AWS Nitro Enclave.
@@ -76,6 +81,8 @@ struct RunArgs {
     /// Write each published instance event (JSON) here.
     #[arg(long, value_name = "FILE")]
     event_file: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Dev attester: the EC2 instance id it measures into PCR4.
     #[arg(long, value_name = "ID", required_if_eq("attester", "dev"))]
     dev_instance_id: Option<String>,
@@ -91,6 +98,75 @@ struct RunArgs {
     /// `verifier check --pcrs`.
     #[arg(long, value_name = "FILE")]
     dev_pcrs_out: Option<PathBuf>,
+}
+
+/// Limits on what users and strangers can make the signer hold.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Limits")]
+struct LimitArgs {
+    /// Most user keys held, test keys included.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_keys)]
+    max_keys: usize,
+    /// Most throw-away test keys held at once.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_test_keys)]
+    max_test_keys: usize,
+    /// Most relays one key may listen on.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_relays_per_key, value_parser = at_least_one)]
+    max_relays_per_key: usize,
+    /// Most distinct relays over all keys (one connection each).
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_relays, value_parser = at_least_one)]
+    max_relays: usize,
+    /// Most apps allowed per key.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_apps_per_key)]
+    max_apps_per_key: usize,
+    /// `generate_test_key` calls allowed per requester per hour.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().test_keys_per_hour)]
+    test_keys_per_hour: usize,
+    /// Seconds a test key lives before it is deleted.
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().test_key_ttl, value_parser = clap::value_parser!(u64).range(1..))]
+    test_key_ttl: u64,
+    /// Largest request event (content and tags, in bytes) looked at; larger
+    /// ones are dropped before decryption.
+    #[arg(long, value_name = "BYTES", default_value_t = SignerConfig::default().max_request_bytes, value_parser = request_bytes)]
+    max_request_bytes: usize,
+}
+
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn request_bytes(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|e: std::num::ParseIntError| e.to_string())?;
+    if (1024..=MAX_REQUEST_EVENT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("must be from 1024 to {MAX_REQUEST_EVENT}"))
+    }
+}
+
+impl LimitArgs {
+    fn config(&self) -> SignerConfig {
+        SignerConfig {
+            limits: Limits {
+                max_keys: self.max_keys,
+                max_test_keys: self.max_test_keys,
+                max_relays_per_key: self.max_relays_per_key,
+                max_relays: self.max_relays,
+                max_apps_per_key: self.max_apps_per_key,
+                test_keys_per_hour: self.test_keys_per_hour,
+                test_key_ttl: self.test_key_ttl,
+                ..Limits::default()
+            },
+            max_request_bytes: self.max_request_bytes,
+            ..SignerConfig::default()
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -155,8 +231,13 @@ async fn run(args: RunArgs) -> Result<()> {
     );
     let tls = TlsConfig::webpki_roots().map_err(anyhow::Error::msg)?;
     let client = relay::client(keys.clone(), ProxiedTransport::new(args.socks, tls));
+    let signer = Arc::new(Signer::new(
+        keys.clone(),
+        admin_relay.clone(),
+        args.limits.config(),
+    ));
     let config = AnnounceConfig {
-        admin_relay,
+        admin_relay: admin_relay.clone(),
         interval: Duration::from_secs(args.announce_interval),
         retry_initial: Duration::from_secs(args.retry_initial),
         retry_max: Duration::from_secs(args.retry_max.max(args.retry_initial)),
@@ -166,11 +247,38 @@ async fn run(args: RunArgs) -> Result<()> {
         relays = announce::targets(&admitted, &config).len(),
         "announcing every {}s through the parent's proxy at {}", args.announce_interval, args.socks
     );
+    let subscriptions = Subscriptions::new(
+        client.clone(),
+        keys.public_key(),
+        admin_relay,
+        announce::targets(&admitted, &config),
+    );
+    let (ready, is_ready) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(serve::run(
+        Arc::clone(&signer),
+        subscriptions,
+        client.clone(),
+        ready,
+    ));
+    // Announce only once the admin API can hear the first request.
+    tokio::select! {
+        _ = is_ready => {}
+        () = &mut stop => {
+            info!("stopping");
+            server.abort();
+            client.shutdown().await;
+            return Ok(());
+        }
+    }
     tokio::select! {
         () = announce::run(Arc::clone(&attester), keys, admitted, config, client.clone()) => {}
         () = &mut stop => info!("stopping"),
     }
+    server.abort();
+    let _ = server.await;
     client.shutdown().await;
+    // The last reference: held user keys are wiped here.
+    drop(signer);
     Ok(())
 }
 

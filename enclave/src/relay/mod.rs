@@ -6,6 +6,7 @@
 //! the enclave's [`nostr_sdk::Client`] is always built by [`client`].
 
 pub mod socks;
+pub mod subscriptions;
 pub mod tls;
 
 use std::pin::Pin;

@@ -1,0 +1,307 @@
+//! The request handler: one incoming event in, at most one reply event
+//! out. Requests are kind 24135 to the service key (the admin API,
+//! [`admin`]) or kind 24133 to a held user key (NIP-46, [`nip46`]).
+//!
+//! Events are checked in this order, and dropped silently when a check
+//! fails, since there is no one to answer or nothing readable to answer:
+//! kind, size (before anything is decrypted), age, signature, first time
+//! seen, addressee, decryption, a request id. Every request with an id
+//! gets a reply: unknown methods, bad parameters and unauthorized apps get
+//! an error reply. Replies are encrypted in the scheme of the request.
+//!
+//! The handler does no I/O; [`crate::serve`] delivers events to it and its
+//! replies to relays.
+
+pub mod admin;
+pub mod nip46;
+pub mod seen;
+pub mod template;
+
+use std::sync::{Mutex, MutexGuard};
+
+use nostr::{Event, EventBuilder, Keys, Kind, PublicKey, RelayUrl, Tag};
+use tracing::debug;
+use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::rpc::cipher::Conversation;
+use verifier::rpc::message::{Malformed, MAX_REQUEST_EVENT};
+use verifier::rpc::{Request, Response};
+
+use crate::custody::{KeyStore, Limits};
+use seen::Seen;
+
+/// Settings of the handler.
+#[derive(Debug, Clone)]
+pub struct SignerConfig {
+    /// Key limits.
+    pub limits: Limits,
+    /// Largest request event, in bytes of content and tags, before decryption.
+    pub max_request_bytes: usize,
+    /// Oldest request handled, in seconds before now.
+    pub max_request_age: u64,
+    /// Furthest a request's created_at may be ahead of our clock.
+    pub max_clock_skew: u64,
+    /// Most request ids remembered for deduplication.
+    pub max_seen: usize,
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_request_bytes: 64 * 1024,
+            max_request_age: 300,
+            max_clock_skew: 300,
+            max_seen: 200_000,
+        }
+    }
+}
+
+/// A reply to publish.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The signed kind 24133/24135 event.
+    pub event: Event,
+    /// Where to send it: the relay the request came from and the relays
+    /// the answering key listens on.
+    pub relays: Vec<RelayUrl>,
+}
+
+/// What handling one event produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The reply, if the event was a request.
+    pub reply: Option<Reply>,
+    /// The set of keys or their relays changed: subscriptions must be
+    /// updated before the reply is sent.
+    pub keys_changed: bool,
+}
+
+/// Why an event was dropped without a reply (for debug logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dropped {
+    /// Neither 24133 nor 24135.
+    Kind,
+    /// Over the size cap.
+    TooLarge,
+    /// Older than `max_request_age` or too far ahead.
+    Stale,
+    /// The signature or id does not verify.
+    Signature,
+    /// Already handled.
+    Duplicate,
+    /// Not addressed to the service key or a held key.
+    NotOurs,
+    /// The content does not decrypt.
+    Undecryptable,
+    /// The plaintext is not a request with an id.
+    NotARequest,
+}
+
+/// The request handler, shared by all relay connections.
+pub struct Signer {
+    service: Keys,
+    admin_relay: RelayUrl,
+    config: SignerConfig,
+    store: Mutex<KeyStore>,
+    seen: Mutex<Seen>,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("service", &self.service.public_key())
+            .field("admin_relay", &self.admin_relay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A handler for the service key `service`, whose admin API listens on `admin_relay`.
+    pub fn new(service: Keys, admin_relay: RelayUrl, config: SignerConfig) -> Self {
+        let seen = Seen::new(
+            config.max_request_age + config.max_clock_skew,
+            config.max_seen,
+        );
+        Self {
+            store: Mutex::new(KeyStore::new(config.limits.clone())),
+            seen: Mutex::new(seen),
+            service,
+            admin_relay,
+            config,
+        }
+    }
+
+    /// The service public key.
+    pub fn service_key(&self) -> PublicKey {
+        self.service.public_key()
+    }
+
+    /// Where the admin API listens.
+    pub fn admin_relay(&self) -> &RelayUrl {
+        &self.admin_relay
+    }
+
+    /// The key store (locked briefly; never held across I/O or signing).
+    pub fn store(&self) -> MutexGuard<'_, KeyStore> {
+        // A panic while holding the lock cannot leave the store half-changed
+        // in a way that matters more than stopping service would.
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Handles one event from `from` at `now`.
+    pub fn handle(&self, event: &Event, from: &RelayUrl, now: u64) -> Outcome {
+        match self.try_handle(event, from, now) {
+            Ok(outcome) => outcome,
+            Err(why) => {
+                debug!(id = %event.id, relay = %from, ?why, "event dropped");
+                Outcome::default()
+            }
+        }
+    }
+
+    /// Like [`Self::handle`], saying why an event was dropped.
+    pub fn try_handle(&self, event: &Event, from: &RelayUrl, now: u64) -> Result<Outcome, Dropped> {
+        let kind = event.kind.as_u16();
+        if kind != KIND_NIP46 && kind != KIND_ADMIN {
+            return Err(Dropped::Kind);
+        }
+        if event_size(event) > self.config.max_request_bytes.min(MAX_REQUEST_EVENT) {
+            return Err(Dropped::TooLarge);
+        }
+        let created = event.created_at.as_secs();
+        if created.saturating_add(self.config.max_request_age) < now
+            || created > now.saturating_add(self.config.max_clock_skew)
+        {
+            return Err(Dropped::Stale);
+        }
+        event.verify().map_err(|_| Dropped::Signature)?;
+        if !self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .first_time(event.id, now)
+        {
+            return Err(Dropped::Duplicate);
+        }
+        if kind == KIND_ADMIN {
+            if !addressed_to(event, &self.service.public_key()) {
+                return Err(Dropped::NotOurs);
+            }
+            let service = self.service.clone();
+            let relays = vec![self.admin_relay.clone()];
+            return self.answer(event, from, &service, relays, |request| {
+                admin::handle(self, &event.pubkey, request, now)
+            });
+        }
+        let target = event
+            .tags
+            .iter()
+            .filter_map(tag_pubkey)
+            .find_map(|p| {
+                let store = self.store();
+                store
+                    .get(&p)
+                    .map(|k| (k.keys().clone(), k.relays().to_vec()))
+            })
+            .ok_or(Dropped::NotOurs)?;
+        let (keys, relays) = target;
+        self.answer(event, from, &keys, relays, |request| {
+            (
+                nip46::handle(self, &keys, &event.pubkey, request, now),
+                false,
+            )
+        })
+    }
+
+    /// Decrypts the request in `event` with `keys`, runs `run`, and seals
+    /// and signs the reply with `keys`.
+    fn answer(
+        &self,
+        event: &Event,
+        from: &RelayUrl,
+        keys: &Keys,
+        mut relays: Vec<RelayUrl>,
+        run: impl FnOnce(&Request) -> (Response, bool),
+    ) -> Result<Outcome, Dropped> {
+        let (conversation, plaintext) =
+            Conversation::open(keys.secret_key(), &event.pubkey, &event.content)
+                .map_err(|_| Dropped::Undecryptable)?;
+        let (response, keys_changed) = match Request::parse(&plaintext) {
+            Ok(request) => run(&request),
+            Err(Malformed::Invalid { id, reason }) => (Response::error(&id, reason), false),
+            Err(Malformed::NoId(_)) => return Err(Dropped::NotARequest),
+        };
+        drop(plaintext);
+        let reply = reply_event(&conversation, keys, event, &response)
+            .map_err(|_| Dropped::Undecryptable)?;
+        if !relays.contains(from) {
+            relays.insert(0, from.clone());
+        }
+        Ok(Outcome {
+            reply: Some(Reply {
+                event: reply,
+                relays,
+            }),
+            keys_changed,
+        })
+    }
+
+    /// Deletes expired test keys and secrets; true if keys were removed.
+    pub fn expire(&self, now: u64) -> bool {
+        self.store().expire(now) > 0
+    }
+}
+
+/// The reply to `request` (an event from the app), sealed and signed.
+pub fn reply_event(
+    conversation: &Conversation<'_>,
+    keys: &Keys,
+    request: &Event,
+    response: &Response,
+) -> Result<Event, String> {
+    let content = conversation
+        .encrypt(&response.to_json())
+        .map_err(|e| e.to_string())?;
+    EventBuilder::new(request.kind, content)
+        .tag(Tag::public_key(request.pubkey))
+        .sign_with_keys(keys)
+        .map_err(|e| e.to_string())
+}
+
+/// Bytes of content and tags: what a sender controls, measured without
+/// serializing the event again.
+fn event_size(event: &Event) -> usize {
+    event.content.len()
+        + event
+            .tags
+            .iter()
+            .map(|t| t.as_slice().iter().map(|s| s.len() + 3).sum::<usize>() + 2)
+            .sum::<usize>()
+}
+
+fn tag_pubkey(tag: &Tag) -> Option<PublicKey> {
+    match tag.as_slice() {
+        [name, value, ..] if name == "p" => PublicKey::from_hex(value).ok(),
+        _ => None,
+    }
+}
+
+fn addressed_to(event: &Event, pubkey: &PublicKey) -> bool {
+    event
+        .tags
+        .iter()
+        .filter_map(tag_pubkey)
+        .any(|p| p == *pubkey)
+}
+
+/// The kind of NIP-46 requests and replies.
+pub fn nip46_kind() -> Kind {
+    Kind::from(KIND_NIP46)
+}
+
+/// The kind of admin requests and replies.
+pub fn admin_kind() -> Kind {
+    Kind::from(KIND_ADMIN)
+}

@@ -1,0 +1,194 @@
+//! NIP-46 (kind 24133) for a held key: the current method set. Apps must
+//! `connect` (with a single-use secret from a bunker URL) or be granted by
+//! the owner (`connect_key`) before any other method.
+
+use nostr::nips::{nip04, nip44};
+use nostr::{Keys, PublicKey, ToBech32};
+use tracing::info;
+use verifier::rpc::{Request, Response};
+
+use super::{template, Signer};
+
+/// Method names.
+pub mod method {
+    /// Start a session.
+    pub const CONNECT: &str = "connect";
+    /// The user's public key.
+    pub const GET_PUBLIC_KEY: &str = "get_public_key";
+    /// Sign an event template.
+    pub const SIGN_EVENT: &str = "sign_event";
+    /// Liveness.
+    pub const PING: &str = "ping";
+    /// NIP-04 encryption to a third party.
+    pub const NIP04_ENCRYPT: &str = "nip04_encrypt";
+    /// NIP-04 decryption from a third party.
+    pub const NIP04_DECRYPT: &str = "nip04_decrypt";
+    /// NIP-44 encryption to a third party.
+    pub const NIP44_ENCRYPT: &str = "nip44_encrypt";
+    /// NIP-44 decryption from a third party.
+    pub const NIP44_DECRYPT: &str = "nip44_decrypt";
+    /// The relays the signer listens on.
+    pub const SWITCH_RELAYS: &str = "switch_relays";
+    /// End the session.
+    pub const LOGOUT: &str = "logout";
+    /// Every method served.
+    pub const ALL: [&str; 10] = [
+        CONNECT,
+        GET_PUBLIC_KEY,
+        SIGN_EVENT,
+        PING,
+        NIP04_ENCRYPT,
+        NIP04_DECRYPT,
+        NIP44_ENCRYPT,
+        NIP44_DECRYPT,
+        SWITCH_RELAYS,
+        LOGOUT,
+    ];
+}
+
+/// `connect`'s and `logout`'s result.
+pub const ACK: &str = "ack";
+
+/// Handles `request` from `app` for the key `keys`.
+pub fn handle(
+    signer: &Signer,
+    keys: &Keys,
+    app: &PublicKey,
+    request: &Request,
+    now: u64,
+) -> Response {
+    match run(signer, keys, app, request, now) {
+        Ok(result) => Response::ok(&request.id, result),
+        Err(e) => Response::error(&request.id, e),
+    }
+}
+
+fn run(
+    signer: &Signer,
+    keys: &Keys,
+    app: &PublicKey,
+    request: &Request,
+    now: u64,
+) -> Result<String, String> {
+    let user = keys.public_key();
+    let method = request.method.as_str();
+    if !method::ALL.contains(&method) {
+        return Err(format!("unknown method {method:?}"));
+    }
+    if method == method::CONNECT {
+        return connect(signer, &user, app, request, now);
+    }
+    {
+        let store = signer.store();
+        let key = store.get(&user).ok_or("this key is no longer held")?;
+        if !key.allows(app) {
+            return Err(format!("unauthorized: {method} needs a connect first"));
+        }
+    }
+    let param = |i: usize, name: &str| {
+        request
+            .params
+            .get(i)
+            .ok_or_else(|| format!("{method}: missing parameter {name}"))
+    };
+    let peer = |i: usize| {
+        PublicKey::parse(param(i, "pubkey")?)
+            .map_err(|_| format!("{method}: the pubkey is not valid"))
+    };
+    match method {
+        method::GET_PUBLIC_KEY => Ok(user.to_hex()),
+        method::PING => Ok("pong".into()),
+        method::SIGN_EVENT => {
+            let unsigned = template::parse(param(0, "event")?, &user)?;
+            let event = unsigned
+                .sign_with_keys(keys)
+                .map_err(|e| format!("sign_event: {e}"))?;
+            Ok(nostr::JsonUtil::as_json(&event))
+        }
+        method::NIP04_ENCRYPT => {
+            nip04::encrypt(keys.secret_key(), &peer(0)?, param(1, "plaintext")?)
+                .map_err(|e| format!("{method}: {e}"))
+        }
+        method::NIP04_DECRYPT => {
+            let text = nip04::decrypt(keys.secret_key(), &peer(0)?, param(1, "ciphertext")?)
+                .map_err(|e| format!("{method}: {e}"))?;
+            non_empty(method, text)
+        }
+        method::NIP44_ENCRYPT => nip44::encrypt(
+            keys.secret_key(),
+            &peer(0)?,
+            param(1, "plaintext")?,
+            nip44::Version::V2,
+        )
+        .map_err(|e| format!("{method}: {e}")),
+        method::NIP44_DECRYPT => {
+            let text = nip44::decrypt(keys.secret_key(), &peer(0)?, param(1, "ciphertext")?)
+                .map_err(|e| format!("{method}: {e}"))?;
+            non_empty(method, text)
+        }
+        method::SWITCH_RELAYS => {
+            let store = signer.store();
+            let relays: Vec<&str> = store
+                .get(&user)
+                .map(|k| {
+                    k.relays()
+                        .iter()
+                        .map(|r| r.as_str_without_trailing_slash())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if relays.is_empty() {
+                Ok("null".into())
+            } else {
+                Ok(serde_json::to_string(&relays).unwrap_or_else(|_| "null".into()))
+            }
+        }
+        method::LOGOUT => {
+            let mut store = signer.store();
+            if let Some(key) = store.get_mut(&user) {
+                key.logout(app);
+            }
+            info!(key = %npub(&user), app = %npub(app), "app logged out");
+            Ok(ACK.into())
+        }
+        _ => Err(format!("unknown method {method:?}")),
+    }
+}
+
+/// `connect [signer pubkey or "", secret?, perms?, metadata?]`.
+fn connect(
+    signer: &Signer,
+    user: &PublicKey,
+    app: &PublicKey,
+    request: &Request,
+    now: u64,
+) -> Result<String, String> {
+    let target = request.params.get(0).unwrap_or("");
+    if !target.is_empty() && PublicKey::parse(target).ok() != Some(*user) {
+        return Err(format!(
+            "connect: this signer is {}, not {target}",
+            user.to_hex()
+        ));
+    }
+    let secret = request.params.get(1);
+    let mut store = signer.store();
+    let limits = store.limits().clone();
+    let key = store.get_mut(user).ok_or("this key is no longer held")?;
+    key.connect(*app, secret, now, &limits)
+        .map_err(|e| e.to_string())?;
+    info!(key = %npub(user), app = %npub(app), "app connected");
+    Ok(ACK.into())
+}
+
+/// Clients wait forever on an empty result: say so instead.
+fn non_empty(method: &str, text: String) -> Result<String, String> {
+    if text.is_empty() {
+        Err(format!("{method}: the plaintext is empty"))
+    } else {
+        Ok(text)
+    }
+}
+
+fn npub(p: &PublicKey) -> String {
+    p.to_bech32().unwrap_or_default()
+}
