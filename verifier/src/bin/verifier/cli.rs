@@ -42,6 +42,110 @@ pub(crate) enum Command {
     /// Compute PCR values operators need.
     #[command(subcommand)]
     Pcr(PcrCommand),
+    /// Hand your key to an enclave, or manage it there, through its admin
+    /// API (kind 24135). The instance is verified first (as `check` does);
+    /// nothing is sent to one that fails. Your key is read from
+    /// --key-file (a file, or `-` for standard input), never from the
+    /// command line.
+    ///
+    /// Exit status: 0 done, 1 refused (by the verifier or the enclave),
+    /// 2 unusable arguments, unreadable files or no reply in time.
+    #[command(subcommand)]
+    Key(KeyAction),
+}
+
+/// What to do with your key.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyAction {
+    /// Import your key; apps then reach it with NIP-46 on the signer relays.
+    Import {
+        #[command(flatten)]
+        common: KeyCommon,
+        /// A relay where apps send NIP-46 requests for your key. Repeat for
+        /// several; default: the instance's admin relay.
+        #[arg(long = "signer-relay", value_name = "URL")]
+        signer_relays: Vec<String>,
+    },
+    /// Import your key and give one app (its client pubkey) full access.
+    Connect {
+        #[command(flatten)]
+        common: KeyCommon,
+        /// The app's client public key (npub or hex).
+        #[arg(long, value_name = "NPUB")]
+        app: String,
+        /// As for `import`.
+        #[arg(long = "signer-relay", value_name = "URL")]
+        signer_relays: Vec<String>,
+    },
+    /// Delete your key from the enclave.
+    Delete {
+        #[command(flatten)]
+        common: KeyCommon,
+    },
+    /// Say whether the enclave holds your key.
+    Status {
+        #[command(flatten)]
+        common: KeyCommon,
+    },
+    /// Get a bunker URL for your key with a fresh single-use secret, for
+    /// an app that connects with one.
+    BunkerUrl {
+        #[command(flatten)]
+        common: KeyCommon,
+    },
+    /// Get a throw-away key the enclave generates (deleted after a day) as
+    /// a bunker URL. Your key is optional here.
+    TestKey {
+        #[command(flatten)]
+        common: KeyCommon,
+        /// As for `import`.
+        #[arg(long = "signer-relay", value_name = "URL")]
+        signer_relays: Vec<String>,
+    },
+}
+
+impl KeyAction {
+    pub(crate) fn common(&self) -> &KeyCommon {
+        match self {
+            Self::Import { common, .. }
+            | Self::Connect { common, .. }
+            | Self::Delete { common }
+            | Self::Status { common }
+            | Self::BunkerUrl { common }
+            | Self::TestKey { common, .. } => common,
+        }
+    }
+}
+
+/// Which instance, how to trust it, and your key.
+#[derive(Debug, Args)]
+pub(crate) struct KeyCommon {
+    /// The instance event (kind 63793) as a JSON file, or `-`.
+    #[arg(long, value_name = "FILE", conflicts_with = "service")]
+    pub(crate) instance: Option<PathBuf>,
+    /// Or: the instance's service key; its newest valid instance event is
+    /// fetched from --relay.
+    #[arg(long, value_name = "NPUB", requires = "relays")]
+    pub(crate) service: Option<String>,
+    /// Where to fetch the instance event from. Repeat for several.
+    #[arg(long = "relay", value_name = "URL")]
+    pub(crate) relays: Vec<String>,
+    /// Your private key (nsec or hex) in this file, or `-` for standard input.
+    #[arg(long, value_name = "FILE|-")]
+    pub(crate) key_file: Option<PathBuf>,
+    /// Trust this root certificate (DER or PEM) instead of AWS's, e.g. a
+    /// local stack's dev-root.der.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) root: Option<PathBuf>,
+    /// The pcrs.json of the release you mean to trust.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) pcrs: Option<PathBuf>,
+    /// Accept an enclave in debug mode (development only).
+    #[arg(long)]
+    pub(crate) allow_debug: bool,
+    /// Seconds to wait for relays and for the enclave's reply.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(crate) timeout: u64,
 }
 
 #[derive(Debug, Args)]

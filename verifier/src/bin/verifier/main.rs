@@ -7,6 +7,7 @@
 mod cli;
 mod discover;
 mod input;
+mod key;
 mod output;
 
 use std::process::ExitCode;
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Attestation(args) => attestation(args),
         Command::Discover(args) => discover::discover(args),
         Command::Pcr(cmd) => pcr(cmd),
+        Command::Key(action) => key::key(action),
     };
     match result {
         Ok(code) => ExitCode::from(code),
