@@ -9,68 +9,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nostr::{Event, EventBuilder, Filter, Keys, Kind, Tag};
-use nostr_relay_builder::builder::{PolicyResult, WritePolicy};
-use nostr_relay_builder::{LocalRelay, RelayBuilder};
 use parent::dev_stack::{Stack, StackConfig};
 
-/// Addresses that wrote to the relay.
-#[derive(Debug, Default, Clone)]
-struct Writers(Arc<Mutex<Vec<SocketAddr>>>);
-
-impl WritePolicy for Writers {
-    fn admit_event<'a>(
-        &'a self,
-        _event: &'a Event,
-        addr: &'a SocketAddr,
-    ) -> nostr::util::BoxedFuture<'a, PolicyResult> {
-        self.0.lock().unwrap().push(*addr);
-        Box::pin(async { PolicyResult::Accept })
-    }
-}
-
-fn bin_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_parent"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    for name in ["enclave", "verifier"] {
-        assert!(
-            dir.join(name).is_file(),
-            "{name} is not built in {}: run `cargo test --workspace --all-targets`",
-            dir.display()
-        );
-    }
-    dir
-}
-
-fn test_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("stack-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-async fn relay(writers: Writers) -> (LocalRelay, String, SocketAddr) {
-    let builder = RelayBuilder::default()
-        .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .write_policy(writers);
-    let relay = LocalRelay::new(builder);
-    relay.run().await.unwrap();
-    let url = relay.url().await.to_string();
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    (relay, url, addr)
-}
+mod common;
+use common::{bin_dir, relay, test_dir, verifier, Writers};
 
 async fn instance_events(url: &str, author: nostr::PublicKey) -> Vec<Event> {
     let client = nostr_sdk::Client::default();
@@ -85,13 +33,6 @@ async fn instance_events(url: &str, author: nostr::PublicKey) -> Vec<Event> {
         .unwrap();
     client.shutdown().await;
     events.into_iter().collect()
-}
-
-fn verifier(args: &[&str]) -> std::process::Output {
-    Command::new(bin_dir().join("verifier"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// `from=IP:PORT` of every connection the proxy made, from its log.

@@ -1,0 +1,207 @@
+//! Real NIP-46 clients against the whole stack (`parent run`, `enclave
+//! run --attester dev`, a LocalRelay): the key goes in with `verifier key
+//! import` after the instance verifies, then nostr-tools' BunkerSigner and
+//! NDK's NDKNip46Signer (Node scripts in `interop/`) use it. The logs must
+//! never show the key.
+//!
+//! Needs Node and `npm ci --prefix interop` (`.ci/run` does that); a
+//! missing one fails the test with what to run, it is never skipped.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nostr::{Keys, ToBech32};
+use parent::dev_stack::{Stack, StackConfig};
+
+mod common;
+use common::{bin_dir, relay, test_dir, verifier, Writers};
+
+fn interop_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop");
+    assert!(
+        dir.join("node_modules/nostr-tools").is_dir()
+            && dir.join("node_modules/@nostr-dev-kit/ndk").is_dir(),
+        "the interop clients are not installed: run `npm ci --prefix interop` (as .ci/run does)"
+    );
+    dir
+}
+
+/// Runs a Node script in `interop/`; its output on failure.
+fn node(script: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(interop_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run node ({e}): install Node.js 20 or newer"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!(
+            "{script} exited with {:?}:\n{text}",
+            out.status.code()
+        ))
+    }
+}
+
+struct Key<'a> {
+    instance: &'a str,
+    root: &'a str,
+    file: &'a str,
+}
+
+impl Key<'_> {
+    /// `verifier key <action> …`: exit code, stdout, stderr.
+    fn run(&self, action: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+        let mut args = vec![
+            "key",
+            action,
+            "--instance",
+            self.instance,
+            "--root",
+            self.root,
+            "--key-file",
+            self.file,
+            "--timeout",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        let out = verifier(&args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, action: &str) -> String {
+        let (code, stdout, stderr) = self.run(action, &[]);
+        assert_eq!(code, Some(0), "verifier key {action}: {stderr}");
+        stdout
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn real_clients_sign_through_the_stack() {
+    // Fail early, before the stack starts, if the clients are missing.
+    interop_dir();
+    let (_relay, url, relay_addr) = relay(Writers::default()).await;
+    let dir = test_dir("interop");
+    let config = StackConfig {
+        dir: dir.clone(),
+        bin_dir: bin_dir(),
+        relay_url: url.clone(),
+        relay_addr,
+        announce_interval: 3600,
+        echo_logs: false,
+    };
+    let mut stack = Stack::start(&config).await.unwrap();
+    stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
+    let paths = stack.paths.clone();
+
+    let user = Keys::generate();
+    let secret_hex = user.secret_key().to_secret_hex();
+    let nsec = user.secret_key().to_bech32().unwrap();
+    let key_file = dir.join("user.nsec");
+    std::fs::write(&key_file, format!("{nsec}\n")).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let (instance, root, file) = (s(&paths.event), s(&paths.dev_root), s(&key_file));
+    let key = Key {
+        instance: &instance,
+        root: &root,
+        file: &file,
+    };
+
+    // Nothing is sent to an instance the verifier refuses: without the
+    // dev root this one does not verify.
+    let out = verifier(&[
+        "key",
+        "import",
+        "--instance",
+        &instance,
+        "--key-file",
+        &file,
+        "--timeout",
+        "5",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to talk to this instance"));
+
+    assert_eq!(key.ok("status"), "the enclave does not hold your key");
+    assert_eq!(key.ok("import"), "key imported");
+    assert_eq!(key.ok("status"), "the enclave holds your key");
+    let pubkey = user.public_key().to_hex();
+    let urls: Vec<String> = (0..3).map(|_| key.ok("bunker-url")).collect();
+    for u in &urls {
+        assert!(u.starts_with(&format!("bunker://{pubkey}?relay=")), "{u}");
+    }
+
+    let nostr_tools =
+        node("bunker-signer.mjs", &[&urls[0], &urls[1], &pubkey]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        nostr_tools.contains("PASS nostr-tools BunkerSigner"),
+        "{nostr_tools}"
+    );
+    let ndk = node("ndk.mjs", &[&urls[2], &pubkey]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(ndk.contains("PASS NDK NDKNip46Signer"), "{ndk}");
+
+    // A throw-away key works the same way, without the user's key.
+    let out = verifier(&[
+        "key",
+        "test-key",
+        "--instance",
+        &instance,
+        "--root",
+        &root,
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let test_url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let test_pubkey = test_url
+        .trim_start_matches("bunker://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let ndk = node("ndk.mjs", &[&test_url, &test_pubkey]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(ndk.contains("PASS"), "{ndk}");
+
+    assert_eq!(key.ok("delete"), "key deleted");
+    assert_eq!(key.ok("status"), "the enclave does not hold your key");
+    let (code, _, stderr) = key.run("delete", &[]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no key is held for you"), "{stderr}");
+
+    let logs: String = [
+        stack.enclave.log().to_owned(),
+        stack.parent.log().to_owned(),
+    ]
+    .iter()
+    .map(|p| std::fs::read_to_string(p).unwrap())
+    .collect();
+    stack.stop().await.unwrap();
+    for secret in [&secret_hex, &nsec] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "the user's key is in a log"
+        );
+    }
+    assert!(
+        logs.contains("key imported") && logs.contains("key deleted"),
+        "the operator sees what happened"
+    );
+}
