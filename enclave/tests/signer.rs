@@ -28,7 +28,7 @@ use verifier::rpc::{open_response, seal_request, Params, Request, Response};
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Stack {
-    _relay: LocalRelay,
+    relay: LocalRelay,
     url: RelayUrl,
     service: PublicKey,
     signer: Arc<Signer>,
@@ -42,8 +42,17 @@ impl Drop for Stack {
 }
 
 async fn stack(config: SignerConfig) -> Stack {
-    let relay = LocalRelay::new(RelayBuilder::default().addr(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    stack_on(RelayBuilder::default(), config).await
+}
+
+async fn local_relay(builder: RelayBuilder) -> LocalRelay {
+    let relay = LocalRelay::new(builder.addr(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     relay.run().await.unwrap();
+    relay
+}
+
+async fn stack_on(builder: RelayBuilder, config: SignerConfig) -> Stack {
+    let relay = local_relay(builder).await;
     let url = RelayUrl::parse(&relay.url().await.to_string()).unwrap();
     let service = Keys::generate();
     let client = Client::builder().signer(service.clone()).build();
@@ -53,7 +62,7 @@ async fn stack(config: SignerConfig) -> Stack {
     let server = tokio::spawn(serve::run(Arc::clone(&signer), subs, client, ready));
     tokio::time::timeout(WAIT, is_ready).await.unwrap().unwrap();
     Stack {
-        _relay: relay,
+        relay,
         url,
         service: service.public_key(),
         signer,
@@ -576,4 +585,65 @@ async fn a_request_seen_on_two_paths_is_answered_once() {
         .reply_within(&request.id, None, Duration::from_secs(2))
         .await
         .is_none());
+}
+
+#[tokio::test]
+async fn subscriptions_come_back_after_the_relay_restarts() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut stack = stack_on(RelayBuilder::default().port(port), SignerConfig::default()).await;
+    let user = Keys::generate();
+    let mut owner = Raw::with_keys(&stack.url, user.clone()).await;
+    let app_keys = Keys::generate();
+    let grant = AdminRequest::ConnectKey {
+        keys: user.clone(),
+        app: app_keys.public_key(),
+        relays: relays_csv(&stack.url),
+    };
+    assert_eq!(owner.admin(&stack.service, &grant).await, Ok("ok".into()));
+    drop(owner);
+
+    // The relay goes away and comes back on the same address, empty.
+    stack.relay.shutdown();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.relay = local_relay(RelayBuilder::default().port(port)).await;
+
+    // Both the admin and the NIP-46 subscriptions are back, with no restart
+    // of the signer (reconnects back off from 10 s).
+    let mut owner = Raw::with_keys(&stack.url, user.clone()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let request = AdminRequest::HasKey.to_request();
+        let event = seal_request(
+            &owner.keys,
+            &stack.service,
+            KIND_ADMIN,
+            &request,
+            Scheme::Nip44,
+        )
+        .unwrap();
+        owner.send_event(&event).await;
+        if let Some(r) = owner
+            .reply_within(&request.id, None, Duration::from_secs(2))
+            .await
+        {
+            assert_eq!(r.into_result(), Ok("true".into()));
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the signer did not come back"
+        );
+    }
+    let mut app = Raw::with_keys(&stack.url, app_keys).await;
+    let pk = user.public_key();
+    assert_eq!(
+        app.call(KIND_NIP46, &pk, "get_public_key", &[])
+            .await
+            .into_result(),
+        Ok(pk.to_hex())
+    );
 }
