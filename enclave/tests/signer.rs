@@ -55,7 +55,10 @@ async fn stack_on(builder: RelayBuilder, config: SignerConfig) -> Stack {
     let relay = local_relay(builder).await;
     let url = RelayUrl::parse(&relay.url().await.to_string()).unwrap();
     let service = Keys::generate();
-    let client = Client::builder().signer(service.clone()).build();
+    let client = Client::builder()
+        .signer(service.clone())
+        .opts(enclave::relay::client_options())
+        .build();
     let signer = Arc::new(Signer::new(service.clone(), url.clone(), config));
     let subs = Subscriptions::new(client.clone(), service.public_key(), url.clone(), []);
     let (ready, is_ready) = tokio::sync::oneshot::channel();

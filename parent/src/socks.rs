@@ -177,7 +177,11 @@ impl SocksProxy {
         let mut last_error = String::new();
         for addr in allowed {
             match TcpStream::connect(addr).await {
-                Ok(s) => return Ok((s, addr)),
+                Ok(s) => {
+                    // Small request/reply messages: no Nagle delay.
+                    let _ = s.set_nodelay(true);
+                    return Ok((s, addr));
+                }
                 Err(e) => last_error = format!("{addr}: {e}"),
             }
         }

@@ -98,6 +98,8 @@ impl Listener {
         match self {
             Self::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
+                // Relay traffic is small request/reply messages: no Nagle delay.
+                s.set_nodelay(true)?;
                 Ok((Box::new(s), format!("tcp:{peer}")))
             }
             #[cfg(target_os = "linux")]

@@ -21,7 +21,7 @@ use nostr::util::BoxedFuture;
 use nostr::{Keys, Url};
 use nostr_sdk::pool::transport::error::TransportError;
 use nostr_sdk::pool::transport::websocket::{WebSocketSink, WebSocketStream, WebSocketTransport};
-use nostr_sdk::{Client, ClientOptions};
+use nostr_sdk::{Client, ClientOptions, RelayPoolOptions};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tracing::debug;
@@ -182,12 +182,22 @@ fn from_tungstenite(m: WsMessage) -> Option<Message> {
     })
 }
 
+/// Relay events buffered between the relay connections and the signer;
+/// a burst beyond this is dropped (and logged) rather than queued without bound.
+pub const EVENT_BUFFER: usize = 16_384;
+
 /// The enclave's nostr client: signs with `keys`, reaches relays only
 /// through `transport`.
 pub fn client(keys: Keys, transport: ProxiedTransport) -> Client {
     Client::builder()
         .signer(keys)
         .websocket_transport(transport)
-        .opts(ClientOptions::default())
+        .opts(client_options())
         .build()
+}
+
+/// Options of every client the signer uses, in production and in tests.
+pub fn client_options() -> ClientOptions {
+    ClientOptions::default()
+        .pool(RelayPoolOptions::default().notification_channel_size(EVENT_BUFFER))
 }

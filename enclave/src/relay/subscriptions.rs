@@ -15,6 +15,7 @@
 //! is only sent once its subscriptions are in place.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +79,11 @@ pub struct Subscriptions {
     admin_relay: RelayUrl,
     pinned: Arc<HashSet<RelayUrl>>,
     state: Arc<Mutex<HashMap<RelayUrl, RelaySubs>>>,
+    /// Syncs asked for, and the last one applied: a sync that finds a
+    /// newer view already applied returns at once, so a burst of imports
+    /// costs a few syncs, not one each.
+    requested: Arc<AtomicU64>,
+    applied: Arc<AtomicU64>,
 }
 
 impl Subscriptions {
@@ -97,6 +103,8 @@ impl Subscriptions {
             admin_relay,
             pinned: Arc::new(pinned),
             state: Arc::new(Mutex::new(HashMap::new())),
+            requested: Arc::new(AtomicU64::new(0)),
+            applied: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -105,7 +113,13 @@ impl Subscriptions {
     /// never apply an older view. Waits, up to [`EOSE_TIMEOUT`], for
     /// changed REQs to be acknowledged.
     pub async fn sync(&self, keys: impl FnOnce() -> HashMap<RelayUrl, BTreeSet<PublicKey>>) {
+        let wanted_at = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut state = self.state.lock().await;
+        if self.applied.load(Ordering::SeqCst) >= wanted_at {
+            return;
+        }
+        // Every change asked for up to here is in the store already.
+        let view = self.requested.load(Ordering::SeqCst);
         let keys = keys();
         let mut wanted: HashMap<RelayUrl, RelaySubs> = keys
             .into_iter()
@@ -164,10 +178,13 @@ impl Subscriptions {
             }
         }
         *state = wanted;
-        drop(state);
+        // Still holding the lock: a sync that finds nothing left to change
+        // must not return before these REQs are in place.
         for wait in waits {
             let _ = wait.await;
         }
+        self.applied.store(view, Ordering::SeqCst);
+        drop(state);
     }
 
     /// The relay for `url`, added, connecting, and watched for reconnects.

@@ -1,0 +1,95 @@
+//! One NIP-46 `sign_event` request handled in process by the signer
+//! (verify, dedupe, decrypt, authorize, sign, encrypt, sign the reply),
+//! beside the same primitives called directly. See BENCHMARKS.md.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use enclave::signer::{Signer, SignerConfig};
+use nostr::nips::nip44::v2::{self, ConversationKey};
+use nostr::{EventBuilder, JsonUtil, Keys, Kind, RelayUrl, Tag, Timestamp, UnsignedEvent};
+use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::rpc::admin::AdminRequest;
+use verifier::rpc::cipher::Scheme;
+use verifier::rpc::{seal_request, Params, Request, Response};
+
+const TEMPLATE: &str = r#"{"kind":1,"content":"a note of ordinary length, signed in the enclave for a benchmark","tags":[["t","bench"]],"created_at":1700000000}"#;
+
+fn bench(c: &mut Criterion) {
+    let relay = RelayUrl::parse("wss://relay.example").unwrap();
+    let service = Keys::generate();
+    let signer = Signer::new(service.clone(), relay.clone(), SignerConfig::default());
+    let user = Keys::generate();
+    let app = Keys::generate();
+    let grant = AdminRequest::ConnectKey {
+        keys: user.clone(),
+        app: app.public_key(),
+        relays: vec![relay.clone()],
+    };
+    let now = Timestamp::now().as_secs();
+    let event = seal_request(
+        &user,
+        &service.public_key(),
+        KIND_ADMIN,
+        &grant.to_request(),
+        Scheme::Nip44,
+    )
+    .unwrap();
+    assert!(signer.handle(&event, &relay, now).reply.is_some());
+
+    let request = |_: ()| {
+        let r = Request::new("sign_event", Params::new([TEMPLATE]));
+        seal_request(&app, &user.public_key(), KIND_NIP46, &r, Scheme::Nip44).unwrap()
+    };
+    let mut group = c.benchmark_group("sign_event");
+    group.bench_function("handled", |b| {
+        b.iter_batched(
+            || request(()),
+            |event| {
+                let outcome = signer.handle(&event, &relay, Timestamp::now().as_secs());
+                assert!(outcome.reply.is_some());
+                outcome
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("primitives", |b| {
+        b.iter_batched(
+            || request(()),
+            |event| {
+                // What handling cannot avoid: check the request, derive the
+                // conversation key, decrypt, sign the event, encrypt and
+                // sign the reply.
+                event.verify().unwrap();
+                let key = ConversationKey::derive(user.secret_key(), &app.public_key()).unwrap();
+                let plaintext = verifier::rpc::cipher::nip44_decrypt(&key, &event.content).unwrap();
+                let signed = UnsignedEvent::new(
+                    user.public_key(),
+                    Timestamp::from(1_700_000_000),
+                    Kind::from(1),
+                    [Tag::hashtag("bench")],
+                    "a note",
+                )
+                .sign_with_keys(&user)
+                .unwrap();
+                assert!(!plaintext.is_empty());
+                let response = Response::ok("id", signed.as_json()).to_json();
+                let reply = v2::encrypt_to_bytes(&key, response.as_bytes()).unwrap();
+                EventBuilder::new(Kind::from(KIND_NIP46), base64(&reply))
+                    .tag(Tag::public_key(app.public_key()))
+                    .sign_with_keys(&user)
+                    .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
