@@ -9,6 +9,7 @@ import { BunkerSigner, parseBunkerInput } from 'nostr-tools/nip46'
 import { generateSecretKey, getPublicKey, verifyEvent } from 'nostr-tools/pure'
 import * as nip44 from 'nostr-tools/nip44'
 import * as nip04 from 'nostr-tools/nip04'
+import { check, run, timed as timedOut } from './lib.mjs'
 
 useWebSocketImplementation(WebSocket)
 
@@ -19,19 +20,7 @@ if (!url1 || !url2 || !/^[0-9a-f]{64}$/.test(userPubkey ?? '')) {
   process.exit(2)
 }
 
-function timed(what, promise) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) =>
-      setTimeout(() => reject(Object.assign(new Error(`${what}: no reply within ${CALL_TIMEOUT_MS} ms`), { silent: true })), CALL_TIMEOUT_MS),
-    ),
-  ])
-}
-
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`)
-  console.log(`ok ${what}`)
-}
+const timed = (what, promise) => timedOut(what, promise, CALL_TIMEOUT_MS)
 
 async function rejects(what, promise, needle) {
   try {
@@ -114,20 +103,11 @@ async function main() {
   await rejects('get_public_key after logout', after.sendRequest('get_public_key', []), 'unauthorized')
 }
 
-const overall = setTimeout(() => {
-  console.error('FAIL: the whole run took too long')
-  process.exit(2)
-}, 120_000)
-
-main()
-  .then(async () => {
-    clearTimeout(overall)
+run('nostr-tools BunkerSigner', async () => {
+  try {
+    await main()
+  } finally {
     for (const s of signers) await s.close().catch(() => {})
     pool.destroy()
-    console.log('PASS nostr-tools BunkerSigner')
-    process.exit(0)
-  })
-  .catch(e => {
-    console.error(`FAIL: ${e?.message ?? e}`)
-    process.exit(e?.silent ? 2 : 1)
-  })
+  }
+}, 120_000)

@@ -4,6 +4,7 @@
 import WebSocket from 'ws'
 import NDK, { NDKEvent, NDKNip46Signer, NDKPrivateKeySigner } from '@nostr-dev-kit/ndk'
 import { verifyEvent } from 'nostr-tools/pure'
+import { check, run, timed as timedOut } from './lib.mjs'
 
 globalThis.WebSocket = WebSocket
 
@@ -14,19 +15,7 @@ if (!url || !/^[0-9a-f]{64}$/.test(userPubkey ?? '')) {
   process.exit(2)
 }
 
-function timed(what, promise) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) =>
-      setTimeout(() => reject(Object.assign(new Error(`${what}: no reply within ${CALL_TIMEOUT_MS} ms`), { silent: true })), CALL_TIMEOUT_MS),
-    ),
-  ])
-}
-
-function check(cond, what) {
-  if (!cond) throw new Error(`check failed: ${what}`)
-  console.log(`ok ${what}`)
-}
+const timed = (what, promise) => timedOut(what, promise, CALL_TIMEOUT_MS)
 
 async function main() {
   const relays = new URL(url.replace('bunker://', 'http://')).searchParams.getAll('relay')
@@ -41,18 +30,4 @@ async function main() {
   check(verifyEvent(raw) && raw.pubkey === userPubkey && raw.content === 'signed through NDK', 'sign returns a valid event by the user key')
 }
 
-const overall = setTimeout(() => {
-  console.error('FAIL: the whole run took too long')
-  process.exit(2)
-}, 60_000)
-
-main()
-  .then(() => {
-    clearTimeout(overall)
-    console.log('PASS NDK NDKNip46Signer')
-    process.exit(0)
-  })
-  .catch(e => {
-    console.error(`FAIL: ${e?.message ?? e}`)
-    process.exit(e?.silent ? 2 : 1)
-  })
+run('NDK NDKNip46Signer', main, 60_000)

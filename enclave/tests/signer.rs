@@ -5,192 +5,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
+use common::{import, import_request, local_relay, relays_csv, stack, stack_on, Raw, WAIT};
 use enclave::custody::Limits;
-use enclave::relay::subscriptions::Subscriptions;
-use enclave::serve;
-use enclave::signer::{Signer, SignerConfig};
+use enclave::signer::SignerConfig;
 use nostr::nips::nip46::NostrConnectURI;
-use nostr::{
-    Event, EventBuilder, Filter, JsonUtil, Keys, Kind, NostrSigner, PublicKey, RelayUrl, Timestamp,
-};
+use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, NostrSigner};
 use nostr_connect::client::NostrConnect;
-use nostr_relay_builder::{LocalRelay, RelayBuilder};
-use nostr_sdk::{Client, RelayPoolNotification};
+use nostr_relay_builder::RelayBuilder;
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
 use verifier::rpc::admin::AdminRequest;
 use verifier::rpc::cipher::Scheme;
-use verifier::rpc::{open_response, seal_request, Params, Request, Response};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Stack {
-    relay: LocalRelay,
-    url: RelayUrl,
-    service: PublicKey,
-    signer: Arc<Signer>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-async fn stack(config: SignerConfig) -> Stack {
-    stack_on(RelayBuilder::default(), config).await
-}
-
-async fn local_relay(builder: RelayBuilder) -> LocalRelay {
-    let relay = LocalRelay::new(builder.addr(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    relay.run().await.unwrap();
-    relay
-}
-
-async fn stack_on(builder: RelayBuilder, config: SignerConfig) -> Stack {
-    let relay = local_relay(builder).await;
-    let url = RelayUrl::parse(&relay.url().await.to_string()).unwrap();
-    let service = Keys::generate();
-    let client = Client::builder()
-        .signer(service.clone())
-        .opts(enclave::relay::client_options())
-        .build();
-    let signer = Arc::new(Signer::new(service.clone(), url.clone(), config));
-    let subs = Subscriptions::new(client.clone(), service.public_key(), url.clone(), []);
-    let (ready, is_ready) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(serve::run(Arc::clone(&signer), subs, client, ready));
-    tokio::time::timeout(WAIT, is_ready).await.unwrap().unwrap();
-    Stack {
-        relay,
-        url,
-        service: service.public_key(),
-        signer,
-        server,
-    }
-}
-
-/// A client sending raw requests and reading raw replies.
-struct Raw {
-    keys: Keys,
-    client: Client,
-    notifications: tokio::sync::broadcast::Receiver<RelayPoolNotification>,
-}
-
-impl Raw {
-    async fn new(url: &RelayUrl) -> Self {
-        Self::with_keys(url, Keys::generate()).await
-    }
-
-    async fn with_keys(url: &RelayUrl, keys: Keys) -> Self {
-        let client = Client::builder().signer(keys.clone()).build();
-        client.add_relay(url.clone()).await.unwrap();
-        client.connect().await;
-        client.wait_for_connection(WAIT).await;
-        let notifications = client.notifications();
-        let filter = Filter::new()
-            .kinds([Kind::from(KIND_ADMIN), Kind::from(KIND_NIP46)])
-            .pubkey(keys.public_key())
-            .since(Timestamp::now() - 5);
-        client.subscribe(filter, None).await.unwrap();
-        Self {
-            keys,
-            client,
-            notifications,
-        }
-    }
-
-    async fn send_event(&self, event: &Event) {
-        self.client.send_event(event).await.unwrap();
-    }
-
-    /// Sends `request` and waits for the reply with its id.
-    async fn call_with(
-        &mut self,
-        kind: u16,
-        to: &PublicKey,
-        request: &Request,
-        scheme: Scheme,
-    ) -> Response {
-        let event = seal_request(&self.keys, to, kind, request, scheme).unwrap();
-        self.send_event(&event).await;
-        self.reply(&request.id, Some(scheme))
-            .await
-            .unwrap_or_else(|| panic!("no reply to {}", request.method))
-    }
-
-    async fn call(&mut self, kind: u16, to: &PublicKey, method: &str, params: &[&str]) -> Response {
-        let request = Request::new(method, Params::new(params.iter().copied()));
-        self.call_with(kind, to, &request, Scheme::Nip44).await
-    }
-
-    async fn admin(
-        &mut self,
-        service: &PublicKey,
-        request: &AdminRequest,
-    ) -> Result<String, String> {
-        self.call_with(KIND_ADMIN, service, &request.to_request(), Scheme::Nip44)
-            .await
-            .into_result()
-    }
-
-    /// The reply with `id`, if one comes within `WAIT`.
-    async fn reply(&mut self, id: &str, scheme: Option<Scheme>) -> Option<Response> {
-        self.reply_within(id, scheme, WAIT).await
-    }
-
-    async fn reply_within(
-        &mut self,
-        id: &str,
-        scheme: Option<Scheme>,
-        wait: Duration,
-    ) -> Option<Response> {
-        tokio::time::timeout(wait, async {
-            loop {
-                if let Ok(RelayPoolNotification::Event { event, .. }) =
-                    self.notifications.recv().await
-                {
-                    if let Ok(response) = open_response(&self.keys, &event) {
-                        if response.id == id {
-                            if let Some(scheme) = scheme {
-                                assert_eq!(
-                                    Scheme::of(&event.content),
-                                    scheme,
-                                    "answered in another scheme"
-                                );
-                            }
-                            return response;
-                        }
-                    }
-                }
-            }
-        })
-        .await
-        .ok()
-    }
-}
-
-fn relays_csv(url: &RelayUrl) -> Vec<RelayUrl> {
-    vec![url.clone()]
-}
-
-async fn import(stack: &Stack, user: &Keys) -> Raw {
-    let mut owner = Raw::with_keys(&stack.url, user.clone()).await;
-    let r = owner
-        .admin(
-            &stack.service,
-            &AdminRequest::ImportKey {
-                keys: user.clone(),
-                relays: relays_csv(&stack.url),
-            },
-        )
-        .await;
-    assert_eq!(r, Ok("ok".into()));
-    owner
-}
+use verifier::rpc::{seal_request, Params, Request};
 
 #[tokio::test]
 async fn admin_api_acts_on_the_signers_own_key() {
@@ -209,13 +38,7 @@ async fn admin_api_acts_on_the_signers_own_key() {
     // A key that is not the request's signer is refused.
     let foreign = Keys::generate();
     let r = owner
-        .admin(
-            &stack.service,
-            &AdminRequest::ImportKey {
-                keys: foreign.clone(),
-                relays: relays_csv(&stack.url),
-            },
-        )
+        .admin(&stack.service, &import_request(&stack, &foreign))
         .await;
     assert!(r.unwrap_err().contains("not the key that signed"));
     assert!(stack.signer.store().get(&foreign.public_key()).is_none());
@@ -508,13 +331,7 @@ async fn limits_are_answered_with_clear_errors() {
     let second = Keys::generate();
     let mut other = Raw::with_keys(&stack.url, second.clone()).await;
     let r = other
-        .admin(
-            &stack.service,
-            &AdminRequest::ImportKey {
-                keys: second.clone(),
-                relays: relays_csv(&stack.url),
-            },
-        )
+        .admin(&stack.service, &import_request(&stack, &second))
         .await;
     assert!(r.unwrap_err().contains("maximum of 1 keys"));
     let two = "ws://127.0.0.1:1,ws://127.0.0.1:2";

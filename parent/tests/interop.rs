@@ -14,10 +14,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use nostr::{Keys, ToBech32};
-use parent::dev_stack::{Stack, StackConfig};
+use parent::dev_stack::Stack;
 
 mod common;
-use common::{bin_dir, relay, test_dir, verifier, Writers};
+use common::{relay, stack_config, test_dir, verifier, Writers};
 
 fn interop_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop");
@@ -95,14 +95,7 @@ async fn real_clients_sign_through_the_stack() {
     interop_dir();
     let (_relay, url, relay_addr) = relay(Writers::default()).await;
     let dir = test_dir("interop");
-    let config = StackConfig {
-        dir: dir.clone(),
-        bin_dir: bin_dir(),
-        relay_url: url.clone(),
-        relay_addr,
-        announce_interval: 3600,
-        echo_logs: false,
-    };
+    let config = stack_config(dir.clone(), url.clone(), relay_addr, 3600);
     let mut stack = Stack::start(&config).await.unwrap();
     stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
     let paths = stack.paths.clone();

@@ -15,10 +15,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use nostr::{Event, EventBuilder, Filter, Keys, Kind, Tag};
-use parent::dev_stack::{Stack, StackConfig};
+use parent::dev_stack::Stack;
 
 mod common;
-use common::{bin_dir, relay, test_dir, verifier, Writers};
+use common::{bin_dir, relay, stack_config, test_dir, verifier, Writers};
 
 async fn instance_events(url: &str, author: nostr::PublicKey) -> Vec<Event> {
     let client = nostr_sdk::Client::default();
@@ -50,14 +50,7 @@ fn proxy_sources(log: &Path) -> BTreeSet<SocketAddr> {
 async fn announces_through_the_proxy_on_schedule_and_verifies() {
     let writers = Writers::default();
     let (_relay, url, relay_addr) = relay(writers.clone()).await;
-    let config = StackConfig {
-        dir: test_dir("announce"),
-        bin_dir: bin_dir(),
-        relay_url: url.clone(),
-        relay_addr,
-        announce_interval: 2,
-        echo_logs: false,
-    };
+    let config = stack_config(test_dir("announce"), url.clone(), relay_addr, 2);
     let mut stack = Stack::start(&config).await.unwrap();
     let first = stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
     let p = stack.paths.clone();
@@ -113,14 +106,7 @@ async fn announces_through_the_proxy_on_schedule_and_verifies() {
 #[tokio::test(flavor = "multi_thread")]
 async fn discover_finds_the_instance_and_lists_a_planted_forgery() {
     let (_relay, url, relay_addr) = relay(Writers::default()).await;
-    let config = StackConfig {
-        dir: test_dir("discover"),
-        bin_dir: bin_dir(),
-        relay_url: url.clone(),
-        relay_addr,
-        announce_interval: 3600,
-        echo_logs: false,
-    };
+    let config = stack_config(test_dir("discover"), url.clone(), relay_addr, 3600);
     let mut stack = Stack::start(&config).await.unwrap();
     let real = stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
     // A forgery: the real event's tags and attestation, signed by another key.

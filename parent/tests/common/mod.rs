@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use nostr::Event;
 use nostr_relay_builder::builder::{PolicyResult, RateLimit, WritePolicy};
 use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use parent::dev_stack::StackConfig;
 
 /// Addresses that wrote to the relay.
 #[derive(Debug, Default, Clone)]
@@ -79,4 +80,21 @@ pub(crate) fn verifier(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+/// A stack in `dir` on the relay at `url`/`addr`, quiet, announcing every `interval` s.
+pub(crate) fn stack_config(
+    dir: PathBuf,
+    url: String,
+    addr: SocketAddr,
+    interval: u64,
+) -> StackConfig {
+    StackConfig {
+        dir,
+        bin_dir: bin_dir(),
+        relay_url: url,
+        relay_addr: addr,
+        announce_interval: interval,
+        echo_logs: false,
+    }
 }

@@ -1,0 +1,199 @@
+//! The signer test harness: a LocalRelay, the real signer with its
+//! subscriptions and event loop, and a client that sends raw requests.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use enclave::relay::subscriptions::Subscriptions;
+use enclave::serve;
+use enclave::signer::{Signer, SignerConfig};
+use nostr::{Event, Filter, Keys, Kind, PublicKey, RelayUrl, Timestamp};
+use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use nostr_sdk::{Client, RelayPoolNotification};
+use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::rpc::admin::AdminRequest;
+use verifier::rpc::cipher::Scheme;
+use verifier::rpc::{open_response, seal_request, Params, Request, Response};
+
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Stack {
+    pub(crate) relay: LocalRelay,
+    pub(crate) url: RelayUrl,
+    pub(crate) service: PublicKey,
+    pub(crate) signer: Arc<Signer>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub(crate) async fn stack(config: SignerConfig) -> Stack {
+    stack_on(RelayBuilder::default(), config).await
+}
+
+pub(crate) async fn local_relay(builder: RelayBuilder) -> LocalRelay {
+    let relay = LocalRelay::new(builder.addr(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    relay.run().await.unwrap();
+    relay
+}
+
+pub(crate) async fn stack_on(builder: RelayBuilder, config: SignerConfig) -> Stack {
+    let relay = local_relay(builder).await;
+    let url = RelayUrl::parse(&relay.url().await.to_string()).unwrap();
+    let service = Keys::generate();
+    let client = Client::builder()
+        .signer(service.clone())
+        .opts(enclave::relay::client_options())
+        .build();
+    let signer = Arc::new(Signer::new(service.clone(), url.clone(), config));
+    let subs = Subscriptions::new(client.clone(), service.public_key(), url.clone(), []);
+    let (ready, is_ready) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(serve::run(Arc::clone(&signer), subs, client, ready));
+    tokio::time::timeout(WAIT, is_ready).await.unwrap().unwrap();
+    Stack {
+        relay,
+        url,
+        service: service.public_key(),
+        signer,
+        server,
+    }
+}
+
+/// A client sending raw requests and reading raw replies.
+pub(crate) struct Raw {
+    pub(crate) keys: Keys,
+    client: Client,
+    notifications: tokio::sync::broadcast::Receiver<RelayPoolNotification>,
+}
+
+impl Raw {
+    pub(crate) async fn new(url: &RelayUrl) -> Self {
+        Self::with_keys(url, Keys::generate()).await
+    }
+
+    pub(crate) async fn with_keys(url: &RelayUrl, keys: Keys) -> Self {
+        let client = Client::builder().signer(keys.clone()).build();
+        client.add_relay(url.clone()).await.unwrap();
+        client.connect().await;
+        client.wait_for_connection(WAIT).await;
+        let notifications = client.notifications();
+        let filter = Filter::new()
+            .kinds([Kind::from(KIND_ADMIN), Kind::from(KIND_NIP46)])
+            .pubkey(keys.public_key())
+            .since(Timestamp::now() - 5);
+        client.subscribe(filter, None).await.unwrap();
+        Self {
+            keys,
+            client,
+            notifications,
+        }
+    }
+
+    pub(crate) async fn send_event(&self, event: &Event) {
+        self.client.send_event(event).await.unwrap();
+    }
+
+    /// Sends `request` and waits for the reply with its id.
+    pub(crate) async fn call_with(
+        &mut self,
+        kind: u16,
+        to: &PublicKey,
+        request: &Request,
+        scheme: Scheme,
+    ) -> Response {
+        let event = seal_request(&self.keys, to, kind, request, scheme).unwrap();
+        self.send_event(&event).await;
+        self.reply(&request.id, Some(scheme))
+            .await
+            .unwrap_or_else(|| panic!("no reply to {}", request.method))
+    }
+
+    pub(crate) async fn call(
+        &mut self,
+        kind: u16,
+        to: &PublicKey,
+        method: &str,
+        params: &[&str],
+    ) -> Response {
+        let request = Request::new(method, Params::new(params.iter().copied()));
+        self.call_with(kind, to, &request, Scheme::Nip44).await
+    }
+
+    pub(crate) async fn admin(
+        &mut self,
+        service: &PublicKey,
+        request: &AdminRequest,
+    ) -> Result<String, String> {
+        self.call_with(KIND_ADMIN, service, &request.to_request(), Scheme::Nip44)
+            .await
+            .into_result()
+    }
+
+    /// The reply with `id`, if one comes within `WAIT`.
+    pub(crate) async fn reply(&mut self, id: &str, scheme: Option<Scheme>) -> Option<Response> {
+        self.reply_within(id, scheme, WAIT).await
+    }
+
+    pub(crate) async fn reply_within(
+        &mut self,
+        id: &str,
+        scheme: Option<Scheme>,
+        wait: Duration,
+    ) -> Option<Response> {
+        tokio::time::timeout(wait, async {
+            loop {
+                if let Ok(RelayPoolNotification::Event { event, .. }) =
+                    self.notifications.recv().await
+                {
+                    if let Ok(response) = open_response(&self.keys, &event) {
+                        if response.id == id {
+                            if let Some(scheme) = scheme {
+                                assert_eq!(
+                                    Scheme::of(&event.content),
+                                    scheme,
+                                    "answered in another scheme"
+                                );
+                            }
+                            return response;
+                        }
+                    }
+                }
+            }
+        })
+        .await
+        .ok()
+    }
+}
+
+pub(crate) fn relays_csv(url: &RelayUrl) -> Vec<RelayUrl> {
+    vec![url.clone()]
+}
+
+/// `import_key` of `user` on the stack's relay.
+pub(crate) fn import_request(stack: &Stack, user: &Keys) -> AdminRequest {
+    AdminRequest::ImportKey {
+        keys: user.clone(),
+        relays: relays_csv(&stack.url),
+    }
+}
+
+pub(crate) async fn import(stack: &Stack, user: &Keys) -> Raw {
+    let mut owner = Raw::with_keys(&stack.url, user.clone()).await;
+    let r = owner
+        .admin(&stack.service, &import_request(stack, user))
+        .await;
+    assert_eq!(r, Ok("ok".into()));
+    owner
+}
