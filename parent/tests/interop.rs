@@ -130,6 +130,38 @@ async fn real_clients_sign_through_the_stack() {
 
     assert_eq!(key.ok("status"), "the enclave does not hold your key");
     assert_eq!(key.ok("import"), "key imported");
+    // The instance found by its service key on a relay instead of a file.
+    let service = stack
+        .wait_for_event(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .pubkey
+        .to_bech32()
+        .unwrap();
+    let out = verifier(&[
+        "key",
+        "status",
+        "--service",
+        &service,
+        "--relay",
+        &url,
+        "--root",
+        &root,
+        "--key-file",
+        &file,
+        "--timeout",
+        "20",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "the enclave holds your key"
+    );
     assert_eq!(key.ok("status"), "the enclave holds your key");
     let pubkey = user.public_key().to_hex();
     let urls: Vec<String> = (0..3).map(|_| key.ok("bunker-url")).collect();

@@ -98,6 +98,9 @@ async fn run(cli: Cli) -> Result<()> {
          \x20 logs            {dir}/parent.log, {dir}/enclave.log\n\
          Verify it:\n\
          \x20 target/release/verifier check {} --root {} --pcrs {}\n\
+         Hand it a key (nsec or hex in KEYFILE) and get a bunker URL for a NIP-46 app:\n\
+         \x20 target/release/verifier key import --instance {} --root {} --key-file KEYFILE\n\
+         \x20 target/release/verifier key bunker-url --instance {} --root {} --key-file KEYFILE\n\
          Stop with Ctrl-C.",
         verifier::event::npub(&event.pubkey),
         p.event.display(),
@@ -107,6 +110,10 @@ async fn run(cli: Cli) -> Result<()> {
         p.event.display(),
         p.dev_root.display(),
         p.pcrs.display(),
+        p.event.display(),
+        p.dev_root.display(),
+        p.event.display(),
+        p.dev_root.display(),
     );
     let outcome = tokio::select! {
         r = shutdown.wait() => r.map(|()| info!("stopping")),

@@ -30,6 +30,12 @@ pub(crate) fn key(action: KeyAction) -> Result<u8, Unusable> {
 }
 
 async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
+    let stdin = Path::new("-");
+    if common.instance.as_deref() == Some(stdin) && common.key_file.as_deref() == Some(stdin) {
+        return Err(Unusable::from(
+            "--instance and --key-file cannot both read standard input".to_owned(),
+        ));
+    }
     let timeout = Duration::from_secs(common.timeout);
     let instance = match instance(common, timeout).await? {
         Ok(instance) => instance,
