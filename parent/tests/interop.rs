@@ -1,8 +1,8 @@
 //! Real NIP-46 clients against the whole stack (`parent run`, `enclave
 //! run --attester dev`, a LocalRelay): the key goes in with `verifier key
 //! import` after the instance verifies, then nostr-tools' BunkerSigner and
-//! NDK's NDKNip46Signer (Node scripts in `interop/`) use it. The logs must
-//! never show the key.
+//! NDK's NDKNip46Signer (Node scripts in `interop/`) and rust-nostr's
+//! NostrConnect use it. The logs must never show the key.
 //!
 //! Needs Node and `npm ci --prefix interop` (`.ci/run` does that); a
 //! missing one fails the test with what to run, it is never skipped.
@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nostr::{Keys, ToBech32};
+use nostr::nips::nip46::NostrConnectURI;
+use nostr::{EventBuilder, Keys, NostrSigner, ToBech32};
+use nostr_connect::client::NostrConnect;
 use parent::dev_stack::Stack;
 
 mod common;
@@ -164,7 +166,7 @@ async fn real_clients_sign_through_the_stack() {
     );
     assert_eq!(key.ok("status"), "the enclave holds your key");
     let pubkey = user.public_key().to_hex();
-    let urls: Vec<String> = (0..3).map(|_| key.ok("bunker-url")).collect();
+    let urls: Vec<String> = (0..4).map(|_| key.ok("bunker-url")).collect();
     for u in &urls {
         assert!(u.starts_with(&format!("bunker://{pubkey}?relay=")), "{u}");
     }
@@ -177,6 +179,24 @@ async fn real_clients_sign_through_the_stack() {
     );
     let ndk = node("ndk.mjs", &[&urls[2], &pubkey]).unwrap_or_else(|e| panic!("{e}"));
     assert!(ndk.contains("PASS NDK NDKNip46Signer"), "{ndk}");
+
+    // rust-nostr's client.
+    let client = NostrConnect::new(
+        NostrConnectURI::parse(&urls[3]).unwrap(),
+        Keys::generate(),
+        Duration::from_secs(15),
+        None,
+    )
+    .unwrap();
+    assert_eq!(client.get_public_key().await.unwrap(), user.public_key());
+    let unsigned = EventBuilder::text_note("through rust-nostr").build(user.public_key());
+    let signed = client.sign_event(unsigned.clone()).await.unwrap();
+    signed.verify().unwrap();
+    assert_eq!(
+        (signed.content.as_str(), signed.created_at),
+        (unsigned.content.as_str(), unsigned.created_at)
+    );
+    client.shutdown().await;
 
     // A throw-away key works the same way, without the user's key.
     let out = verifier(&[

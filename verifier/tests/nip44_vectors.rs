@@ -189,3 +189,24 @@ fn invalid_lengths_and_payloads_are_refused() {
         assert!(conversation.decrypt(&payload).is_err(), "length {len}");
     }
 }
+
+#[test]
+fn padding_lengths_show_in_the_payload() {
+    let v = v2();
+    let list = cases(&v, &["valid", "calc_padded_len"]);
+    assert!(!list.is_empty());
+    let conversation = Conversation::Nip44(ConversationKey::new([5; 32]));
+    for pair in list {
+        let (len, padded) = (
+            pair[0].as_u64().unwrap() as usize,
+            pair[1].as_u64().unwrap() as usize,
+        );
+        if len > 65535 {
+            continue; // beyond what NIP-44 v2 encrypts
+        }
+        let payload = conversation.encrypt(&"a".repeat(len)).unwrap();
+        // version, nonce, 2-byte length prefix, padded plaintext, MAC; base64.
+        let raw = 1 + 32 + 2 + padded + 32;
+        assert_eq!(payload.len(), raw.div_ceil(3) * 4, "{len} pads to {padded}");
+    }
+}
