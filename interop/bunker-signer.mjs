@@ -54,6 +54,10 @@ async function main() {
   console.log('ok connect')
   check((await timed('getPublicKey', plain.getPublicKey())) === userPubkey, 'getPublicKey is the user key')
 
+  // the same app again, as after a restart: it still holds the spent secret
+  await timed('reconnect', signer(sk1, bp1).connect())
+  console.log('ok the same app reconnects with its spent secret')
+
   // a second client reusing the spent secret
   await rejects('connect with a spent secret', signer(generateSecretKey(), bp1).connect(), 'already used')
 

@@ -105,8 +105,9 @@ fn secrets_are_single_use() {
         Err(ConnectError::BadSecret)
     );
     assert!(!key.allows(&app2));
-    // Reconnecting without a secret works for an app already allowed.
+    // An app already allowed reconnects with or without its spent secret.
     key.connect(app1, None, 2, &limits).unwrap();
+    key.connect(app1, Some(&secret), 2, &limits).unwrap();
     assert!(key.logout(&app1));
     assert!(!key.allows(&app1));
 }

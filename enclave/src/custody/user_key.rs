@@ -108,8 +108,8 @@ impl UserKey {
         Ok(())
     }
 
-    /// NIP-46 `connect` by `app`: a pending secret is spent and the app
-    /// allowed; without a secret only an app already allowed succeeds.
+    /// NIP-46 `connect` by `app`: an app already allowed succeeds as is;
+    /// otherwise a pending secret is spent and the app allowed.
     pub fn connect(
         &mut self,
         app: PublicKey,
@@ -118,6 +118,12 @@ impl UserKey {
         limits: &Limits,
     ) -> Result<(), ConnectError> {
         self.expire_secrets(now);
+        // An app already allowed may connect again with whatever it holds,
+        // typically the spent secret of the bunker URL it was set up with
+        // (clients send it on every start); nothing is spent or granted.
+        if self.apps.contains(&app) {
+            return Ok(());
+        }
         match secret.filter(|s| !s.is_empty()) {
             Some(secret) => {
                 let found = self
@@ -125,14 +131,13 @@ impl UserKey {
                     .iter()
                     .position(|(s, _)| constant_time_eq(s.as_bytes(), secret.as_bytes()))
                     .ok_or(ConnectError::BadSecret)?;
-                if !self.apps.contains(&app) && self.apps.len() >= limits.max_apps_per_key {
+                if self.apps.len() >= limits.max_apps_per_key {
                     return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
                 }
                 self.secrets.remove(found);
                 self.apps.insert(app);
                 Ok(())
             }
-            None if self.apps.contains(&app) => Ok(()),
             None => Err(ConnectError::SecretRequired),
         }
     }
