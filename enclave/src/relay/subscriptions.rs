@@ -84,6 +84,8 @@ pub struct Subscriptions {
     /// costs a few syncs, not one each.
     requested: Arc<AtomicU64>,
     applied: Arc<AtomicU64>,
+    /// Relays with a reconnect watcher.
+    watched: Arc<std::sync::Mutex<HashSet<RelayUrl>>>,
 }
 
 impl Subscriptions {
@@ -105,6 +107,7 @@ impl Subscriptions {
             state: Arc::new(Mutex::new(HashMap::new())),
             requested: Arc::new(AtomicU64::new(0)),
             applied: Arc::new(AtomicU64::new(0)),
+            watched: Arc::default(),
         }
     }
 
@@ -175,6 +178,10 @@ impl Subscriptions {
                 if let Err(e) = self.client.force_remove_relay(url.clone()).await {
                     debug!(%url, "cannot remove relay: {e}");
                 }
+                self.watched
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(url);
             }
         }
         *state = wanted;
@@ -194,7 +201,14 @@ impl Subscriptions {
         if added || relay.status() == RelayStatus::Initialized {
             relay.connect();
         }
-        if added {
+        // Watch each relay we subscribe on once, whoever added it to the
+        // pool (the announcer adds its relays too).
+        let first = self
+            .watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(url.clone());
+        if first {
             tokio::spawn(watch(relay.clone(), self.clone()));
         }
         Ok(relay)
@@ -224,6 +238,9 @@ async fn subscribe(relay: Relay, requests: Vec<(SubscriptionId, Filter)>) {
     if !relay.is_connected() {
         relay.wait_for_connection(EOSE_TIMEOUT).await;
     }
+    // A relay that is down gets its REQs when it reconnects (see `watch`);
+    // waiting for its EOSE would only hold up every other sync.
+    let wait_for_eose = relay.is_connected();
     let mut pending: HashSet<SubscriptionId> = HashSet::new();
     for (id, filter) in requests {
         match relay
@@ -237,6 +254,10 @@ async fn subscribe(relay: Relay, requests: Vec<(SubscriptionId, Filter)>) {
                 warn!(url = %relay.url(), %id, "cannot subscribe yet (retried on reconnect): {e}")
             }
         }
+    }
+    if !wait_for_eose {
+        warn!(url = %relay.url(), "relay not connected; its subscriptions start when it connects");
+        return;
     }
     let waited = tokio::time::timeout(EOSE_TIMEOUT, async {
         while !pending.is_empty() {
