@@ -12,15 +12,12 @@ use verifier::rpc::relays::parse_relay_url;
 use nostr::{Keys, RelayUrl};
 use verifier::attestation::{Attestation, TrustedRoot, VerifiedAttestation};
 use verifier::event::Mode;
-use verifier::protocol::StartResult;
+use verifier::protocol::{StartResult, MAX_ANNOUNCE_RELAYS};
 use verifier::verify::{check_signatures, Signatures};
 
 use crate::attester::Attester;
 use crate::link::ParentAddr;
 use crate::metadata;
-
-/// Most announce relays the enclave accepts from the parent.
-pub const MAX_ANNOUNCE_RELAYS: usize = 32;
 
 /// How long connecting to the parent may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

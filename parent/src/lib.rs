@@ -12,6 +12,7 @@
 pub mod dev_stack;
 pub mod egress;
 pub mod metadata;
+pub mod outbox;
 pub mod runtime;
 pub mod signature_files;
 pub mod socks;

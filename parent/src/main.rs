@@ -7,13 +7,30 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use nostr::RelayUrl;
 use parent::egress::{Allowed, EgressPolicy};
 use parent::metadata::{MetadataConfig, MetadataServer};
+use parent::outbox::{self, OutboxConfig};
 use parent::signature_files::SignatureFiles;
 use parent::socks::{SocksConfig, SocksProxy};
 use parent::transport::{ListenAddr, Listener};
 use tracing::info;
 use verifier::attestation::TrustedRoot;
+use verifier::protocol::MAX_ANNOUNCE_RELAYS;
+use verifier::rpc::relays::parse_relay_url;
+
+/// Relays that index relay lists (NIP-65), searched for the outboxes.
+const DISCOVERY_RELAYS: [&str; 3] = [
+    "wss://purplepag.es",
+    "wss://relay.nos.social",
+    "wss://relay.damus.io",
+];
+/// Announce relays when no outbox is found.
+const FALLBACK_RELAYS: [&str; 3] = [
+    "wss://relay.damus.io",
+    "wss://nos.lol",
+    "wss://relay.primal.net",
+];
 
 /// How long a stopping parent waits for proxied connections to end.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -48,9 +65,20 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     root: Option<PathBuf>,
     /// A relay the enclave announces its instance event on (ws:// or wss://).
-    /// Repeat for several; at least one is required.
-    #[arg(long = "announce-relay", value_name = "URL", required = true)]
+    /// Repeat for several. Without it, the builder's and launcher's write
+    /// relays (their kind 10002 relay lists, or kind 3) are looked up on the
+    /// discovery relays.
+    #[arg(long = "announce-relay", value_name = "URL")]
     announce_relays: Vec<String>,
+    /// A relay to look up relay lists on. Repeat for several.
+    #[arg(long = "discovery-relay", value_name = "URL", default_values_t = DISCOVERY_RELAYS.map(String::from))]
+    discovery_relays: Vec<String>,
+    /// Where to announce when no write relays are found. Repeat for several.
+    #[arg(long = "fallback-relay", value_name = "URL", default_values_t = FALLBACK_RELAYS.map(String::from))]
+    fallback_relays: Vec<String>,
+    /// Seconds to wait for the discovery relays.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=120))]
+    discovery_timeout: u64,
     /// Tell the enclave this is a production instance.
     #[arg(long)]
     prod: bool,
@@ -86,15 +114,40 @@ fn main() -> ExitCode {
 
 async fn run(args: RunArgs) -> Result<()> {
     let mut shutdown = parent::runtime::Shutdown::install()?;
-    for url in &args.announce_relays {
-        check_relay_url(url)?;
-    }
+    let relays = |flag: &str, urls: &[String]| -> Result<Vec<RelayUrl>> {
+        urls.iter()
+            .map(|u| parse_relay_url(u).map_err(|e| anyhow::anyhow!("{flag}: {e}")))
+            .collect()
+    };
+    let announce = relays("--announce-relay", &args.announce_relays)?;
+    let outbox = OutboxConfig {
+        discovery: relays("--discovery-relay", &args.discovery_relays)?,
+        fallback: relays("--fallback-relay", &args.fallback_relays)?,
+        timeout: std::time::Duration::from_secs(args.discovery_timeout),
+    };
     let files = SignatureFiles {
         build: args.build,
         instance: args.instance,
     };
     // Fail now, not when the enclave asks, if a file is missing or invalid.
-    files.load().map_err(anyhow::Error::msg)?;
+    let loaded = files.load().map_err(anyhow::Error::msg)?;
+    let announce = if announce.is_empty() {
+        let authors = [loaded.build.pubkey, loaded.instance.pubkey];
+        outbox::announce_relays(&outbox, &authors).await
+    } else {
+        announce
+    };
+    if announce.len() > MAX_ANNOUNCE_RELAYS {
+        bail!("at most {MAX_ANNOUNCE_RELAYS} announce relays");
+    }
+    info!(
+        "the enclave will announce on {}",
+        announce
+            .iter()
+            .map(RelayUrl::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let root = match &args.root {
         None => TrustedRoot::aws_nitro_g1(),
         Some(path) => {
@@ -125,7 +178,10 @@ async fn run(args: RunArgs) -> Result<()> {
     let server = MetadataServer::new(MetadataConfig {
         files,
         root,
-        announce_relays: args.announce_relays,
+        announce_relays: announce
+            .iter()
+            .map(|u| u.as_str_without_trailing_slash().to_owned())
+            .collect(),
         prod: args.prod,
         max_connections: args.max_connections,
     });
@@ -141,40 +197,4 @@ async fn run(args: RunArgs) -> Result<()> {
         info!("cutting {open} proxied connection(s) still open");
     }
     Ok(())
-}
-
-/// A relay URL: ws:// or wss://, a host, no credentials.
-fn check_relay_url(url: &str) -> Result<()> {
-    let rest = url
-        .strip_prefix("wss://")
-        .or_else(|| url.strip_prefix("ws://"));
-    match rest {
-        Some(rest)
-            if !rest.is_empty() && !rest.contains('@') && !rest.contains(char::is_whitespace) =>
-        {
-            Ok(())
-        }
-        _ => bail!("{url:?} is not a relay URL (ws:// or wss://, a host, no credentials)"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relay_urls_are_ws_without_credentials() {
-        for ok in ["wss://relay.example", "ws://127.0.0.1:7777/"] {
-            assert!(check_relay_url(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "https://relay.example",
-            "wss://",
-            "wss://user:pw@relay.example",
-            "relay.example",
-            "wss://a b",
-        ] {
-            assert!(check_relay_url(bad).is_err(), "{bad}");
-        }
-    }
 }

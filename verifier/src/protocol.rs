@@ -24,6 +24,8 @@ pub const SOCKS_PORT: u32 = 1080;
 pub const METADATA_PORT: u32 = 2080;
 /// The one method of the metadata server.
 pub const METHOD_START: &str = "start";
+/// Most announce relays the parent may hand over; the enclave refuses more.
+pub const MAX_ANNOUNCE_RELAYS: usize = 32;
 /// Largest metadata message either side accepts (a base64 attestation, or
 /// two signature events and a relay list).
 pub const MAX_MESSAGE: usize = 64 * 1024;

@@ -14,6 +14,7 @@
 pub mod build_signature;
 pub mod instance;
 pub mod instance_signature;
+pub mod relay_list;
 
 use std::fmt;
 use std::str::FromStr;
