@@ -50,6 +50,27 @@ struct Cli {
 enum Command {
     /// Run the SOCKS5 proxy and the metadata server until Ctrl-C or SIGTERM.
     Run(RunArgs),
+    /// Make the builder's one-time image signing key and self-signed
+    /// certificate (P-384, `O=Nostr`, `OU=<builder npub>`) for `nitro-cli
+    /// build-enclave --signing-certificate … --private-key …`, and print the
+    /// PCR8 they give. Delete the key after the build.
+    SigningCert(SigningCertArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SigningCertArgs {
+    /// The builder's npub, named in the certificate.
+    #[arg(long, value_name = "NPUB")]
+    builder: String,
+    /// Where to write the certificate (PEM); must not exist.
+    #[arg(long, value_name = "FILE")]
+    cert_out: PathBuf,
+    /// Where to write the private key (PKCS#8 PEM, mode 0600); must not exist.
+    #[arg(long, value_name = "FILE")]
+    key_out: PathBuf,
+    /// Days the certificate is valid.
+    #[arg(long, value_name = "DAYS", default_value_t = parent::signing::DEFAULT_DAYS)]
+    days: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,7 +130,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => parent::runtime::run_to_exit(run(args)),
+        Command::SigningCert(args) => parent::runtime::run_to_exit(signing_cert(args)),
     }
+}
+
+async fn signing_cert(args: SigningCertArgs) -> Result<()> {
+    let made = parent::signing::write_signing_cert(
+        &args.builder,
+        args.days,
+        parent::unix_now(),
+        &args.cert_out,
+        &args.key_out,
+    )?;
+    let pcr8 = verifier::pcr::pcr8_from_cert_der(&made.cert_der);
+    info!(
+        "wrote {} and {}",
+        args.cert_out.display(),
+        args.key_out.display()
+    );
+    println!("{pcr8}");
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> Result<()> {

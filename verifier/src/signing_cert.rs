@@ -150,3 +150,74 @@ fn check_self_signed(cert: &X509Certificate<'_>) -> Result<(), Error> {
         .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
         .map_err(|_| Error::BadSignature("signing certificate (self-signature)"))
 }
+
+/// A new image signing key and its certificate, as `nitro-cli build-enclave`
+/// takes them. The key is wiped on drop and never printed.
+#[cfg(feature = "make-cert")]
+pub struct NewSigningCert {
+    /// The certificate (DER).
+    pub cert_der: Vec<u8>,
+    /// The private key, PKCS#8 PEM.
+    pub key_pem: zeroize::Zeroizing<String>,
+}
+
+#[cfg(feature = "make-cert")]
+impl std::fmt::Debug for NewSigningCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSigningCert")
+            .field("cert_der", &self.cert_der.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes a one-time P-384 key and a self-signed certificate for
+/// `builder_npub` (`CN=Nostr, O=Nostr, OU=<npub>`), valid from `not_before`
+/// to `not_after` (unix seconds), and checks the result names the builder.
+#[cfg(feature = "make-cert")]
+pub fn generate(
+    builder_npub: &str,
+    not_before: i64,
+    not_after: i64,
+) -> Result<NewSigningCert, Error> {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P384_SHA384};
+    let fail = |e: &dyn std::fmt::Display| malformed("signing certificate", e.to_string());
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, ORGANIZATION);
+    dn.push(DnType::OrganizationName, ORGANIZATION);
+    dn.push(DnType::OrganizationalUnitName, builder_npub);
+    params.distinguished_name = dn;
+    params.not_before =
+        time::OffsetDateTime::from_unix_timestamp(not_before).map_err(|e| fail(&e))?;
+    params.not_after =
+        time::OffsetDateTime::from_unix_timestamp(not_after).map_err(|e| fail(&e))?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(|e| fail(&e))?;
+    let cert_der = params
+        .self_signed(&key)
+        .map_err(|e| fail(&e))?
+        .der()
+        .to_vec();
+    SigningCert::from_der(&cert_der)?.check_builder(builder_npub)?;
+    Ok(NewSigningCert {
+        cert_der,
+        key_pem: zeroize::Zeroizing::new(key.serialize_pem()),
+    })
+}
+
+#[cfg(all(test, feature = "make-cert"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_certificates_name_their_builder_only() {
+        let npub = "npub1t3cr4p2dzpq7lfngyk5lsxm6jkhx45ls42p37604kzxs79dxp3xq8vu2fc";
+        let other = "npub1npahgd5fhdruatxnzewxl45gqjpspwcy8te02zy6p503wudy5wkq986kl0";
+        let made = generate(npub, 1_700_000_000, 1_800_000_000).unwrap();
+        let cert = SigningCert::from_der(&made.cert_der).unwrap();
+        cert.check_builder(npub).unwrap();
+        assert!(cert.check_builder(other).is_err());
+        assert_eq!(cert.pcr8(), pcr8_from_cert_der(&made.cert_der));
+        assert!(made.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(!format!("{made:?}").contains("PRIVATE"));
+    }
+}

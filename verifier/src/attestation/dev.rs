@@ -247,18 +247,9 @@ pub fn nsm_document(
 /// (`CN=Nostr, O=Nostr, OU=<npub>`, self-signed P-384), as the build
 /// scripts make; the key is discarded, since nothing dev is ever signed.
 pub fn builder_certificate(builder_npub: &str, validity: Validity) -> Result<Vec<u8>, DevCaError> {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "Nostr");
-    dn.push(DnType::OrganizationName, crate::signing_cert::ORGANIZATION);
-    dn.push(DnType::OrganizationalUnitName, builder_npub);
-    params.distinguished_name = dn;
-    params.not_before =
-        time::OffsetDateTime::from_unix_timestamp(validity.not_before).map_err(err)?;
-    params.not_after =
-        time::OffsetDateTime::from_unix_timestamp(validity.not_after).map_err(err)?;
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
-    Ok(params.self_signed(&key).map_err(err)?.der().to_vec())
+    crate::signing_cert::generate(builder_npub, validity.not_before, validity.not_after)
+        .map(|made| made.cert_der)
+        .map_err(err)
 }
 
 fn copy_of_root(root_der: &[u8]) -> Result<CertificateParams, DevCaError> {
