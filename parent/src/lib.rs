@@ -11,6 +11,7 @@
 
 pub mod dev_stack;
 pub mod egress;
+pub mod imds;
 pub mod metadata;
 pub mod outbox;
 pub mod runtime;
