@@ -15,6 +15,7 @@ pub mod imds;
 pub mod metadata;
 pub mod outbox;
 pub mod runtime;
+pub mod sign;
 pub mod signature_files;
 pub mod signing;
 pub mod socks;

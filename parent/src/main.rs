@@ -4,20 +4,26 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use nostr::RelayUrl;
+
+use nostr::{FromBech32, PublicKey, RelayUrl};
 use parent::egress::{Allowed, EgressPolicy};
 use parent::metadata::{MetadataConfig, MetadataServer};
 use parent::outbox::{self, OutboxConfig};
+use parent::sign::{self, RemoteSigner};
 use parent::signature_files::SignatureFiles;
 use parent::socks::{SocksConfig, SocksProxy};
 use parent::transport::{ListenAddr, Listener};
 use tracing::info;
 use verifier::attestation::TrustedRoot;
+use verifier::event::Mode;
+use verifier::pcr::{cert_der_from_der_or_pem, Measurements};
 use verifier::protocol::MAX_ANNOUNCE_RELAYS;
 use verifier::rpc::relays::parse_relay_url;
+use verifier::signing_cert::SigningCert;
 
 /// Relays that index relay lists (NIP-65), searched for the outboxes.
 const DISCOVERY_RELAYS: [&str; 3] = [
@@ -33,7 +39,7 @@ const FALLBACK_RELAYS: [&str; 3] = [
 ];
 
 /// How long a stopping parent waits for proxied connections to end.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// The untrusted host side of enclaved: serves the enclave the builder's and
 /// launcher's signature events (after checking them against the enclave's
@@ -55,6 +61,95 @@ enum Command {
     /// build-enclave --signing-certificate … --private-key …`, and print the
     /// PCR8 they give. Delete the key after the build.
     SigningCert(SigningCertArgs),
+    /// Have the builder sign the build signature event (kind 63795) for an
+    /// image signing certificate, through NIP-46, and write it as JSON.
+    SignBuild(SignBuildArgs),
+    /// Have the launcher sign the instance signature event (kind 63796) for
+    /// this EC2 instance, through NIP-46, and write it as JSON. An existing
+    /// file that is valid for this instance (and --launcher) is kept.
+    SignInstance(SignInstanceArgs),
+    /// Print this EC2 instance's id, from the instance metadata service (IMDSv2).
+    InstanceId(ImdsArgs),
+}
+
+/// The remote signer: a bunker URL, or relays for a nostrconnect:// URI.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct SignerArgs {
+    /// The signer's bunker URL (bunker://…).
+    #[arg(long, value_name = "URL")]
+    bunker: Option<String>,
+    /// Instead, print a nostrconnect:// URI on this relay for your signer
+    /// app to approve. Repeat for several.
+    #[arg(long = "nostrconnect-relay", value_name = "URL")]
+    nostrconnect_relays: Vec<String>,
+}
+
+impl SignerArgs {
+    fn signer(&self) -> Result<RemoteSigner> {
+        match &self.bunker {
+            Some(url) => Ok(RemoteSigner::Bunker(url.clone())),
+            None => Ok(RemoteSigner::NostrConnect(
+                self.nostrconnect_relays
+                    .iter()
+                    .map(|u| {
+                        parse_relay_url(u).map_err(|e| anyhow::anyhow!("--nostrconnect-relay: {e}"))
+                    })
+                    .collect::<Result<_>>()?,
+            )),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct SignBuildArgs {
+    /// The image signing certificate (PEM or DER) the image was built with.
+    #[arg(long, value_name = "FILE")]
+    cert: PathBuf,
+    /// nitro-cli's pcrs.json of that build: its PCR8 must match the certificate.
+    #[arg(long, value_name = "FILE")]
+    pcrs: Option<PathBuf>,
+    /// `prod` or `dev`.
+    #[arg(long)]
+    mode: Mode,
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// Where to write the event.
+    #[arg(long, value_name = "FILE", default_value = "build/build.json")]
+    out: PathBuf,
+    /// Seconds to wait for the remote signer.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct SignInstanceArgs {
+    /// The EC2 instance id; default: asked from the instance metadata service.
+    #[arg(long, value_name = "ID")]
+    instance_id: Option<String>,
+    #[command(flatten)]
+    imds: ImdsArgs,
+    /// `prod` or `dev`.
+    #[arg(long)]
+    mode: Mode,
+    /// The launcher's npub: the remote signer must be this key.
+    #[arg(long, value_name = "NPUB")]
+    launcher: Option<String>,
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// Where to write the event.
+    #[arg(long, value_name = "FILE", default_value = "instance/instance.json")]
+    out: PathBuf,
+    /// Seconds to wait for the remote signer.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct ImdsArgs {
+    /// Where the instance metadata service answers.
+    #[arg(long, value_name = "HOST:PORT", default_value = parent::imds::IMDS_ADDR)]
+    imds: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +226,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => parent::runtime::run_to_exit(run(args)),
         Command::SigningCert(args) => parent::runtime::run_to_exit(signing_cert(args)),
+        Command::SignBuild(args) => parent::runtime::run_to_exit(sign_build(args)),
+        Command::SignInstance(args) => parent::runtime::run_to_exit(sign_instance(args)),
+        Command::InstanceId(args) => parent::runtime::run_to_exit(async move {
+            println!("{}", parent::imds::instance_id(&args.imds).await?);
+            Ok(())
+        }),
     }
 }
 
@@ -152,6 +253,67 @@ async fn signing_cert(args: SigningCertArgs) -> Result<()> {
     Ok(())
 }
 
+async fn sign_build(args: SignBuildArgs) -> Result<()> {
+    let bytes =
+        std::fs::read(&args.cert).with_context(|| format!("--cert {}", args.cert.display()))?;
+    let cert = SigningCert::from_der(&cert_der_from_der_or_pem(&bytes)?)?;
+    let expected = match &args.pcrs {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("--pcrs {}", path.display()))?;
+            let pcrs = Measurements::from_json(&bytes)
+                .with_context(|| format!("--pcrs {}", path.display()))?;
+            Some(
+                *pcrs
+                    .get(8)
+                    .context("pcrs.json has no PCR8: was the image signed?")?,
+            )
+        }
+        None => None,
+    };
+    let signer = sign::connect(&args.signer.signer()?, Duration::from_secs(args.timeout)).await?;
+    let event = sign::sign_build(&signer, &cert, args.mode, expected.as_ref()).await;
+    signer.shutdown().await;
+    let event = event?;
+    sign::write_event(&args.out, &event)?;
+    info!("build signature written to {}", args.out.display());
+    Ok(())
+}
+
+async fn sign_instance(args: SignInstanceArgs) -> Result<()> {
+    let launcher = args
+        .launcher
+        .as_deref()
+        .map(|l| {
+            PublicKey::from_bech32(l)
+                .or_else(|_| PublicKey::from_hex(l))
+                .with_context(|| format!("--launcher {l:?}"))
+        })
+        .transpose()?;
+    let instance_id = match args.instance_id {
+        Some(id) if parent::imds::is_instance_id(&id) => id,
+        Some(id) => bail!("--instance-id {id:?} is not an EC2 instance id"),
+        None => parent::imds::instance_id(&args.imds.imds).await?,
+    };
+    if sign::reusable_instance(&args.out, &instance_id, args.mode, launcher.as_ref()).is_some() {
+        info!(
+            "{} is already signed for {instance_id}; keeping it",
+            args.out.display()
+        );
+        return Ok(());
+    }
+    let signer = sign::connect(&args.signer.signer()?, Duration::from_secs(args.timeout)).await?;
+    let event = sign::sign_instance(&signer, &instance_id, args.mode, launcher.as_ref()).await;
+    signer.shutdown().await;
+    let event = event?;
+    sign::write_event(&args.out, &event)?;
+    info!(
+        "instance signature for {instance_id} written to {}",
+        args.out.display()
+    );
+    Ok(())
+}
+
 async fn run(args: RunArgs) -> Result<()> {
     let mut shutdown = parent::runtime::Shutdown::install()?;
     let relays = |flag: &str, urls: &[String]| -> Result<Vec<RelayUrl>> {
@@ -163,7 +325,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let outbox = OutboxConfig {
         discovery: relays("--discovery-relay", &args.discovery_relays)?,
         fallback: relays("--fallback-relay", &args.fallback_relays)?,
-        timeout: std::time::Duration::from_secs(args.discovery_timeout),
+        timeout: Duration::from_secs(args.discovery_timeout),
     };
     let files = SignatureFiles {
         build: args.build,
