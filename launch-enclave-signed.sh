@@ -51,6 +51,11 @@ cargo build --release --locked -p parent
 target/release/parent sign-instance --launcher "$launcher" --mode "$mode" \
   ${instance[@]+"${instance[@]}"} "${signer[@]}" --out instance/instance.json
 
+# A parent installed as a service re-reads its files and relays on restart.
+if systemctl cat enclaved-parent.service >/dev/null 2>&1; then
+  systemctl restart enclaved-parent.service
+fi
+
 nitro-cli run-enclave --eif-path build/enclave.eif --cpu-count "$cpus" --memory "$memory" \
   ${debug[@]+"${debug[@]}"}
 nitro-cli describe-enclaves
