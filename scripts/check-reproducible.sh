@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
+# Both builds are of this commit, whatever happens to the checkout meanwhile.
+commit=$(git rev-parse HEAD)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -15,6 +17,7 @@ field() { sed -n "s/.*\"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$2";
 build() {
   local dir=$1 out=$2
   git clone --quiet "$src" "$dir"
+  git -C "$dir" checkout --quiet --detach "$commit"
   echo "building in $dir" >&2
   if ! (cd "$dir" && ./build-docker.sh --local) > "$out"; then
     echo "the build in $dir failed" >&2
@@ -37,6 +40,6 @@ for key in binary.sha256 image.id binary.size; do
   fi
 done
 if [ "$status" = 0 ]; then
-  echo "reproducible: commit $(git rev-parse HEAD)"
+  echo "reproducible: commit $commit"
 fi
 exit "$status"
