@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+pub use verifier::pcr::is_instance_id;
 
 /// Where IMDS answers on EC2.
 pub const IMDS_ADDR: &str = "169.254.169.254:80";
@@ -55,14 +56,6 @@ pub async fn instance_id(addr: &str) -> Result<String, ImdsError> {
         return Err(ImdsError(format!("{id:?} is not an EC2 instance id")));
     }
     Ok(id)
-}
-
-/// `i-` and 8 or 17 lowercase hex digits.
-pub fn is_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        (hex.len() == 8 || hex.len() == 17)
-            && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }
 
 /// Sends `request`, returns the body of a 200 answer.

@@ -133,10 +133,11 @@ pub fn reusable_instance(
     mode: Mode,
     launcher: Option<&PublicKey>,
 ) -> Option<Event> {
-    let json = std::fs::read_to_string(path).ok()?;
-    if json.len() > verifier::event::MAX_EVENT_JSON {
+    let size = std::fs::metadata(path).ok()?.len();
+    if size > verifier::event::MAX_EVENT_JSON as u64 {
         return None;
     }
+    let json = std::fs::read_to_string(path).ok()?;
     let event = Event::from_json(json.trim()).ok()?;
     let parsed = InstanceSignature::from_event(event.clone()).ok()?;
     parsed

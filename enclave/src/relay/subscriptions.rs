@@ -214,11 +214,6 @@ impl Subscriptions {
         Ok(relay)
     }
 
-    /// Relays with subscriptions.
-    pub async fn relays(&self) -> Vec<RelayUrl> {
-        self.state.lock().await.keys().cloned().collect()
-    }
-
     async fn resubscribe(&self, relay: &Relay, since: Timestamp) {
         let subs = self.state.lock().await.get(relay.url()).cloned();
         if let Some(subs) = subs {

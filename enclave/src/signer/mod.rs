@@ -19,7 +19,7 @@ pub mod template;
 
 use std::sync::{Mutex, MutexGuard};
 
-use nostr::{Event, EventBuilder, Keys, Kind, PublicKey, RelayUrl, Tag};
+use nostr::{Event, EventBuilder, Keys, PublicKey, RelayUrl, Tag};
 use tracing::debug;
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
 use verifier::rpc::cipher::Conversation;
@@ -294,14 +294,4 @@ fn addressed_to(event: &Event, pubkey: &PublicKey) -> bool {
         .iter()
         .filter_map(tag_pubkey)
         .any(|p| p == *pubkey)
-}
-
-/// The kind of NIP-46 requests and replies.
-pub fn nip46_kind() -> Kind {
-    Kind::from(KIND_NIP46)
-}
-
-/// The kind of admin requests and replies.
-pub fn admin_kind() -> Kind {
-    Kind::from(KIND_ADMIN)
 }

@@ -102,6 +102,14 @@ pub fn pcr_digest(measurement: &[u8]) -> Pcr {
     Pcr(hasher.finalize().into())
 }
 
+/// Whether `id` is shaped like an EC2 instance id: `i-` and 8 or 17
+/// lowercase hex digits.
+pub fn is_instance_id(id: &str) -> bool {
+    id.strip_prefix("i-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// PCR4 of an enclave whose parent is the EC2 instance `instance_id`
 /// (for example `i-0ffff615a409a72d7`).
 pub fn pcr4_from_instance_id(instance_id: &str) -> Pcr {

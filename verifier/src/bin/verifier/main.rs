@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use verifier::attestation::{Attestation, TrustedRoot};
-use verifier::pcr::{pcr4_from_instance_id, pcr8_from_cert, Measurements};
+use verifier::pcr::{is_instance_id, pcr4_from_instance_id, pcr8_from_cert, Measurements};
 use verifier::verify::{verify_instance_json, CheckTime, Options};
 
 use crate::cli::{At, AttestationArgs, CheckArgs, Cli, Command, PcrCommand, TrustArgs};
@@ -219,11 +219,4 @@ fn pcr(cmd: PcrCommand) -> Result<u8, Unusable> {
         }
     }
     Ok(VALID)
-}
-
-/// `i-` and 8 or 17 lowercase hex digits.
-fn is_instance_id(id: &str) -> bool {
-    id.strip_prefix("i-").is_some_and(|hex| {
-        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }
