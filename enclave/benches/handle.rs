@@ -6,11 +6,11 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use enclave::signer::{Signer, SignerConfig};
-use nostr::nips::nip44::v2::{self, ConversationKey};
 use nostr::{EventBuilder, JsonUtil, Keys, Kind, RelayUrl, Tag, Timestamp, UnsignedEvent};
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
 use verifier::rpc::admin::AdminRequest;
 use verifier::rpc::cipher::Scheme;
+use verifier::rpc::nip44::{self, ConversationKey};
 use verifier::rpc::{seal_request, Params, Request, Response};
 
 const TEMPLATE: &str = r#"{"kind":1,"content":"a note of ordinary length, signed in the enclave for a benchmark","tags":[["t","bench"]],"created_at":1700000000}"#;
@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
                 // sign the reply.
                 event.verify().unwrap();
                 let key = ConversationKey::derive(user.secret_key(), &app.public_key()).unwrap();
-                let plaintext = verifier::rpc::cipher::nip44_decrypt(&key, &event.content).unwrap();
+                let plaintext = nip44::decrypt(&key, &event.content).unwrap();
                 let signed = UnsignedEvent::new(
                     user.public_key(),
                     Timestamp::from(1_700_000_000),
@@ -74,8 +74,8 @@ fn bench(c: &mut Criterion) {
                 .unwrap();
                 assert!(!plaintext.is_empty());
                 let response = Response::ok("id", signed.as_json()).to_json();
-                let reply = v2::encrypt_to_bytes(&key, response.as_bytes()).unwrap();
-                EventBuilder::new(Kind::from(KIND_NIP46), base64(&reply))
+                let reply = nip44::encrypt(&key, response.as_bytes()).unwrap();
+                EventBuilder::new(Kind::from(KIND_NIP46), reply)
                     .tag(Tag::public_key(app.public_key()))
                     .sign_with_keys(&user)
                     .unwrap()
@@ -84,11 +84,6 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
-}
-
-fn base64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 criterion_group!(benches, bench);

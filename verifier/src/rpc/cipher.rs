@@ -5,17 +5,12 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-use nostr::nips::nip44::v2::{self, ConversationKey};
-use nostr::nips::{nip04, nip44};
+use nostr::nips::nip04;
 use nostr::{PublicKey, SecretKey};
 use zeroize::Zeroizing;
 
 use super::message::MAX_REQUEST_JSON;
-
-/// NIP-44 v2's version byte.
-const NIP44_V2: u8 = 2;
+use super::nip44::{self, ConversationKey};
 
 /// How a content is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +125,7 @@ impl<'a> Conversation<'a> {
             return Err(CipherError(format!("content of {} bytes", content.len())));
         }
         let bytes = match self {
-            Self::Nip44(key) => Zeroizing::new(nip44_decrypt(key, content)?),
+            Self::Nip44(key) => nip44::decrypt(key, content).map_err(|e| fail("NIP-44", e))?,
             Self::Nip04 { secret, peer } => Zeroizing::new(
                 nip04::decrypt_to_bytes(secret, peer, content).map_err(|e| fail("NIP-04", e))?,
             ),
@@ -142,51 +137,15 @@ impl<'a> Conversation<'a> {
 
     /// Encrypts `plaintext` for the peer.
     pub fn encrypt(&self, plaintext: &str) -> Result<String, CipherError> {
-        self.encrypt_with_rng(&mut nostr::secp256k1::rand::rngs::OsRng, plaintext)
-    }
-
-    /// [`Self::encrypt`] with the NIP-44 nonce drawn from `rng`: for test
-    /// vectors, which fix the nonce. Production code uses the OS RNG.
-    pub fn encrypt_with_rng<R: nostr::secp256k1::rand::RngCore>(
-        &self,
-        rng: &mut R,
-        plaintext: &str,
-    ) -> Result<String, CipherError> {
         match self {
-            Self::Nip44(key) => v2::encrypt_to_bytes_with_rng(rng, key, plaintext.as_bytes())
-                .map(|payload| STANDARD.encode(payload))
-                .map_err(|e| fail("NIP-44", e)),
+            Self::Nip44(key) => {
+                nip44::encrypt(key, plaintext.as_bytes()).map_err(|e| fail("NIP-44", e))
+            }
             Self::Nip04 { secret, peer } => {
                 nip04::encrypt(secret, peer, plaintext).map_err(|e| fail("NIP-04", e))
             }
         }
     }
-}
-
-/// NIP-44 v2 decryption with a known conversation key: refuses other
-/// versions (including the `#` prefix that marks future encodings).
-pub fn nip44_decrypt(key: &ConversationKey, payload: &str) -> Result<Vec<u8>, CipherError> {
-    if payload.starts_with('#') {
-        return Err(CipherError("NIP-44: unsupported encoding".into()));
-    }
-    let bytes = STANDARD
-        .decode(payload)
-        .map_err(|e| fail("NIP-44 base64", e))?;
-    match bytes.first() {
-        Some(&NIP44_V2) => {}
-        Some(v) => return Err(CipherError(format!("NIP-44: unknown version {v}"))),
-        None => return Err(CipherError("NIP-44: empty payload".into())),
-    }
-    v2::decrypt_to_bytes(key, &bytes).map_err(|e| fail("NIP-44", e))
-}
-
-/// NIP-44 v2 with a fresh conversation key, for one-off messages.
-pub fn nip44_encrypt(
-    secret: &SecretKey,
-    peer: &PublicKey,
-    plaintext: &str,
-) -> Result<String, CipherError> {
-    nip44::encrypt(secret, peer, plaintext, nip44::Version::V2).map_err(|e| fail("NIP-44", e))
 }
 
 #[cfg(test)]
@@ -198,7 +157,10 @@ mod tests {
     fn answers_in_the_scheme_of_the_request() {
         let (a, b) = (Keys::generate(), Keys::generate());
         for content in [
-            nip44_encrypt(a.secret_key(), &b.public_key(), "hello").unwrap(),
+            Conversation::nip44(a.secret_key(), &b.public_key())
+                .unwrap()
+                .encrypt("hello")
+                .unwrap(),
             nip04::encrypt(a.secret_key(), &b.public_key(), "hello").unwrap(),
         ] {
             let (conversation, plaintext) =
@@ -215,7 +177,10 @@ mod tests {
     fn refuses_what_it_cannot_read() {
         let (a, b) = (Keys::generate(), Keys::generate());
         let other = Keys::generate();
-        let content = nip44_encrypt(a.secret_key(), &b.public_key(), "hello").unwrap();
+        let content = Conversation::nip44(a.secret_key(), &b.public_key())
+            .unwrap()
+            .encrypt("hello")
+            .unwrap();
         assert!(Conversation::open(other.secret_key(), &a.public_key(), &content).is_err());
         assert!(Conversation::open(b.secret_key(), &a.public_key(), "#abc").is_err());
         assert!(Conversation::open(b.secret_key(), &a.public_key(), "").is_err());

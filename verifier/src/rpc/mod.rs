@@ -5,6 +5,8 @@
 //!   API (kind 24135) and NIP-46 (kind 24133), with its size caps;
 //! - [`cipher`]: the encryption of that envelope in an event's content
 //!   (NIP-44 v2, and NIP-04 for old clients), answered in the scheme used;
+//! - [`nip44`]: NIP-44 v2 itself, for that envelope and for the
+//!   `nip44_encrypt`/`nip44_decrypt` calls the signer serves;
 //! - [`admin`]: the admin API's methods and their parameters;
 //! - [`relays`]: what a relay URL a user hands over must look like;
 //! - [`bunker`]: bunker URLs (`bunker://<signer>?relay=…&secret=…`).
@@ -19,6 +21,7 @@ pub mod admin;
 pub mod bunker;
 pub mod cipher;
 pub mod message;
+pub mod nip44;
 pub mod relays;
 
 pub use message::{Params, Request, Response};
