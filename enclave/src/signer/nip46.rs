@@ -2,9 +2,9 @@
 //! `connect` (with a single-use secret from a bunker URL) or be granted by
 //! the owner (`connect_key`) before any other method.
 
-use nostr::nips::{nip04, nip44};
 use nostr::{Keys, PublicKey, ToBech32};
 use tracing::info;
+use verifier::rpc::cipher::{Conversation, Scheme};
 use verifier::rpc::{Request, Response};
 
 use super::{template, Signer};
@@ -105,26 +105,18 @@ fn run(
                 .map_err(|e| format!("sign_event: {e}"))?;
             Ok(nostr::JsonUtil::as_json(&event))
         }
-        method::NIP04_ENCRYPT => {
-            nip04::encrypt(keys.secret_key(), &peer(0)?, param(1, "plaintext")?)
+        method::NIP04_ENCRYPT | method::NIP44_ENCRYPT => {
+            let (peer, plaintext) = (peer(0)?, param(1, "plaintext")?);
+            Conversation::new(scheme_of(method), keys.secret_key(), &peer)
+                .and_then(|c| c.encrypt(plaintext))
                 .map_err(|e| format!("{method}: {e}"))
         }
-        method::NIP04_DECRYPT => {
-            let text = nip04::decrypt(keys.secret_key(), &peer(0)?, param(1, "ciphertext")?)
+        method::NIP04_DECRYPT | method::NIP44_DECRYPT => {
+            let (peer, ciphertext) = (peer(0)?, param(1, "ciphertext")?);
+            let text = Conversation::new(scheme_of(method), keys.secret_key(), &peer)
+                .and_then(|c| c.decrypt(ciphertext))
                 .map_err(|e| format!("{method}: {e}"))?;
-            non_empty(method, text)
-        }
-        method::NIP44_ENCRYPT => nip44::encrypt(
-            keys.secret_key(),
-            &peer(0)?,
-            param(1, "plaintext")?,
-            nip44::Version::V2,
-        )
-        .map_err(|e| format!("{method}: {e}")),
-        method::NIP44_DECRYPT => {
-            let text = nip44::decrypt(keys.secret_key(), &peer(0)?, param(1, "ciphertext")?)
-                .map_err(|e| format!("{method}: {e}"))?;
-            non_empty(method, text)
+            non_empty(method, text.as_str().to_owned())
         }
         method::SWITCH_RELAYS => {
             let store = signer.store();
@@ -181,6 +173,15 @@ fn connect(
 }
 
 /// Clients wait forever on an empty result: say so instead.
+/// The scheme a `nip04_*` or `nip44_*` method works in.
+fn scheme_of(method: &str) -> Scheme {
+    if method.starts_with("nip04") {
+        Scheme::Nip04
+    } else {
+        Scheme::Nip44
+    }
+}
+
 fn non_empty(method: &str, text: String) -> Result<String, String> {
     if text.is_empty() {
         Err(format!("{method}: the plaintext is empty"))
