@@ -172,7 +172,6 @@ fn connect(
     Ok(ACK.into())
 }
 
-/// Clients wait forever on an empty result: say so instead.
 /// The scheme a `nip04_*` or `nip44_*` method works in.
 fn scheme_of(method: &str) -> Scheme {
     if method.starts_with("nip04") {
@@ -182,6 +181,7 @@ fn scheme_of(method: &str) -> Scheme {
     }
 }
 
+/// Clients wait forever on an empty result: say so instead.
 fn non_empty(method: &str, text: String) -> Result<String, String> {
     if text.is_empty() {
         Err(format!("{method}: the plaintext is empty"))
