@@ -195,18 +195,21 @@ impl MessageKeys {
 
 /// The length a plaintext of `len` bytes is padded to (without the 2-byte
 /// length prefix): 32 at least, then chunks of 32 up to 256 bytes and of
-/// an eighth of the next power of two above that.
+/// an eighth of the next power of two above that. Saturates instead of
+/// overflowing for lengths far beyond what NIP-44 encrypts.
 pub fn calc_padded_len(len: usize) -> usize {
     if len <= 32 {
         return 32;
     }
-    let next_power = 1usize << (usize::BITS - (len - 1).leading_zeros());
+    let Some(next_power) = 1usize.checked_shl(usize::BITS - (len - 1).leading_zeros()) else {
+        return usize::MAX;
+    };
     let chunk = if next_power <= 256 {
         32
     } else {
         next_power / 8
     };
-    chunk * ((len - 1) / chunk + 1)
+    chunk.saturating_mul((len - 1) / chunk + 1)
 }
 
 /// Encrypts `plaintext` with a nonce from the OS's random source.
@@ -336,6 +339,7 @@ mod tests {
                 Err(Nip44Error::PlaintextLength(len))
             );
         }
+        assert_eq!(calc_padded_len(usize::MAX), usize::MAX);
         assert_eq!(
             decrypt(&key, &"A".repeat(MAX_ENCODED + 4)),
             Err(Nip44Error::PayloadLength(MAX_ENCODED + 4))
