@@ -12,8 +12,11 @@ ARG DEBIAN_SNAPSHOT=20261101T000000Z
 
 FROM ${RUST_IMAGE} AS build
 ARG DEBIAN_SNAPSHOT
+# Where that snapshot is fetched from. A mirror must serve the same
+# snapshot, or the image will not be the same.
+ARG DEBIAN_ARCHIVE=http://snapshot.debian.org/archive/debian/${DEBIAN_SNAPSHOT}
 ARG SOURCE_DATE_EPOCH
-RUN echo "deb [check-valid-until=no] http://snapshot.debian.org/archive/debian/${DEBIAN_SNAPSHOT} bookworm main" > /etc/apt/sources.list \
+RUN echo "deb [check-valid-until=no] ${DEBIAN_ARCHIVE} bookworm main" > /etc/apt/sources.list \
  && rm -f /etc/apt/sources.list.d/* \
  && apt-get update \
  && apt-get install -y --no-install-recommends musl-tools git \

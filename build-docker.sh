@@ -8,6 +8,9 @@
 #   ./build-docker.sh --local             the local pinned toolchain builds the binary
 #                                         (no registry needed), buildah assembles the image
 #
+# DEBIAN_ARCHIVE=<url> fetches the Dockerfile's Debian snapshot from a mirror
+# (default: snapshot.debian.org); it must serve the same snapshot.
+#
 # The image is tagged enclaved:<version>. With --local and a Docker engine
 # present it is also copied into Docker, where nitro-cli looks for it.
 set -euo pipefail
@@ -17,7 +20,7 @@ mode=buildx
 case "${1:-}" in
   --local) mode=local ;;
   "") ;;
-  -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--local]" >&2; exit 2 ;;
 esac
 
@@ -27,6 +30,10 @@ SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
 export SOURCE_DATE_EPOCH
 commit=$(git rev-parse HEAD)
 mkdir -p build
+archive_arg=()
+if [ -n "${DEBIAN_ARCHIVE:-}" ]; then
+  archive_arg=(--build-arg "DEBIAN_ARCHIVE=$DEBIAN_ARCHIVE")
+fi
 b=(buildah --storage-driver "${STORAGE_DRIVER:-vfs}")
 docker_engine=false
 if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
@@ -63,7 +70,7 @@ if [ "$mode" = local ]; then
   builder="local $(rustc --version)"
 elif [ "$mode" = buildah ]; then
   "${b[@]}" bud --timestamp "$SOURCE_DATE_EPOCH" \
-    --build-arg "RUST_IMAGE=$RUST_IMAGE" \
+    --build-arg "RUST_IMAGE=$RUST_IMAGE" "${archive_arg[@]}" \
     --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" \
     --tag "localhost/$tag" .
   image_id=$("${b[@]}" inspect --format '{{.FromImageID}}' "localhost/$tag")
@@ -73,10 +80,10 @@ elif [ "$mode" = buildah ]; then
   cp "$mountpoint/enclave" build/enclave
   "${b[@]}" umount "$container" >/dev/null
   "${b[@]}" rm "$container" >/dev/null
-  builder="buildah bud, $RUST_IMAGE"
+  builder="buildah bud, $RUST_IMAGE${DEBIAN_ARCHIVE:+, Debian from $DEBIAN_ARCHIVE}"
 else
   docker buildx build \
-    --build-arg "RUST_IMAGE=$RUST_IMAGE" \
+    --build-arg "RUST_IMAGE=$RUST_IMAGE" "${archive_arg[@]}" \
     --build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH" \
     --output "type=docker,name=$tag,rewrite-timestamp=true" \
     --metadata-file build/buildx-metadata.json \
@@ -85,7 +92,7 @@ else
   container=$(docker create "$tag")
   docker cp "$container:/enclave" build/enclave
   docker rm "$container" >/dev/null
-  builder="docker buildx, $RUST_IMAGE"
+  builder="docker buildx, $RUST_IMAGE${DEBIAN_ARCHIVE:+, Debian from $DEBIAN_ARCHIVE}"
 fi
 
 binary_sha256=$(sha256sum build/enclave | cut -d' ' -f1)
