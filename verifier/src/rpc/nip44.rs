@@ -183,13 +183,13 @@ impl MessageKeys {
         .apply_keystream(buffer);
     }
 
-    fn mac(&self, nonce: &[u8], ciphertext: &[u8]) -> HmacSha256 {
-        // HMAC takes a key of any length: this cannot fail.
+    fn mac(&self, nonce: &[u8], ciphertext: &[u8]) -> Result<HmacSha256, Nip44Error> {
+        // HMAC takes a key of any length, so this does not fail in practice.
         let mut mac = <HmacSha256 as Mac>::new_from_slice(self.hmac_key.as_slice())
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+            .map_err(|_| Nip44Error::Key)?;
         mac.update(nonce);
         mac.update(ciphertext);
-        mac
+        Ok(mac)
     }
 }
 
@@ -246,7 +246,7 @@ pub fn encrypt_with_nonce(
     payload.resize(1 + NONCE_LEN + padded_len, 0);
     let (_, ciphertext) = payload.split_at_mut(1 + NONCE_LEN);
     keys.apply_keystream(ciphertext);
-    let tag = keys.mac(nonce, ciphertext).finalize();
+    let tag = keys.mac(nonce, ciphertext)?.finalize();
     payload.extend_from_slice(&tag.into_bytes());
     Ok(STANDARD.encode(&payload))
 }
@@ -274,7 +274,7 @@ pub fn decrypt(key: &ConversationKey, payload: &str) -> Result<Zeroizing<Vec<u8>
     let (ciphertext, tag) = rest.split_at_checked(mac_at).ok_or(short)?;
     let nonce: &[u8; 32] = nonce.try_into().map_err(|_| short)?;
     let keys = MessageKeys::new(key, nonce)?;
-    keys.mac(nonce, ciphertext)
+    keys.mac(nonce, ciphertext)?
         .verify_slice(tag)
         .map_err(|_| Nip44Error::Mac)?;
     let mut padded = Zeroizing::new(ciphertext.to_vec());
