@@ -283,6 +283,7 @@ async fn memory(keys: usize, relays: usize) {
                 AdminRequest::ImportKey {
                     keys: user,
                     relays: vec![urls[i % urls.len()].clone()],
+                    apps: verifier::rpc::admin::KeptApps::Keep,
                 },
             )
         })

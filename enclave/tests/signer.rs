@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{import, import_request, local_relay, relays_csv, stack, stack_on, Raw, WAIT};
-use enclave::custody::Limits;
+use enclave::custody::{AdmissionLimits, Limits};
 use enclave::signer::SignerConfig;
 use nostr::nips::nip46::NostrConnectURI;
 use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, NostrSigner};
@@ -56,7 +56,8 @@ async fn admin_api_acts_on_the_signers_own_key() {
                 &stack.service,
                 &AdminRequest::ImportKey {
                     keys: user.clone(),
-                    relays: relays_csv(&stack.url)
+                    relays: relays_csv(&stack.url),
+                    apps: verifier::rpc::admin::KeptApps::Keep,
                 }
             )
             .await,
@@ -77,11 +78,11 @@ async fn admin_api_acts_on_the_signers_own_key() {
     let r = other
         .call(KIND_ADMIN, &stack.service, "import_key", &["nonsense"])
         .await;
-    assert!(r.error.unwrap().contains("not valid"));
+    assert!(r.into_result().unwrap_err().contains("not valid"));
     let r = other
         .call(KIND_ADMIN, &stack.service, "frobnicate", &[])
         .await;
-    assert!(r.error.unwrap().contains("unknown method"));
+    assert!(r.into_result().unwrap_err().contains("unknown method"));
 
     assert_eq!(
         owner.admin(&stack.service, &AdminRequest::DeleteKey).await,
@@ -158,11 +159,11 @@ async fn nip46_like_nostr_tools_and_ndk() {
     // A client that never connected is refused, with a reply.
     let mut stranger = Raw::new(&stack.url).await;
     let r = stranger.call(KIND_NIP46, &pk, "get_public_key", &[]).await;
-    assert!(r.error.unwrap().contains("unauthorized"));
+    assert!(r.into_result().unwrap_err().contains("unauthorized"));
     let r = stranger
         .call(KIND_NIP46, &pk, "connect", &[&pk.to_hex()])
         .await;
-    assert!(r.error.unwrap().contains("secret is required"));
+    assert!(r.into_result().unwrap_err().contains("secret is required"));
 
     // NDK connects with "" and a 4th metadata parameter.
     let mut app = Raw::new(&stack.url).await;
@@ -179,7 +180,7 @@ async fn nip46_like_nostr_tools_and_ndk() {
     let r = stranger
         .call(KIND_NIP46, &pk, "connect", &[&pk.to_hex(), &secret])
         .await;
-    assert!(r.error.unwrap().contains("already used"));
+    assert!(r.into_result().unwrap_err().contains("already used"));
 
     assert_eq!(
         app.call(KIND_NIP46, &pk, "get_public_key", &[])
@@ -216,19 +217,18 @@ async fn nip46_like_nostr_tools_and_ndk() {
     assert!(app
         .call(KIND_NIP46, &pk, "sign_event", &[&wrong])
         .await
-        .error
-        .unwrap()
+        .into_result()
+        .unwrap_err()
         .contains("not this signer"));
     assert!(app
         .call(KIND_NIP46, &pk, "sign_event", &["{"])
         .await
-        .error
-        .is_some());
+        .is_error());
     assert!(app
         .call(KIND_NIP46, &pk, "sign_event", &[])
         .await
-        .error
-        .unwrap()
+        .into_result()
+        .unwrap_err()
         .contains("missing"));
 
     let relays = app
@@ -241,7 +241,7 @@ async fn nip46_like_nostr_tools_and_ndk() {
         vec![stack.url.as_str_without_trailing_slash()]
     );
     let r = app.call(KIND_NIP46, &pk, "frobnicate", &[]).await;
-    assert!(r.error.unwrap().contains("unknown method"));
+    assert!(r.into_result().unwrap_err().contains("unknown method"));
 
     // A NIP-04 request is answered in NIP-04.
     let request = Request::new("ping", Params::default());
@@ -259,8 +259,8 @@ async fn nip46_like_nostr_tools_and_ndk() {
     assert!(app
         .call(KIND_NIP46, &pk, "ping", &[])
         .await
-        .error
-        .unwrap()
+        .into_result()
+        .unwrap_err()
         .contains("unauthorized"));
 }
 
@@ -318,8 +318,10 @@ async fn limits_are_answered_with_clear_errors() {
     let config = SignerConfig {
         limits: Limits {
             max_keys: 1,
+            max_test_keys: 1,
             max_relays_per_key: 1,
             test_keys_per_hour: 1,
+            admission: AdmissionLimits::off(),
             ..Limits::default()
         },
         max_request_bytes: 4096,
@@ -343,7 +345,7 @@ async fn limits_are_answered_with_clear_errors() {
             &[&user.secret_key().to_secret_hex(), two],
         )
         .await;
-    assert!(r.error.unwrap().contains("more than 1 relays"));
+    assert!(r.into_result().unwrap_err().contains("more than 1 relays"));
     let r = owner
         .call(
             KIND_ADMIN,
@@ -352,7 +354,7 @@ async fn limits_are_answered_with_clear_errors() {
             &[&user.secret_key().to_secret_hex(), "wss://u:p@x.example"],
         )
         .await;
-    assert!(r.error.unwrap().contains("credentials"));
+    assert!(r.into_result().unwrap_err().contains("credentials"));
     owner
         .admin(&stack.service, &AdminRequest::DeleteKey)
         .await
@@ -366,12 +368,14 @@ async fn limits_are_answered_with_clear_errors() {
         .await
         .unwrap_err()
         .contains("test keys per hour"));
+    // Test keys have their own slots: the one test key fills them, and
+    // never an import's.
     let mut third = Raw::new(&stack.url).await;
     assert!(third
         .admin(&stack.service, &test_key)
         .await
         .unwrap_err()
-        .contains("maximum of 1 keys"));
+        .contains("maximum of 1 test keys"));
 
     // Over the size cap: dropped before decryption, so no reply.
     let big = Request::new("ping", Params::new(["x".repeat(8000)]));

@@ -57,6 +57,7 @@ fn node(script: &str, args: &[&str]) -> Result<String, String> {
 struct Key<'a> {
     instance: &'a str,
     root: &'a str,
+    pcrs: &'a str,
     file: &'a str,
 }
 
@@ -70,6 +71,8 @@ impl Key<'_> {
             self.instance,
             "--root",
             self.root,
+            "--pcrs",
+            self.pcrs,
             "--key-file",
             self.file,
             "--timeout",
@@ -108,10 +111,16 @@ async fn real_clients_sign_through_the_stack() {
     let key_file = dir.join("user.nsec");
     std::fs::write(&key_file, format!("{nsec}\n")).unwrap();
     let s = |p: &Path| p.display().to_string();
-    let (instance, root, file) = (s(&paths.event), s(&paths.dev_root), s(&key_file));
+    let (instance, root, pcrs, file) = (
+        s(&paths.event),
+        s(&paths.dev_root),
+        s(&paths.pcrs),
+        s(&key_file),
+    );
     let key = Key {
         instance: &instance,
         root: &root,
+        pcrs: &pcrs,
         file: &file,
     };
 
@@ -122,6 +131,8 @@ async fn real_clients_sign_through_the_stack() {
         "import",
         "--instance",
         &instance,
+        "--pcrs",
+        &pcrs,
         "--key-file",
         &file,
         "--timeout",
@@ -130,7 +141,11 @@ async fn real_clients_sign_through_the_stack() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to talk to this instance"));
 
-    assert_eq!(key.ok("status"), "the enclave does not hold your key");
+    let (code, stdout, _) = key.run("status", &[]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(1), "the enclave does not hold your key")
+    );
     assert_eq!(key.ok("import"), "key imported");
     // The instance found by its service key on a relay instead of a file.
     let service = stack
@@ -149,6 +164,8 @@ async fn real_clients_sign_through_the_stack() {
         &url,
         "--root",
         &root,
+        "--pcrs",
+        &pcrs,
         "--key-file",
         &file,
         "--timeout",
@@ -206,6 +223,8 @@ async fn real_clients_sign_through_the_stack() {
         &instance,
         "--root",
         &root,
+        "--pcrs",
+        &pcrs,
         "--timeout",
         "20",
     ]);
@@ -226,7 +245,11 @@ async fn real_clients_sign_through_the_stack() {
     assert!(ndk.contains("PASS"), "{ndk}");
 
     assert_eq!(key.ok("delete"), "key deleted");
-    assert_eq!(key.ok("status"), "the enclave does not hold your key");
+    let (code, stdout, _) = key.run("status", &[]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(1), "the enclave does not hold your key")
+    );
     let (code, _, stderr) = key.run("delete", &[]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("no key is held for you"), "{stderr}");

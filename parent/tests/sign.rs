@@ -48,6 +48,8 @@ fn bunker_for(keys: &Keys, stack: &Stack, dir: &Path, name: &str) -> String {
         p.event.to_str().unwrap(),
         "--root",
         p.dev_root.to_str().unwrap(),
+        "--pcrs",
+        p.pcrs.to_str().unwrap(),
         "--key-file",
         file.to_str().unwrap(),
     ];

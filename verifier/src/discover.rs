@@ -88,25 +88,32 @@ impl Discovery {
     }
 }
 
+impl Accept {
+    /// Whether `instance`'s builder and launcher are accepted; `Err` names
+    /// the filter that refused it (`builder` or `launcher`) and why.
+    pub fn check(&self, instance: &VerifiedInstance) -> Result<(), (&'static str, String)> {
+        let builder = instance.build.event().pubkey;
+        if !self.builders.is_empty() && !self.builders.contains(&builder) {
+            return Err((
+                "builder",
+                format!("built by {}, not one of --builder", npub(&builder)),
+            ));
+        }
+        let launcher = instance.instance.event().pubkey;
+        if !self.launchers.is_empty() && !self.launchers.contains(&launcher) {
+            return Err((
+                "launcher",
+                format!("launched by {}, not one of --launcher", npub(&launcher)),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn filter(instance: &VerifiedInstance, accept: &Accept) -> Option<Refused> {
-    let refuse = |check: &str, reason: String| Refused {
+    accept.check(instance).err().map(|(check, reason)| Refused {
         event: instance.event.clone(),
         check: check.to_owned(),
         reason,
-    };
-    let builder = instance.build.event().pubkey;
-    if !accept.builders.is_empty() && !accept.builders.contains(&builder) {
-        return Some(refuse(
-            "builder",
-            format!("built by {}, not one of --builder", npub(&builder)),
-        ));
-    }
-    let launcher = instance.instance.event().pubkey;
-    if !accept.launchers.is_empty() && !accept.launchers.contains(&launcher) {
-        return Some(refuse(
-            "launcher",
-            format!("launched by {}, not one of --launcher", npub(&launcher)),
-        ));
-    }
-    None
+    })
 }

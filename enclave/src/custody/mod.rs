@@ -5,9 +5,13 @@
 //! secret on drop), and are never printed: `Debug` shows public keys only.
 //!
 //! Every limit here is what a stranger could otherwise exhaust: the number
-//! of keys (and of throw-away test keys), relays per key, distinct relays
-//! overall, apps and secrets per key, test keys per requester per hour.
+//! of imported keys and, separately, of throw-away test keys (so test keys
+//! can never crowd out imports), relays per key, distinct relays overall,
+//! apps and secrets per key, test keys per requester per hour; and, past a
+//! free hourly allowance, proof of work for every new key, test key and
+//! relay ([`admission`]).
 
+pub mod admission;
 mod user_key;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -15,14 +19,18 @@ use std::fmt;
 use std::sync::Arc;
 
 use nostr::{Keys, PublicKey, RelayUrl};
+use verifier::rpc::admin::KeptApps;
 use zeroize::Zeroizing;
 
+pub use admission::{AdmissionLimits, PowRequired, Resource};
 pub use user_key::{ConnectError, UserKey};
+
+use admission::Admission;
 
 /// The configurable limits of a [`KeyStore`].
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Most keys held, test keys included.
+    /// Most imported keys held (test keys have their own limit).
     pub max_keys: usize,
     /// Most throw-away test keys held at once.
     pub max_test_keys: usize,
@@ -40,6 +48,8 @@ pub struct Limits {
     pub test_key_ttl: u64,
     /// How long a connect secret stays usable, in seconds.
     pub secret_ttl: u64,
+    /// Free allowances per hour and the proof of work past them.
+    pub admission: AdmissionLimits,
 }
 
 impl Default for Limits {
@@ -54,6 +64,7 @@ impl Default for Limits {
             test_keys_per_hour: 3,
             test_key_ttl: 24 * 3600,
             secret_ttl: 24 * 3600,
+            admission: AdmissionLimits::default(),
         }
     }
 }
@@ -75,6 +86,8 @@ pub enum StoreError {
     NoKey,
     /// Connecting an app failed.
     Connect(ConnectError),
+    /// The request must carry (more) proof of work.
+    Pow(PowRequired),
 }
 
 impl fmt::Display for StoreError {
@@ -92,20 +105,36 @@ impl fmt::Display for StoreError {
             Self::TestKeyRate(n) => write!(f, "at most {n} test keys per hour; try again later"),
             Self::NoKey => f.write_str("no key is held for you"),
             Self::Connect(e) => write!(f, "{e}"),
+            Self::Pow(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
 
+/// What an import did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    /// The key was not held before.
+    pub new: bool,
+    /// Apps still allowed on a key that was held.
+    pub apps_kept: usize,
+    /// Pending bunker secrets still usable on a key that was held.
+    pub secrets_kept: usize,
+}
+
 /// All user keys, by public key.
 pub struct KeyStore {
     limits: Limits,
     keys: HashMap<PublicKey, UserKey>,
+    /// How many of the keys are test keys.
+    test_keys: usize,
     /// How many keys use each relay.
     relay_use: HashMap<RelayUrl, usize>,
     /// Recent `generate_test_key` times per requester.
     test_key_requests: HashMap<PublicKey, VecDeque<u64>>,
+    /// Free allowances used this hour.
+    admission: Admission,
 }
 
 impl fmt::Debug for KeyStore {
@@ -121,8 +150,10 @@ impl KeyStore {
     /// An empty store.
     pub fn new(limits: Limits) -> Self {
         Self {
+            admission: Admission::new(limits.admission.clone()),
             limits,
             keys: HashMap::new(),
+            test_keys: 0,
             relay_use: HashMap::new(),
             test_key_requests: HashMap::new(),
         }
@@ -133,9 +164,19 @@ impl KeyStore {
         &self.limits
     }
 
-    /// How many keys are held.
+    /// How many keys are held, test keys included.
     pub fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// How many of them are test keys.
+    pub fn test_key_count(&self) -> usize {
+        self.test_keys
+    }
+
+    /// Whether `pubkey` is held.
+    pub fn holds(&self, pubkey: &PublicKey) -> bool {
+        self.keys.contains_key(pubkey)
     }
 
     /// No keys are held.
@@ -169,11 +210,14 @@ impl KeyStore {
         self.relay_use.len()
     }
 
+    /// Checks the relay limits for a key that will listen on `relays`
+    /// (instead of its current ones, for `replacing`); returns how many of
+    /// them are not served yet.
     fn check_relays(
         &self,
         relays: &[RelayUrl],
         replacing: Option<&PublicKey>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         if relays.len() > self.limits.max_relays_per_key {
             return Err(StoreError::TooManyRelaysPerKey(
                 self.limits.max_relays_per_key,
@@ -195,7 +239,44 @@ impl KeyStore {
         if self.relay_use.len() - released.len() + new > self.limits.max_relays {
             return Err(StoreError::TooManyRelays(self.limits.max_relays));
         }
-        Ok(())
+        Ok(new)
+    }
+
+    /// Checks that `pow` pays for `new_relays` more relays and, if `key`
+    /// is given, one more of that resource.
+    fn admit(
+        &self,
+        key: Option<Resource>,
+        new_relays: usize,
+        pow: u8,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(resource) = key {
+            let (used, max) = match resource {
+                Resource::TestKeys => (self.test_keys, self.limits.max_test_keys),
+                _ => (self.keys.len() - self.test_keys, self.limits.max_keys),
+            };
+            self.admission
+                .check(resource, 1, used, max, pow, now)
+                .map_err(StoreError::Pow)?;
+        }
+        self.admission
+            .check(
+                Resource::Relays,
+                new_relays,
+                self.relay_use.len(),
+                self.limits.max_relays,
+                pow,
+                now,
+            )
+            .map_err(StoreError::Pow)
+    }
+
+    fn record(&mut self, key: Option<Resource>, new_relays: usize, now: u64) {
+        if let Some(resource) = key {
+            self.admission.record(resource, 1, now);
+        }
+        self.admission.record(Resource::Relays, new_relays, now);
     }
 
     fn count_relays(&mut self, relays: &[RelayUrl], delta: isize) {
@@ -209,34 +290,65 @@ impl KeyStore {
     }
 
     /// Imports `keys` listening on `relays`, or updates the relays of a
-    /// key already held (keeping its apps and secrets). Returns whether
-    /// the key is new.
-    pub fn import(&mut self, keys: Keys, relays: Vec<RelayUrl>) -> Result<bool, StoreError> {
+    /// key already held, keeping or dropping its apps and pending secrets
+    /// as `apps` says. `pow` is the request's proof of work, checked when
+    /// the import takes a new key slot or new relays.
+    pub fn import(
+        &mut self,
+        keys: Keys,
+        relays: Vec<RelayUrl>,
+        apps: KeptApps,
+        pow: u8,
+        now: u64,
+    ) -> Result<Imported, StoreError> {
         let pubkey = keys.public_key();
-        self.check_relays(&relays, Some(&pubkey))?;
+        let new_relays = self.check_relays(&relays, Some(&pubkey))?;
+        let held = self.keys.contains_key(&pubkey);
+        if !held && self.keys.len() - self.test_keys >= self.limits.max_keys {
+            return Err(StoreError::Full(self.limits.max_keys));
+        }
+        let resource = (!held).then_some(Resource::Keys);
+        self.admit(resource, new_relays, pow, now)?;
+        self.record(resource, new_relays, now);
         if let Some(existing) = self.keys.get(&pubkey) {
             let old = existing.relays().to_vec();
+            let was_test_key = existing.expires_at().is_some();
             self.count_relays(&old, -1);
             self.count_relays(&relays, 1);
-            if let Some(existing) = self.keys.get_mut(&pubkey) {
-                existing.set_relays(relays);
+            if was_test_key {
                 // Imported by its owner: no longer a throw-away key.
-                existing.keep();
+                self.test_keys = self.test_keys.saturating_sub(1);
             }
-            return Ok(false);
-        }
-        if self.keys.len() >= self.limits.max_keys {
-            return Err(StoreError::Full(self.limits.max_keys));
+            let Some(existing) = self.keys.get_mut(&pubkey) else {
+                return Err(StoreError::NoKey);
+            };
+            existing.set_relays(relays);
+            existing.keep();
+            if apps == KeptApps::Drop {
+                existing.revoke_all();
+            }
+            return Ok(Imported {
+                new: false,
+                apps_kept: existing.app_count(),
+                secrets_kept: existing.secret_count(),
+            });
         }
         self.count_relays(&relays, 1);
         self.keys
             .insert(pubkey, UserKey::new(Arc::new(keys), relays, None));
-        Ok(true)
+        Ok(Imported {
+            new: true,
+            apps_kept: 0,
+            secrets_kept: 0,
+        })
     }
 
     /// Deletes the key for `pubkey`, wiping it.
     pub fn delete(&mut self, pubkey: &PublicKey) -> Result<(), StoreError> {
         let key = self.keys.remove(pubkey).ok_or(StoreError::NoKey)?;
+        if key.expires_at().is_some() {
+            self.test_keys = self.test_keys.saturating_sub(1);
+        }
         let relays = key.relays().to_vec();
         self.count_relays(&relays, -1);
         Ok(())
@@ -244,10 +356,12 @@ impl KeyStore {
 
     /// A fresh throw-away key for `requester` on `relays`, living
     /// `test_key_ttl`, with one connect secret. Returns it and the secret.
+    /// `pow` is the request's proof of work (see [`admission`]).
     pub fn generate_test_key(
         &mut self,
         requester: &PublicKey,
         relays: Vec<RelayUrl>,
+        pow: u8,
         now: u64,
     ) -> Result<(PublicKey, Zeroizing<String>), StoreError> {
         let limit = self.limits.test_keys_per_hour;
@@ -258,27 +372,28 @@ impl KeyStore {
         if recent.len() >= limit {
             return Err(StoreError::TestKeyRate(limit));
         }
-        if self.keys.len() >= self.limits.max_keys {
-            return Err(StoreError::Full(self.limits.max_keys));
+        if recent.is_empty() {
+            // Not a requester worth remembering yet: keep the map to those
+            // that did get a test key.
+            self.test_key_requests.remove(requester);
         }
-        let test_keys = self
-            .keys
-            .values()
-            .filter(|k| k.expires_at().is_some())
-            .count();
-        if test_keys >= self.limits.max_test_keys {
+        if self.test_keys >= self.limits.max_test_keys {
             return Err(StoreError::TestKeysFull(self.limits.max_test_keys));
         }
-        self.check_relays(&relays, None)?;
-        if let Some(recent) = self.test_key_requests.get_mut(requester) {
-            recent.push_back(now);
-        }
+        let new_relays = self.check_relays(&relays, None)?;
+        self.admit(Some(Resource::TestKeys), new_relays, pow, now)?;
+        self.record(Some(Resource::TestKeys), new_relays, now);
+        self.test_key_requests
+            .entry(*requester)
+            .or_default()
+            .push_back(now);
         let keys = Keys::generate();
         let pubkey = keys.public_key();
         self.count_relays(&relays, 1);
         let mut key = UserKey::new(Arc::new(keys), relays, Some(now + self.limits.test_key_ttl));
         let secret = key.new_secret(now, &self.limits);
         self.keys.insert(pubkey, key);
+        self.test_keys += 1;
         Ok((pubkey, secret))
     }
 

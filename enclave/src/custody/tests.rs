@@ -1,4 +1,13 @@
 use super::*;
+use verifier::rpc::admin::KeptApps;
+
+/// The defaults, without admission control (tested on its own below).
+fn limits() -> Limits {
+    Limits {
+        admission: AdmissionLimits::off(),
+        ..Limits::default()
+    }
+}
 
 fn relay(n: usize) -> RelayUrl {
     RelayUrl::parse(&format!("wss://r{n}.example")).unwrap()
@@ -6,14 +15,22 @@ fn relay(n: usize) -> RelayUrl {
 
 #[test]
 fn import_updates_relays_and_counts_them() {
-    let mut store = KeyStore::new(Limits::default());
+    let mut store = KeyStore::new(limits());
     let keys = Keys::generate();
     let pk = keys.public_key();
-    assert!(store
-        .import(keys.clone(), vec![relay(1), relay(2)])
-        .unwrap());
+    assert!(
+        store
+            .import(keys.clone(), vec![relay(1), relay(2)], KeptApps::Keep, 0, 0)
+            .unwrap()
+            .new
+    );
     assert_eq!(store.relay_count(), 2);
-    assert!(!store.import(keys, vec![relay(3)]).unwrap());
+    assert!(
+        !store
+            .import(keys, vec![relay(3)], KeptApps::Keep, 0, 0)
+            .unwrap()
+            .new
+    );
     assert_eq!(store.get(&pk).unwrap().relays(), &[relay(3)]);
     assert_eq!(store.relay_count(), 1);
     store.delete(&pk).unwrap();
@@ -23,36 +40,54 @@ fn import_updates_relays_and_counts_them() {
 
 #[test]
 fn limits_hold() {
-    let limits = Limits {
+    let small = Limits {
         max_keys: 2,
         max_relays_per_key: 2,
         max_relays: 3,
         test_keys_per_hour: 1,
-        ..Limits::default()
+        ..limits()
     };
-    let mut store = KeyStore::new(limits);
+    let mut store = KeyStore::new(small);
     assert_eq!(
-        store.import(Keys::generate(), vec![relay(1), relay(2), relay(3)]),
+        store.import(
+            Keys::generate(),
+            vec![relay(1), relay(2), relay(3)],
+            KeptApps::Keep,
+            0,
+            0
+        ),
         Err(StoreError::TooManyRelaysPerKey(2))
     );
     store
-        .import(Keys::generate(), vec![relay(1), relay(2)])
+        .import(
+            Keys::generate(),
+            vec![relay(1), relay(2)],
+            KeptApps::Keep,
+            0,
+            0,
+        )
         .unwrap();
     let k = Keys::generate();
-    store.import(k.clone(), vec![relay(3)]).unwrap();
+    store
+        .import(k.clone(), vec![relay(3)], KeptApps::Keep, 0, 0)
+        .unwrap();
     // Replacing its own relay does not count against the overall limit.
-    store.import(k, vec![relay(4)]).unwrap();
+    store
+        .import(k, vec![relay(4)], KeptApps::Keep, 0, 0)
+        .unwrap();
     assert_eq!(
-        store.import(Keys::generate(), vec![relay(1)]),
+        store.import(Keys::generate(), vec![relay(1)], KeptApps::Keep, 0, 0),
         Err(StoreError::Full(2))
     );
     let mut store = KeyStore::new(Limits {
         max_relays: 1,
-        ..Limits::default()
+        ..limits()
     });
-    store.import(Keys::generate(), vec![relay(1)]).unwrap();
+    store
+        .import(Keys::generate(), vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
     assert_eq!(
-        store.import(Keys::generate(), vec![relay(2)]),
+        store.import(Keys::generate(), vec![relay(2)], KeptApps::Keep, 0, 0),
         Err(StoreError::TooManyRelays(1))
     );
 }
@@ -62,32 +97,38 @@ fn test_keys_are_rate_limited_and_expire() {
     let mut store = KeyStore::new(Limits {
         test_keys_per_hour: 2,
         test_key_ttl: 100,
-        ..Limits::default()
+        ..limits()
     });
     let who = Keys::generate().public_key();
-    store.generate_test_key(&who, vec![relay(1)], 1000).unwrap();
-    store.generate_test_key(&who, vec![relay(1)], 1001).unwrap();
+    store
+        .generate_test_key(&who, vec![relay(1)], 0, 1000)
+        .unwrap();
+    store
+        .generate_test_key(&who, vec![relay(1)], 0, 1001)
+        .unwrap();
     assert_eq!(
         store
-            .generate_test_key(&who, vec![relay(1)], 1002)
+            .generate_test_key(&who, vec![relay(1)], 0, 1002)
             .unwrap_err(),
         StoreError::TestKeyRate(2)
     );
     store
-        .generate_test_key(&Keys::generate().public_key(), vec![relay(1)], 1002)
+        .generate_test_key(&Keys::generate().public_key(), vec![relay(1)], 0, 1002)
         .unwrap();
     assert_eq!(store.expire(1099), 0);
     assert_eq!(store.expire(1101), 2);
     assert_eq!(store.len(), 1);
-    assert!(store.generate_test_key(&who, vec![relay(1)], 4601).is_ok());
+    assert!(store
+        .generate_test_key(&who, vec![relay(1)], 0, 4601)
+        .is_ok());
 }
 
 #[test]
 fn secrets_are_single_use() {
-    let limits = Limits::default();
+    let limits = limits();
     let mut store = KeyStore::new(limits.clone());
     let who = Keys::generate().public_key();
-    let (pk, secret) = store.generate_test_key(&who, vec![relay(1)], 0).unwrap();
+    let (pk, secret) = store.generate_test_key(&who, vec![relay(1)], 0, 0).unwrap();
     let key = store.get_mut(&pk).unwrap();
     let (app1, app2) = (Keys::generate().public_key(), Keys::generate().public_key());
     assert_eq!(
@@ -117,11 +158,13 @@ fn secrets_expire_and_are_bounded() {
     let limits = Limits {
         max_secrets_per_key: 2,
         secret_ttl: 10,
-        ..Limits::default()
+        ..limits()
     };
     let mut store = KeyStore::new(limits.clone());
     let k = Keys::generate();
-    store.import(k.clone(), vec![relay(1)]).unwrap();
+    store
+        .import(k.clone(), vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
     let key = store.get_mut(&k.public_key()).unwrap();
     let first = key.new_secret(0, &limits);
     let second = key.new_secret(0, &limits);
@@ -139,9 +182,98 @@ fn secrets_expire_and_are_bounded() {
 
 #[test]
 fn debug_shows_no_secret() {
-    let mut store = KeyStore::new(Limits::default());
+    let mut store = KeyStore::new(limits());
     let k = Keys::generate();
-    store.import(k.clone(), vec![relay(1)]).unwrap();
+    store
+        .import(k.clone(), vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
     let shown = format!("{store:?}{:?}", store.get(&k.public_key()).unwrap());
     assert!(!shown.contains(&k.secret_key().to_secret_hex()));
+}
+
+#[test]
+fn test_keys_have_their_own_slots() {
+    let mut store = KeyStore::new(Limits {
+        max_keys: 1,
+        max_test_keys: 1,
+        ..limits()
+    });
+    store
+        .generate_test_key(&Keys::generate().public_key(), vec![relay(1)], 0, 0)
+        .unwrap();
+    assert_eq!(
+        store
+            .generate_test_key(&Keys::generate().public_key(), vec![relay(1)], 0, 0)
+            .unwrap_err(),
+        StoreError::TestKeysFull(1)
+    );
+    // A test key never takes an import's slot.
+    store
+        .import(Keys::generate(), vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
+    assert_eq!(store.len(), 2);
+    assert_eq!(store.test_key_count(), 1);
+}
+
+#[test]
+fn reimport_keeps_or_drops_apps_and_says_so() {
+    let limits = limits();
+    let mut store = KeyStore::new(limits.clone());
+    let k = Keys::generate();
+    store
+        .import(k.clone(), vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
+    let app = Keys::generate().public_key();
+    let key = store.get_mut(&k.public_key()).unwrap();
+    key.grant(app, &limits).unwrap();
+    let _pending = key.new_secret(0, &limits);
+    let kept = store
+        .import(k.clone(), vec![relay(2)], KeptApps::Keep, 0, 0)
+        .unwrap();
+    assert_eq!((kept.new, kept.apps_kept, kept.secrets_kept), (false, 1, 1));
+    let dropped = store
+        .import(k.clone(), vec![relay(2)], KeptApps::Drop, 0, 0)
+        .unwrap();
+    assert_eq!((dropped.apps_kept, dropped.secrets_kept), (0, 0));
+    assert!(!store.get(&k.public_key()).unwrap().allows(&app));
+}
+
+#[test]
+fn past_the_free_allowance_new_slots_cost_proof_of_work() {
+    let mut store = KeyStore::new(Limits {
+        max_keys: 100,
+        admission: AdmissionLimits {
+            free_keys_per_hour: 2,
+            free_relays_per_hour: 100,
+            ..AdmissionLimits::default()
+        },
+        ..Limits::default()
+    });
+    for _ in 0..2 {
+        store
+            .import(Keys::generate(), vec![relay(1)], KeptApps::Keep, 0, 10)
+            .unwrap();
+    }
+    let err = store
+        .import(Keys::generate(), vec![relay(1)], KeptApps::Keep, 0, 10)
+        .unwrap_err();
+    let StoreError::Pow(pow) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(pow.bits, 16);
+    assert!(
+        err.to_string().starts_with("pow-required: 16 bits"),
+        "{err}"
+    );
+    store
+        .import(Keys::generate(), vec![relay(1)], KeptApps::Keep, 16, 10)
+        .unwrap();
+    // Updating a key already held takes no new slot: free.
+    let held = Keys::generate();
+    store
+        .import(held.clone(), vec![relay(1)], KeptApps::Keep, 20, 10)
+        .unwrap();
+    store
+        .import(held, vec![relay(1)], KeptApps::Keep, 0, 11)
+        .unwrap();
 }

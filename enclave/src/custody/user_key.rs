@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use nostr::{Keys, PublicKey, RelayUrl};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::Limits;
@@ -129,7 +130,7 @@ impl UserKey {
                 let found = self
                     .secrets
                     .iter()
-                    .position(|(s, _)| constant_time_eq(s.as_bytes(), secret.as_bytes()))
+                    .position(|(s, _)| bool::from(s.as_bytes().ct_eq(secret.as_bytes())))
                     .ok_or(ConnectError::BadSecret)?;
                 if self.apps.len() >= limits.max_apps_per_key {
                     return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
@@ -142,9 +143,26 @@ impl UserKey {
         }
     }
 
-    /// Ends `app`'s session; returns whether it had one.
+    /// Ends `app`'s session (its `logout`, or the owner's `revoke_app`);
+    /// returns whether it had one.
     pub fn logout(&mut self, app: &PublicKey) -> bool {
         self.apps.remove(app)
+    }
+
+    /// Revokes every app and every pending connect secret.
+    pub(super) fn revoke_all(&mut self) {
+        self.apps.clear();
+        self.secrets.clear();
+    }
+
+    /// How many apps are allowed.
+    pub fn app_count(&self) -> usize {
+        self.apps.len()
+    }
+
+    /// How many connect secrets are pending.
+    pub fn secret_count(&self) -> usize {
+        self.secrets.len()
     }
 
     /// A fresh single-use secret, valid for `secret_ttl`; the oldest
@@ -161,8 +179,4 @@ impl UserKey {
     pub(super) fn expire_secrets(&mut self, now: u64) {
         self.secrets.retain(|(_, until)| *until > now);
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

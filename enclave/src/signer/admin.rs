@@ -1,5 +1,7 @@
 //! The admin API (kind 24135): the request's signer acts on its own key.
-//! See `verifier::rpc::admin` for the methods.
+//! See `verifier::rpc::admin` for the methods, and
+//! [`crate::custody::admission`] for the proof of work asked of requests
+//! that take a new key, test key or relay slot.
 
 use nostr::{PublicKey, ToBech32};
 use tracing::info;
@@ -8,13 +10,15 @@ use verifier::rpc::bunker::bunker_url;
 use verifier::rpc::{Request, Response};
 
 use super::Signer;
-use crate::custody::StoreError;
+use crate::custody::{Imported, StoreError};
 
-/// Handles `request` from `requester`; the flag says whether keys changed.
+/// Handles `request` from `requester`, whose event carried `pow` bits of
+/// proof of work; the flag says whether keys changed.
 pub fn handle(
     signer: &Signer,
     requester: &PublicKey,
     request: &Request,
+    pow: u8,
     now: u64,
 ) -> (Response, bool) {
     let max_relays = signer.config.limits.max_relays_per_key;
@@ -31,15 +35,16 @@ pub fn handle(
             return (Response::error(&request.id, e), false);
         }
     }
-    let who = requester.to_bech32().unwrap_or_default();
+    let who = npub(requester);
     let id = &request.id;
     let mut store = signer.store();
+    let fail = |e: StoreError| (Response::error(id, e.to_string()), false);
     match parsed {
         AdminRequest::Ping => (Response::ok(id, PONG), false),
         AdminRequest::HasKey => (
             Response::ok(
                 id,
-                if store.get(requester).is_some() {
+                if store.holds(requester) {
                     "true"
                 } else {
                     "false"
@@ -47,18 +52,25 @@ pub fn handle(
             ),
             false,
         ),
-        AdminRequest::ImportKey { keys, relays } => match store.import(keys, relays) {
-            Ok(new) => {
-                info!(key = %who, new, "key imported");
-                (Response::ok(id, OK), true)
+        AdminRequest::ImportKey { keys, relays, apps } => {
+            match store.import(keys, relays, apps, pow, now) {
+                Ok(imported) => {
+                    info!(
+                        key = %who,
+                        new = imported.new,
+                        apps_kept = imported.apps_kept,
+                        "key imported"
+                    );
+                    (Response::ok(id, import_result(&imported)), true)
+                }
+                Err(e) => fail(e),
             }
-            Err(e) => (Response::error(id, e.to_string()), false),
-        },
+        }
         AdminRequest::ConnectKey { keys, app, relays } => {
             let limits = store.limits().clone();
-            let new = match store.import(keys, relays) {
-                Ok(new) => new,
-                Err(e) => return (Response::error(id, e.to_string()), false),
+            let imported = match store.import(keys, relays, Default::default(), pow, now) {
+                Ok(imported) => imported,
+                Err(e) => return fail(e),
             };
             let granted = store
                 .get_mut(requester)
@@ -66,7 +78,7 @@ pub fn handle(
                 .and_then(|k| k.grant(app, &limits).map_err(StoreError::Connect));
             match granted {
                 Ok(()) => {
-                    info!(key = %who, new, app = %app.to_bech32().unwrap_or_default(), "key imported, app allowed");
+                    info!(key = %who, new = imported.new, app = %npub(&app), "key imported, app allowed");
                     (Response::ok(id, OK), true)
                 }
                 Err(e) => (Response::error(id, e.to_string()), true),
@@ -77,22 +89,22 @@ pub fn handle(
                 info!(key = %who, "key deleted");
                 (Response::ok(id, OK), true)
             }
-            Err(e) => (Response::error(id, e.to_string()), false),
+            Err(e) => fail(e),
         },
         AdminRequest::GenerateTestKey { relays } => {
-            match store.generate_test_key(requester, relays, now) {
+            match store.generate_test_key(requester, relays, pow, now) {
                 Ok((pubkey, secret)) => {
                     let relays = store
                         .get(&pubkey)
                         .map(|k| k.relays().to_vec())
                         .unwrap_or_default();
-                    info!(requester = %who, key = %pubkey.to_bech32().unwrap_or_default(), "test key generated");
+                    info!(requester = %who, key = %npub(&pubkey), "test key generated");
                     (
                         Response::ok(id, bunker_url(&pubkey, &relays, Some(&secret)).as_str()),
                         true,
                     )
                 }
-                Err(e) => (Response::error(id, e.to_string()), false),
+                Err(e) => fail(e),
             }
         }
         AdminRequest::CreateBunkerUrl => {
@@ -103,8 +115,38 @@ pub fn handle(
                     let url = bunker_url(requester, key.relays(), Some(&secret));
                     (Response::ok(id, url.as_str()), false)
                 }
-                None => (Response::error(id, StoreError::NoKey.to_string()), false),
+                None => fail(StoreError::NoKey),
             }
         }
+        AdminRequest::RevokeApp { app } => match store.get_mut(requester).map(|k| k.logout(&app)) {
+            Some(true) => {
+                info!(key = %who, app = %npub(&app), "app revoked by the owner");
+                (Response::ok(id, OK), false)
+            }
+            Some(false) => (
+                Response::error(id, "revoke_app: this app is not allowed on your key"),
+                false,
+            ),
+            None => fail(StoreError::NoKey),
+        },
     }
+}
+
+/// `import_key`'s result: `ok` for a new key (as the original), and for a
+/// key already held, what was kept.
+fn import_result(imported: &Imported) -> String {
+    if imported.new || (imported.apps_kept == 0 && imported.secrets_kept == 0) {
+        return OK.to_owned();
+    }
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "ok: already held; {} and {} kept (import again with \"drop\" as the third parameter to revoke them)",
+        plural(imported.apps_kept, "app", "apps"),
+        plural(imported.secrets_kept, "pending bunker secret", "pending bunker secrets"),
+    )
+}
+
+fn npub(p: &PublicKey) -> String {
+    p.to_bech32().unwrap_or_default()
 }

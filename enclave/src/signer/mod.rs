@@ -4,10 +4,14 @@
 //!
 //! Events are checked in this order, and dropped silently when a check
 //! fails, since there is no one to answer or nothing readable to answer:
-//! kind, size (before anything is decrypted), age, signature, first time
-//! seen, addressee, decryption, a request id. Every request with an id
-//! gets a reply: unknown methods, bad parameters and unauthorized apps get
-//! an error reply. Replies are encrypted in the scheme of the request.
+//! kind, size (before anything is decrypted), age, author (the enclave's
+//! own keys never make requests), signature, first time seen, addressee,
+//! decryption, a request (an id and a method: a response is never
+//! answered). Every request gets a reply: unknown methods, bad parameters,
+//! unauthorized apps and refusals of the isolation rule
+//! (`verifier::rpc::isolation`) get an error reply, and so does a request
+//! whose reply would be too large to seal. Replies are encrypted in the
+//! scheme of the request.
 //!
 //! The handler does no I/O; [`crate::serve`] delivers events to it and its
 //! replies to relays.
@@ -26,8 +30,11 @@ use verifier::rpc::cipher::Conversation;
 use verifier::rpc::message::{Malformed, MAX_REQUEST_EVENT};
 use verifier::rpc::{Request, Response};
 
+use verifier::rpc::admission::pow_bits;
+use verifier::rpc::isolation::ProtocolKeys;
+
 use crate::custody::{KeyStore, Limits};
-use seen::Seen;
+use seen::{NotNew, Seen};
 
 /// Settings of the handler.
 #[derive(Debug, Clone)]
@@ -48,13 +55,18 @@ impl Default for SignerConfig {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
-            max_request_bytes: 64 * 1024,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_request_age: 300,
             max_clock_skew: 300,
             max_seen: 200_000,
         }
     }
 }
+
+/// The default cap on a request event's content and tags: room for the
+/// largest NIP-44 payload (a 65,535-byte plaintext, 87,472 base64
+/// characters) and its tags.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = verifier::rpc::nip44::MAX_ENCODED + 4096;
 
 /// A reply to publish.
 #[derive(Debug, Clone)]
@@ -89,6 +101,11 @@ pub enum Dropped {
     Signature,
     /// Already handled.
     Duplicate,
+    /// Possibly handled already: the dedupe cache overflowed (a flood).
+    MaybeReplayed,
+    /// Authored by the service key or a held key: the enclave's own
+    /// replies are never handled as requests.
+    OwnEvent,
     /// Not addressed to the service key or a held key.
     NotOurs,
     /// The content does not decrypt.
@@ -118,10 +135,7 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// A handler for the service key `service`, whose admin API listens on `admin_relay`.
     pub fn new(service: Keys, admin_relay: RelayUrl, config: SignerConfig) -> Self {
-        let seen = Seen::new(
-            config.max_request_age + config.max_clock_skew,
-            config.max_seen,
-        );
+        let seen = Seen::new(config.max_request_age, config.max_seen);
         Self {
             store: Mutex::new(KeyStore::new(config.limits.clone())),
             seen: Mutex::new(seen),
@@ -176,23 +190,32 @@ impl Signer {
         {
             return Err(Dropped::Stale);
         }
+        // The service key never makes requests; a held key makes admin
+        // requests (its owner's) but never NIP-46 ones, so one held key's
+        // replies can never become another's requests (or its own).
+        if self.is_service_key(&event.pubkey)
+            || (kind == KIND_NIP46 && self.is_held_key(&event.pubkey))
+        {
+            return Err(Dropped::OwnEvent);
+        }
         event.verify().map_err(|_| Dropped::Signature)?;
-        if !self
-            .seen
+        self.seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .first_time(event.id, now)
-        {
-            return Err(Dropped::Duplicate);
-        }
+            .first_time(event.id, created, now)
+            .map_err(|e| match e {
+                NotNew::Duplicate => Dropped::Duplicate,
+                NotNew::MaybeReplayed => Dropped::MaybeReplayed,
+            })?;
         if kind == KIND_ADMIN {
             if !addressed_to(event, &self.service.public_key()) {
                 return Err(Dropped::NotOurs);
             }
             let service = self.service.clone();
             let relays = vec![self.admin_relay.clone()];
+            let pow = pow_bits(event);
             return self.answer(event, from, &service, relays, |request| {
-                admin::handle(self, &event.pubkey, request, now)
+                admin::handle(self, &event.pubkey, request, pow, now)
             });
         }
         let target = event
@@ -231,11 +254,20 @@ impl Signer {
         let (response, keys_changed) = match Request::parse(&plaintext) {
             Ok(request) => run(&request),
             Err(Malformed::Invalid { id, reason }) => (Response::error(&id, reason), false),
-            Err(Malformed::NoId(_)) => return Err(Dropped::NotARequest),
+            Err(Malformed::NotARequest(_)) => return Err(Dropped::NotARequest),
         };
         drop(plaintext);
-        let reply = reply_event(&conversation, keys, event, &response)
-            .map_err(|_| Dropped::Undecryptable)?;
+        let reply = match reply_event(&conversation, keys, event, &response) {
+            Ok(reply) => reply,
+            // Too large to seal (NIP-44 holds 65,535 bytes): say so in a
+            // reply that fits, rather than leave the client waiting.
+            Err(e) => {
+                debug!(id = %event.id, "reply cannot be sealed: {e}");
+                let short = Response::error(&response.id, REPLY_TOO_LARGE);
+                reply_event(&conversation, keys, event, &short)
+                    .map_err(|_| Dropped::Undecryptable)?
+            }
+        };
         if !relays.contains(from) {
             relays.insert(0, from.clone());
         }
@@ -252,7 +284,30 @@ impl Signer {
     pub fn expire(&self, now: u64) -> bool {
         self.store().expire(now) > 0
     }
+
+    /// How many request ids overflowed the dedupe cache into its filters
+    /// (0 unless the signer was flooded).
+    pub fn dedupe_overflow(&self) -> u64 {
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .overflowed()
+    }
 }
+
+impl ProtocolKeys for Signer {
+    fn is_service_key(&self, key: &PublicKey) -> bool {
+        *key == self.service.public_key()
+    }
+
+    fn is_held_key(&self, key: &PublicKey) -> bool {
+        self.store().holds(key)
+    }
+}
+
+/// The error reply of a request whose reply would not fit in NIP-44.
+pub const REPLY_TOO_LARGE: &str =
+    "the reply is too large to send (NIP-44 carries at most 65,535 bytes); ask for less";
 
 /// The reply to `request` (an event from the app), sealed and signed.
 pub fn reply_event(

@@ -1,11 +1,20 @@
 //! NIP-46 (kind 24133) for a held key: the current method set. Apps must
 //! `connect` (with a single-use secret from a bunker URL) or be granted by
 //! the owner (`connect_key`) before any other method.
+//!
+//! Every method obeys the isolation rule of `verifier::rpc::isolation`: a
+//! key the enclave uses for its own protocols (the service key, any held
+//! key) is never a peer of `nip04_*`/`nip44_*`; `sign_event` never signs a
+//! kind 24133 or 24135 event; and no decryption that is a protocol message
+//! or holds the user's private key is returned. Each refusal is an error
+//! reply saying why.
 
 use nostr::{Keys, PublicKey, ToBech32};
 use tracing::info;
 use verifier::rpc::cipher::{Conversation, Scheme};
+use verifier::rpc::isolation::{check_outgoing, check_peer, check_plaintext, check_template};
 use verifier::rpc::{Request, Response};
+use zeroize::Zeroizing;
 
 use super::{template, Signer};
 
@@ -92,14 +101,17 @@ fn run(
             .ok_or_else(|| format!("{method}: missing parameter {name}"))
     };
     let peer = |i: usize| {
-        PublicKey::parse(param(i, "pubkey")?)
-            .map_err(|_| format!("{method}: the pubkey is not valid"))
+        let peer = PublicKey::parse(param(i, "pubkey")?)
+            .map_err(|_| format!("{method}: the pubkey is not valid"))?;
+        check_peer(signer, &user, &peer).map_err(|e| format!("{method}: {e}"))?;
+        Ok::<PublicKey, String>(peer)
     };
     match method {
         method::GET_PUBLIC_KEY => Ok(user.to_hex()),
         method::PING => Ok("pong".into()),
         method::SIGN_EVENT => {
             let unsigned = template::parse(param(0, "event")?, &user)?;
+            check_template(unsigned.kind.as_u16()).map_err(|e| format!("{method}: {e}"))?;
             let event = unsigned
                 .sign_with_keys(keys)
                 .map_err(|e| format!("sign_event: {e}"))?;
@@ -107,6 +119,7 @@ fn run(
         }
         method::NIP04_ENCRYPT | method::NIP44_ENCRYPT => {
             let (peer, plaintext) = (peer(0)?, param(1, "plaintext")?);
+            check_outgoing(plaintext).map_err(|e| format!("{method}: {e}"))?;
             Conversation::new(scheme_of(method), keys.secret_key(), &peer)
                 .and_then(|c| c.encrypt(plaintext))
                 .map_err(|e| format!("{method}: {e}"))
@@ -116,7 +129,8 @@ fn run(
             let text = Conversation::new(scheme_of(method), keys.secret_key(), &peer)
                 .and_then(|c| c.decrypt(ciphertext))
                 .map_err(|e| format!("{method}: {e}"))?;
-            non_empty(method, text.as_str().to_owned())
+            check_plaintext(keys.secret_key(), &text).map_err(|e| format!("{method}: {e}"))?;
+            non_empty(method, text)
         }
         method::SWITCH_RELAYS => {
             let store = signer.store();
@@ -181,12 +195,13 @@ fn scheme_of(method: &str) -> Scheme {
     }
 }
 
-/// Clients wait forever on an empty result: say so instead.
-fn non_empty(method: &str, text: String) -> Result<String, String> {
+/// Clients wait forever on an empty result: say so instead. The plaintext
+/// moves into the response, which wipes it when dropped.
+fn non_empty(method: &str, mut text: Zeroizing<String>) -> Result<String, String> {
     if text.is_empty() {
         Err(format!("{method}: the plaintext is empty"))
     } else {
-        Ok(text)
+        Ok(std::mem::take(&mut *text))
     }
 }
 

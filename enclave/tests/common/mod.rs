@@ -186,6 +186,7 @@ pub(crate) fn import_request(stack: &Stack, user: &Keys) -> AdminRequest {
     AdminRequest::ImportKey {
         keys: user.clone(),
         relays: relays_csv(&stack.url),
+        apps: verifier::rpc::admin::KeptApps::Keep,
     }
 }
 

@@ -81,7 +81,36 @@ impl Measurements {
     pub fn get(&self, index: u8) -> Option<&Pcr> {
         self.pcrs.get(&index)
     }
+
+    /// Whether these measurements pin the enclave's code: PCR0 (the whole
+    /// image), PCR1 (the kernel) and PCR2 (the application) are all given
+    /// and none is all zeros. A `pcrs.json` with only PCR8 pins who signed
+    /// the image, not what it runs. A client that sends a secret requires
+    /// this ([`CODE_PCRS`]).
+    pub fn pins_code(&self) -> Result<(), Error> {
+        for index in CODE_PCRS {
+            match self.pcrs.get(&index) {
+                Some(pcr) if !pcr.is_zero() => {}
+                Some(_) => {
+                    return Err(malformed(
+                        "pcrs.json",
+                        format!("PCR{index} is all zeros (a debug enclave's)"),
+                    ))
+                }
+                None => {
+                    return Err(malformed(
+                        "pcrs.json",
+                        format!("no PCR{index}: PCR0, PCR1 and PCR2 pin the enclave's code"),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The PCRs that measure an enclave's code: image, kernel, application.
+pub const CODE_PCRS: [u8; 3] = [0, 1, 2];
 
 #[cfg(test)]
 mod tests {
@@ -106,6 +135,21 @@ mod tests {
         assert!(m
             .to_json()
             .contains("\"HashAlgorithm\": \"Sha384 { ... }\""));
+    }
+
+    #[test]
+    fn code_is_pinned_only_by_pcr0_1_and_2() {
+        let full = Measurements::from_json(NITRO_CLI_OUTPUT.as_bytes()).unwrap();
+        assert!(full.pins_code().is_ok());
+        let mut only_pcr8 = full.clone();
+        only_pcr8.pcrs.retain(|i, _| *i == 8);
+        assert!(only_pcr8.pins_code().is_err());
+        let mut no_pcr2 = full.clone();
+        no_pcr2.pcrs.remove(&2);
+        assert!(no_pcr2.pins_code().is_err());
+        let mut debug = full;
+        debug.pcrs.insert(0, Pcr([0; 48]));
+        assert!(debug.pins_code().is_err());
     }
 
     #[test]

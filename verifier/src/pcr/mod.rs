@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use sha2::{Digest, Sha384};
 
-pub use self::measurements::{Measurements, MAX_PCRS_JSON};
+pub use self::measurements::{Measurements, CODE_PCRS, MAX_PCRS_JSON};
 use crate::error::{malformed, Error};
 
 /// Length of a SHA-384 PCR value in bytes.

@@ -5,11 +5,19 @@
 //! |---|---|---|
 //! | `ping` | | `pong` |
 //! | `has_key` | | `true` or `false` |
-//! | `import_key` | privkey, relays_csv | `ok` |
+//! | `import_key` | privkey, relays_csv, apps? | `ok` (see below) |
 //! | `connect_key` | privkey, app pubkey, relays_csv | `ok` |
 //! | `delete_key` | | `ok` |
 //! | `generate_test_key` | relays_csv | bunker URL |
 //! | `create_bunker_url` | | bunker URL |
+//! | `revoke_app` | app pubkey | `ok` |
+//!
+//! `import_key` of a key already held updates its relays and, by default
+//! (`apps` = `keep`), keeps the apps allowed on it and its pending bunker
+//! secrets; its result then says how many (`ok: already held; 2 apps and 1
+//! pending bunker secret kept`). `apps` = `drop` revokes them all. A new
+//! key's result is `ok`, as in the original. `revoke_app` ends one app's
+//! access without touching the key (an extension of the original).
 //!
 //! The request's signer is who acts: `import_key`/`connect_key` must hand
 //! over the signer's own private key, and `has_key`, `delete_key` and
@@ -36,6 +44,28 @@ pub mod method {
     pub const GENERATE_TEST_KEY: &str = "generate_test_key";
     /// A bunker URL with a fresh single-use secret for the signer's key.
     pub const CREATE_BUNKER_URL: &str = "create_bunker_url";
+    /// End one app's access to the signer's key.
+    pub const REVOKE_APP: &str = "revoke_app";
+}
+
+/// What `import_key` does with the apps of a key already held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeptApps {
+    /// Keep them (and pending bunker secrets); the reply says how many.
+    #[default]
+    Keep,
+    /// Revoke every app and pending bunker secret.
+    Drop,
+}
+
+impl KeptApps {
+    /// The parameter's wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Drop => "drop",
+        }
+    }
 }
 
 /// `ping`'s result.
@@ -56,6 +86,8 @@ pub enum AdminRequest {
         keys: Keys,
         /// Where its NIP-46 requests arrive.
         relays: Vec<RelayUrl>,
+        /// What happens to the apps of a key already held.
+        apps: KeptApps,
     },
     /// `connect_key`.
     ConnectKey {
@@ -75,6 +107,11 @@ pub enum AdminRequest {
     },
     /// `create_bunker_url`.
     CreateBunkerUrl,
+    /// `revoke_app`.
+    RevokeApp {
+        /// The app whose access ends.
+        app: PublicKey,
+    },
 }
 
 impl AdminRequest {
@@ -88,6 +125,7 @@ impl AdminRequest {
             Self::DeleteKey => method::DELETE_KEY,
             Self::GenerateTestKey { .. } => method::GENERATE_TEST_KEY,
             Self::CreateBunkerUrl => method::CREATE_BUNKER_URL,
+            Self::RevokeApp { .. } => method::REVOKE_APP,
         }
     }
 
@@ -98,11 +136,19 @@ impl AdminRequest {
             Self::Ping | Self::HasKey | Self::DeleteKey | Self::CreateBunkerUrl => {
                 Params::default()
             }
-            Self::ImportKey { keys, relays } => Params::new([secret(keys), relays_csv(relays)]),
+            Self::ImportKey {
+                keys,
+                relays,
+                apps: KeptApps::Keep,
+            } => Params::new([secret(keys), relays_csv(relays)]),
+            Self::ImportKey { keys, relays, apps } => {
+                Params::new([secret(keys), relays_csv(relays), apps.as_str().to_owned()])
+            }
             Self::ConnectKey { keys, app, relays } => {
                 Params::new([secret(keys), app.to_hex(), relays_csv(relays)])
             }
             Self::GenerateTestKey { relays } => Params::new([relays_csv(relays)]),
+            Self::RevokeApp { app } => Params::new([app.to_hex()]),
         };
         Request::new(self.method(), params)
     }
@@ -127,20 +173,37 @@ impl AdminRequest {
             parse_relays_csv(param(i, "relays")?, max_relays)
                 .map_err(|e| format!("{}: {e}", request.method))
         };
+        let app = |i: usize| {
+            PublicKey::parse(param(i, "app pubkey")?).map_err(|_| {
+                format!(
+                    "{}: the app pubkey is not valid hex or npub",
+                    request.method
+                )
+            })
+        };
         Ok(match request.method.as_str() {
             method::PING => Self::Ping,
             method::HAS_KEY => Self::HasKey,
             method::IMPORT_KEY => Self::ImportKey {
                 keys: keys(0)?,
                 relays: relays(1)?,
+                apps: match p.get(2) {
+                    None | Some("") | Some("keep") => KeptApps::Keep,
+                    Some("drop") => KeptApps::Drop,
+                    Some(_) => {
+                        return Err(
+                            "import_key: the third parameter is \"keep\" or \"drop\" (the apps of a key already held)"
+                                .into(),
+                        )
+                    }
+                },
             },
             method::CONNECT_KEY => Self::ConnectKey {
                 keys: keys(0)?,
-                app: PublicKey::parse(param(1, "app pubkey")?).map_err(|_| {
-                    "connect_key: the app pubkey is not valid hex or npub".to_owned()
-                })?,
+                app: app(1)?,
                 relays: relays(2)?,
             },
+            method::REVOKE_APP => Self::RevokeApp { app: app(0)? },
             method::DELETE_KEY => Self::DeleteKey,
             method::GENERATE_TEST_KEY => Self::GenerateTestKey { relays: relays(0)? },
             method::CREATE_BUNKER_URL => Self::CreateBunkerUrl,
@@ -164,7 +227,14 @@ mod tests {
             AdminRequest::ImportKey {
                 keys: keys.clone(),
                 relays: relays.clone(),
+                apps: KeptApps::Keep,
             },
+            AdminRequest::ImportKey {
+                keys: keys.clone(),
+                relays: relays.clone(),
+                apps: KeptApps::Drop,
+            },
+            AdminRequest::RevokeApp { app },
             AdminRequest::ConnectKey {
                 keys: keys.clone(),
                 app,

@@ -76,8 +76,11 @@ pub struct Request {
 /// Why a decrypted request is not a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Malformed {
-    /// Not a JSON object with a string `id`: there is nobody to answer.
-    NoId(String),
+    /// Not a request at all: not a JSON object with a string `id`, or an
+    /// object without a `method` (a response). Never answered: answering a
+    /// response would make two signers (or one signer and itself) answer
+    /// each other's answers forever.
+    NotARequest(String),
     /// Has an id, but the rest is wrong: answer with this error.
     Invalid {
         /// The request id.
@@ -90,7 +93,7 @@ pub enum Malformed {
 impl fmt::Display for Malformed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoId(reason) => write!(f, "not a request: {reason}"),
+            Self::NotARequest(reason) => write!(f, "not a request: {reason}"),
             Self::Invalid { reason, .. } => f.write_str(reason),
         }
     }
@@ -115,23 +118,26 @@ impl Request {
     /// its parameter count; parameters must be strings.
     pub fn parse(json: &str) -> Result<Self, Malformed> {
         if json.len() > MAX_REQUEST_JSON {
-            return Err(Malformed::NoId(format!(
+            return Err(Malformed::NotARequest(format!(
                 "{} bytes, more than {MAX_REQUEST_JSON}",
                 json.len()
             )));
         }
         let value = Wiped(
-            serde_json::from_str(json).map_err(|e| Malformed::NoId(format!("not JSON: {e}")))?,
+            serde_json::from_str(json)
+                .map_err(|e| Malformed::NotARequest(format!("not JSON: {e}")))?,
         );
         let Some(object) = value.0.as_object() else {
-            return Err(Malformed::NoId("not a JSON object".into()));
+            return Err(Malformed::NotARequest("not a JSON object".into()));
         };
         let id = match object.get("id") {
             Some(Value::String(id)) if id.len() <= MAX_ID_LEN => id.clone(),
             Some(Value::String(_)) => {
-                return Err(Malformed::NoId(format!("id longer than {MAX_ID_LEN}")))
+                return Err(Malformed::NotARequest(format!(
+                    "id longer than {MAX_ID_LEN}"
+                )))
             }
-            _ => return Err(Malformed::NoId("no string id".into())),
+            _ => return Err(Malformed::NotARequest("no string id".into())),
         };
         let invalid = |reason: String| Malformed::Invalid {
             id: id.clone(),
@@ -142,7 +148,14 @@ impl Request {
             Some(Value::String(_)) => {
                 return Err(invalid(format!("method longer than {MAX_METHOD_LEN}")))
             }
-            _ => return Err(invalid("no method".into())),
+            // An id without a method is a response (or nothing): never
+            // answered, see `Malformed::NotARequest`.
+            None | Some(Value::Null) => {
+                return Err(Malformed::NotARequest(
+                    "no method: a response, not a request".into(),
+                ))
+            }
+            Some(_) => return Err(invalid("method is not a string".into())),
         };
         let params = match object.get("params") {
             None | Some(Value::Null) => Params::default(),
@@ -177,15 +190,18 @@ struct Wiped(Value);
 
 impl Drop for Wiped {
     fn drop(&mut self) {
-        fn wipe(v: &mut Value) {
-            match v {
-                Value::String(s) => zeroize::Zeroize::zeroize(s),
-                Value::Array(items) => items.iter_mut().for_each(wipe),
-                Value::Object(map) => map.values_mut().for_each(wipe),
-                _ => {}
-            }
-        }
-        wipe(&mut self.0);
+        wipe_json(&mut self.0);
+    }
+}
+
+/// Wipes every string in a parsed JSON value (object keys are left: they
+/// are field names, not secrets).
+pub(crate) fn wipe_json(v: &mut Value) {
+    match v {
+        Value::String(s) => zeroize::Zeroize::zeroize(s),
+        Value::Array(items) => items.iter_mut().for_each(wipe_json),
+        Value::Object(map) => map.values_mut().for_each(wipe_json),
+        _ => {}
     }
 }
 
@@ -197,7 +213,11 @@ fn getrandom_fill(buf: &mut [u8]) -> Result<(), ()> {
 }
 
 /// A response: `{"id", "result"}` or `{"id", "result": "", "error"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A result can be a decrypted plaintext (`nip44_decrypt`) or a bunker
+/// URL with its secret, so both strings are wiped on drop and `Debug`
+/// shows only their lengths.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     /// The request's id.
     pub id: String,
@@ -207,6 +227,25 @@ pub struct Response {
     /// Set when the request failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("id", &self.id)
+            .field("result", &format_args!("<{} bytes>", self.result.len()))
+            .field("error", &self.error.as_ref().map(String::len))
+            .finish()
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.result);
+        if let Some(e) = self.error.as_mut() {
+            zeroize::Zeroize::zeroize(e);
+        }
+    }
 }
 
 impl Response {
@@ -228,10 +267,15 @@ impl Response {
         }
     }
 
-    /// The JSON to encrypt.
-    pub fn to_json(&self) -> String {
+    /// Whether this is an error response.
+    pub fn is_error(&self) -> bool {
+        self.error.as_deref().is_some_and(|e| !e.is_empty())
+    }
+
+    /// The JSON to encrypt; wiped on drop.
+    pub fn to_json(&self) -> Zeroizing<String> {
         // Serializing strings into JSON cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        Zeroizing::new(serde_json::to_string(self).unwrap_or_default())
     }
 
     /// Parses a decrypted response.
@@ -243,10 +287,10 @@ impl Response {
     }
 
     /// The result, or the error as `Err`.
-    pub fn into_result(self) -> Result<String, String> {
-        match self.error {
+    pub fn into_result(mut self) -> Result<String, String> {
+        match self.error.take() {
             Some(e) if !e.is_empty() => Err(e),
-            _ => Ok(self.result),
+            _ => Ok(std::mem::take(&mut self.result)),
         }
     }
 }
@@ -273,14 +317,31 @@ mod tests {
 
     #[test]
     fn refusals_say_whether_to_answer() {
-        assert!(matches!(Request::parse("nope"), Err(Malformed::NoId(_))));
-        assert!(matches!(Request::parse("[1]"), Err(Malformed::NoId(_))));
+        assert!(matches!(
+            Request::parse("nope"),
+            Err(Malformed::NotARequest(_))
+        ));
+        assert!(matches!(
+            Request::parse("[1]"),
+            Err(Malformed::NotARequest(_))
+        ));
         assert!(matches!(
             Request::parse(r#"{"id":1,"method":"ping"}"#),
-            Err(Malformed::NoId(_))
+            Err(Malformed::NotARequest(_))
         ));
-        for bad in [
+        // A response (an id, no method) is not a request: never answered.
+        for response in [
             r#"{"id":"7","params":[]}"#,
+            r#"{"id":"7","result":"pong"}"#,
+            r#"{"id":"7","result":"","error":"no"}"#,
+        ] {
+            assert!(
+                matches!(Request::parse(response), Err(Malformed::NotARequest(_))),
+                "{response}"
+            );
+        }
+        for bad in [
+            r#"{"id":"7","method":7}"#,
             r#"{"id":"7","method":"ping","params":[1]}"#,
             r#"{"id":"7","method":"ping","params":"x"}"#,
             r#"{"id":"7","method":"ping","params":["","","","","","","","",""]}"#,
@@ -294,15 +355,22 @@ mod tests {
             r#"{{"id":"{}","method":"ping"}}"#,
             "x".repeat(MAX_ID_LEN + 1)
         );
-        assert!(matches!(Request::parse(&long), Err(Malformed::NoId(_))));
+        assert!(matches!(
+            Request::parse(&long),
+            Err(Malformed::NotARequest(_))
+        ));
     }
 
     #[test]
     fn responses_round_trip() {
         let ok = Response::ok("1", "pong");
-        assert_eq!(ok.to_json(), r#"{"id":"1","result":"pong"}"#);
+        assert_eq!(ok.to_json().as_str(), r#"{"id":"1","result":"pong"}"#);
         let err = Response::error("1", "no");
-        assert_eq!(err.to_json(), r#"{"id":"1","result":"","error":"no"}"#);
+        assert_eq!(
+            err.to_json().as_str(),
+            r#"{"id":"1","result":"","error":"no"}"#
+        );
+        assert!(!format!("{ok:?}").contains("pong"));
         assert_eq!(
             Response::parse(&err.to_json()).unwrap().into_result(),
             Err("no".into())

@@ -8,6 +8,10 @@
 //! - [`nip44`]: NIP-44 v2 itself, for that envelope and for the
 //!   `nip44_encrypt`/`nip44_decrypt` calls the signer serves;
 //! - [`admin`]: the admin API's methods and their parameters;
+//! - [`admission`]: the proof of work an enclave may ask for before it
+//!   spends a shared resource (a key slot, a relay) on a stranger;
+//! - [`isolation`]: the rule that the enclave's own protocol keys are never
+//!   a peer in an app's request;
 //! - [`relays`]: what a relay URL a user hands over must look like;
 //! - [`bunker`]: bunker URLs (`bunker://<signer>?relay=…&secret=…`).
 //!
@@ -18,8 +22,10 @@
 //! ```
 
 pub mod admin;
+pub mod admission;
 pub mod bunker;
 pub mod cipher;
+pub mod isolation;
 pub mod message;
 pub mod nip44;
 pub mod relays;
@@ -39,10 +45,24 @@ pub fn seal_request(
     request: &Request,
     scheme: Scheme,
 ) -> Result<Event, CipherError> {
+    seal_request_with_pow(keys, to, kind, request, scheme, 0)
+}
+
+/// Like [`seal_request`], with `pow` bits of NIP-13 proof of work on the
+/// event id (see [`admission`]).
+pub fn seal_request_with_pow(
+    keys: &Keys,
+    to: &PublicKey,
+    kind: u16,
+    request: &Request,
+    scheme: Scheme,
+    pow: u8,
+) -> Result<Event, CipherError> {
     let conversation = Conversation::new(scheme, keys.secret_key(), to)?;
     let content = conversation.encrypt(&request.to_json())?;
     EventBuilder::new(Kind::from(kind), content)
         .tag(Tag::public_key(*to))
+        .pow(pow)
         .sign_with_keys(keys)
         .map_err(|e| CipherError::new(format!("cannot sign the request: {e}")))
 }

@@ -43,13 +43,16 @@ pub(crate) enum Command {
     #[command(subcommand)]
     Pcr(PcrCommand),
     /// Hand your key to an enclave, or manage it there, through its admin
-    /// API (kind 24135). The instance is verified first (as `check` does);
+    /// API (kind 24135). The instance is verified first (as `check` does)
+    /// and its code must be the release you pin: PCR0, PCR1 and PCR2 from
+    /// --pcrs (or the release measurements built into this verifier);
     /// nothing is sent to one that fails. Your key is read from
     /// --key-file (a file, or `-` for standard input), never from the
     /// command line.
     ///
-    /// Exit status: 0 done, 1 refused (by the verifier or the enclave),
-    /// 2 unusable arguments, unreadable files or no reply in time.
+    /// Exit status: 0 done (for `status`: the key is held), 1 refused (by
+    /// the verifier or the enclave; for `status`: not held), 2 unusable
+    /// arguments, unreadable files or no reply in time.
     #[command(subcommand)]
     Key(KeyAction),
 }
@@ -58,6 +61,9 @@ pub(crate) enum Command {
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyAction {
     /// Import your key; apps then reach it with NIP-46 on the signer relays.
+    /// If the enclave already holds it, its relays are updated and the
+    /// apps you allowed are kept (the reply says how many) unless you pass
+    /// --drop-apps.
     Import {
         #[command(flatten)]
         common: KeyCommon,
@@ -65,12 +71,17 @@ pub(crate) enum KeyAction {
         /// several; default: the instance's admin relay.
         #[arg(long = "signer-relay", value_name = "URL")]
         signer_relays: Vec<String>,
+        /// If the key is already held: revoke every app and pending bunker
+        /// secret on it.
+        #[arg(long)]
+        drop_apps: bool,
     },
     /// Import your key and give one app (its client pubkey) full access.
     Connect {
         #[command(flatten)]
         common: KeyCommon,
-        /// The app's client public key (npub or hex).
+        /// The app's client public key (npub or hex). A nostrconnect:// URI
+        /// is not supported yet.
         #[arg(long, value_name = "NPUB")]
         app: String,
         /// As for `import`.
@@ -81,6 +92,14 @@ pub(crate) enum KeyAction {
     Delete {
         #[command(flatten)]
         common: KeyCommon,
+    },
+    /// End one app's access to your key, keeping the key and other apps.
+    Revoke {
+        #[command(flatten)]
+        common: KeyCommon,
+        /// The app's client public key (npub or hex).
+        #[arg(long, value_name = "NPUB")]
+        app: String,
     },
     /// Say whether the enclave holds your key.
     Status {
@@ -110,6 +129,7 @@ impl KeyAction {
             Self::Import { common, .. }
             | Self::Connect { common, .. }
             | Self::Delete { common }
+            | Self::Revoke { common, .. }
             | Self::Status { common }
             | Self::BunkerUrl { common }
             | Self::TestKey { common, .. } => common,
@@ -137,9 +157,23 @@ pub(crate) struct KeyCommon {
     /// local stack's dev-root.der.
     #[arg(long, value_name = "FILE")]
     pub(crate) root: Option<PathBuf>,
-    /// The pcrs.json of the release you mean to trust.
+    /// The pcrs.json of the release you mean to trust: the enclave must run
+    /// exactly this code (PCR0, PCR1 and PCR2 must be given). Without it,
+    /// the release measurements built into this verifier are used, if it
+    /// has them.
     #[arg(long, value_name = "FILE")]
     pub(crate) pcrs: Option<PathBuf>,
+    /// DANGER: send your key to any genuine Nitro enclave whatever code it
+    /// runs. Anyone can build an image that leaks keys, sign it and run it;
+    /// only pinned PCRs tell you what the code is.
+    #[arg(long, conflicts_with = "pcrs")]
+    pub(crate) any_code: bool,
+    /// Accept only an instance built by this npub. Repeat for several.
+    #[arg(long = "builder", value_name = "NPUB")]
+    pub(crate) builders: Vec<String>,
+    /// Accept only an instance launched by this npub. Repeat for several.
+    #[arg(long = "launcher", value_name = "NPUB")]
+    pub(crate) launchers: Vec<String>,
     /// Accept an enclave in debug mode (development only).
     #[arg(long)]
     pub(crate) allow_debug: bool,

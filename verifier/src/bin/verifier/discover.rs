@@ -13,7 +13,7 @@ use verifier::event::{npub, KIND_INSTANCE};
 use verifier::verify::{CheckTime, Options, VerifiedInstance};
 
 use crate::cli::DiscoverArgs;
-use crate::output::{root_name, when};
+use crate::output::{printable, root_name, when};
 use crate::{expected_pcrs, now, trusted_root_file, Unusable, INVALID, VALID};
 
 /// Runs `discover`.
@@ -37,7 +37,7 @@ pub(crate) fn discover(args: DiscoverArgs) -> Result<u8, Unusable> {
     let timeout = Duration::from_secs(args.timeout);
     let (events, unreachable) = runtime.block_on(fetch(&relays, &accept, args.limit, timeout))?;
     for (url, why) in &unreachable {
-        eprintln!("warning: {url}: {why}");
+        eprintln!("warning: {url}: {}", printable(&why.to_string()));
     }
     if unreachable.len() == relays.len() {
         return Err(Unusable {
@@ -58,7 +58,7 @@ pub(crate) fn discover(args: DiscoverArgs) -> Result<u8, Unusable> {
     })
 }
 
-fn parse_npubs(values: &[String], flag: &str) -> Result<Vec<PublicKey>, Unusable> {
+pub(crate) fn parse_npubs(values: &[String], flag: &str) -> Result<Vec<PublicKey>, Unusable> {
     values
         .iter()
         .map(|v| {
@@ -207,9 +207,9 @@ fn print_text(
         println!("\n  instance     {}", j.service);
         println!("  builder      {}", j.builder);
         println!("  launcher     {}", j.launcher);
-        println!("  mode         {}", j.mode);
-        println!("  module       {}", j.module_id);
-        println!("  admin relay  {}", j.admin_relay);
+        println!("  mode         {}", printable(&j.mode));
+        println!("  module       {}", printable(&j.module_id));
+        println!("  admin relay  {}", printable(&j.admin_relay));
         println!("  expires      {}", secs(j.expiration));
         println!("  event        {} ({})", j.event_id, secs(j.created_at));
         for (name, value) in &j.pcrs {
@@ -229,8 +229,8 @@ fn print_text(
             r.event.id,
             npub(&r.event.pubkey),
             secs(r.event.created_at.as_secs()),
-            r.check,
-            r.reason
+            printable(&r.check),
+            printable(&r.reason)
         );
     }
 }

@@ -1,7 +1,11 @@
 //! `verifier key …`: talk to an enclave's admin API (kind 24135), but only
-//! after its instance event verifies. The user's private key is read from
-//! a file or standard input, never from the command line, and is sent only
-//! to a service key whose attestation checked out.
+//! after its instance event verifies and its code is the release the user
+//! pins. The user's private key is read from a file or standard input,
+//! never from the command line, and is sent only to a service key whose
+//! attestation checked out with PCR0, PCR1 and PCR2 pinned: a valid chain
+//! alone proves a genuine Nitro enclave, not what it runs (anyone can
+//! build, sign and run an image that leaks keys). `--any-code` is the
+//! explicit, loudly warned way out.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,16 +14,27 @@ use nostr::{Event, FromBech32, JsonUtil, Keys, Kind, PublicKey, RelayUrl, Timest
 use nostr_sdk::{Client, Filter, RelayPoolNotification};
 use verifier::discover::{Accept, Discovery};
 use verifier::event::{npub, KIND_ADMIN, KIND_INSTANCE};
-use verifier::rpc::admin::AdminRequest;
+use verifier::pcr::Measurements;
+use verifier::rpc::admin::{AdminRequest, KeptApps};
+use verifier::rpc::admission::parse_pow_required;
 use verifier::rpc::cipher::Scheme;
 use verifier::rpc::relays::parse_relay_url;
-use verifier::rpc::{open_response, seal_request};
+use verifier::rpc::{open_response, seal_request_with_pow};
 use verifier::verify::{verify_instance, CheckTime, Options, VerifiedInstance};
 use zeroize::Zeroizing;
 
 use crate::cli::{KeyAction, KeyCommon};
+use crate::discover::parse_npubs;
 use crate::input::{read_input, read_text};
+use crate::output::printable;
 use crate::{expected_pcrs, now, trusted_root_file, Unusable, INVALID, VALID};
+
+/// The measurements of the release this verifier was built with
+/// (`pcrs.json` at the top of the repository), if one exists.
+const RELEASE_PCRS: Option<&str> = include!(concat!(env!("OUT_DIR"), "/release_pcrs.rs"));
+
+/// Most proof-of-work rounds asked for before giving up.
+const MAX_POW_ROUNDS: usize = 3;
 
 /// Runs `key`.
 pub(crate) fn key(action: KeyAction) -> Result<u8, Unusable> {
@@ -36,11 +51,26 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
             "--instance and --key-file cannot both read standard input".to_owned(),
         ));
     }
+    if let KeyAction::Connect { app, .. } = action {
+        if app.starts_with("nostrconnect://") {
+            return Err(Unusable {
+                message: "a nostrconnect:// URI is not supported yet".into(),
+                hint: Some(
+                    "ask the app for its client npub (or a bunker flow) and pass it with --app",
+                ),
+            });
+        }
+    }
     let timeout = Duration::from_secs(common.timeout);
-    let instance = match instance(common, timeout).await? {
+    let pins = code_pins(common)?;
+    let accept = Accept {
+        builders: parse_npubs(&common.builders, "--builder")?,
+        launchers: parse_npubs(&common.launchers, "--launcher")?,
+    };
+    let instance = match instance(common, pins, &accept, timeout).await? {
         Ok(instance) => instance,
         Err(why) => {
-            eprintln!("refusing to talk to this instance: {why}");
+            eprintln!("refusing to talk to this instance: {}", printable(&why));
             return Ok(INVALID);
         }
     };
@@ -48,11 +78,12 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
     let admin_relay = parse_relay_url(&instance.admin_relay)
         .map_err(|e| Unusable::from(format!("the instance's admin relay: {e}")))?;
     eprintln!(
-        "instance {} verified (builder {}, launcher {}, {}); admin relay {admin_relay}",
+        "instance {} verified (builder {}, launcher {}, {}); admin relay {}",
         npub(&service),
         npub(&instance.build.event().pubkey),
         npub(&instance.instance.event().pubkey),
         instance.mode,
+        printable(admin_relay.as_str()),
     );
     let user = match &common.key_file {
         Some(path) => read_key(path)?,
@@ -73,21 +104,36 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
             .map(|u| parse_relay_url(u).map_err(|e| Unusable::from(format!("--signer-relay: {e}"))))
             .collect()
     };
+    let app = |app: &str| {
+        PublicKey::from_bech32(app)
+            .or_else(|_| PublicKey::from_hex(app))
+            .map_err(|e| Unusable::from(format!("--app {app:?} is not an npub: {e}")))
+    };
     let request = match action {
-        KeyAction::Import { signer_relays, .. } => AdminRequest::ImportKey {
+        KeyAction::Import {
+            signer_relays,
+            drop_apps,
+            ..
+        } => AdminRequest::ImportKey {
             keys: user.clone(),
             relays: relays(signer_relays)?,
+            apps: if *drop_apps {
+                KeptApps::Drop
+            } else {
+                KeptApps::Keep
+            },
         },
         KeyAction::Connect {
-            app, signer_relays, ..
+            app: given,
+            signer_relays,
+            ..
         } => AdminRequest::ConnectKey {
             keys: user.clone(),
-            app: PublicKey::from_bech32(app)
-                .or_else(|_| PublicKey::from_hex(app))
-                .map_err(|e| Unusable::from(format!("--app {app:?} is not an npub: {e}")))?,
+            app: app(given)?,
             relays: relays(signer_relays)?,
         },
         KeyAction::Delete { .. } => AdminRequest::DeleteKey,
+        KeyAction::Revoke { app: given, .. } => AdminRequest::RevokeApp { app: app(given)? },
         KeyAction::Status { .. } => AdminRequest::HasKey,
         KeyAction::TestKey { signer_relays, .. } => AdminRequest::GenerateTestKey {
             relays: relays(signer_relays)?,
@@ -97,10 +143,14 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
     match call(&user, &service, &admin_relay, &request, timeout).await? {
         Ok(result) => {
             println!("{}", describe(&request, &result));
+            // `status` answers a question: its exit status is the answer.
+            if matches!(request, AdminRequest::HasKey) && result != "true" {
+                return Ok(INVALID);
+            }
             Ok(VALID)
         }
         Err(e) => {
-            eprintln!("the enclave refused: {e}");
+            eprintln!("the enclave refused: {}", printable(&e));
             Ok(INVALID)
         }
     }
@@ -110,10 +160,47 @@ fn describe(request: &AdminRequest, result: &str) -> String {
     match request {
         AdminRequest::HasKey if result == "true" => "the enclave holds your key".into(),
         AdminRequest::HasKey => "the enclave does not hold your key".into(),
-        AdminRequest::ImportKey { .. } => "key imported".into(),
+        AdminRequest::ImportKey { .. } if result == "ok" => "key imported".into(),
+        AdminRequest::ImportKey { .. } => format!("key imported ({})", printable(result)),
         AdminRequest::ConnectKey { .. } => "key imported and the app allowed".into(),
         AdminRequest::DeleteKey => "key deleted".into(),
-        _ => result.to_owned(),
+        AdminRequest::RevokeApp { .. } => "the app's access is revoked".into(),
+        _ => printable(result),
+    }
+}
+
+/// The measurements the instance's code must match: `--pcrs`, else the
+/// release built into this verifier; `None` only with `--any-code`.
+fn code_pins(common: &KeyCommon) -> Result<Option<Measurements>, Unusable> {
+    if let Some(given) = expected_pcrs(common.pcrs.as_deref())? {
+        given.pins_code().map_err(|e| Unusable {
+            message: format!("--pcrs: {e}"),
+            hint: Some("use the release's pcrs.json from nitro-cli build-enclave, with PCR0, PCR1 and PCR2"),
+        })?;
+        return Ok(Some(given));
+    }
+    if common.any_code {
+        eprintln!(
+            "WARNING: --any-code: the enclave's code is NOT checked. Any genuine Nitro enclave \
+             running ANY code, including one built to leak keys, passes. Do not use this with a real key."
+        );
+        return Ok(None);
+    }
+    match RELEASE_PCRS {
+        Some(json) => {
+            let release = Measurements::from_json(json.as_bytes())
+                .and_then(|m| m.pins_code().map(|()| m))
+                .map_err(|e| Unusable::from(format!("the built-in release measurements: {e}")))?;
+            eprintln!("checking the enclave's code against the release measurements built into this verifier");
+            Ok(Some(release))
+        }
+        None => Err(Unusable {
+            message: "refusing to send a secret without pinned code measurements".into(),
+            hint: Some(
+                "pass --pcrs with the pcrs.json of the release you trust (this verifier has none built in); \
+                 --any-code skips the check and is unsafe",
+            ),
+        }),
     }
 }
 
@@ -131,18 +218,23 @@ fn read_key(path: &Path) -> Result<Keys, Unusable> {
 /// The instance, verified; the inner error says why it is refused.
 async fn instance(
     common: &KeyCommon,
+    pins: Option<Measurements>,
+    accept: &Accept,
     timeout: Duration,
 ) -> Result<Result<VerifiedInstance, String>, Unusable> {
     let root = trusted_root_file(common.root.as_deref())?;
     let mut options = Options::new(root, CheckTime::At(now()));
     options.allow_debug = common.allow_debug;
-    options.expected = expected_pcrs(common.pcrs.as_deref())?;
+    options.expected = pins;
     if let Some(path) = &common.instance {
         let event = Event::from_json(read_text(path)?.trim())
             .map_err(|e| Unusable::from(format!("{} is not an event: {e}", path.display())))?;
         let report = verify_instance(&event, &options);
         return Ok(match report.verified() {
-            Some(v) => Ok(v.clone()),
+            Some(v) => accept
+                .check(v)
+                .map(|()| v.clone())
+                .map_err(|(check, why)| format!("{check}: {why}")),
             None => Err(report
                 .first_failure()
                 .map(|f| format!("{}: {}", f.check.name(), f.outcome))
@@ -174,7 +266,7 @@ async fn instance(
         .map_err(|e| Unusable::from(format!("cannot fetch the instance event: {e}")))?;
     client.shutdown().await;
     let events: Vec<Event> = events.into_iter().collect();
-    let discovery = Discovery::from_events(&events, &options, &Accept::default());
+    let discovery = Discovery::from_events(&events, &options, accept);
     Ok(
         match discovery
             .instances
@@ -194,7 +286,9 @@ async fn instance(
     )
 }
 
-/// Sends `request` to the admin API and waits for its reply.
+/// Sends `request` to the admin API and waits for its reply; when the
+/// enclave asks for proof of work (it does for new keys and relays when it
+/// is busy or filling up), mines it and sends the request again.
 async fn call(
     user: &Keys,
     service: &PublicKey,
@@ -202,8 +296,32 @@ async fn call(
     request: &AdminRequest,
     timeout: Duration,
 ) -> Result<Result<String, String>, Unusable> {
+    let mut pow = 0;
+    for _ in 0..MAX_POW_ROUNDS {
+        let reply = call_once(user, service, relay, request, pow, timeout).await?;
+        match reply.as_ref().err().and_then(|e| parse_pow_required(e)) {
+            Some(bits) if bits > pow => {
+                eprintln!("the enclave asks for {bits} bits of proof of work; computing it");
+                pow = bits;
+            }
+            _ => return Ok(reply),
+        }
+    }
+    Err(Unusable::from(
+        "the enclave keeps asking for more proof of work; try again later".to_owned(),
+    ))
+}
+
+async fn call_once(
+    user: &Keys,
+    service: &PublicKey,
+    relay: &RelayUrl,
+    request: &AdminRequest,
+    pow: u8,
+    timeout: Duration,
+) -> Result<Result<String, String>, Unusable> {
     let wire = request.to_request();
-    let event = seal_request(user, service, KIND_ADMIN, &wire, Scheme::Nip44)
+    let event = seal_request_with_pow(user, service, KIND_ADMIN, &wire, Scheme::Nip44, pow)
         .map_err(|e| Unusable::from(e.to_string()))?;
     let client = Client::default();
     client

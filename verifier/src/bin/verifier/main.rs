@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!("error: {}", output::printable(&e.message));
             if let Some(hint) = e.hint {
                 eprintln!("hint: {hint}");
             }
@@ -196,7 +196,7 @@ fn invalid(json: bool, error: String) -> Result<u8, Unusable> {
         let out = serde_json::json!({ "valid": false, "error": error });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        println!("INVALID: {error}");
+        println!("INVALID: {}", output::printable(&error));
     }
     Ok(INVALID)
 }

@@ -6,6 +6,24 @@ use serde::Serialize;
 use verifier::attestation::{Attestation, CertificateInfo, TrustedRoot};
 use verifier::verify::{Check, Outcome, Report};
 
+/// `text` safe to print on a terminal: control characters (which could
+/// move the cursor, rewrite earlier lines or fake a `VALID`) and Unicode
+/// direction overrides are escaped as `\u{..}`. Every string that comes
+/// from an event, an attestation or a relay goes through this before it
+/// is printed for people (JSON output is escaped by serde).
+pub(crate) fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+        if c.is_control() || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A unix time with its UTC date, e.g. `1743516970 (2025-04-01T14:16:10Z)`.
 pub(crate) fn when(secs: i64) -> String {
     let date = time::OffsetDateTime::from_unix_timestamp(secs)
@@ -50,9 +68,10 @@ pub(crate) fn print_report(report: &Report, root: &TrustedRoot, time_source: &st
             Outcome::NotRun(r) => ("--  ", format!("not run: {r}")),
         };
         println!(
-            "  {mark}  {:width$}  {}: {detail}",
+            "  {mark}  {:width$}  {}: {}",
             c.check.name(),
-            c.check.description()
+            c.check.description(),
+            printable(&detail)
         );
     }
     println!();
@@ -77,11 +96,11 @@ pub(crate) fn print_report(report: &Report, root: &TrustedRoot, time_source: &st
     ];
     for (name, value) in rows {
         if let Some(v) = value {
-            println!("  {name:12} {v}");
+            println!("  {name:12} {}", printable(&v));
         }
     }
     for (name, value) in &s.pcrs {
-        println!("  {name:12} {value}");
+        println!("  {name:12} {}", printable(value));
     }
     println!();
     match report.first_failure() {
@@ -91,9 +110,10 @@ pub(crate) fn print_report(report: &Report, root: &TrustedRoot, time_source: &st
                 Outcome::Failed(r) | Outcome::NotRun(r) | Outcome::Passed(r) => r,
             };
             println!(
-                "INVALID: {} ({}).\n  {reason}",
+                "INVALID: {} ({}).\n  {}",
                 f.check.description(),
-                f.check.name()
+                f.check.name(),
+                printable(reason)
             );
             if let Some(hint) = hint(f.check, reason, root) {
                 println!("  hint: {hint}");
@@ -192,8 +212,8 @@ impl DocumentView {
             Some(s) => s.clone(),
         };
         println!("Attestation document ({})", self.encoding);
-        println!("  module_id    {}", self.module_id);
-        println!("  digest       {}", self.digest);
+        println!("  module_id    {}", printable(&self.module_id));
+        println!("  digest       {}", printable(&self.digest));
         println!(
             "  time         {}",
             when(i64::try_from(self.timestamp_ms / 1000).unwrap_or(i64::MAX))
@@ -217,7 +237,7 @@ impl DocumentView {
             match cert {
                 Some(c) => println!(
                     "  {name:12} {}\n  {:12} valid {} to {}",
-                    c.subject,
+                    printable(&c.subject),
                     "",
                     when(c.not_before),
                     when(c.not_after)
@@ -231,11 +251,27 @@ impl DocumentView {
             root_name(root)
         );
         for (name, result) in &self.checks {
-            println!("  {name:12} {result}");
+            println!("  {name:12} {}", printable(result));
         }
         match &self.error {
             None => println!("VALID: signature, certificate path and digest verify."),
-            Some(e) => println!("INVALID: {e}"),
+            Some(e) => println!("INVALID: {}", printable(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn escapes_what_could_rewrite_a_terminal() {
+        assert_eq!(printable("i-0abc"), "i-0abc");
+        assert_eq!(
+            printable("x\r\x1b[2KVALID\n"),
+            "x\\u{d}\\u{1b}[2KVALID\\u{a}"
+        );
+        assert_eq!(printable("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(printable("wss://relay.ex/é"), "wss://relay.ex/é");
     }
 }
