@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use enclave::relay::subscriptions::Subscriptions;
 use enclave::serve;
 use enclave::signer::{Signer, SignerConfig};
 use nostr::{ClientMessage, Filter, Keys, Kind, RelayUrl, Timestamp};
@@ -71,14 +70,11 @@ async fn local_relay() -> (LocalRelay, RelayUrl) {
 
 async fn signer(admin: &RelayUrl, config: SignerConfig) -> (Arc<Signer>, Client, Keys) {
     let service = Keys::generate();
-    let client = Client::builder()
-        .signer(service.clone())
-        .opts(enclave::relay::client_options())
-        .build();
-    let signer = Arc::new(Signer::new(service.clone(), admin.clone(), config));
-    let subs = Subscriptions::new(client.clone(), service.public_key(), admin.clone(), []);
+    let parts = serve::Service::direct(service.clone(), admin.clone(), config);
+    let signer = Arc::clone(&parts.signer);
+    let client = parts.subscriptions.client().clone();
     let (ready, is_ready) = tokio::sync::oneshot::channel();
-    tokio::spawn(serve::run(Arc::clone(&signer), subs, client.clone(), ready));
+    tokio::spawn(serve::run(parts, ready));
     is_ready.await.unwrap();
     (signer, client, service)
 }

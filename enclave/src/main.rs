@@ -15,10 +15,10 @@ use enclave::attester::nsm::NsmAttester;
 use enclave::attester::{Attester, AttesterKind};
 use enclave::custody::Limits;
 use enclave::link::ParentAddr;
-use enclave::relay::subscriptions::Subscriptions;
-use enclave::relay::{self, tls::TlsConfig, ProxiedTransport};
+use enclave::relay::inbox::{Inbox, InboxLimits};
+use enclave::relay::{self, tls::TlsConfig, PoolLimits, ProxiedTransport};
 use enclave::serve;
-use enclave::signer::{Signer, SignerConfig};
+use enclave::signer::SignerConfig;
 use enclave::startup;
 use nostr::{Keys, ToBech32};
 use tracing::{error, info};
@@ -230,13 +230,19 @@ async fn run(args: RunArgs) -> Result<()> {
         "the parent's signature events match our attestation"
     );
     let tls = TlsConfig::webpki_roots().map_err(anyhow::Error::msg)?;
-    let client = relay::client(keys.clone(), ProxiedTransport::new(args.socks, tls));
-    let signer = Arc::new(Signer::new(
+    let config = args.limits.config();
+    let inbox = Inbox::new(InboxLimits::default());
+    let client = relay::client(
         keys.clone(),
-        admin_relay.clone(),
-        args.limits.config(),
-    ));
-    let config = AnnounceConfig {
+        ProxiedTransport::new(args.socks, tls),
+        &inbox,
+        PoolLimits {
+            max_request_bytes: config.max_request_bytes,
+            max_relays: config.limits.max_relays,
+        },
+    );
+
+    let announce_config = AnnounceConfig {
         admin_relay: admin_relay.clone(),
         interval: Duration::from_secs(args.announce_interval),
         retry_initial: Duration::from_secs(args.retry_initial),
@@ -244,22 +250,20 @@ async fn run(args: RunArgs) -> Result<()> {
         event_file: args.event_file,
     };
     info!(
-        relays = announce::targets(&admitted, &config).len(),
+        relays = announce::targets(&admitted, &announce_config).len(),
         "announcing every {}s through the parent's proxy at {}", args.announce_interval, args.socks
     );
-    let subscriptions = Subscriptions::new(
+    let service = serve::Service::new(
         client.clone(),
-        keys.public_key(),
+        inbox,
+        keys.clone(),
         admin_relay,
-        announce::targets(&admitted, &config),
+        announce::targets(&admitted, &announce_config),
+        config,
     );
+    let signer = Arc::clone(&service.signer);
     let (ready, is_ready) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(serve::run(
-        Arc::clone(&signer),
-        subscriptions,
-        client.clone(),
-        ready,
-    ));
+    let server = tokio::spawn(serve::run(service, ready));
     // Announce only once the admin API can hear the first request.
     tokio::select! {
         _ = is_ready => {}
@@ -271,7 +275,7 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     }
     tokio::select! {
-        () = announce::run(Arc::clone(&attester), keys, admitted, config, client.clone()) => {}
+        () = announce::run(Arc::clone(&attester), keys, admitted, announce_config, client.clone()) => {}
         () = &mut stop => info!("stopping"),
     }
     server.abort();

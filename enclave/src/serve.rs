@@ -1,108 +1,151 @@
-//! The signer's event loop: request events from the shared relay pool go
-//! to the [`Signer`], and its replies go back out, without waiting for
-//! relay OKs (some relays never acknowledge ephemeral events). When a
-//! request changed the held keys, subscriptions are brought up to date
-//! before its reply is sent. Test keys and secrets expire on a timer.
+//! The signer's event loop: request events from the [`Inbox`] (taken from
+//! the relays in turn) go to the [`Signer`], and its replies go to the
+//! [`Outbox`], which reads every relay's `OK` and retries refusals.
+//!
+//! Handling an event is CPU work only; the in-flight permits bound how
+//! much of it runs at once and are released before anything waits. When a
+//! request changed the held keys, the subscriptions of the relays it
+//! changed are updated (queued, never awaited) and its reply waits, at most
+//! [`crate::relay::subscriptions::EOSE_TIMEOUT`], for those relays only, so
+//! a slow relay delays only the requests that name it. Test keys and
+//! secrets expire on a timer.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use nostr::ClientMessage;
-use nostr_sdk::{Client, RelayPoolNotification};
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
-use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use tracing::info;
 
+use nostr::{Keys, RelayUrl};
+use nostr_sdk::Client;
+
+use crate::relay::inbox::{Inbox, InboxLimits};
+use crate::relay::outbox::{Outbox, OutboxLimits};
 use crate::relay::subscriptions::Subscriptions;
-use crate::signer::{Reply, Signer};
+use crate::relay::PoolLimits;
+use crate::signer::{Change, Signer, SignerConfig};
 
-/// Most requests handled at once; more wait (the relay pool buffers them).
-pub const MAX_IN_FLIGHT: usize = 256;
+/// Most requests handled at once; more wait in the inbox.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Most replies waiting for their key's subscriptions at once; more are
+/// sent without waiting.
+pub const MAX_WAITING: usize = 1024;
 /// How often expired test keys and secrets are removed.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The parts the loop connects.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The request handler.
+    pub signer: Arc<Signer>,
+    /// The subscriptions of the service key and every held key.
+    pub subscriptions: Subscriptions,
+    /// Where request events arrive.
+    pub inbox: Inbox,
+    /// Where replies leave.
+    pub outbox: Outbox,
+}
+
+impl Service {
+    /// The whole service around `client` (built by [`crate::relay::client`]
+    /// with the same `inbox`): the signer for the `service` key, whose
+    /// admin API listens on `admin_relay`; `pinned` relays are never
+    /// dropped from the pool.
+    pub fn new(
+        client: Client,
+        inbox: Inbox,
+        service: Keys,
+        admin_relay: RelayUrl,
+        pinned: impl IntoIterator<Item = RelayUrl>,
+        config: SignerConfig,
+    ) -> Self {
+        let subscriptions = Subscriptions::new(
+            client.clone(),
+            service.public_key(),
+            admin_relay.clone(),
+            pinned,
+        );
+        Self {
+            signer: Arc::new(Signer::new(service, admin_relay, config)),
+            subscriptions,
+            inbox,
+            outbox: Outbox::new(client, OutboxLimits::default()),
+        }
+    }
+
+    /// A service whose client connects to relays directly, without the
+    /// parent's proxy: for tests and benchmarks on 127.0.0.1.
+    pub fn direct(service: Keys, admin_relay: RelayUrl, config: SignerConfig) -> Self {
+        let inbox = Inbox::new(InboxLimits::default());
+        let limits = PoolLimits {
+            max_request_bytes: config.max_request_bytes,
+            max_relays: config.limits.max_relays,
+        };
+        let client = crate::relay::client_builder(service.clone(), &inbox, limits).build();
+        Self::new(client, inbox, service, admin_relay, [], config)
+    }
+}
+
 /// Subscribes for the service key and every held key, says `ready` once
-/// those subscriptions are in place, and serves requests until the client
-/// shuts down.
-pub async fn run(
-    signer: Arc<Signer>,
-    subscriptions: Subscriptions,
-    client: Client,
-    ready: tokio::sync::oneshot::Sender<()>,
-) {
-    let mut notifications = client.notifications();
-    sync(&signer, &subscriptions).await;
+/// those subscriptions are queued, and serves requests until aborted.
+pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
+    sync(&service).await;
     let _ = ready.send(());
     info!(
-        admin_relay = %signer.admin_relay(),
+        admin_relay = %service.signer.admin_relay(),
         "listening for admin requests (kind 24135) and NIP-46 requests (kind 24133)"
     );
-    let expiry = tokio::spawn(expire(Arc::clone(&signer), subscriptions.clone()));
+    let expiry = tokio::spawn(expire(service.clone()));
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let waiting = Arc::new(Semaphore::new(MAX_WAITING));
     loop {
-        let (relay_url, event) = match notifications.recv().await {
-            Ok(RelayPoolNotification::Event {
-                relay_url, event, ..
-            }) => (relay_url, event),
-            Ok(RelayPoolNotification::Shutdown) => break,
-            Ok(_) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                warn!(
-                    "{n} relay events were dropped: requests arrive faster than they are handled"
-                );
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-        };
-        let kind = event.kind.as_u16();
-        if kind != KIND_NIP46 && kind != KIND_ADMIN {
-            continue;
-        }
+        let queued = service.inbox.recv().await;
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
-        let (signer, subscriptions, client) =
-            (Arc::clone(&signer), subscriptions.clone(), client.clone());
+        let (service, waiting) = (service.clone(), Arc::clone(&waiting));
         tokio::spawn(async move {
-            let outcome = signer.handle(&event, &relay_url, crate::unix_now());
-            if outcome.keys_changed {
-                sync(&signer, &subscriptions).await;
+            let outcome = service
+                .signer
+                .handle(&queued.event, &queued.relay, crate::unix_now());
+            drop(queued);
+            if outcome.change.keys_changed() {
+                sync(&service).await;
             }
-            if let Some(reply) = outcome.reply {
-                send(&client, reply).await;
-            }
+            let Some(reply) = outcome.reply else { return };
+            // Room for the reply is taken while the permit is held, so a
+            // full outbox slows the intake instead of piling up tasks.
+            let Some(room) = service.outbox.reserve(&reply).await else {
+                return;
+            };
             drop(permit);
+            if let Change::Keys(relays) = &outcome.change {
+                if let Ok(_slot) = waiting.try_acquire() {
+                    service.subscriptions.ready(relays).await;
+                }
+            }
+            service.outbox.deliver(room, reply).await;
         });
     }
     expiry.abort();
 }
 
-/// Brings subscriptions in line with the held keys.
-pub async fn sync(signer: &Signer, subscriptions: &Subscriptions) {
-    subscriptions.sync(|| signer.store().relay_map()).await;
+/// Brings the subscriptions of the relays whose keys changed up to date.
+pub async fn sync(service: &Service) {
+    let signer = &service.signer;
+    service
+        .subscriptions
+        .sync(|| signer.store().take_relay_changes())
+        .await;
 }
 
-/// Sends `reply` to each of its relays in the pool, without waiting for OK.
-pub async fn send(client: &Client, reply: Reply) {
-    for url in &reply.relays {
-        match client.relay(url.clone()).await {
-            Ok(relay) => {
-                if let Err(e) = relay.send_msg(ClientMessage::event(reply.event.clone())) {
-                    debug!(%url, id = %reply.event.id, "reply not sent: {e}");
-                }
-            }
-            Err(e) => debug!(%url, "reply not sent, relay not in the pool: {e}"),
-        }
-    }
-}
-
-async fn expire(signer: Arc<Signer>, subscriptions: Subscriptions) {
+async fn expire(service: Service) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
         tick.tick().await;
-        if signer.expire(crate::unix_now()) {
+        if service.signer.expire(crate::unix_now()) {
             info!("expired test keys deleted");
-            sync(&signer, &subscriptions).await;
+            sync(&service).await;
         }
     }
 }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enclave::link::ParentAddr;
+use enclave::relay::inbox::{Inbox, InboxLimits};
 use enclave::relay::tls::TlsConfig;
-use enclave::relay::{client, ProxiedTransport};
+use enclave::relay::{client, PoolLimits, ProxiedTransport};
+use enclave::signer::SignerConfig;
 use nostr::{EventBuilder, Filter, Keys, Kind};
 use nostr_relay_builder::{LocalRelay, RelayBuilder};
 use parent::egress::{Allowed, EgressPolicy};
@@ -56,7 +58,12 @@ async fn proxy(allow: Vec<SocketAddr>) -> ParentAddr {
 /// Publishes a note through `transport` to `url` and reads it back directly.
 async fn round_trip(transport: ProxiedTransport, url: &str, direct: &str) -> Result<(), String> {
     let keys = Keys::generate();
-    let c = client(keys.clone(), transport);
+    let inbox = Inbox::new(InboxLimits::default());
+    let limits = PoolLimits {
+        max_request_bytes: SignerConfig::default().max_request_bytes,
+        max_relays: 8,
+    };
+    let c = client(keys.clone(), transport, &inbox, limits);
     c.add_relay(url).await.map_err(|e| e.to_string())?;
     c.try_connect_relay(url, Duration::from_secs(5))
         .await

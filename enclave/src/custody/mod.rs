@@ -12,6 +12,7 @@
 //! relay ([`admission`]).
 
 pub mod admission;
+mod relay_index;
 mod user_key;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -26,6 +27,7 @@ pub use admission::{AdmissionLimits, PowRequired, Resource};
 pub use user_key::{ConnectError, UserKey};
 
 use admission::Admission;
+use relay_index::RelayIndex;
 
 /// The configurable limits of a [`KeyStore`].
 #[derive(Debug, Clone)]
@@ -48,6 +50,9 @@ pub struct Limits {
     pub test_key_ttl: u64,
     /// How long a connect secret stays usable, in seconds.
     pub secret_ttl: u64,
+    /// Changes of one key's relays (re-imports that move it) per hour:
+    /// each costs a subscription update on the relays involved.
+    pub relay_changes_per_hour: usize,
     /// Free allowances per hour and the proof of work past them.
     pub admission: AdmissionLimits,
 }
@@ -64,6 +69,7 @@ impl Default for Limits {
             test_keys_per_hour: 3,
             test_key_ttl: 24 * 3600,
             secret_ttl: 24 * 3600,
+            relay_changes_per_hour: 30,
             admission: AdmissionLimits::default(),
         }
     }
@@ -82,6 +88,8 @@ pub enum StoreError {
     TooManyRelays(usize),
     /// The requester asked for too many test keys this hour.
     TestKeyRate(usize),
+    /// This key's relays changed too often this hour.
+    RelayChangeRate(usize),
     /// No key is held for this public key.
     NoKey,
     /// Connecting an app failed.
@@ -103,6 +111,10 @@ impl fmt::Display for StoreError {
                 )
             }
             Self::TestKeyRate(n) => write!(f, "at most {n} test keys per hour; try again later"),
+            Self::RelayChangeRate(n) => write!(
+                f,
+                "a key's relays may change at most {n} times per hour; try again later"
+            ),
             Self::NoKey => f.write_str("no key is held for you"),
             Self::Connect(e) => write!(f, "{e}"),
             Self::Pow(e) => write!(f, "{e}"),
@@ -121,6 +133,8 @@ pub struct Imported {
     pub apps_kept: usize,
     /// Pending bunker secrets still usable on a key that was held.
     pub secrets_kept: usize,
+    /// The key's relays changed (or it is new): subscriptions need updating.
+    pub relays_changed: bool,
 }
 
 /// All user keys, by public key.
@@ -129,8 +143,8 @@ pub struct KeyStore {
     keys: HashMap<PublicKey, UserKey>,
     /// How many of the keys are test keys.
     test_keys: usize,
-    /// How many keys use each relay.
-    relay_use: HashMap<RelayUrl, usize>,
+    /// Which keys use each relay.
+    relays: RelayIndex,
     /// Recent `generate_test_key` times per requester.
     test_key_requests: HashMap<PublicKey, VecDeque<u64>>,
     /// Free allowances used this hour.
@@ -141,7 +155,7 @@ impl fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyStore")
             .field("keys", &self.keys.len())
-            .field("relays", &self.relay_use.len())
+            .field("relays", &self.relays.len())
             .finish()
     }
 }
@@ -154,7 +168,7 @@ impl KeyStore {
             limits,
             keys: HashMap::new(),
             test_keys: 0,
-            relay_use: HashMap::new(),
+            relays: RelayIndex::default(),
             test_key_requests: HashMap::new(),
         }
     }
@@ -194,20 +208,16 @@ impl KeyStore {
         self.keys.get_mut(pubkey)
     }
 
-    /// Which keys listen on which relay: what the subscriptions must cover.
-    pub fn relay_map(&self) -> HashMap<RelayUrl, BTreeSet<PublicKey>> {
-        let mut map: HashMap<RelayUrl, BTreeSet<PublicKey>> = HashMap::new();
-        for (pubkey, key) in &self.keys {
-            for relay in key.relays() {
-                map.entry(relay.clone()).or_default().insert(*pubkey);
-            }
-        }
-        map
+    /// The relays whose keys changed since the last call, each with the
+    /// keys now listening there (empty: no key uses it any more): what the
+    /// subscriptions must update.
+    pub fn take_relay_changes(&mut self) -> HashMap<RelayUrl, BTreeSet<PublicKey>> {
+        self.relays.take_changes()
     }
 
     /// Distinct relays in use.
     pub fn relay_count(&self) -> usize {
-        self.relay_use.len()
+        self.relays.len()
     }
 
     /// Checks the relay limits for a key that will listen on `relays`
@@ -228,15 +238,12 @@ impl KeyStore {
             .map(|k| {
                 k.relays()
                     .iter()
-                    .filter(|r| self.relay_use.get(*r) == Some(&1) && !relays.contains(r))
+                    .filter(|r| self.relays.users(r) == 1 && !relays.contains(r))
                     .collect()
             })
             .unwrap_or_default();
-        let new = relays
-            .iter()
-            .filter(|r| !self.relay_use.contains_key(*r))
-            .count();
-        if self.relay_use.len() - released.len() + new > self.limits.max_relays {
+        let new = relays.iter().filter(|r| !self.relays.contains(r)).count();
+        if self.relays.len() - released.len() + new > self.limits.max_relays {
             return Err(StoreError::TooManyRelays(self.limits.max_relays));
         }
         Ok(new)
@@ -264,7 +271,7 @@ impl KeyStore {
             .check(
                 Resource::Relays,
                 new_relays,
-                self.relay_use.len(),
+                self.relays.len(),
                 self.limits.max_relays,
                 pow,
                 now,
@@ -277,16 +284,6 @@ impl KeyStore {
             self.admission.record(resource, 1, now);
         }
         self.admission.record(Resource::Relays, new_relays, now);
-    }
-
-    fn count_relays(&mut self, relays: &[RelayUrl], delta: isize) {
-        for relay in relays {
-            let n = self.relay_use.entry(relay.clone()).or_insert(0);
-            *n = n.saturating_add_signed(delta);
-            if *n == 0 {
-                self.relay_use.remove(relay);
-            }
-        }
     }
 
     /// Imports `keys` listening on `relays`, or updates the relays of a
@@ -304,26 +301,36 @@ impl KeyStore {
         let pubkey = keys.public_key();
         let new_relays = self.check_relays(&relays, Some(&pubkey))?;
         let held = self.keys.contains_key(&pubkey);
+        let moves = self
+            .keys
+            .get(&pubkey)
+            .is_some_and(|k| !same_relays(k.relays(), &relays));
+        if moves {
+            let limit = self.limits.relay_changes_per_hour;
+            if let Some(key) = self.keys.get_mut(&pubkey) {
+                if !key.may_change_relays(limit, now) {
+                    return Err(StoreError::RelayChangeRate(limit));
+                }
+            }
+        }
         if !held && self.keys.len() - self.test_keys >= self.limits.max_keys {
             return Err(StoreError::Full(self.limits.max_keys));
         }
         let resource = (!held).then_some(Resource::Keys);
         self.admit(resource, new_relays, pow, now)?;
         self.record(resource, new_relays, now);
-        if let Some(existing) = self.keys.get(&pubkey) {
-            let old = existing.relays().to_vec();
-            let was_test_key = existing.expires_at().is_some();
-            self.count_relays(&old, -1);
-            self.count_relays(&relays, 1);
-            if was_test_key {
+        if let Some(existing) = self.keys.get_mut(&pubkey) {
+            if moves {
+                existing.record_relay_change(now);
+                self.relays.remove(&pubkey, existing.relays());
+                self.relays.add(pubkey, &relays);
+            }
+            if existing.expires_at().is_some() {
                 // Imported by its owner: no longer a throw-away key.
                 self.test_keys = self.test_keys.saturating_sub(1);
+                existing.keep();
             }
-            let Some(existing) = self.keys.get_mut(&pubkey) else {
-                return Err(StoreError::NoKey);
-            };
             existing.set_relays(relays);
-            existing.keep();
             if apps == KeptApps::Drop {
                 existing.revoke_all();
             }
@@ -331,15 +338,17 @@ impl KeyStore {
                 new: false,
                 apps_kept: existing.app_count(),
                 secrets_kept: existing.secret_count(),
+                relays_changed: moves,
             });
         }
-        self.count_relays(&relays, 1);
+        self.relays.add(pubkey, &relays);
         self.keys
             .insert(pubkey, UserKey::new(Arc::new(keys), relays, None));
         Ok(Imported {
             new: true,
             apps_kept: 0,
             secrets_kept: 0,
+            relays_changed: true,
         })
     }
 
@@ -349,8 +358,7 @@ impl KeyStore {
         if key.expires_at().is_some() {
             self.test_keys = self.test_keys.saturating_sub(1);
         }
-        let relays = key.relays().to_vec();
-        self.count_relays(&relays, -1);
+        self.relays.remove(pubkey, key.relays());
         Ok(())
     }
 
@@ -389,7 +397,7 @@ impl KeyStore {
             .push_back(now);
         let keys = Keys::generate();
         let pubkey = keys.public_key();
-        self.count_relays(&relays, 1);
+        self.relays.add(pubkey, &relays);
         let mut key = UserKey::new(Arc::new(keys), relays, Some(now + self.limits.test_key_ttl));
         let secret = key.new_secret(now, &self.limits);
         self.keys.insert(pubkey, key);
@@ -416,6 +424,11 @@ impl KeyStore {
             .retain(|_, times| times.back().is_some_and(|t| t + 3600 > now));
         expired.len()
     }
+}
+
+/// Whether two relay lists hold the same relays.
+fn same_relays(a: &[RelayUrl], b: &[RelayUrl]) -> bool {
+    a.len() == b.len() && a.iter().all(|r| b.contains(r))
 }
 
 #[cfg(test)]

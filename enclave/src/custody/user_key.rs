@@ -1,6 +1,6 @@
 //! One user key and who may use it.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -19,6 +19,8 @@ pub struct UserKey {
     secrets: Vec<(Zeroizing<String>, u64)>,
     /// For test keys: when the key is deleted.
     expires_at: Option<u64>,
+    /// When its relays last changed (at most `relay_changes_per_hour`).
+    relay_changes: VecDeque<u64>,
 }
 
 impl fmt::Debug for UserKey {
@@ -69,6 +71,7 @@ impl UserKey {
             apps: HashSet::new(),
             secrets: Vec::new(),
             expires_at,
+            relay_changes: VecDeque::new(),
         }
     }
 
@@ -84,6 +87,19 @@ impl UserKey {
 
     pub(super) fn set_relays(&mut self, relays: Vec<RelayUrl>) {
         self.relays = relays;
+    }
+
+    /// Whether its relays may change again at `now`, at most `limit`
+    /// times an hour.
+    pub(super) fn may_change_relays(&mut self, limit: usize, now: u64) -> bool {
+        while self.relay_changes.front().is_some_and(|t| t + 3600 <= now) {
+            self.relay_changes.pop_front();
+        }
+        self.relay_changes.len() < limit
+    }
+
+    pub(super) fn record_relay_change(&mut self, now: u64) {
+        self.relay_changes.push_back(now);
     }
 
     /// When a test key is deleted; `None` for imported keys.

@@ -5,6 +5,8 @@
 //! sees only ciphertext and the destination. There is no other way out:
 //! the enclave's [`nostr_sdk::Client`] is always built by [`client`].
 
+pub mod inbox;
+pub mod outbox;
 pub mod socks;
 pub mod subscriptions;
 pub mod tls;
@@ -21,15 +23,24 @@ use nostr::util::BoxedFuture;
 use nostr::{Keys, Url};
 use nostr_sdk::pool::transport::error::TransportError;
 use nostr_sdk::pool::transport::websocket::{WebSocketSink, WebSocketStream, WebSocketTransport};
-use nostr_sdk::{Client, ClientOptions, RelayPoolOptions};
+use nostr_sdk::pool::{RelayLimits, RelayPoolOptions};
+use nostr_sdk::{Client, ClientBuilder, ClientOptions};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tracing::debug;
+use verifier::protocol::MAX_ANNOUNCE_RELAYS;
+use verifier::rpc::message::MAX_REQUEST_EVENT;
 
 use crate::link::{ParentAddr, Stream};
 
-/// Largest WebSocket message accepted from a relay.
-pub const MAX_RELAY_MESSAGE: usize = 1024 * 1024;
+use inbox::Inbox;
+
+/// Largest WebSocket message accepted from a relay: the largest request
+/// event the signer can be set to read, with room for the relay's
+/// `["EVENT", <subscription>, …]` envelope. Anything larger is refused
+/// before it is parsed. (The pool's own limits, [`PoolLimits`], follow the
+/// configured request size and are tighter.)
+pub const MAX_RELAY_MESSAGE: usize = MAX_REQUEST_EVENT + 4096;
 
 /// A nostr-sdk transport that tunnels every relay connection through the
 /// parent's SOCKS5 proxy.
@@ -182,22 +193,61 @@ fn from_tungstenite(m: WsMessage) -> Option<Message> {
     })
 }
 
-/// Relay events buffered between the relay connections and the signer;
-/// a burst beyond this is dropped (and logged) rather than queued without bound.
-pub const EVENT_BUFFER: usize = 16_384;
+/// What the relay pool accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// The signer's cap on a request's content and tags, in bytes.
+    pub max_request_bytes: usize,
+    /// The most distinct relays keys may use.
+    pub max_relays: usize,
+}
+
+impl PoolLimits {
+    /// Per relay: messages and events a little over the largest request the
+    /// signer reads, and few tags (a request has one `p` tag).
+    fn relay_limits(&self) -> RelayLimits {
+        let event = u32::try_from(self.max_request_bytes.saturating_add(1024)).unwrap_or(u32::MAX);
+        let mut limits = RelayLimits::default();
+        limits.messages.max_size = Some(event.saturating_add(512));
+        limits.events.max_size = Some(event);
+        limits.events.max_num_tags = Some(MAX_REQUEST_TAGS);
+        limits
+    }
+}
+
+/// Most tags a request event may carry.
+pub const MAX_REQUEST_TAGS: u16 = 64;
 
 /// The enclave's nostr client: signs with `keys`, reaches relays only
-/// through `transport`.
-pub fn client(keys: Keys, transport: ProxiedTransport) -> Client {
-    Client::builder()
-        .signer(keys)
+/// through `transport`, and hands request events to `inbox`.
+pub fn client(
+    keys: Keys,
+    transport: ProxiedTransport,
+    inbox: &Inbox,
+    limits: PoolLimits,
+) -> Client {
+    client_builder(keys, inbox, limits)
         .websocket_transport(transport)
-        .opts(client_options())
         .build()
 }
 
-/// Options of every client the signer uses, in production and in tests.
-pub fn client_options() -> ClientOptions {
-    ClientOptions::default()
-        .pool(RelayPoolOptions::default().notification_channel_size(EVENT_BUFFER))
+/// The client's settings, in production and in tests (which connect
+/// directly): relays may only deliver events that match a subscription
+/// they were sent, sizes are capped near the largest request, the pool
+/// holds at most the relays keys may use plus the announce relays, and
+/// request events go to `inbox` instead of the pool's broadcast channel.
+pub fn client_builder(keys: Keys, inbox: &Inbox, limits: PoolLimits) -> ClientBuilder {
+    let max_relays = limits
+        .max_relays
+        .saturating_add(MAX_ANNOUNCE_RELAYS)
+        .saturating_add(1);
+    Client::builder()
+        .signer(keys)
+        .admit_policy(inbox.clone())
+        .opts(
+            ClientOptions::default()
+                .relay_limits(limits.relay_limits())
+                .verify_subscriptions(true)
+                .pool(RelayPoolOptions::default().max_relays(Some(max_relays))),
+        )
 }

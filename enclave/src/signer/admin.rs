@@ -9,22 +9,22 @@ use verifier::rpc::admin::{AdminRequest, OK, PONG};
 use verifier::rpc::bunker::bunker_url;
 use verifier::rpc::{Request, Response};
 
-use super::Signer;
+use super::{Change, Signer};
 use crate::custody::{Imported, StoreError};
 
 /// Handles `request` from `requester`, whose event carried `pow` bits of
-/// proof of work; the flag says whether keys changed.
+/// proof of work; says how the held keys changed.
 pub fn handle(
     signer: &Signer,
     requester: &PublicKey,
     request: &Request,
     pow: u8,
     now: u64,
-) -> (Response, bool) {
+) -> (Response, Change) {
     let max_relays = signer.config.limits.max_relays_per_key;
     let parsed = match AdminRequest::parse(request, max_relays) {
         Ok(parsed) => parsed,
-        Err(e) => return (Response::error(&request.id, e), false),
+        Err(e) => return (Response::error(&request.id, e), Change::None),
     };
     if let AdminRequest::ImportKey { keys, .. } | AdminRequest::ConnectKey { keys, .. } = &parsed {
         if keys.public_key() != *requester {
@@ -32,15 +32,15 @@ pub fn handle(
                 "{}: the private key is not the key that signed this request",
                 parsed.method()
             );
-            return (Response::error(&request.id, e), false);
+            return (Response::error(&request.id, e), Change::None);
         }
     }
     let who = npub(requester);
     let id = &request.id;
     let mut store = signer.store();
-    let fail = |e: StoreError| (Response::error(id, e.to_string()), false);
+    let fail = |e: StoreError| (Response::error(id, e.to_string()), Change::None);
     match parsed {
-        AdminRequest::Ping => (Response::ok(id, PONG), false),
+        AdminRequest::Ping => (Response::ok(id, PONG), Change::None),
         AdminRequest::HasKey => (
             Response::ok(
                 id,
@@ -50,9 +50,10 @@ pub fn handle(
                     "false"
                 },
             ),
-            false,
+            Change::None,
         ),
         AdminRequest::ImportKey { keys, relays, apps } => {
+            let change = moved(relays.clone());
             match store.import(keys, relays, apps, pow, now) {
                 Ok(imported) => {
                     info!(
@@ -61,12 +62,16 @@ pub fn handle(
                         apps_kept = imported.apps_kept,
                         "key imported"
                     );
-                    (Response::ok(id, import_result(&imported)), true)
+                    (
+                        Response::ok(id, import_result(&imported)),
+                        change(imported.relays_changed),
+                    )
                 }
                 Err(e) => fail(e),
             }
         }
         AdminRequest::ConnectKey { keys, app, relays } => {
+            let change = moved(relays.clone());
             let limits = store.limits().clone();
             let imported = match store.import(keys, relays, Default::default(), pow, now) {
                 Ok(imported) => imported,
@@ -79,15 +84,18 @@ pub fn handle(
             match granted {
                 Ok(()) => {
                     info!(key = %who, new = imported.new, app = %npub(&app), "key imported, app allowed");
-                    (Response::ok(id, OK), true)
+                    (Response::ok(id, OK), change(imported.relays_changed))
                 }
-                Err(e) => (Response::error(id, e.to_string()), true),
+                Err(e) => (
+                    Response::error(id, e.to_string()),
+                    change(imported.relays_changed),
+                ),
             }
         }
         AdminRequest::DeleteKey => match store.delete(requester) {
             Ok(()) => {
                 info!(key = %who, "key deleted");
-                (Response::ok(id, OK), true)
+                (Response::ok(id, OK), Change::Keys(Vec::new()))
             }
             Err(e) => fail(e),
         },
@@ -101,7 +109,7 @@ pub fn handle(
                     info!(requester = %who, key = %npub(&pubkey), "test key generated");
                     (
                         Response::ok(id, bunker_url(&pubkey, &relays, Some(&secret)).as_str()),
-                        true,
+                        Change::Keys(relays),
                     )
                 }
                 Err(e) => fail(e),
@@ -113,7 +121,7 @@ pub fn handle(
                 Some(key) => {
                     let secret = key.new_secret(now, &limits);
                     let url = bunker_url(requester, key.relays(), Some(&secret));
-                    (Response::ok(id, url.as_str()), false)
+                    (Response::ok(id, url.as_str()), Change::None)
                 }
                 None => fail(StoreError::NoKey),
             }
@@ -121,14 +129,25 @@ pub fn handle(
         AdminRequest::RevokeApp { app } => match store.get_mut(requester).map(|k| k.logout(&app)) {
             Some(true) => {
                 info!(key = %who, app = %npub(&app), "app revoked by the owner");
-                (Response::ok(id, OK), false)
+                (Response::ok(id, OK), Change::None)
             }
             Some(false) => (
                 Response::error(id, "revoke_app: this app is not allowed on your key"),
-                false,
+                Change::None,
             ),
             None => fail(StoreError::NoKey),
         },
+    }
+}
+
+/// The change of an import that moved the key (or made it) onto `relays`.
+fn moved(relays: Vec<nostr::RelayUrl>) -> impl FnOnce(bool) -> Change {
+    move |changed| {
+        if changed {
+            Change::Keys(relays)
+        } else {
+            Change::None
+        }
     }
 }
 

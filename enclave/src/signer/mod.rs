@@ -83,9 +83,27 @@ pub struct Reply {
 pub struct Outcome {
     /// The reply, if the event was a request.
     pub reply: Option<Reply>,
-    /// The set of keys or their relays changed: subscriptions must be
-    /// updated before the reply is sent.
-    pub keys_changed: bool,
+    /// Whether the held keys or their relays changed.
+    pub change: Change,
+}
+
+/// How a request changed the held keys.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing the subscriptions follow.
+    #[default]
+    None,
+    /// Keys or their relays changed: subscriptions must be updated, and
+    /// the reply waits (bounded) until these relays, the changed key's,
+    /// acknowledge them.
+    Keys(Vec<RelayUrl>),
+}
+
+impl Change {
+    /// Whether subscriptions must be updated.
+    pub fn keys_changed(&self) -> bool {
+        matches!(self, Self::Keys(_))
+    }
 }
 
 /// Why an event was dropped without a reply (for debug logs and tests).
@@ -233,7 +251,7 @@ impl Signer {
         self.answer(event, from, &keys, relays, |request| {
             (
                 nip46::handle(self, &keys, &event.pubkey, request, now),
-                false,
+                Change::None,
             )
         })
     }
@@ -246,14 +264,14 @@ impl Signer {
         from: &RelayUrl,
         keys: &Keys,
         mut relays: Vec<RelayUrl>,
-        run: impl FnOnce(&Request) -> (Response, bool),
+        run: impl FnOnce(&Request) -> (Response, Change),
     ) -> Result<Outcome, Dropped> {
         let (conversation, plaintext) =
             Conversation::open(keys.secret_key(), &event.pubkey, &event.content)
                 .map_err(|_| Dropped::Undecryptable)?;
-        let (response, keys_changed) = match Request::parse(&plaintext) {
+        let (response, change) = match Request::parse(&plaintext) {
             Ok(request) => run(&request),
-            Err(Malformed::Invalid { id, reason }) => (Response::error(&id, reason), false),
+            Err(Malformed::Invalid { id, reason }) => (Response::error(&id, reason), Change::None),
             Err(Malformed::NotARequest(_)) => return Err(Dropped::NotARequest),
         };
         drop(plaintext);
@@ -276,7 +294,7 @@ impl Signer {
                 event: reply,
                 relays,
             }),
-            keys_changed,
+            change,
         })
     }
 

@@ -8,11 +8,12 @@
     clippy::indexing_slicing
 )]
 
+pub(crate) mod fake_relay;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use enclave::relay::subscriptions::Subscriptions;
 use enclave::serve;
 use enclave::signer::{Signer, SignerConfig};
 use nostr::{Event, Filter, Keys, Kind, PublicKey, RelayUrl, Timestamp};
@@ -53,14 +54,10 @@ pub(crate) async fn stack_on(builder: RelayBuilder, config: SignerConfig) -> Sta
     let relay = local_relay(builder).await;
     let url = RelayUrl::parse(&relay.url().await.to_string()).unwrap();
     let service = Keys::generate();
-    let client = Client::builder()
-        .signer(service.clone())
-        .opts(enclave::relay::client_options())
-        .build();
-    let signer = Arc::new(Signer::new(service.clone(), url.clone(), config));
-    let subs = Subscriptions::new(client.clone(), service.public_key(), url.clone(), []);
+    let parts = serve::Service::direct(service.clone(), url.clone(), config);
+    let signer = Arc::clone(&parts.signer);
     let (ready, is_ready) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(serve::run(Arc::clone(&signer), subs, client, ready));
+    let server = tokio::spawn(serve::run(parts, ready));
     tokio::time::timeout(WAIT, is_ready).await.unwrap().unwrap();
     Stack {
         relay,
@@ -105,6 +102,21 @@ impl Raw {
         self.client.send_event(event).await.unwrap();
     }
 
+    /// Sends `events` without waiting for each OK.
+    pub(crate) async fn send_all(&self, events: Vec<Event>) {
+        let relays = self.client.relays().await;
+        for relay in relays.values() {
+            relay
+                .batch_msg(
+                    events
+                        .iter()
+                        .map(|e| nostr::ClientMessage::event(e.clone()))
+                        .collect(),
+                )
+                .unwrap();
+        }
+    }
+
     /// Sends `request` and waits for the reply with its id.
     pub(crate) async fn call_with(
         &mut self,
@@ -144,6 +156,35 @@ impl Raw {
     /// The reply with `id`, if one comes within `WAIT`.
     pub(crate) async fn reply(&mut self, id: &str, scheme: Option<Scheme>) -> Option<Response> {
         self.reply_within(id, scheme, WAIT).await
+    }
+
+    /// The replies to all of `ids`, in any order, if they come within `wait`.
+    pub(crate) async fn replies_within(
+        &mut self,
+        ids: &[String],
+        wait: Duration,
+    ) -> Result<Vec<Response>, usize> {
+        let mut found: Vec<Response> = Vec::new();
+        let _ = tokio::time::timeout(wait, async {
+            while found.len() < ids.len() {
+                if let Ok(RelayPoolNotification::Event { event, .. }) =
+                    self.notifications.recv().await
+                {
+                    if let Ok(response) = open_response(&self.keys, &event) {
+                        if ids.contains(&response.id) && !found.iter().any(|r| r.id == response.id)
+                        {
+                            found.push(response);
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        if found.len() == ids.len() {
+            Ok(found)
+        } else {
+            Err(found.len())
+        }
     }
 
     pub(crate) async fn reply_within(

@@ -2,14 +2,14 @@
 
 #![forbid(unsafe_code)]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use nostr_relay_builder::LocalRelay;
 use parent::dev_stack::{Stack, StackConfig};
 use tracing::info;
 
@@ -54,7 +54,7 @@ async fn run(cli: Cli) -> Result<()> {
             .context("cannot find this binary's directory")?
             .to_owned(),
     };
-    let mut builder = RelayBuilder::default().addr(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut builder = parent::dev_stack::relay_builder();
     if cli.relay_port != 0 {
         builder = builder.port(cli.relay_port);
     }

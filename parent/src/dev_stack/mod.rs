@@ -13,9 +13,27 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use nostr::{Event, JsonUtil};
+use nostr_relay_builder::builder::RateLimit;
+use nostr_relay_builder::RelayBuilder;
 
 use self::process::Process;
 use self::signatures::DevSignatures;
+
+/// The embedded relay of the dev stack and its tests, on 127.0.0.1.
+///
+/// nostr-relay-builder limits each connection to 60 events a minute by
+/// default, and the enclave sends every reply of every key over its one
+/// connection to a relay, so the default would make the relay, not the
+/// signer, the bottleneck (500 pings from one app: 61 answered). Real relays
+/// rate-limit too; the enclave reads every `OK` and retries refusals.
+pub fn relay_builder() -> RelayBuilder {
+    RelayBuilder::default()
+        .addr(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        .rate_limit(RateLimit {
+            max_reqs: 10_000,
+            notes_per_minute: 1_000_000,
+        })
+}
 
 /// What to run and where.
 #[derive(Debug, Clone)]

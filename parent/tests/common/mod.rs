@@ -8,14 +8,14 @@
     clippy::indexing_slicing
 )]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use nostr::Event;
-use nostr_relay_builder::builder::{PolicyResult, RateLimit, WritePolicy};
-use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use nostr_relay_builder::builder::{PolicyResult, WritePolicy};
+use nostr_relay_builder::LocalRelay;
 use parent::dev_stack::StackConfig;
 
 /// Addresses that wrote to the relay.
@@ -56,14 +56,7 @@ pub(crate) fn test_dir(name: &str) -> PathBuf {
 }
 
 pub(crate) async fn relay(writers: Writers) -> (LocalRelay, String, SocketAddr) {
-    let builder = RelayBuilder::default()
-        .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
-        .write_policy(writers)
-        // The signer's one connection carries every reply of a test.
-        .rate_limit(RateLimit {
-            max_reqs: 1000,
-            notes_per_minute: 10_000,
-        });
+    let builder = parent::dev_stack::relay_builder().write_policy(writers);
     let relay = LocalRelay::new(builder);
     relay.run().await.unwrap();
     let url = relay.url().await.to_string();

@@ -1,0 +1,342 @@
+//! Replies to relays, read back: every reply's `OK` is read, and a relay
+//! that refuses one (`OK false "rate-limited: …"`, or not connected) gets
+//! it again with backoff, until it or another of the reply's relays takes
+//! it or [`OutboxLimits::deadline`] passes. A relay that answers nothing
+//! within [`OutboxLimits::ok_timeout`] is taken to have it: some relays
+//! never acknowledge ephemeral events.
+//!
+//! Each relay has one delivery worker with a bounded queue, and one reader
+//! of its notifications for all the `OK`s (not one per reply), so a slow or
+//! hostile relay fills only its own queue and never delays replies to
+//! others. Replies in flight share a byte budget; a sender waits for room.
+//! Refusals are logged as warnings, at most one per relay every few
+//! seconds with a count of the rest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use nostr::{ClientMessage, Event, EventId, RelayMessage, RelayUrl};
+use nostr_sdk::pool::RelayNotification;
+use nostr_sdk::{Client, Relay, RelayStatus};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::signer::Reply;
+
+/// Bytes per budget unit.
+const UNIT: usize = 1024;
+/// Shortest time between two refusal warnings about one relay.
+const WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// How replies are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Replies waiting to be sent, per relay.
+    pub queue_per_relay: usize,
+    /// Replies sent and waiting for `OK`, per relay; past this, replies are
+    /// sent without being tracked.
+    pub pending_per_relay: usize,
+    /// Bytes of replies in flight over all relays.
+    pub total_bytes: usize,
+    /// How long to wait for an `OK`.
+    pub ok_timeout: Duration,
+    /// The first wait before sending a refused reply again; doubles.
+    pub retry_initial: Duration,
+    /// How long after the first attempt a reply is still retried.
+    pub deadline: Duration,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        Self {
+            queue_per_relay: 1024,
+            pending_per_relay: 1024,
+            total_bytes: 64 * 1024 * 1024,
+            ok_timeout: Duration::from_secs(5),
+            retry_initial: Duration::from_secs(1),
+            deadline: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One reply on its way, shared by the workers of its relays.
+#[derive(Debug)]
+struct Delivery {
+    event: Event,
+    /// Some relay took it: the others stop retrying.
+    delivered: AtomicBool,
+    started: Instant,
+    _budget: OwnedSemaphorePermit,
+}
+
+/// Room reserved in the outbox's byte budget for one reply.
+#[derive(Debug)]
+pub struct Room(OwnedSemaphorePermit);
+
+/// The reply sender.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    client: Client,
+    limits: OutboxLimits,
+    budget: Arc<Semaphore>,
+    workers: Arc<Mutex<HashMap<RelayUrl, mpsc::Sender<Arc<Delivery>>>>>,
+}
+
+fn units(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX)
+}
+
+impl Outbox {
+    /// Sends through `client`'s relays.
+    pub fn new(client: Client, limits: OutboxLimits) -> Self {
+        Self {
+            client,
+            budget: Arc::new(Semaphore::new(units(limits.total_bytes) as usize)),
+            limits,
+            workers: Arc::default(),
+        }
+    }
+
+    /// Hands `reply` to the workers of its relays; waits only for room in
+    /// the byte budget, never for a relay.
+    pub async fn send(&self, reply: Reply) {
+        if let Some(room) = self.reserve(&reply).await {
+            self.deliver(room, reply).await;
+        }
+    }
+
+    /// Waits for room in the byte budget for `reply`.
+    pub async fn reserve(&self, reply: &Reply) -> Option<Room> {
+        let cost = units(reply.event.content.len() + 512).min(units(self.limits.total_bytes));
+        Arc::clone(&self.budget)
+            .acquire_many_owned(cost)
+            .await
+            .ok()
+            .map(Room)
+    }
+
+    /// Hands `reply`, with the `room` reserved for it, to the workers of
+    /// its relays.
+    pub async fn deliver(&self, room: Room, reply: Reply) {
+        let delivery = Arc::new(Delivery {
+            event: reply.event,
+            delivered: AtomicBool::new(false),
+            started: Instant::now(),
+            _budget: room.0,
+        });
+        for url in &reply.relays {
+            let Some(worker) = self.worker(url).await else {
+                debug!(%url, id = %delivery.event.id, "reply not sent: the relay is not in the pool");
+                continue;
+            };
+            if worker.try_send(Arc::clone(&delivery)).is_err() {
+                warn!(%url, id = %delivery.event.id, "reply not queued: this relay has {} replies waiting", self.limits.queue_per_relay);
+            }
+        }
+    }
+
+    async fn worker(&self, url: &RelayUrl) -> Option<mpsc::Sender<Arc<Delivery>>> {
+        {
+            let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(tx) = workers.get(url).filter(|tx| !tx.is_closed()) {
+                return Some(tx.clone());
+            }
+        }
+        let relay = self.client.relay(url.clone()).await.ok()?;
+        let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tx) = workers.get(url).filter(|tx| !tx.is_closed()) {
+            return Some(tx.clone());
+        }
+        let (tx, rx) = mpsc::channel(self.limits.queue_per_relay.max(1));
+        workers.insert(url.clone(), tx.clone());
+        tokio::spawn(Worker::new(relay, self.limits).run(rx));
+        Some(tx)
+    }
+}
+
+/// A reply sent to this relay and not yet answered.
+#[derive(Debug)]
+struct Pending {
+    delivery: Arc<Delivery>,
+    attempt: u32,
+    sent_at: Instant,
+}
+
+/// Delivers to one relay.
+struct Worker {
+    relay: Relay,
+    limits: OutboxLimits,
+    pending: HashMap<EventId, Pending>,
+    /// Refused replies and when to send them again.
+    retries: BTreeMap<(Instant, u64), (Arc<Delivery>, u32)>,
+    seq: u64,
+    last_warn: Option<Instant>,
+    unwarned: u64,
+}
+
+impl Worker {
+    fn new(relay: Relay, limits: OutboxLimits) -> Self {
+        Self {
+            relay,
+            limits,
+            pending: HashMap::new(),
+            retries: BTreeMap::new(),
+            seq: 0,
+            last_warn: None,
+            unwarned: 0,
+        }
+    }
+
+    async fn run(mut self, mut replies: mpsc::Receiver<Arc<Delivery>>) {
+        let mut notifications = self.relay.notifications();
+        loop {
+            let wake = self.next_timer();
+            tokio::select! {
+                delivery = replies.recv() => match delivery {
+                    Some(delivery) => self.attempt(delivery, 0),
+                    None => return,
+                },
+                notification = notifications.recv() => match notification {
+                    Ok(RelayNotification::Message { message: RelayMessage::Ok { event_id, status, message } }) => {
+                        self.answered(&event_id, status, &message);
+                    }
+                    Ok(RelayNotification::RelayStatus { status }) => match status {
+                        RelayStatus::Disconnected | RelayStatus::Banned => self.lost_connection(),
+                        RelayStatus::Terminated => return,
+                        _ => {}
+                    },
+                    Ok(RelayNotification::Shutdown) | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                },
+                () = sleep_until(wake) => self.tick(),
+            }
+        }
+    }
+
+    /// Sends `delivery` (again, for `attempt` > 0) unless another relay
+    /// has taken it.
+    fn attempt(&mut self, delivery: Arc<Delivery>, attempt: u32) {
+        if attempt > 0 && delivery.delivered.load(Ordering::SeqCst) {
+            return;
+        }
+        match self
+            .relay
+            .send_msg(ClientMessage::event(delivery.event.clone()))
+        {
+            Ok(()) if self.pending.len() < self.limits.pending_per_relay => {
+                self.pending.insert(
+                    delivery.event.id,
+                    Pending {
+                        delivery,
+                        attempt,
+                        sent_at: Instant::now(),
+                    },
+                );
+            }
+            Ok(()) => {}
+            Err(e) => self.refused(delivery, attempt, &format!("not sent: {e}")),
+        }
+    }
+
+    fn answered(&mut self, id: &EventId, accepted: bool, message: &str) {
+        let Some(pending) = self.pending.remove(id) else {
+            return;
+        };
+        if accepted {
+            pending.delivery.delivered.store(true, Ordering::SeqCst);
+            if pending.attempt > 0 {
+                info!(url = %self.relay.url(), %id, attempts = pending.attempt + 1, "reply delivered after a refusal");
+            }
+            return;
+        }
+        self.refused(pending.delivery, pending.attempt, message);
+    }
+
+    /// Schedules a refused reply again, or gives up past the deadline.
+    fn refused(&mut self, delivery: Arc<Delivery>, attempt: u32, why: &str) {
+        if delivery.delivered.load(Ordering::SeqCst) {
+            return;
+        }
+        let backoff = self
+            .limits
+            .retry_initial
+            .saturating_mul(1 << attempt.min(4));
+        let at = Instant::now() + backoff;
+        let id = delivery.event.id;
+        if at.duration_since(delivery.started) > self.limits.deadline {
+            warn!(url = %self.relay.url(), %id, attempts = attempt + 1, "reply not delivered, giving up: {why}");
+            return;
+        }
+        self.warn(&format!(
+            "relay refused reply {id} ({why}); sending it again in {backoff:?}"
+        ));
+        self.seq += 1;
+        self.retries
+            .insert((at, self.seq), (delivery, attempt.saturating_add(1)));
+    }
+
+    fn warn(&mut self, what: &str) {
+        let now = Instant::now();
+        if self
+            .last_warn
+            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
+        {
+            self.unwarned += 1;
+            return;
+        }
+        let more = std::mem::take(&mut self.unwarned);
+        warn!(url = %self.relay.url(), refusals_not_shown = more, "{what}");
+        self.last_warn = Some(now);
+    }
+
+    /// What was sent may not have arrived: send it again after a pause.
+    fn lost_connection(&mut self) {
+        let lost: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
+        for p in lost {
+            self.refused(p.delivery, p.attempt, "the connection was lost");
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let ok = self
+            .pending
+            .values()
+            .map(|p| p.sent_at + self.limits.ok_timeout)
+            .min();
+        let retry = self.retries.keys().next().map(|(at, _)| *at);
+        match (ok, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let timeout = self.limits.ok_timeout;
+        // No answer: the relay took it without saying so.
+        self.pending.retain(|id, p| {
+            let waiting = p.sent_at + timeout > now;
+            if !waiting {
+                debug!(%id, "no OK for the reply; assuming the relay took it");
+            }
+            waiting
+        });
+        while let Some(entry) = self.retries.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let (delivery, attempt) = entry.remove();
+            self.attempt(delivery, attempt);
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
