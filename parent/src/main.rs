@@ -209,11 +209,15 @@ struct RunArgs {
     /// tcp:HOST:PORT (development).
     #[arg(long, value_name = "ADDR", default_value = "vsock:1080")]
     socks: ListenAddr,
-    /// Let the proxy reach this non-public address (IP or IP:PORT), e.g. a
-    /// relay on 127.0.0.1 in development. Loopback, private, link-local
-    /// (the instance metadata service), multicast and unspecified addresses
-    /// are refused otherwise. Repeat for several.
-    #[arg(long = "allow-egress", value_name = "IP[:PORT]")]
+    /// Let the proxy reach a destination it refuses otherwise: an address
+    /// (IP, any port) or IP:PORT, e.g. a relay on 127.0.0.1 in development;
+    /// or `*:PORT`, a port other than 443 and 80 on public addresses.
+    /// Without it the proxy connects only to public addresses on ports 443
+    /// and 80, and refuses loopback, private, link-local (the instance
+    /// metadata service), multicast, reserved and unspecified addresses,
+    /// IPv6 addresses embedding one (mapped, NAT64, 6to4) and tunnels
+    /// (Teredo). Repeat for several.
+    #[arg(long = "allow-egress", value_name = "IP[:PORT]|*:PORT")]
     allow_egress: Vec<Allowed>,
     /// Most proxied connections at once.
     #[arg(long, value_name = "N", default_value_t = 256)]

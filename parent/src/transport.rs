@@ -145,20 +145,47 @@ impl ConnectionLimit {
     }
 }
 
+/// Something that hands out client streams: a [`Listener`], or a test's.
+pub trait Accept {
+    /// Waits for the next client; its stream and a printable peer.
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Box<dyn Stream>, String)>> + Send;
+}
+
+impl Accept for Listener {
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Box<dyn Stream>, String)>> + Send {
+        Listener::accept(self)
+    }
+}
+
+/// How long the accept loop pauses after a failed `accept()` (out of file
+/// descriptors, a connection reset before it was taken): long enough not to
+/// spin, short enough that service resumes at once.
+pub const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Accepts clients on `listener` forever, serving each with `serve` in its
 /// own task; with `limit` clients being served, a new one is closed at once.
-pub async fn serve_each<F, Fut>(
-    listener: Listener,
+/// A failed `accept()` is logged and the loop goes on: one bad connection
+/// or a moment without file descriptors must not end the server.
+pub async fn serve_each<A, F, Fut>(
+    listener: A,
     limit: &ConnectionLimit,
     what: &'static str,
     serve: F,
 ) -> std::io::Result<()>
 where
+    A: Accept,
     F: Fn(Box<dyn Stream>, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!("{what}: accept failed ({e}); still listening");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
         let Ok(permit) = Arc::clone(&limit.permits).try_acquire_owned() else {
             warn!(%peer, "{what}: refusing connection, {} already open", limit.max);
             continue;
@@ -174,6 +201,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Fails its first two accepts, then hands out in-memory streams.
+    struct Flaky(AtomicUsize);
+
+    impl Accept for Flaky {
+        fn accept(
+            &self,
+        ) -> impl Future<Output = std::io::Result<(Box<dyn Stream>, String)>> + Send {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    return Err(std::io::Error::from_raw_os_error(24)); // EMFILE
+                }
+                if n > 4 {
+                    std::future::pending::<()>().await;
+                }
+                let (a, _b) = tokio::io::duplex(64);
+                Ok((Box::new(a) as Box<dyn Stream>, format!("test:{n}")))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_accept_does_not_end_the_server() {
+        let served = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&served);
+        let limit = ConnectionLimit::new(8);
+        let server = serve_each(Flaky(AtomicUsize::new(0)), &limit, "test", move |_, _| {
+            let counter = Arc::clone(&counter);
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), server).await;
+        assert_eq!(served.load(Ordering::SeqCst), 3);
+    }
 
     #[test]
     fn parses_listen_addresses() {
