@@ -8,55 +8,20 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::fake_relay::{eose, event_message, FakeRelay};
 use common::{stack_on, Raw, WAIT};
 use enclave::custody::{AdmissionLimits, Limits};
 use enclave::signer::SignerConfig;
-use nostr::{Event, EventBuilder, Keys, Kind, PublicKey, RelayUrl, Tag};
-use nostr_relay_builder::builder::{PolicyResult, WritePolicy};
+use nostr::{EventBuilder, Keys, Kind, PublicKey, RelayUrl, Tag};
+use parent::dev_stack::faults::RefuseWrites;
 use tokio_tungstenite::tungstenite::Message;
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
 use verifier::rpc::admin::{AdminRequest, KeptApps};
 use verifier::rpc::cipher::Scheme;
 use verifier::rpc::{seal_request, Params, Request};
-
-/// Refuses events by one author with `OK false "rate-limited: …"` until a
-/// deadline, and counts the refusals.
-#[derive(Debug, Default, Clone)]
-struct Refuser {
-    author: Arc<Mutex<Option<(PublicKey, Instant)>>>,
-    refused: Arc<AtomicUsize>,
-}
-
-impl Refuser {
-    fn refuse(&self, author: PublicKey, for_how_long: Duration) {
-        *self.author.lock().unwrap() = Some((author, Instant::now() + for_how_long));
-    }
-}
-
-impl WritePolicy for Refuser {
-    fn admit_event<'a>(
-        &'a self,
-        event: &'a Event,
-        _addr: &'a std::net::SocketAddr,
-    ) -> nostr::util::BoxedFuture<'a, PolicyResult> {
-        let refuse = matches!(*self.author.lock().unwrap(), Some((a, until)) if a == event.pubkey && Instant::now() < until);
-        if refuse {
-            self.refused.fetch_add(1, Ordering::SeqCst);
-        }
-        Box::pin(async move {
-            if refuse {
-                PolicyResult::Reject("rate-limited: slow down".into())
-            } else {
-                PolicyResult::Accept
-            }
-        })
-    }
-}
 
 fn config() -> SignerConfig {
     SignerConfig {
@@ -95,7 +60,7 @@ async fn held_with_app(stack: &common::Stack, relays: &[&RelayUrl]) -> (Keys, Ke
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_replies_are_sent_again_until_the_relay_takes_them() {
-    let refuser = Refuser::default();
+    let refuser = RefuseWrites::default();
     let stack = stack_on(
         parent::dev_stack::relay_builder().write_policy(refuser.clone()),
         config(),
@@ -121,14 +86,14 @@ async fn refused_replies_are_sent_again_until_the_relay_takes_them() {
         assert_eq!(reply.into_result(), Ok("pong".into()));
     }
     assert!(
-        refuser.refused.load(Ordering::SeqCst) >= 5,
+        refuser.refused() >= 5,
         "the relay refused the first attempts"
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reply_refused_on_one_relay_arrives_through_the_keys_other_relay() {
-    let refuser = Refuser::default();
+    let refuser = RefuseWrites::default();
     let stack = stack_on(parent::dev_stack::relay_builder(), config()).await;
     let second =
         common::local_relay(parent::dev_stack::relay_builder().write_policy(refuser.clone())).await;
@@ -144,7 +109,7 @@ async fn a_reply_refused_on_one_relay_arrives_through_the_keys_other_relay() {
     sender.send_event(&event).await;
     let reply = listener.reply(&request.id, None).await.expect("no reply");
     assert_eq!(reply.into_result(), Ok(pk.to_hex()));
-    assert!(refuser.refused.load(Ordering::SeqCst) >= 1);
+    assert!(refuser.refused() >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

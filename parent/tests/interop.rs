@@ -19,7 +19,7 @@ use nostr_connect::client::NostrConnect;
 use parent::dev_stack::Stack;
 
 mod common;
-use common::{relay, stack_config, test_dir, verifier, Writers};
+use common::{relay, stack_config, test_dir, verifier, Key, Writers};
 
 fn interop_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop");
@@ -54,46 +54,6 @@ fn node(script: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
-struct Key<'a> {
-    instance: &'a str,
-    root: &'a str,
-    pcrs: &'a str,
-    file: &'a str,
-}
-
-impl Key<'_> {
-    /// `verifier key <action> …`: exit code, stdout, stderr.
-    fn run(&self, action: &str, extra: &[&str]) -> (Option<i32>, String, String) {
-        let mut args = vec![
-            "key",
-            action,
-            "--instance",
-            self.instance,
-            "--root",
-            self.root,
-            "--pcrs",
-            self.pcrs,
-            "--key-file",
-            self.file,
-            "--timeout",
-            "20",
-        ];
-        args.extend_from_slice(extra);
-        let out = verifier(&args);
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, action: &str) -> String {
-        let (code, stdout, stderr) = self.run(action, &[]);
-        assert_eq!(code, Some(0), "verifier key {action}: {stderr}");
-        stdout
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn real_clients_sign_through_the_stack() {
     // Fail early, before the stack starts, if the clients are missing.
@@ -110,19 +70,13 @@ async fn real_clients_sign_through_the_stack() {
     let nsec = user.secret_key().to_bech32().unwrap();
     let key_file = dir.join("user.nsec");
     std::fs::write(&key_file, format!("{nsec}\n")).unwrap();
-    let s = |p: &Path| p.display().to_string();
+    let key = Key::new(&paths, &key_file);
     let (instance, root, pcrs, file) = (
-        s(&paths.event),
-        s(&paths.dev_root),
-        s(&paths.pcrs),
-        s(&key_file),
+        key.instance.clone(),
+        key.root.clone(),
+        key.pcrs.clone(),
+        key.file.clone(),
     );
-    let key = Key {
-        instance: &instance,
-        root: &root,
-        pcrs: &pcrs,
-        file: &file,
-    };
 
     // Nothing is sent to an instance the verifier refuses: without the
     // dev root this one does not verify.

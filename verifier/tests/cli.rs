@@ -265,3 +265,92 @@ fn pcr_subcommands_match_the_fixture() {
         assert_eq!(stdout(&o).trim(), FIXTURE_PCR8);
     }
 }
+
+#[test]
+fn attacker_strings_cannot_rewrite_the_terminal() {
+    let w = World::new();
+    let mut parts = w.parts();
+    parts.doc.module_id = "i-0abc\u{1b}]0;pwned\u{7}\r".to_owned();
+    let event = w.event(&parts, |tags| {
+        for tag in tags.iter_mut() {
+            if tag.first().map(String::as_str) == Some("relay") {
+                tag[1] = "wss://relay.example/\u{1b}[2K\rVALID: every check passed.\u{202e}".into();
+            }
+        }
+    });
+    let event = fixture_file(&event.as_json(), "control-chars.json");
+    let root = scratch("dev-root-escape.der", w.chain.root.der());
+    let at = support::CHECK_AT.to_string();
+    let o = verifier(
+        &[
+            "check",
+            &event,
+            "--at",
+            &at,
+            "--root",
+            root.to_str().unwrap(),
+        ],
+        None,
+    );
+    let out = stdout(&o);
+    for raw in ['\u{1b}', '\r', '\u{7}', '\u{202e}'] {
+        assert!(!out.contains(raw), "{raw:?} printed raw:\n{out}");
+    }
+    assert!(out.contains("\\u{1b}[2K"), "{out}");
+}
+
+#[test]
+fn key_refuses_unpinned_code_and_nostrconnect_uris() {
+    let w = World::new();
+    let event = fixture_file(&w.valid().as_json(), "key-event.json");
+    let key = scratch(
+        "key.hex",
+        b"0000000000000000000000000000000000000000000000000000000000000003",
+    );
+    let key = key.to_str().unwrap();
+    let o = verifier(
+        &["key", "import", "--instance", &event, "--key-file", key],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("pinned code measurements") && err.contains("--pcrs"),
+        "{err}"
+    );
+    // A pcrs.json without PCR0/1/2 does not pin the code.
+    let doc = w.doc();
+    let mut m = verifier::pcr::Measurements::default();
+    m.pcrs.insert(8, doc.pcr(8));
+    let only8 = scratch("pcrs-only8.json", m.to_json().as_bytes());
+    let o = verifier(
+        &[
+            "key",
+            "status",
+            "--instance",
+            &event,
+            "--key-file",
+            key,
+            "--pcrs",
+            only8.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("PCR0"));
+    let o = verifier(
+        &[
+            "key",
+            "connect",
+            "--instance",
+            &event,
+            "--key-file",
+            key,
+            "--app",
+            "nostrconnect://abc?relay=wss://r",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nostrconnect:// URI is not supported yet"));
+}

@@ -4,6 +4,7 @@
 //! caller's (the `dev-stack` binary embeds nostr-relay-builder's LocalRelay;
 //! tests bring their own). Used by `dev-stack` and by the stack tests.
 
+pub mod faults;
 pub mod process;
 pub mod signatures;
 

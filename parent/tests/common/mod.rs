@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use nostr::Event;
 use nostr_relay_builder::builder::{PolicyResult, WritePolicy};
-use nostr_relay_builder::LocalRelay;
-use parent::dev_stack::StackConfig;
+use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use parent::dev_stack::{StackConfig, StackPaths};
 
 /// Addresses that wrote to the relay.
 #[derive(Debug, Default, Clone)]
@@ -56,7 +56,11 @@ pub(crate) fn test_dir(name: &str) -> PathBuf {
 }
 
 pub(crate) async fn relay(writers: Writers) -> (LocalRelay, String, SocketAddr) {
-    let builder = parent::dev_stack::relay_builder().write_policy(writers);
+    relay_with(parent::dev_stack::relay_builder().write_policy(writers)).await
+}
+
+/// A LocalRelay from `builder`: the relay, its URL and its address.
+pub(crate) async fn relay_with(builder: RelayBuilder) -> (LocalRelay, String, SocketAddr) {
     let relay = LocalRelay::new(builder);
     relay.run().await.unwrap();
     let url = relay.url().await.to_string();
@@ -89,5 +93,61 @@ pub(crate) fn stack_config(
         relay_addr: addr,
         announce_interval: interval,
         echo_logs: false,
+    }
+}
+
+/// `verifier key …` against a running stack, with its dev root and dev
+/// `pcrs.json` and the key in `file`.
+pub(crate) struct Key {
+    pub(crate) instance: String,
+    pub(crate) root: String,
+    pub(crate) pcrs: String,
+    pub(crate) file: String,
+}
+
+impl Key {
+    pub(crate) fn new(paths: &StackPaths, file: &Path) -> Self {
+        let s = |p: &Path| p.display().to_string();
+        Self {
+            instance: s(&paths.event),
+            root: s(&paths.dev_root),
+            pcrs: s(&paths.pcrs),
+            file: s(file),
+        }
+    }
+
+    /// `verifier key <action> …`: exit code, stdout, stderr.
+    pub(crate) fn run(&self, action: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+        let mut args = vec![
+            "key",
+            action,
+            "--instance",
+            &self.instance,
+            "--root",
+            &self.root,
+            "--pcrs",
+            &self.pcrs,
+            "--key-file",
+            &self.file,
+            "--timeout",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        let out = verifier(&args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub(crate) fn ok(&self, action: &str) -> String {
+        self.ok_with(action, &[])
+    }
+
+    pub(crate) fn ok_with(&self, action: &str, extra: &[&str]) -> String {
+        let (code, stdout, stderr) = self.run(action, extra);
+        assert_eq!(code, Some(0), "verifier key {action}: {stderr}");
+        stdout
     }
 }
