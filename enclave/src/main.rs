@@ -13,7 +13,7 @@ use enclave::announce::{self, AnnounceConfig};
 use enclave::attester::dev::{DevAttester, DevMeasurements};
 use enclave::attester::nsm::NsmAttester;
 use enclave::attester::{Attester, AttesterKind};
-use enclave::custody::Limits;
+use enclave::custody::{AdmissionLimits, Limits};
 use enclave::link::ParentAddr;
 use enclave::relay::inbox::{Inbox, InboxLimits};
 use enclave::relay::{self, tls::TlsConfig, PoolLimits, ProxiedTransport};
@@ -84,19 +84,34 @@ struct RunArgs {
     #[command(flatten)]
     limits: LimitArgs,
     /// Dev attester: the EC2 instance id it measures into PCR4.
-    #[arg(long, value_name = "ID", required_if_eq("attester", "dev"))]
+    #[arg(
+        long,
+        value_name = "ID",
+        required_if_eq("attester", "dev"),
+        help_heading = "Dev attester"
+    )]
     dev_instance_id: Option<String>,
     /// Dev attester: the builder's image signing certificate (DER or PEM) it
     /// measures into PCR8.
-    #[arg(long, value_name = "FILE", required_if_eq("attester", "dev"))]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_if_eq("attester", "dev"),
+        help_heading = "Dev attester"
+    )]
     dev_signing_cert: Option<PathBuf>,
     /// Dev attester: write the dev root certificate (DER) here, for
     /// `verifier check --root` and `parent run --root`.
-    #[arg(long, value_name = "FILE", required_if_eq("attester", "dev"))]
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_if_eq("attester", "dev"),
+        help_heading = "Dev attester"
+    )]
     dev_root_out: Option<PathBuf>,
     /// Dev attester: write the measured PCR0/1/2/8 here as a pcrs.json, for
     /// `verifier check --pcrs`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Dev attester")]
     dev_pcrs_out: Option<PathBuf>,
 }
 
@@ -104,7 +119,7 @@ struct RunArgs {
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Limits")]
 struct LimitArgs {
-    /// Most user keys held, test keys included.
+    /// Most imported user keys held (test keys have their own limit).
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_keys)]
     max_keys: usize,
     /// Most throw-away test keys held at once.
@@ -126,9 +141,27 @@ struct LimitArgs {
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().test_key_ttl, value_parser = clap::value_parser!(u64).range(1..))]
     test_key_ttl: u64,
     /// Largest request event (content and tags, in bytes) looked at; larger
-    /// ones are dropped before decryption.
+    /// ones are dropped before decryption. The default admits the largest
+    /// NIP-44 payload (65,535 bytes of plaintext).
     #[arg(long, value_name = "BYTES", default_value_t = SignerConfig::default().max_request_bytes, value_parser = request_bytes)]
     max_request_bytes: usize,
+    /// Times one key's relays may change (re-imports that move it) per hour.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().relay_changes_per_hour, value_parser = at_least_one)]
+    relay_changes_per_hour: usize,
+    /// New keys per hour, all requesters together, without proof of work.
+    #[arg(long, value_name = "N", default_value_t = AdmissionLimits::default().free_keys_per_hour)]
+    free_keys_per_hour: usize,
+    /// New test keys per hour without proof of work.
+    #[arg(long, value_name = "N", default_value_t = AdmissionLimits::default().free_test_keys_per_hour)]
+    free_test_keys_per_hour: usize,
+    /// New distinct relays per hour without proof of work.
+    #[arg(long, value_name = "N", default_value_t = AdmissionLimits::default().free_relays_per_hour)]
+    free_relays_per_hour: usize,
+    /// NIP-13 proof of work (bits) asked of the first request past a free
+    /// allowance; it grows with how full the resource is, up to 28. 0 turns
+    /// admission control off (only the hard limits apply).
+    #[arg(long, value_name = "BITS", default_value_t = AdmissionLimits::default().pow_bits, value_parser = clap::value_parser!(u8).range(0..=28))]
+    pow_bits: u8,
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -161,6 +194,13 @@ impl LimitArgs {
                 max_apps_per_key: self.max_apps_per_key,
                 test_keys_per_hour: self.test_keys_per_hour,
                 test_key_ttl: self.test_key_ttl,
+                relay_changes_per_hour: self.relay_changes_per_hour,
+                admission: AdmissionLimits {
+                    free_keys_per_hour: self.free_keys_per_hour,
+                    free_test_keys_per_hour: self.free_test_keys_per_hour,
+                    free_relays_per_hour: self.free_relays_per_hour,
+                    pow_bits: self.pow_bits,
+                },
                 ..Limits::default()
             },
             max_request_bytes: self.max_request_bytes,

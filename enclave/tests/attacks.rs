@@ -496,3 +496,34 @@ fn every_valid_request_size_is_read_and_a_reply_too_large_is_still_answered() {
     assert_eq!(r.id, request.id);
     assert_eq!(r.into_result(), Err(REPLY_TOO_LARGE.to_owned()));
 }
+
+#[test]
+fn strangers_are_answered_only_on_the_relay_they_used() {
+    let e = enclave(SignerConfig::default());
+    let (a, b) = (
+        RelayUrl::parse("wss://a.example").unwrap(),
+        RelayUrl::parse("wss://b.example").unwrap(),
+    );
+    let (user, app) = (Keys::generate(), Keys::generate());
+    let grant = AdminRequest::ConnectKey {
+        keys: user.clone(),
+        app: app.public_key(),
+        relays: vec![a.clone(), b.clone()],
+    };
+    assert_eq!(e.admin(&user, &grant), Ok("ok".into()));
+    let pk = user.public_key();
+    let ping = Request::new("ping", Params::default());
+    let relays_of = |from: &Keys| {
+        let event = seal_request(from, &pk, KIND_NIP46, &ping, Scheme::Nip44).unwrap();
+        e.signer
+            .try_handle(&event, &a, now())
+            .unwrap()
+            .reply
+            .unwrap()
+            .relays
+    };
+    assert_eq!(relays_of(&Keys::generate()), vec![a.clone()]);
+    let mut allowed = relays_of(&app);
+    allowed.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    assert_eq!(allowed, vec![a, b]);
+}

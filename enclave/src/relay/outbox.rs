@@ -151,6 +151,8 @@ impl Outbox {
             return Some(tx.clone());
         }
         let (tx, rx) = mpsc::channel(self.limits.queue_per_relay.max(1));
+        // Forget the workers of relays that left the pool.
+        workers.retain(|_, tx| !tx.is_closed());
         workers.insert(url.clone(), tx.clone());
         tokio::spawn(Worker::new(relay, self.limits).run(rx));
         Some(tx)

@@ -230,24 +230,30 @@ impl Signer {
                 return Err(Dropped::NotOurs);
             }
             let service = self.service.clone();
-            let relays = vec![self.admin_relay.clone()];
+            let relays = || vec![self.admin_relay.clone()];
             let pow = pow_bits(event);
             return self.answer(event, from, &service, relays, |request| {
                 admin::handle(self, &event.pubkey, request, pow, now)
             });
         }
-        let target = event
+        let keys = event
             .tags
             .iter()
             .filter_map(tag_pubkey)
-            .find_map(|p| {
-                let store = self.store();
-                store
-                    .get(&p)
-                    .map(|k| (k.keys().clone(), k.relays().to_vec()))
-            })
+            .find_map(|p| self.store().get(&p).map(|k| k.keys().clone()))
             .ok_or(Dropped::NotOurs)?;
-        let (keys, relays) = target;
+        let user = keys.public_key();
+        // An app the key allows (after this request: a connect may have
+        // just allowed it) is answered on the key's relays too. Anyone else
+        // only on the relay it used, so strangers cannot make the enclave
+        // publish on every relay of someone's key.
+        let relays = || {
+            self.store()
+                .get(&user)
+                .filter(|k| k.allows(&event.pubkey))
+                .map(|k| k.relays().to_vec())
+                .unwrap_or_default()
+        };
         self.answer(event, from, &keys, relays, |request| {
             (
                 nip46::handle(self, &keys, &event.pubkey, request, now),
@@ -257,13 +263,14 @@ impl Signer {
     }
 
     /// Decrypts the request in `event` with `keys`, runs `run`, and seals
-    /// and signs the reply with `keys`.
+    /// and signs the reply with `keys`, to go to `from` and to `relays()`
+    /// (asked once the request has run).
     fn answer(
         &self,
         event: &Event,
         from: &RelayUrl,
         keys: &Keys,
-        mut relays: Vec<RelayUrl>,
+        relays: impl FnOnce() -> Vec<RelayUrl>,
         run: impl FnOnce(&Request) -> (Response, Change),
     ) -> Result<Outcome, Dropped> {
         let (conversation, plaintext) =
@@ -286,6 +293,7 @@ impl Signer {
                     .map_err(|_| Dropped::Undecryptable)?
             }
         };
+        let mut relays = relays();
         if !relays.contains(from) {
             relays.insert(0, from.clone());
         }
