@@ -73,6 +73,12 @@ impl Service {
         }
     }
 
+    /// The same service with other outbox limits.
+    pub fn outbox_limits(mut self, limits: OutboxLimits) -> Self {
+        self.outbox = Outbox::new(self.subscriptions.client().clone(), limits);
+        self
+    }
+
     /// A service whose client connects to relays directly, without the
     /// parent's proxy: for tests and benchmarks on 127.0.0.1.
     pub fn direct(service: Keys, admin_relay: RelayUrl, config: SignerConfig) -> Self {
@@ -112,19 +118,14 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
             if outcome.change.keys_changed() {
                 sync(&service).await;
             }
-            let Some(reply) = outcome.reply else { return };
-            // Room for the reply is taken while the permit is held, so a
-            // full outbox slows the intake instead of piling up tasks.
-            let Some(room) = service.outbox.reserve(&reply).await else {
-                return;
-            };
             drop(permit);
+            let Some(reply) = outcome.reply else { return };
             if let Change::Keys(relays) = &outcome.change {
                 if let Ok(_slot) = waiting.try_acquire() {
                     service.subscriptions.ready(relays).await;
                 }
             }
-            service.outbox.deliver(room, reply).await;
+            service.outbox.send(reply).await;
         });
     }
     expiry.abort();

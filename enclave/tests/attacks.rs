@@ -236,14 +236,30 @@ fn an_app_cannot_use_another_held_keys_or_apps_conversations() {
     let request = Request::new("get_public_key", Params::default());
     let captured = seal_request(&second, &pk, KIND_NIP46, &request, Scheme::Nip44).unwrap();
     let reply = e.reply_event(&captured);
-    for content in [&captured.content, &reply.content] {
-        let r = e.call(
-            &app,
-            &pk,
-            "nip44_decrypt",
-            &[&second.public_key().to_hex(), content],
-        );
-        assert!(forbidden(r).contains("protocol"));
+    // While that app is connected its key is not a peer at all; once it is
+    // gone, its old traffic is still refused for what it is.
+    for connected in [true, false] {
+        if !connected {
+            let revoke = AdminRequest::RevokeApp {
+                app: second.public_key(),
+            };
+            assert!(e.admin(&user, &revoke).is_ok());
+        }
+        for content in [&captured.content, &reply.content] {
+            let r = e.call(
+                &app,
+                &pk,
+                "nip44_decrypt",
+                &[&second.public_key().to_hex(), content],
+            );
+            let why = forbidden(r);
+            let expected = if connected {
+                "app connected"
+            } else {
+                "protocol"
+            };
+            assert!(why.contains(expected), "{why}");
+        }
     }
     drop(other_app);
 }
@@ -526,4 +542,66 @@ fn strangers_are_answered_only_on_the_relay_they_used() {
     let mut allowed = relays_of(&app);
     allowed.sort_by(|x, y| x.as_str().cmp(y.as_str()));
     assert_eq!(allowed, vec![a, b]);
+}
+
+#[test]
+fn nip04_is_refused_on_the_admin_api_and_apps_cannot_use_other_apps_channels() {
+    let e = enclave(SignerConfig::default());
+    // An import sealed with NIP-04 (malleable: no MAC) is answered with an
+    // error, in NIP-04, and nothing is imported.
+    let user = Keys::generate();
+    let event = seal_request(
+        &user,
+        &e.service,
+        KIND_ADMIN,
+        &import(&e.relay, &user).to_request(),
+        Scheme::Nip04,
+    )
+    .unwrap();
+    let r = e.handle(&event, &user).unwrap();
+    assert_eq!(
+        r.into_result(),
+        Err(verifier::rpc::isolation::ADMIN_NEEDS_NIP44.to_owned())
+    );
+    assert!(!e.signer.store().holds(&user.public_key()));
+
+    // An app may not decrypt (even block by block, as NIP-04 allows) what
+    // the user exchanged with another app: that app's key is not a peer.
+    let (user, app) = e.user_with_app();
+    let pk = user.public_key();
+    let other = Keys::generate();
+    let grant = AdminRequest::ConnectKey {
+        keys: user.clone(),
+        app: other.public_key(),
+        relays: vec![e.relay.clone()],
+    };
+    assert!(e.admin(&user, &grant).is_ok());
+    let request = Request::new("get_public_key", Params::default());
+    let captured = seal_request(&other, &pk, KIND_NIP46, &request, Scheme::Nip04).unwrap();
+    let (ct, iv) = captured.content.split_once("?iv=").unwrap();
+    let first_block = {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(ct)
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(&bytes[..16])
+    };
+    for content in [captured.content.clone(), format!("{first_block}?iv={iv}")] {
+        for method in ["nip04_decrypt", "nip44_decrypt", "nip04_encrypt"] {
+            let r = e.call(&app, &pk, method, &[&other.public_key().to_hex(), &content]);
+            assert!(
+                forbidden(r).contains("app connected to this key"),
+                "{method}"
+            );
+        }
+    }
+    // A NIP-04 failure says one thing, whatever the cause.
+    let stranger = Keys::generate().public_key().to_hex();
+    for junk in ["AAAA?iv=AAAAAAAAAAAAAAAAAAAAAA==", "not base64?iv=x"] {
+        let r = e.call(&app, &pk, "nip04_decrypt", &[&stranger, junk]);
+        assert_eq!(
+            r.into_result(),
+            Err(verifier::rpc::isolation::NIP04_DECRYPT_FAILED.to_owned())
+        );
+    }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::fake_relay::{eose, event_message, FakeRelay};
 use common::{stack_on, Raw, WAIT};
 use enclave::custody::{AdmissionLimits, Limits};
+use enclave::relay::outbox::OutboxLimits;
 use enclave::signer::SignerConfig;
 use nostr::{EventBuilder, Keys, Kind, PublicKey, RelayUrl, Tag};
 use parent::dev_stack::faults::RefuseWrites;
@@ -254,16 +255,8 @@ async fn a_relay_cannot_deliver_events_on_subscriptions_it_was_not_sent() {
             .await,
         Ok("ok".into())
     );
-    // The proper request is answered (to the hostile relay and the key's other).
-    let reply = watchers[3].reply(&ping.id, None).await.expect("no reply");
-    assert!(reply.into_result().unwrap_err().contains("unauthorized"));
-    // The others never are.
-    for watcher in &mut watchers[..3] {
-        assert!(watcher
-            .reply_within(&ping.id, None, Duration::from_secs(2))
-            .await
-            .is_none());
-    }
+    // The proper request is answered (an app the key does not allow: on
+    // the relay it came on); the others never are.
     let to = |keys: &Keys| {
         hostile
             .published()
@@ -271,6 +264,16 @@ async fn a_relay_cannot_deliver_events_on_subscriptions_it_was_not_sent() {
             .filter(|e| e.tags.public_keys().any(|p| *p == keys.public_key()))
             .count()
     };
+    let deadline = Instant::now() + WAIT;
+    while to(&honest) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for watcher in &mut watchers[..3] {
+        assert!(watcher
+            .reply_within(&ping.id, None, Duration::from_secs(2))
+            .await
+            .is_none());
+    }
     assert_eq!(to(&honest), 1);
     assert_eq!(to(&forger_a) + to(&forger_b) + to(&forger_c), 0);
 }
@@ -328,4 +331,55 @@ async fn one_relays_flood_does_not_starve_another_relays_requests() {
     }
     assert!(stack.signer.store().holds(&pk));
     let _ = WAIT;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_that_refuses_every_reply_holds_only_its_own_share_of_the_outbox() {
+    // A small outbox, so one relay's refused replies would fill it many
+    // times over if its share were not bounded.
+    let limits = OutboxLimits {
+        total_bytes: 2 * 1024 * 1024,
+        per_relay_bytes: 512 * 1024,
+        ..OutboxLimits::default()
+    };
+    let stack = common::stack_with(parent::dev_stack::relay_builder(), config(), limits).await;
+    let refuser = RefuseWrites::default();
+    let hostile =
+        common::local_relay(parent::dev_stack::relay_builder().write_policy(refuser.clone())).await;
+    let hostile_url = RelayUrl::parse(&hostile.url().await.to_string()).unwrap();
+    // A stranger's own key on the hostile relay only, and its own app.
+    let (stranger, its_app) = held_with_app(&stack, &[&hostile_url]).await;
+    refuser.refuse(stranger.public_key(), Duration::from_secs(600));
+    // A user on the good relay.
+    let (user, app) = held_with_app(&stack, &[&stack.url]).await;
+    let pk = user.public_key();
+    let mut app = Raw::with_keys(&stack.url, app).await;
+
+    // 100 replies of about 40 KB each, all refused: 4 MB, twice the outbox.
+    let flooder = Raw::with_keys(&hostile_url, its_app.clone()).await;
+    let template = serde_json::json!({
+        "kind": 1, "content": "x".repeat(30_000), "tags": [], "created_at": nostr::Timestamp::now().as_secs(),
+    })
+    .to_string();
+    let events: Vec<nostr::Event> = (0..100)
+        .map(|_| {
+            let request = Request::new("sign_event", Params::new([template.clone()]));
+            seal_request(
+                &its_app,
+                &stranger.public_key(),
+                KIND_NIP46,
+                &request,
+                Scheme::Nip44,
+            )
+            .unwrap()
+        })
+        .collect();
+    flooder.send_all(events).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(refuser.refused() > 0, "the hostile relay refused replies");
+    // The user's app is still answered, every time, while those retry.
+    for _ in 0..20 {
+        let reply = app.call(KIND_NIP46, &pk, "ping", &[]).await;
+        assert_eq!(reply.into_result(), Ok("pong".into()));
+    }
 }

@@ -131,6 +131,14 @@ fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("multicast address")
     } else if ip.is_broadcast() || a >= 240 {
         Some("reserved or broadcast address")
+    } else if (a, b) == (192, 0) && ip.octets().get(2) == Some(&0) {
+        Some("IETF protocol assignment (192.0.0.0/24)")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("benchmarking address (198.18.0.0/15)")
+    } else if ip.is_documentation() {
+        Some("documentation address")
+    } else if (a, b) == (192, 88) && ip.octets().get(2) == Some(&99) {
+        Some("6to4 relay anycast address (192.88.99.0/24)")
     } else {
         None
     }
@@ -162,7 +170,10 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
         embeds(embedded(b, c))
     } else if (a, b) == (0x2001, 0) {
         Some("Teredo tunnel address (2001::/32)")
-    } else if (a, b) == (0x2001, 0x0db8) || (a, b, c, d) == (0x0100, 0, 0, 0) {
+    } else if (a, b) == (0x2001, 0x0db8)
+        || (a == 0x3fff && b & 0xf000 == 0)
+        || (a, b, c, d) == (0x0100, 0, 0, 0)
+    {
         Some("documentation or discard-only address")
     } else if (a, b, c, d, e) == (0, 0, 0, 0, 0) && (f == 0 || f == 0xffff) {
         // IPv4-compatible (::a.b.c.d) and IPv4-mapped (::ffff:a.b.c.d).
@@ -216,6 +227,14 @@ mod tests {
             "[2001:0:4136:e378:8000:63bf:3fff:fdd2]:443",
             "[::ffff:0:a00:1]:443",
             "[2001:db8::1]:443",
+            "[3fff::1]:443",
+            "192.0.0.8:443",
+            "198.18.0.1:443",
+            "198.19.255.1:443",
+            "192.0.2.1:443",
+            "198.51.100.7:443",
+            "203.0.113.9:443",
+            "192.88.99.1:443",
             // Ports relays do not use.
             "1.1.1.1:22",
             "1.1.1.1:25",

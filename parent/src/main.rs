@@ -219,8 +219,10 @@ struct RunArgs {
     /// (Teredo). Repeat for several.
     #[arg(long = "allow-egress", value_name = "IP[:PORT]|*:PORT")]
     allow_egress: Vec<Allowed>,
-    /// Most proxied connections at once.
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    /// Most proxied connections at once. Above the enclave's relay limit
+    /// (256 for keys, 33 pinned) with room for reconnects, so relays a
+    /// stranger named can never take the admin or announce relays' place.
+    #[arg(long, value_name = "N", default_value_t = 512)]
     max_socks_connections: usize,
 }
 

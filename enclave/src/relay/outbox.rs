@@ -6,14 +6,17 @@
 //! never acknowledge ephemeral events.
 //!
 //! Each relay has one delivery worker with a bounded queue, and one reader
-//! of its notifications for all the `OK`s (not one per reply), so a slow or
-//! hostile relay fills only its own queue and never delays replies to
-//! others. Replies in flight share a byte budget; a sender waits for room.
-//! Refusals are logged as warnings, at most one per relay every few
-//! seconds with a count of the rest.
+//! of its notifications for all the `OK`s (not one per reply). A relay may
+//! hold at most [`OutboxLimits::per_relay_bytes`] of replies (queued, sent
+//! and unanswered, or waiting to be sent again); past that it is skipped,
+//! so a slow or hostile relay fills only its own share and never delays
+//! replies to others. Tracked replies share a global byte budget; when it
+//! is used up, replies are still sent at once, just not tracked or retried.
+//! Sending never waits. Refusals are logged as warnings, at most one per
+//! relay every few seconds with a count of the rest.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +39,8 @@ const WARN_EVERY: Duration = Duration::from_secs(5);
 pub struct OutboxLimits {
     /// Replies waiting to be sent, per relay.
     pub queue_per_relay: usize,
+    /// Bytes of replies one relay may hold: queued, unanswered or retrying.
+    pub per_relay_bytes: usize,
     /// Replies sent and waiting for `OK`, per relay; past this, replies are
     /// sent without being tracked.
     pub pending_per_relay: usize,
@@ -53,6 +58,7 @@ impl Default for OutboxLimits {
     fn default() -> Self {
         Self {
             queue_per_relay: 1024,
+            per_relay_bytes: 2 * 1024 * 1024,
             pending_per_relay: 1024,
             total_bytes: 64 * 1024 * 1024,
             ok_timeout: Duration::from_secs(5),
@@ -66,15 +72,35 @@ impl Default for OutboxLimits {
 #[derive(Debug)]
 struct Delivery {
     event: Event,
+    /// What it counts against a relay's share.
+    size: usize,
     /// Some relay took it: the others stop retrying.
     delivered: AtomicBool,
     started: Instant,
     _budget: OwnedSemaphorePermit,
 }
 
-/// Room reserved in the outbox's byte budget for one reply.
+/// A reply handed to one relay's worker; its size is given back to the
+/// relay's share when the worker is done with it.
 #[derive(Debug)]
-pub struct Room(OwnedSemaphorePermit);
+struct Job {
+    delivery: Arc<Delivery>,
+    held: Arc<AtomicUsize>,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.delivery.size, Ordering::SeqCst);
+    }
+}
+
+/// A relay's worker, as the sender sees it.
+#[derive(Debug, Clone)]
+struct Handle {
+    relay: Relay,
+    jobs: mpsc::Sender<Job>,
+    held: Arc<AtomicUsize>,
+}
 
 /// The reply sender.
 #[derive(Debug, Clone)]
@@ -82,7 +108,7 @@ pub struct Outbox {
     client: Client,
     limits: OutboxLimits,
     budget: Arc<Semaphore>,
-    workers: Arc<Mutex<HashMap<RelayUrl, mpsc::Sender<Arc<Delivery>>>>>,
+    workers: Arc<Mutex<HashMap<RelayUrl, Handle>>>,
 }
 
 fn units(bytes: usize) -> u32 {
@@ -100,69 +126,93 @@ impl Outbox {
         }
     }
 
-    /// Hands `reply` to the workers of its relays; waits only for room in
-    /// the byte budget, never for a relay.
+    /// Hands `reply` to the workers of its relays. Never waits for a relay
+    /// or for room: a relay over its share is skipped, and without room in
+    /// the global budget the reply is sent untracked.
     pub async fn send(&self, reply: Reply) {
-        if let Some(room) = self.reserve(&reply).await {
-            self.deliver(room, reply).await;
-        }
-    }
-
-    /// Waits for room in the byte budget for `reply`.
-    pub async fn reserve(&self, reply: &Reply) -> Option<Room> {
-        let cost = units(reply.event.content.len() + 512).min(units(self.limits.total_bytes));
-        Arc::clone(&self.budget)
-            .acquire_many_owned(cost)
-            .await
-            .ok()
-            .map(Room)
-    }
-
-    /// Hands `reply`, with the `room` reserved for it, to the workers of
-    /// its relays.
-    pub async fn deliver(&self, room: Room, reply: Reply) {
+        let size = reply.event.content.len() + 512;
+        let cost = units(size).min(units(self.limits.total_bytes));
+        let Ok(budget) = Arc::clone(&self.budget).try_acquire_many_owned(cost) else {
+            return self.send_untracked(reply).await;
+        };
         let delivery = Arc::new(Delivery {
             event: reply.event,
+            size,
             delivered: AtomicBool::new(false),
             started: Instant::now(),
-            _budget: room.0,
+            _budget: budget,
         });
         for url in &reply.relays {
-            let Some(worker) = self.worker(url).await else {
+            let Some(handle) = self.worker(url).await else {
                 debug!(%url, id = %delivery.event.id, "reply not sent: the relay is not in the pool");
                 continue;
             };
-            if worker.try_send(Arc::clone(&delivery)).is_err() {
+            let held = handle.held.fetch_add(size, Ordering::SeqCst);
+            let job = Job {
+                delivery: Arc::clone(&delivery),
+                held: Arc::clone(&handle.held),
+            };
+            if held + size > self.limits.per_relay_bytes {
+                warn!(%url, id = %delivery.event.id, "reply not sent there: this relay already holds {held} bytes of replies it has not taken");
+                continue;
+            }
+            if handle.jobs.try_send(job).is_err() {
                 warn!(%url, id = %delivery.event.id, "reply not queued: this relay has {} replies waiting", self.limits.queue_per_relay);
             }
         }
     }
 
-    async fn worker(&self, url: &RelayUrl) -> Option<mpsc::Sender<Arc<Delivery>>> {
+    /// Sends `reply` once to each relay with room in its share, without
+    /// reading the `OK`: the global budget is used up.
+    async fn send_untracked(&self, reply: Reply) {
+        warn!(id = %reply.event.id, "outbox budget used up: sending the reply without tracking it");
+        for url in &reply.relays {
+            let Some(handle) = self.worker(url).await else {
+                continue;
+            };
+            if handle.held.load(Ordering::SeqCst) > self.limits.per_relay_bytes {
+                continue;
+            }
+            if let Err(e) = handle
+                .relay
+                .send_msg(ClientMessage::event(reply.event.clone()))
+            {
+                debug!(%url, id = %reply.event.id, "reply not sent: {e}");
+            }
+        }
+    }
+
+    async fn worker(&self, url: &RelayUrl) -> Option<Handle> {
+        let live = |h: &Handle| !h.jobs.is_closed() && h.relay.status() != RelayStatus::Terminated;
         {
             let workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(tx) = workers.get(url).filter(|tx| !tx.is_closed()) {
-                return Some(tx.clone());
+            if let Some(handle) = workers.get(url).filter(|h| live(h)) {
+                return Some(handle.clone());
             }
         }
         let relay = self.client.relay(url.clone()).await.ok()?;
         let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(tx) = workers.get(url).filter(|tx| !tx.is_closed()) {
-            return Some(tx.clone());
+        if let Some(handle) = workers.get(url).filter(|h| live(h)) {
+            return Some(handle.clone());
         }
-        let (tx, rx) = mpsc::channel(self.limits.queue_per_relay.max(1));
+        let (jobs, rx) = mpsc::channel(self.limits.queue_per_relay.max(1));
         // Forget the workers of relays that left the pool.
-        workers.retain(|_, tx| !tx.is_closed());
-        workers.insert(url.clone(), tx.clone());
+        workers.retain(|_, h| live(h));
+        let handle = Handle {
+            relay: relay.clone(),
+            jobs,
+            held: Arc::default(),
+        };
+        workers.insert(url.clone(), handle.clone());
         tokio::spawn(Worker::new(relay, self.limits).run(rx));
-        Some(tx)
+        Some(handle)
     }
 }
 
 /// A reply sent to this relay and not yet answered.
 #[derive(Debug)]
 struct Pending {
-    delivery: Arc<Delivery>,
+    job: Job,
     attempt: u32,
     sent_at: Instant,
 }
@@ -173,7 +223,7 @@ struct Worker {
     limits: OutboxLimits,
     pending: HashMap<EventId, Pending>,
     /// Refused replies and when to send them again.
-    retries: BTreeMap<(Instant, u64), (Arc<Delivery>, u32)>,
+    retries: BTreeMap<(Instant, u64), (Job, u32)>,
     seq: u64,
     last_warn: Option<Instant>,
     unwarned: u64,
@@ -192,13 +242,13 @@ impl Worker {
         }
     }
 
-    async fn run(mut self, mut replies: mpsc::Receiver<Arc<Delivery>>) {
+    async fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut notifications = self.relay.notifications();
         loop {
             let wake = self.next_timer();
             tokio::select! {
-                delivery = replies.recv() => match delivery {
-                    Some(delivery) => self.attempt(delivery, 0),
+                job = jobs.recv() => match job {
+                    Some(job) => self.attempt(job, 0),
                     None => return,
                 },
                 notification = notifications.recv() => match notification {
@@ -211,6 +261,9 @@ impl Worker {
                         _ => {}
                     },
                     Ok(RelayNotification::Shutdown) | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    // Missed notifications may have held the one that ended it.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_))
+                        if self.relay.status() == RelayStatus::Terminated => return,
                     _ => {}
                 },
                 () = sleep_until(wake) => self.tick(),
@@ -218,28 +271,26 @@ impl Worker {
         }
     }
 
-    /// Sends `delivery` (again, for `attempt` > 0) unless another relay
-    /// has taken it.
-    fn attempt(&mut self, delivery: Arc<Delivery>, attempt: u32) {
-        if attempt > 0 && delivery.delivered.load(Ordering::SeqCst) {
+    /// Sends `job` (again, for `attempt` > 0) unless another relay has
+    /// taken it.
+    fn attempt(&mut self, job: Job, attempt: u32) {
+        if attempt > 0 && job.delivery.delivered.load(Ordering::SeqCst) {
             return;
         }
-        match self
-            .relay
-            .send_msg(ClientMessage::event(delivery.event.clone()))
-        {
+        let event = job.delivery.event.clone();
+        match self.relay.send_msg(ClientMessage::event(event)) {
             Ok(()) if self.pending.len() < self.limits.pending_per_relay => {
                 self.pending.insert(
-                    delivery.event.id,
+                    job.delivery.event.id,
                     Pending {
-                        delivery,
+                        job,
                         attempt,
                         sent_at: Instant::now(),
                     },
                 );
             }
             Ok(()) => {}
-            Err(e) => self.refused(delivery, attempt, &format!("not sent: {e}")),
+            Err(e) => self.refused(job, attempt, &format!("not sent: {e}")),
         }
     }
 
@@ -248,17 +299,18 @@ impl Worker {
             return;
         };
         if accepted {
-            pending.delivery.delivered.store(true, Ordering::SeqCst);
+            pending.job.delivery.delivered.store(true, Ordering::SeqCst);
             if pending.attempt > 0 {
                 info!(url = %self.relay.url(), %id, attempts = pending.attempt + 1, "reply delivered after a refusal");
             }
             return;
         }
-        self.refused(pending.delivery, pending.attempt, message);
+        self.refused(pending.job, pending.attempt, message);
     }
 
     /// Schedules a refused reply again, or gives up past the deadline.
-    fn refused(&mut self, delivery: Arc<Delivery>, attempt: u32, why: &str) {
+    fn refused(&mut self, job: Job, attempt: u32, why: &str) {
+        let delivery = &job.delivery;
         if delivery.delivered.load(Ordering::SeqCst) {
             return;
         }
@@ -277,7 +329,7 @@ impl Worker {
         ));
         self.seq += 1;
         self.retries
-            .insert((at, self.seq), (delivery, attempt.saturating_add(1)));
+            .insert((at, self.seq), (job, attempt.saturating_add(1)));
     }
 
     fn warn(&mut self, what: &str) {
@@ -298,7 +350,7 @@ impl Worker {
     fn lost_connection(&mut self) {
         let lost: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
         for p in lost {
-            self.refused(p.delivery, p.attempt, "the connection was lost");
+            self.refused(p.job, p.attempt, "the connection was lost");
         }
     }
 
@@ -330,8 +382,8 @@ impl Worker {
             if entry.key().0 > now {
                 break;
             }
-            let (delivery, attempt) = entry.remove();
-            self.attempt(delivery, attempt);
+            let (job, attempt) = entry.remove();
+            self.attempt(job, attempt);
         }
     }
 }

@@ -18,7 +18,7 @@
 //! by [`EOSE_TIMEOUT`], so a relay that is slow, down, or never sends EOSE
 //! delays only the requests that name it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,27 +36,52 @@ pub const PUBKEYS_PER_FILTER: usize = 256;
 pub const SINCE_MARGIN: u64 = 60;
 /// Longest a reply waits for its key's REQs to be acknowledged.
 pub const EOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// First wait before re-sending subscriptions a relay closed or could not
+/// take; doubles up to [`RETRY_MAX`].
+pub const RETRY_INITIAL: Duration = Duration::from_secs(10);
+/// Longest wait between such re-sends.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
 
 const ADMIN_SUB: &str = "admin";
 const NIP46_SUB: &str = "nip46-";
 
-/// The subscriptions of one relay as last sent.
+/// The subscriptions of one relay as last sent. Each key keeps its chunk
+/// (its REQ id) for as long as it listens on the relay, so adding or
+/// removing one key changes one REQ, not every chunk after it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct RelaySubs {
     admin: bool,
-    chunks: Vec<Vec<PublicKey>>,
+    chunks: BTreeMap<usize, Vec<PublicKey>>,
 }
 
 impl RelaySubs {
-    fn new(admin: bool, keys: &BTreeSet<PublicKey>) -> Self {
-        let list: Vec<PublicKey> = keys.iter().copied().collect();
-        Self {
-            admin,
-            chunks: list
-                .chunks(PUBKEYS_PER_FILTER)
-                .map(<[PublicKey]>::to_vec)
-                .collect(),
+    /// `old` changed to cover exactly `keys`: departed keys leave their
+    /// chunks (an emptied chunk is closed), new keys fill the first chunk
+    /// with room or a new one.
+    fn update(old: &Self, admin: bool, keys: &BTreeSet<PublicKey>) -> Self {
+        let mut chunks = old.chunks.clone();
+        let mut present: HashSet<PublicKey> = HashSet::new();
+        for chunk in chunks.values_mut() {
+            chunk.retain(|k| keys.contains(k));
+            present.extend(chunk.iter().copied());
         }
+        chunks.retain(|_, chunk| !chunk.is_empty());
+        for key in keys.iter().filter(|k| !present.contains(k)) {
+            let room = chunks
+                .iter_mut()
+                .find(|(_, chunk)| chunk.len() < PUBKEYS_PER_FILTER)
+                .map(|(_, chunk)| chunk);
+            match room {
+                Some(chunk) => chunk.push(*key),
+                None => {
+                    let free = (0..)
+                        .find(|i| !chunks.contains_key(i))
+                        .unwrap_or(usize::MAX);
+                    chunks.insert(free, vec![*key]);
+                }
+            }
+        }
+        Self { admin, chunks }
     }
 
     fn is_empty(&self) -> bool {
@@ -74,9 +99,9 @@ impl RelaySubs {
                     .since(since),
             ));
         }
-        for (i, chunk) in self.chunks.iter().enumerate() {
+        for (i, chunk) in &self.chunks {
             out.push((
-                nip46_sub(i),
+                nip46_sub(*i),
                 Filter::new()
                     .kind(Kind::from(KIND_NIP46))
                     .pubkeys(chunk.iter().copied())
@@ -103,6 +128,10 @@ struct Acks {
     sent: AtomicU64,
     answered: AtomicU64,
     changed: Notify,
+    /// A re-subscription is scheduled (after a failed REQ or a CLOSED).
+    retry_scheduled: std::sync::atomic::AtomicBool,
+    /// The wait before the next one, in seconds; doubles while they fail.
+    retry_delay: AtomicU64,
 }
 
 impl Acks {
@@ -179,8 +208,8 @@ impl Subscriptions {
             changes.entry(self.admin_relay.clone()).or_default();
         }
         for (url, keys) in changes {
-            let subs = RelaySubs::new(url == self.admin_relay, &keys);
             let old = state.get(&url).cloned().unwrap_or_default();
+            let subs = RelaySubs::update(&old, url == self.admin_relay, &keys);
             if old == subs && state.contains_key(&url) {
                 continue;
             }
@@ -258,9 +287,12 @@ impl Subscriptions {
         self.subscribe(relay, changed).await;
     }
 
-    /// Queues `requests` on `relay`, counting them for [`Self::ready`].
+    /// Queues `requests` on `relay`, counting them for [`Self::ready`]. A
+    /// REQ that cannot be queued on a connected relay (its queue is full)
+    /// is sent again, with all the relay's others, a little later.
     async fn subscribe(&self, relay: &Relay, requests: Vec<(SubscriptionId, Filter)>) {
         let acks = self.acks_of(relay.url());
+        let mut failed = false;
         for (id, filter) in requests {
             match relay
                 .subscribe_with_id(id.clone(), filter, SubscribeOptions::default())
@@ -270,14 +302,39 @@ impl Subscriptions {
                     acks.sent.fetch_add(1, Ordering::SeqCst);
                 }
                 Err(e) => {
-                    warn!(url = %relay.url(), %id, "cannot subscribe yet (retried on reconnect): {e}")
+                    failed = true;
+                    warn!(url = %relay.url(), %id, "cannot subscribe now; trying again: {e}")
                 }
             }
         }
         if !relay.is_connected() {
             // Nothing will answer until it connects; `watch` re-sends then.
             acks.answer(u64::MAX);
+        } else if failed {
+            self.retry_later(relay, &acks);
         }
+    }
+
+    /// Re-sends all of `relay`'s subscriptions after a pause that doubles
+    /// (from [`RETRY_INITIAL`] to [`RETRY_MAX`]) while they keep failing;
+    /// at most one is scheduled per relay.
+    fn retry_later(&self, relay: &Relay, acks: &Arc<Acks>) {
+        if acks.retry_scheduled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let delay = acks
+            .retry_delay
+            .load(Ordering::SeqCst)
+            .clamp(RETRY_INITIAL.as_secs(), RETRY_MAX.as_secs());
+        acks.retry_delay
+            .store((delay * 2).min(RETRY_MAX.as_secs()), Ordering::SeqCst);
+        let (subs, relay, acks) = (self.clone(), relay.clone(), Arc::clone(acks));
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(delay)).await;
+            acks.retry_scheduled.store(false, Ordering::SeqCst);
+            let since = Timestamp::from(crate::unix_now().saturating_sub(SINCE_MARGIN + delay));
+            subs.resubscribe(&relay, since).await;
+        });
     }
 
     fn acks_of(&self, url: &RelayUrl) -> Arc<Acks> {
@@ -341,7 +398,10 @@ async fn watch(relay: Relay, subs: Subscriptions, acks: Arc<Acks>) {
         match notifications.recv().await {
             Ok(RelayNotification::Message {
                 message: RelayMessage::EndOfStoredEvents(id),
-            }) if is_ours(&id) => acks.answer(1),
+            }) if is_ours(&id) => {
+                acks.retry_delay.store(0, Ordering::SeqCst);
+                acks.answer(1);
+            }
             Ok(RelayNotification::Message {
                 message:
                     RelayMessage::Closed {
@@ -349,8 +409,9 @@ async fn watch(relay: Relay, subs: Subscriptions, acks: Arc<Acks>) {
                         message,
                     },
             }) if is_ours(&subscription_id) => {
-                warn!(url = %relay.url(), id = %subscription_id, "relay closed the subscription: {message}");
+                warn!(url = %relay.url(), id = %subscription_id, "relay closed the subscription ({message}); subscribing again later");
                 acks.answer(1);
+                subs.retry_later(&relay, &acks);
             }
             Ok(RelayNotification::RelayStatus { status }) => match status {
                 RelayStatus::Connected => {
@@ -379,5 +440,39 @@ async fn watch(relay: Relay, subs: Subscriptions, acks: Arc<Acks>) {
             | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nostr::Keys;
+
+    #[test]
+    fn a_change_touches_one_chunk() {
+        let keys: Vec<PublicKey> = (0..600).map(|_| Keys::generate().public_key()).collect();
+        let all: BTreeSet<PublicKey> = keys.iter().copied().collect();
+        let subs = RelaySubs::update(&RelaySubs::default(), false, &all);
+        assert_eq!(subs.chunks.len(), 3);
+        assert!(subs.chunks.values().all(|c| c.len() <= PUBKEYS_PER_FILTER));
+        // One key leaves and another arrives: one chunk changes.
+        let mut fewer = all.clone();
+        fewer.remove(&keys[10]);
+        let later = RelaySubs::update(&subs, false, &fewer);
+        let changed = |a: &RelaySubs, b: &RelaySubs| {
+            a.chunks
+                .iter()
+                .filter(|(i, c)| b.chunks.get(i) != Some(c))
+                .count()
+        };
+        assert_eq!(changed(&subs, &later), 1);
+        let mut more = fewer.clone();
+        more.insert(Keys::generate().public_key());
+        assert_eq!(changed(&later, &RelaySubs::update(&later, false, &more)), 1);
+        // A chunk that empties is closed; its id is used again later.
+        let none = RelaySubs::update(&subs, true, &BTreeSet::new());
+        assert!(none.chunks.is_empty() && !none.is_empty());
+        let covered: usize = later.chunks.values().map(Vec::len).sum();
+        assert_eq!(covered, 599);
     }
 }

@@ -31,7 +31,8 @@ use verifier::rpc::message::{Malformed, MAX_REQUEST_EVENT};
 use verifier::rpc::{Request, Response};
 
 use verifier::rpc::admission::pow_bits;
-use verifier::rpc::isolation::ProtocolKeys;
+use verifier::rpc::cipher::Scheme;
+use verifier::rpc::isolation::{ProtocolKeys, ADMIN_NEEDS_NIP44};
 
 use crate::custody::{KeyStore, Limits};
 use seen::{NotNew, Seen};
@@ -232,7 +233,14 @@ impl Signer {
             let service = self.service.clone();
             let relays = || vec![self.admin_relay.clone()];
             let pow = pow_bits(event);
+            let nip04 = Scheme::of(&event.content) == Scheme::Nip04;
             return self.answer(event, from, &service, relays, |request| {
+                if nip04 {
+                    return (
+                        Response::error(&request.id, ADMIN_NEEDS_NIP44),
+                        Change::None,
+                    );
+                }
                 admin::handle(self, &event.pubkey, request, pow, now)
             });
         }
@@ -328,6 +336,10 @@ impl ProtocolKeys for Signer {
 
     fn is_held_key(&self, key: &PublicKey) -> bool {
         self.store().holds(key)
+    }
+
+    fn is_app_of(&self, user: &PublicKey, app: &PublicKey) -> bool {
+        self.store().get(user).is_some_and(|k| k.allows(app))
     }
 }
 

@@ -12,7 +12,9 @@
 use nostr::{Keys, PublicKey, ToBech32};
 use tracing::info;
 use verifier::rpc::cipher::{Conversation, Scheme};
-use verifier::rpc::isolation::{check_outgoing, check_peer, check_plaintext, check_template};
+use verifier::rpc::isolation::{
+    check_outgoing, check_peer, check_plaintext, check_template, NIP04_DECRYPT_FAILED,
+};
 use verifier::rpc::{Request, Response};
 use zeroize::Zeroizing;
 
@@ -126,10 +128,19 @@ fn run(
         }
         method::NIP04_DECRYPT | method::NIP44_DECRYPT => {
             let (peer, ciphertext) = (peer(0)?, param(1, "ciphertext")?);
-            let text = Conversation::new(scheme_of(method), keys.secret_key(), &peer)
+            let scheme = scheme_of(method);
+            let text = Conversation::new(scheme, keys.secret_key(), &peer)
                 .and_then(|c| c.decrypt(ciphertext))
-                .map_err(|e| format!("{method}: {e}"))?;
+                .map_err(|e| match scheme {
+                    // One answer for every failure: NIP-04 has no MAC, so
+                    // telling padding errors apart would be an oracle.
+                    Scheme::Nip04 => NIP04_DECRYPT_FAILED.to_owned(),
+                    Scheme::Nip44 => format!("{method}: {e}"),
+                })?;
             check_plaintext(keys.secret_key(), &text).map_err(|e| format!("{method}: {e}"))?;
+            if scheme == Scheme::Nip04 && text.is_empty() {
+                return Err(NIP04_DECRYPT_FAILED.to_owned());
+            }
             non_empty(method, text)
         }
         method::SWITCH_RELAYS => {

@@ -11,12 +11,14 @@
 //! that is full the one with the oldest `created_at` moves into a Bloom
 //! filter for its minute of `created_at` ([`Overflow`]). An event found in
 //! either is refused. A Bloom filter has no false negatives, so a replay
-//! inside the window is never handled, whatever was injected before it; its
-//! false positives (a new request wrongly refused) stay below one in ten
-//! thousand until a flood puts more than a few hundred thousand events into
-//! the same minute, more than the signer can check in that minute. A flood
-//! of forward- or back-dated events fills other minutes' filters and does
-//! not touch the current one.
+//! inside the window is never handled, whatever was injected before it. Its
+//! false positives (a new request wrongly refused) depend on how many ids a
+//! flood puts into one minute's filter (4 MiB, 6 hashes): 1 in 50,000 at a
+//! million, 1 in 1,300 at two million, 2% at four million. Two cores verify
+//! signatures at about two million a minute, so a flood that fast costs
+//! about one new request in a thousand for the minutes it is dated in. A
+//! flood of forward- or back-dated events fills those minutes' filters and
+//! does not touch the current one.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,10 +37,10 @@ pub enum NotNew {
 
 /// Seconds of `created_at` per overflow filter.
 const BUCKET_SECS: u64 = 60;
-/// Bits per overflow filter (1 MiB).
-const FILTER_BITS: usize = 1 << 23;
+/// Bits per overflow filter (4 MiB).
+const FILTER_BITS: usize = 1 << 25;
 /// Bit positions per id.
-const HASHES: u64 = 5;
+const HASHES: u64 = 6;
 
 /// Recently seen event ids, by `created_at`.
 #[derive(Debug)]

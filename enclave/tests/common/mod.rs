@@ -14,6 +14,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use enclave::relay::outbox::OutboxLimits;
 use enclave::serve;
 use enclave::signer::{Signer, SignerConfig};
 use nostr::{Event, Filter, Keys, Kind, PublicKey, RelayUrl, Timestamp};
@@ -51,10 +52,18 @@ pub(crate) async fn local_relay(builder: RelayBuilder) -> LocalRelay {
 }
 
 pub(crate) async fn stack_on(builder: RelayBuilder, config: SignerConfig) -> Stack {
+    stack_with(builder, config, OutboxLimits::default()).await
+}
+
+pub(crate) async fn stack_with(
+    builder: RelayBuilder,
+    config: SignerConfig,
+    outbox: OutboxLimits,
+) -> Stack {
     let relay = local_relay(builder).await;
     let url = RelayUrl::parse(&relay.url().await.to_string()).unwrap();
     let service = Keys::generate();
-    let parts = serve::Service::direct(service.clone(), url.clone(), config);
+    let parts = serve::Service::direct(service.clone(), url.clone(), config).outbox_limits(outbox);
     let signer = Arc::clone(&parts.signer);
     let (ready, is_ready) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(serve::run(parts, ready));

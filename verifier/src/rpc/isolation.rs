@@ -18,10 +18,11 @@
 //! So, for every NIP-46 method an app calls:
 //!
 //! 1. **Peers** ([`check_peer`]): `nip04_*`/`nip44_*` refuse a peer that is
-//!    the service key or any other key the enclave holds (the user's own key
-//!    is allowed: encrypting to oneself is how private lists and nsec.app's
-//!    permission events work, and the enclave never answers an event its own
-//!    keys authored).
+//!    the service key, any other key the enclave holds, or an app allowed on
+//!    this key (their conversation is that app's NIP-46 channel). The user's
+//!    own key is allowed: encrypting to oneself is how private lists and
+//!    nsec.app's permission events work, and the enclave never answers an
+//!    event its own keys authored.
 //! 2. **Kinds** ([`check_template`]): `sign_event` refuses kinds 24133 and
 //!    24135 outright. The enclave signs its own protocol messages itself and
 //!    never needs an app to, and a kind is the only thing that tells a
@@ -32,6 +33,15 @@
 //!    envelope. This covers the conversations the enclave cannot name:
 //!    the owner's admin requests to *other* enclaves (whose service keys it
 //!    does not know), and NIP-46 traffic between the user and its other apps.
+//!
+//! Rule 3 holds for NIP-44, whose MAC makes a ciphertext impossible to
+//! alter. NIP-04 has no MAC: an app can cut a NIP-04 ciphertext into blocks
+//! and have each decrypted on its own (CBC with a chosen IV), so no
+//! fragment looks like an envelope or a whole key. For NIP-04 the peer rule
+//! is what protects the enclave's own conversations, and so the admin API
+//! (whose requests carry private keys) accepts NIP-44 only
+//! ([`ADMIN_NEEDS_NIP44`]) and `nip04_decrypt` fails with one message
+//! whatever went wrong, so it is not a padding oracle.
 //!
 //! Every refusal is an error reply that says why ([`Refusal`]'s `Display`).
 
@@ -51,6 +61,8 @@ pub enum Refusal {
     ServiceKeyPeer,
     /// The peer is another key held by this enclave.
     HeldKeyPeer,
+    /// The peer is an app allowed on this key.
+    AppPeer,
     /// `sign_event` of one of the signer's own protocol kinds.
     ProtocolKind(u16),
     /// The plaintext is an admin-API or NIP-46 message.
@@ -67,6 +79,9 @@ impl fmt::Display for Refusal {
             ),
             Self::HeldKeyPeer => f.write_str(
                 "forbidden: the peer is another key held by this enclave; apps may not use its conversations",
+            ),
+            Self::AppPeer => f.write_str(
+                "forbidden: the peer is an app connected to this key; its conversation is that app's NIP-46 channel",
             ),
             Self::ProtocolKind(kind) => write!(
                 f,
@@ -88,7 +103,16 @@ pub trait ProtocolKeys {
     fn is_service_key(&self, key: &PublicKey) -> bool;
     /// Whether `key` is held by the enclave (test keys included).
     fn is_held_key(&self, key: &PublicKey) -> bool;
+    /// Whether `app` is an app allowed on the held key `user`.
+    fn is_app_of(&self, user: &PublicKey, app: &PublicKey) -> bool;
 }
+
+/// The error reply of an admin request sealed with NIP-04.
+pub const ADMIN_NEEDS_NIP44: &str =
+    "the admin API takes NIP-44 only: NIP-04 ciphertexts can be altered in transit";
+
+/// The one error of a failed `nip04_decrypt`, whatever the cause.
+pub const NIP04_DECRYPT_FAILED: &str = "nip04_decrypt: cannot decrypt this ciphertext";
 
 /// Rule 1: may the user `user` encrypt to or decrypt from `peer`?
 pub fn check_peer(
@@ -99,8 +123,14 @@ pub fn check_peer(
     if keys.is_service_key(peer) {
         return Err(Refusal::ServiceKeyPeer);
     }
-    if peer != user && keys.is_held_key(peer) {
+    if peer == user {
+        return Ok(());
+    }
+    if keys.is_held_key(peer) {
         return Err(Refusal::HeldKeyPeer);
+    }
+    if keys.is_app_of(user, peer) {
+        return Err(Refusal::AppPeer);
     }
     Ok(())
 }
@@ -188,7 +218,7 @@ mod tests {
     use super::*;
     use nostr::Keys;
 
-    struct Held(Vec<PublicKey>, PublicKey);
+    struct Held(Vec<PublicKey>, PublicKey, Vec<PublicKey>);
 
     impl ProtocolKeys for Held {
         fn is_service_key(&self, key: &PublicKey) -> bool {
@@ -196,6 +226,9 @@ mod tests {
         }
         fn is_held_key(&self, key: &PublicKey) -> bool {
             self.0.contains(key)
+        }
+        fn is_app_of(&self, _user: &PublicKey, app: &PublicKey) -> bool {
+            self.2.contains(app)
         }
     }
 
@@ -207,7 +240,9 @@ mod tests {
             Keys::generate().public_key(),
             Keys::generate().public_key(),
         );
-        let held = Held(vec![user, other], service);
+        let app = Keys::generate().public_key();
+        let held = Held(vec![user, other], service, vec![app]);
+        assert_eq!(check_peer(&held, &user, &app), Err(Refusal::AppPeer));
         assert_eq!(
             check_peer(&held, &user, &service),
             Err(Refusal::ServiceKeyPeer)
