@@ -261,9 +261,11 @@ async fn memory(keys: usize, relays: usize) {
     }
     let urls: Vec<RelayUrl> = list.iter().map(|(_, u)| u.clone()).collect();
     let admin = urls[0].clone();
+    // This measures the signer, not admission control: no proof of work.
     let config = SignerConfig {
         limits: enclave::custody::Limits {
             max_keys: keys.max(1),
+            admission: enclave::custody::AdmissionLimits::off(),
             ..Default::default()
         },
         ..Default::default()

@@ -1,268 +1,24 @@
-//! The attacks of the security review, performed in process on `Signer`:
-//! each test is what an app that connected once, a stranger with fresh
-//! keys or a hostile relay would send, and what must (not) come back.
-//! `parent/tests/attacks.rs` performs the same through the real stack.
+//! The other attacks of the security review, performed in process on
+//! `Signer`: what a stranger with fresh keys, an app that connected once or
+//! a hostile relay would send, and what must (not) come back — replies to
+//! replies, replays after a flood, exhausting shared slots, oversized
+//! requests and replies. The isolation rule has its own file
+//! (`isolation.rs`); `parent/tests/attacks.rs` performs these through the
+//! real stack.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
+use common::in_process::{enclave, import, now};
 use enclave::custody::{AdmissionLimits, Limits};
-use enclave::signer::{Dropped, Signer, SignerConfig, REPLY_TOO_LARGE};
-use nostr::{Event, EventBuilder, Keys, Kind, PublicKey, RelayUrl, Tag};
+use enclave::signer::{Dropped, SignerConfig, REPLY_TOO_LARGE};
+use nostr::{EventBuilder, Keys, Kind, RelayUrl, Tag};
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
 use verifier::rpc::admin::{AdminRequest, KeptApps};
 use verifier::rpc::admission::parse_pow_required;
 use verifier::rpc::cipher::{Conversation, Scheme};
-use verifier::rpc::{
-    open_response, seal_request, seal_request_with_pow, Params, Request, Response,
-};
-
-struct Enclave {
-    signer: Signer,
-    service: PublicKey,
-    relay: RelayUrl,
-}
-
-fn now() -> u64 {
-    enclave::unix_now()
-}
-
-fn enclave(config: SignerConfig) -> Enclave {
-    let service = Keys::generate();
-    let relay = RelayUrl::parse("ws://127.0.0.1:1").unwrap();
-    Enclave {
-        service: service.public_key(),
-        signer: Signer::new(service, relay.clone(), config),
-        relay,
-    }
-}
-
-impl Enclave {
-    /// Hands `event` to the signer; the reply's response, or why it was dropped.
-    fn handle(&self, event: &Event, reader: &Keys) -> Result<Response, Dropped> {
-        let outcome = self.signer.try_handle(event, &self.relay, now())?;
-        let reply = outcome.reply.expect("a handled request has a reply");
-        Ok(open_response(reader, &reply.event).unwrap())
-    }
-
-    fn reply_event(&self, event: &Event) -> Event {
-        self.signer
-            .try_handle(event, &self.relay, now())
-            .unwrap()
-            .reply
-            .unwrap()
-            .event
-    }
-
-    fn admin_event(&self, user: &Keys, request: &AdminRequest) -> Event {
-        seal_request(
-            user,
-            &self.service,
-            KIND_ADMIN,
-            &request.to_request(),
-            Scheme::Nip44,
-        )
-        .unwrap()
-    }
-
-    fn admin(&self, user: &Keys, request: &AdminRequest) -> Result<String, String> {
-        self.handle(&self.admin_event(user, request), user)
-            .unwrap()
-            .into_result()
-    }
-
-    fn call(&self, app: &Keys, user: &PublicKey, method: &str, params: &[&str]) -> Response {
-        let request = Request::new(method, Params::new(params.iter().copied()));
-        let event = seal_request(app, user, KIND_NIP46, &request, Scheme::Nip44).unwrap();
-        self.handle(&event, app).unwrap()
-    }
-
-    /// `user` imported with `app` allowed.
-    fn user_with_app(&self) -> (Keys, Keys) {
-        let (user, app) = (Keys::generate(), Keys::generate());
-        let grant = AdminRequest::ConnectKey {
-            keys: user.clone(),
-            app: app.public_key(),
-            relays: vec![self.relay.clone()],
-        };
-        assert_eq!(self.admin(&user, &grant), Ok("ok".into()));
-        (user, app)
-    }
-}
-
-fn import(relay: &RelayUrl, user: &Keys) -> AdminRequest {
-    AdminRequest::ImportKey {
-        keys: user.clone(),
-        relays: vec![relay.clone()],
-        apps: KeptApps::Keep,
-    }
-}
-
-fn forbidden(r: Response) -> String {
-    let e = r.into_result().unwrap_err();
-    assert!(e.contains("forbidden"), "{e}");
-    e
-}
-
-#[test]
-fn an_app_cannot_read_the_owners_key_from_the_admin_channel() {
-    let e = enclave(SignerConfig::default());
-    let (user, app) = e.user_with_app();
-    let pk = user.public_key();
-    let secret = user.secret_key().to_secret_hex();
-    // The owner's import_key, as a relay (or the app) captured it, in both schemes.
-    for scheme in [Scheme::Nip44, Scheme::Nip04] {
-        let captured = seal_request(
-            &user,
-            &e.service,
-            KIND_ADMIN,
-            &import(&e.relay, &user).to_request(),
-            scheme,
-        )
-        .unwrap();
-        let method = match scheme {
-            Scheme::Nip44 => "nip44_decrypt",
-            Scheme::Nip04 => "nip04_decrypt",
-        };
-        let r = e.call(&app, &pk, method, &[&e.service.to_hex(), &captured.content]);
-        assert!(!r.to_json().contains(&secret));
-        assert!(forbidden(r).contains("service key"));
-    }
-    // The owner's admin requests to another enclave, whose service key this
-    // one cannot know: refused by what the plaintext is.
-    let elsewhere = Keys::generate().public_key();
-    let captured = seal_request(
-        &user,
-        &elsewhere,
-        KIND_ADMIN,
-        &import(&e.relay, &user).to_request(),
-        Scheme::Nip44,
-    )
-    .unwrap();
-    let r = e.call(
-        &app,
-        &pk,
-        "nip44_decrypt",
-        &[&elsewhere.to_hex(), &captured.content],
-    );
-    assert!(!r.to_json().contains(&secret));
-    forbidden(r);
-    // The key itself, encrypted to the user by anyone: never handed out.
-    let carrier = Keys::generate();
-    let sealed = Conversation::nip44(carrier.secret_key(), &pk)
-        .unwrap()
-        .encrypt(&format!("here: {}", secret.to_uppercase()))
-        .unwrap();
-    let r = e.call(
-        &app,
-        &pk,
-        "nip44_decrypt",
-        &[&carrier.public_key().to_hex(), &sealed],
-    );
-    assert!(forbidden(r).contains("private key"));
-}
-
-#[test]
-fn an_app_cannot_act_as_the_owner_on_the_admin_channel() {
-    let e = enclave(SignerConfig::default());
-    let (user, app) = e.user_with_app();
-    let pk = user.public_key();
-    let intruder = Keys::generate().public_key();
-    let grant = AdminRequest::ConnectKey {
-        keys: Keys::generate(),
-        app: intruder,
-        relays: vec![e.relay.clone()],
-    }
-    .to_request()
-    .to_json();
-    // Encrypt an admin request to the service key: refused.
-    let r = e.call(&app, &pk, "nip44_encrypt", &[&e.service.to_hex(), &grant]);
-    assert!(forbidden(r).contains("service key"));
-    let r = e.call(&app, &pk, "nip04_encrypt", &[&e.service.to_hex(), &grant]);
-    forbidden(r);
-    // Or to any other peer: the plaintext is a protocol message.
-    let r = e.call(&app, &pk, "nip44_encrypt", &[&intruder.to_hex(), &grant]);
-    forbidden(r);
-    // Sign an admin request, or a NIP-46 one, as the user: refused.
-    for (kind, to) in [
-        (KIND_ADMIN, e.service),
-        (KIND_NIP46, pk),
-        (KIND_NIP46, intruder),
-    ] {
-        let template = serde_json::json!({
-            "kind": kind, "content": "x", "tags": [["p", to.to_hex()]],
-            "created_at": now(),
-        })
-        .to_string();
-        let r = e.call(&app, &pk, "sign_event", &[&template]);
-        assert!(forbidden(r).contains(&kind.to_string()));
-    }
-    // Nothing changed: no other app, the key still held.
-    assert!(!e.signer.store().get(&pk).unwrap().allows(&intruder));
-    // What apps may do still works: encrypt to oneself, to a stranger.
-    for peer in [pk, intruder] {
-        let sealed = e
-            .call(&app, &pk, "nip44_encrypt", &[&peer.to_hex(), "a note"])
-            .into_result()
-            .unwrap();
-        let back = e
-            .call(&app, &pk, "nip44_decrypt", &[&peer.to_hex(), &sealed])
-            .into_result();
-        assert_eq!(back, Ok("a note".into()));
-    }
-}
-
-#[test]
-fn an_app_cannot_use_another_held_keys_or_apps_conversations() {
-    let e = enclave(SignerConfig::default());
-    let (user, app) = e.user_with_app();
-    let (other, other_app) = e.user_with_app();
-    let pk = user.public_key();
-    // Another held key is never a peer.
-    let r = e.call(
-        &app,
-        &pk,
-        "nip44_encrypt",
-        &[&other.public_key().to_hex(), "hi"],
-    );
-    assert!(forbidden(r).contains("another key held"));
-    // Another app's NIP-46 request to the same user, and the enclave's reply.
-    let second = Keys::generate();
-    let grant = AdminRequest::ConnectKey {
-        keys: user.clone(),
-        app: second.public_key(),
-        relays: vec![e.relay.clone()],
-    };
-    assert!(e.admin(&user, &grant).is_ok());
-    let request = Request::new("get_public_key", Params::default());
-    let captured = seal_request(&second, &pk, KIND_NIP46, &request, Scheme::Nip44).unwrap();
-    let reply = e.reply_event(&captured);
-    // While that app is connected its key is not a peer at all; once it is
-    // gone, its old traffic is still refused for what it is.
-    for connected in [true, false] {
-        if !connected {
-            let revoke = AdminRequest::RevokeApp {
-                app: second.public_key(),
-            };
-            assert!(e.admin(&user, &revoke).is_ok());
-        }
-        for content in [&captured.content, &reply.content] {
-            let r = e.call(
-                &app,
-                &pk,
-                "nip44_decrypt",
-                &[&second.public_key().to_hex(), content],
-            );
-            let why = forbidden(r);
-            let expected = if connected {
-                "app connected"
-            } else {
-                "protocol"
-            };
-            assert!(why.contains(expected), "{why}");
-        }
-    }
-    drop(other_app);
-}
+use verifier::rpc::{seal_request, seal_request_with_pow, Params, Request};
 
 #[test]
 fn the_owner_revokes_one_app_and_reimports_say_what_is_kept() {
@@ -270,12 +26,7 @@ fn the_owner_revokes_one_app_and_reimports_say_what_is_kept() {
     let (user, app) = e.user_with_app();
     let pk = user.public_key();
     let second = Keys::generate();
-    let grant = AdminRequest::ConnectKey {
-        keys: user.clone(),
-        app: second.public_key(),
-        relays: vec![e.relay.clone()],
-    };
-    assert!(e.admin(&user, &grant).is_ok());
+    e.grant(&user, &second.public_key());
     let revoke = AdminRequest::RevokeApp {
         app: app.public_key(),
     };
@@ -390,12 +141,7 @@ fn a_flood_never_lets_a_captured_request_be_replayed() {
     let delete = e.admin_event(&user, &AdminRequest::DeleteKey);
     assert!(e.handle(&captured, &app).unwrap().into_result().is_ok());
     // Re-allow the app, then flood the cache with cheap signed events.
-    let grant = AdminRequest::ConnectKey {
-        keys: user.clone(),
-        app: app.public_key(),
-        relays: vec![e.relay.clone()],
-    };
-    assert!(e.admin(&user, &grant).is_ok());
+    e.grant(&user, &app.public_key());
     let junk = Keys::generate();
     for i in 0..2_000u32 {
         let event = EventBuilder::new(Kind::from(KIND_NIP46), format!("junk {i}"))
@@ -424,7 +170,7 @@ fn a_flood_never_lets_a_captured_request_be_replayed() {
     assert!(e.signer.try_handle(&delete, &e.relay, now()).is_err());
     assert!(e.signer.store().holds(&pk));
     // Fresh requests are still handled.
-    assert!(e.admin(&user, &grant).is_ok());
+    e.grant(&user, &app.public_key());
     assert!(e.call(&app, &pk, "ping", &[]).into_result().is_ok());
 }
 
@@ -511,97 +257,4 @@ fn every_valid_request_size_is_read_and_a_reply_too_large_is_still_answered() {
     let r = e.handle(&event, &app).unwrap();
     assert_eq!(r.id, request.id);
     assert_eq!(r.into_result(), Err(REPLY_TOO_LARGE.to_owned()));
-}
-
-#[test]
-fn strangers_are_answered_only_on_the_relay_they_used() {
-    let e = enclave(SignerConfig::default());
-    let (a, b) = (
-        RelayUrl::parse("wss://a.example").unwrap(),
-        RelayUrl::parse("wss://b.example").unwrap(),
-    );
-    let (user, app) = (Keys::generate(), Keys::generate());
-    let grant = AdminRequest::ConnectKey {
-        keys: user.clone(),
-        app: app.public_key(),
-        relays: vec![a.clone(), b.clone()],
-    };
-    assert_eq!(e.admin(&user, &grant), Ok("ok".into()));
-    let pk = user.public_key();
-    let ping = Request::new("ping", Params::default());
-    let relays_of = |from: &Keys| {
-        let event = seal_request(from, &pk, KIND_NIP46, &ping, Scheme::Nip44).unwrap();
-        e.signer
-            .try_handle(&event, &a, now())
-            .unwrap()
-            .reply
-            .unwrap()
-            .relays
-    };
-    assert_eq!(relays_of(&Keys::generate()), vec![a.clone()]);
-    let mut allowed = relays_of(&app);
-    allowed.sort_by(|x, y| x.as_str().cmp(y.as_str()));
-    assert_eq!(allowed, vec![a, b]);
-}
-
-#[test]
-fn nip04_is_refused_on_the_admin_api_and_apps_cannot_use_other_apps_channels() {
-    let e = enclave(SignerConfig::default());
-    // An import sealed with NIP-04 (malleable: no MAC) is answered with an
-    // error, in NIP-04, and nothing is imported.
-    let user = Keys::generate();
-    let event = seal_request(
-        &user,
-        &e.service,
-        KIND_ADMIN,
-        &import(&e.relay, &user).to_request(),
-        Scheme::Nip04,
-    )
-    .unwrap();
-    let r = e.handle(&event, &user).unwrap();
-    assert_eq!(
-        r.into_result(),
-        Err(verifier::rpc::isolation::ADMIN_NEEDS_NIP44.to_owned())
-    );
-    assert!(!e.signer.store().holds(&user.public_key()));
-
-    // An app may not decrypt (even block by block, as NIP-04 allows) what
-    // the user exchanged with another app: that app's key is not a peer.
-    let (user, app) = e.user_with_app();
-    let pk = user.public_key();
-    let other = Keys::generate();
-    let grant = AdminRequest::ConnectKey {
-        keys: user.clone(),
-        app: other.public_key(),
-        relays: vec![e.relay.clone()],
-    };
-    assert!(e.admin(&user, &grant).is_ok());
-    let request = Request::new("get_public_key", Params::default());
-    let captured = seal_request(&other, &pk, KIND_NIP46, &request, Scheme::Nip04).unwrap();
-    let (ct, iv) = captured.content.split_once("?iv=").unwrap();
-    let first_block = {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(ct)
-            .unwrap();
-        base64::engine::general_purpose::STANDARD.encode(&bytes[..16])
-    };
-    for content in [captured.content.clone(), format!("{first_block}?iv={iv}")] {
-        for method in ["nip04_decrypt", "nip44_decrypt", "nip04_encrypt"] {
-            let r = e.call(&app, &pk, method, &[&other.public_key().to_hex(), &content]);
-            assert!(
-                forbidden(r).contains("app connected to this key"),
-                "{method}"
-            );
-        }
-    }
-    // A NIP-04 failure says one thing, whatever the cause.
-    let stranger = Keys::generate().public_key().to_hex();
-    for junk in ["AAAA?iv=AAAAAAAAAAAAAAAAAAAAAA==", "not base64?iv=x"] {
-        let r = e.call(&app, &pk, "nip04_decrypt", &[&stranger, junk]);
-        assert_eq!(
-            r.into_result(),
-            Err(verifier::rpc::isolation::NIP04_DECRYPT_FAILED.to_owned())
-        );
-    }
 }

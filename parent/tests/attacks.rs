@@ -60,6 +60,18 @@ impl Recorded {
         .await;
         events
     }
+
+    /// Events seen until `done` says so, or for at most `secs` seconds.
+    async fn until(&mut self, secs: u64, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let mut seen = Vec::new();
+        for _ in 0..secs {
+            seen.extend(self.collect(Duration::from_secs(1)).await);
+            if done(&seen) {
+                break;
+            }
+        }
+        seen
+    }
 }
 
 fn key_file(dir: &Path, name: &str, keys: &Keys) -> std::path::PathBuf {
@@ -319,13 +331,7 @@ async fn every_reply_arrives_under_load_and_through_refusals() {
             )
             .unwrap();
     }
-    let mut seen = Vec::new();
-    for _ in 0..30 {
-        seen.extend(replies.collect(Duration::from_secs(1)).await);
-        if answered(&seen, &ids) == 500 {
-            break;
-        }
-    }
+    let seen = replies.until(30, |seen| answered(seen, &ids) == 500).await;
     assert_eq!(answered(&seen, &ids), 500, "every ping is answered");
 
     // The relay refuses the key's replies for a while: they still arrive.
@@ -335,13 +341,7 @@ async fn every_reply_arrives_under_load_and_through_refusals() {
     for (_, event) in &batch {
         client.send_event(event).await.unwrap();
     }
-    let mut seen = Vec::new();
-    for _ in 0..30 {
-        seen.extend(replies.collect(Duration::from_secs(1)).await);
-        if answered(&seen, &ids) == 5 {
-            break;
-        }
-    }
+    let seen = replies.until(30, |seen| answered(seen, &ids) == 5).await;
     assert_eq!(answered(&seen, &ids), 5, "refused replies are sent again");
     assert!(refuse.refused() >= 5);
     client.shutdown().await;

@@ -9,6 +9,7 @@
 )]
 
 pub(crate) mod fake_relay;
+pub(crate) mod in_process;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -1,0 +1,261 @@
+//! The isolation rule (`verifier::rpc::isolation`) under attack, in
+//! process on `Signer`: an app connected to a key tries to read the owner's
+//! private key from the admin channel, to act as the owner there, and to use
+//! other keys' and other apps' conversations. `parent/tests/attacks.rs`
+//! performs the same through the real stack.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::in_process::{enclave, forbidden, import, now};
+use enclave::signer::SignerConfig;
+use nostr::{Keys, RelayUrl};
+use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::rpc::admin::AdminRequest;
+use verifier::rpc::cipher::{Conversation, Scheme};
+use verifier::rpc::{seal_request, Params, Request};
+
+#[test]
+fn an_app_cannot_read_the_owners_key_from_the_admin_channel() {
+    let e = enclave(SignerConfig::default());
+    let (user, app) = e.user_with_app();
+    let pk = user.public_key();
+    let secret = user.secret_key().to_secret_hex();
+    // The owner's import_key, as a relay (or the app) captured it, in both schemes.
+    for scheme in [Scheme::Nip44, Scheme::Nip04] {
+        let captured = seal_request(
+            &user,
+            &e.service,
+            KIND_ADMIN,
+            &import(&e.relay, &user).to_request(),
+            scheme,
+        )
+        .unwrap();
+        let method = match scheme {
+            Scheme::Nip44 => "nip44_decrypt",
+            Scheme::Nip04 => "nip04_decrypt",
+        };
+        let r = e.call(&app, &pk, method, &[&e.service.to_hex(), &captured.content]);
+        assert!(!r.to_json().contains(&secret));
+        assert!(forbidden(r).contains("service key"));
+    }
+    // The owner's admin requests to another enclave, whose service key this
+    // one cannot know: refused by what the plaintext is.
+    let elsewhere = Keys::generate().public_key();
+    let captured = seal_request(
+        &user,
+        &elsewhere,
+        KIND_ADMIN,
+        &import(&e.relay, &user).to_request(),
+        Scheme::Nip44,
+    )
+    .unwrap();
+    let r = e.call(
+        &app,
+        &pk,
+        "nip44_decrypt",
+        &[&elsewhere.to_hex(), &captured.content],
+    );
+    assert!(!r.to_json().contains(&secret));
+    forbidden(r);
+    // The key itself, encrypted to the user by anyone: never handed out.
+    let carrier = Keys::generate();
+    let sealed = Conversation::nip44(carrier.secret_key(), &pk)
+        .unwrap()
+        .encrypt(&format!("here: {}", secret.to_uppercase()))
+        .unwrap();
+    let r = e.call(
+        &app,
+        &pk,
+        "nip44_decrypt",
+        &[&carrier.public_key().to_hex(), &sealed],
+    );
+    assert!(forbidden(r).contains("private key"));
+}
+
+#[test]
+fn an_app_cannot_act_as_the_owner_on_the_admin_channel() {
+    let e = enclave(SignerConfig::default());
+    let (user, app) = e.user_with_app();
+    let pk = user.public_key();
+    let intruder = Keys::generate().public_key();
+    let grant = AdminRequest::ConnectKey {
+        keys: Keys::generate(),
+        app: intruder,
+        relays: vec![e.relay.clone()],
+    }
+    .to_request()
+    .to_json();
+    // Encrypt an admin request to the service key: refused.
+    let r = e.call(&app, &pk, "nip44_encrypt", &[&e.service.to_hex(), &grant]);
+    assert!(forbidden(r).contains("service key"));
+    let r = e.call(&app, &pk, "nip04_encrypt", &[&e.service.to_hex(), &grant]);
+    forbidden(r);
+    // Or to any other peer: the plaintext is a protocol message.
+    let r = e.call(&app, &pk, "nip44_encrypt", &[&intruder.to_hex(), &grant]);
+    forbidden(r);
+    // Sign an admin request, or a NIP-46 one, as the user: refused.
+    for (kind, to) in [
+        (KIND_ADMIN, e.service),
+        (KIND_NIP46, pk),
+        (KIND_NIP46, intruder),
+    ] {
+        let template = serde_json::json!({
+            "kind": kind, "content": "x", "tags": [["p", to.to_hex()]],
+            "created_at": now(),
+        })
+        .to_string();
+        let r = e.call(&app, &pk, "sign_event", &[&template]);
+        assert!(forbidden(r).contains(&kind.to_string()));
+    }
+    // Nothing changed: no other app, the key still held.
+    assert!(!e.signer.store().get(&pk).unwrap().allows(&intruder));
+    // What apps may do still works: encrypt to oneself, to a stranger.
+    for peer in [pk, intruder] {
+        let sealed = e
+            .call(&app, &pk, "nip44_encrypt", &[&peer.to_hex(), "a note"])
+            .into_result()
+            .unwrap();
+        let back = e
+            .call(&app, &pk, "nip44_decrypt", &[&peer.to_hex(), &sealed])
+            .into_result();
+        assert_eq!(back, Ok("a note".into()));
+    }
+}
+
+#[test]
+fn an_app_cannot_use_another_held_keys_or_apps_conversations() {
+    let e = enclave(SignerConfig::default());
+    let (user, app) = e.user_with_app();
+    let (other, other_app) = e.user_with_app();
+    let pk = user.public_key();
+    // Another held key is never a peer.
+    let r = e.call(
+        &app,
+        &pk,
+        "nip44_encrypt",
+        &[&other.public_key().to_hex(), "hi"],
+    );
+    assert!(forbidden(r).contains("another key held"));
+    // Another app's NIP-46 request to the same user, and the enclave's reply.
+    let second = Keys::generate();
+    e.grant(&user, &second.public_key());
+    let request = Request::new("get_public_key", Params::default());
+    let captured = seal_request(&second, &pk, KIND_NIP46, &request, Scheme::Nip44).unwrap();
+    let reply = e.reply_event(&captured);
+    // While that app is connected its key is not a peer at all; once it is
+    // gone, its old traffic is still refused for what it is.
+    for connected in [true, false] {
+        if !connected {
+            let revoke = AdminRequest::RevokeApp {
+                app: second.public_key(),
+            };
+            assert!(e.admin(&user, &revoke).is_ok());
+        }
+        for content in [&captured.content, &reply.content] {
+            let r = e.call(
+                &app,
+                &pk,
+                "nip44_decrypt",
+                &[&second.public_key().to_hex(), content],
+            );
+            let why = forbidden(r);
+            let expected = if connected {
+                "app connected"
+            } else {
+                "protocol"
+            };
+            assert!(why.contains(expected), "{why}");
+        }
+    }
+    drop(other_app);
+}
+
+#[test]
+fn strangers_are_answered_only_on_the_relay_they_used() {
+    let e = enclave(SignerConfig::default());
+    let (a, b) = (
+        RelayUrl::parse("wss://a.example").unwrap(),
+        RelayUrl::parse("wss://b.example").unwrap(),
+    );
+    let (user, app) = (Keys::generate(), Keys::generate());
+    let grant = AdminRequest::ConnectKey {
+        keys: user.clone(),
+        app: app.public_key(),
+        relays: vec![a.clone(), b.clone()],
+    };
+    assert_eq!(e.admin(&user, &grant), Ok("ok".into()));
+    let pk = user.public_key();
+    let ping = Request::new("ping", Params::default());
+    let relays_of = |from: &Keys| {
+        let event = seal_request(from, &pk, KIND_NIP46, &ping, Scheme::Nip44).unwrap();
+        e.signer
+            .try_handle(&event, &a, now())
+            .unwrap()
+            .reply
+            .unwrap()
+            .relays
+    };
+    assert_eq!(relays_of(&Keys::generate()), vec![a.clone()]);
+    let mut allowed = relays_of(&app);
+    allowed.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+    assert_eq!(allowed, vec![a, b]);
+}
+
+#[test]
+fn nip04_is_refused_on_the_admin_api_and_apps_cannot_use_other_apps_channels() {
+    let e = enclave(SignerConfig::default());
+    // An import sealed with NIP-04 (malleable: no MAC) is answered with an
+    // error, in NIP-04, and nothing is imported.
+    let user = Keys::generate();
+    let event = seal_request(
+        &user,
+        &e.service,
+        KIND_ADMIN,
+        &import(&e.relay, &user).to_request(),
+        Scheme::Nip04,
+    )
+    .unwrap();
+    let r = e.handle(&event, &user).unwrap();
+    assert_eq!(
+        r.into_result(),
+        Err(verifier::rpc::isolation::ADMIN_NEEDS_NIP44.to_owned())
+    );
+    assert!(!e.signer.store().holds(&user.public_key()));
+
+    // An app may not decrypt (even block by block, as NIP-04 allows) what
+    // the user exchanged with another app: that app's key is not a peer.
+    let (user, app) = e.user_with_app();
+    let pk = user.public_key();
+    let other = Keys::generate();
+    e.grant(&user, &other.public_key());
+    let request = Request::new("get_public_key", Params::default());
+    let captured = seal_request(&other, &pk, KIND_NIP46, &request, Scheme::Nip04).unwrap();
+    let (ct, iv) = captured.content.split_once("?iv=").unwrap();
+    let first_block = {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(ct)
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(&bytes[..16])
+    };
+    for content in [captured.content.clone(), format!("{first_block}?iv={iv}")] {
+        for method in ["nip04_decrypt", "nip44_decrypt", "nip04_encrypt"] {
+            let r = e.call(&app, &pk, method, &[&other.public_key().to_hex(), &content]);
+            assert!(
+                forbidden(r).contains("app connected to this key"),
+                "{method}"
+            );
+        }
+    }
+    // A NIP-04 failure says one thing, whatever the cause.
+    let stranger = Keys::generate().public_key().to_hex();
+    for junk in ["AAAA?iv=AAAAAAAAAAAAAAAAAAAAAA==", "not base64?iv=x"] {
+        let r = e.call(&app, &pk, "nip04_decrypt", &[&stranger, junk]);
+        assert_eq!(
+            r.into_result(),
+            Err(verifier::rpc::isolation::NIP04_DECRYPT_FAILED.to_owned())
+        );
+    }
+}
