@@ -105,10 +105,18 @@ async fn import_all(
             Scheme::Nip44,
         )
         .unwrap();
-        sender
-            .send_msg_to([admin.clone()], ClientMessage::event(event))
-            .await
-            .unwrap();
+        // nostr-sdk queues at most 1,024 messages per relay and drops the
+        // rest: wait for room instead of losing requests before they leave.
+        loop {
+            let out = sender
+                .send_msg_to([admin.clone()], ClientMessage::event(event.clone()))
+                .await
+                .unwrap();
+            if out.failed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while signer.store().len() < n {
@@ -327,6 +335,14 @@ async fn memory(keys: usize, relays: usize) {
 
 #[tokio::main]
 async fn main() {
+    // Warnings (shed or refused traffic) go to stderr; RUST_LOG for more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().mode {
         Mode::Latency { clients, requests } => latency(clients, requests).await,
         Mode::Memory { keys, relays } => memory(keys, relays).await,

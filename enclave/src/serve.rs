@@ -2,8 +2,12 @@
 //! the relays in turn) go to the [`Signer`], and its replies go to the
 //! [`Outbox`], which reads every relay's `OK` and retries refusals.
 //!
-//! Handling an event is CPU work only; the in-flight permits bound how
-//! much of it runs at once and are released before anything waits. When a
+//! Handling an event is CPU work only (signatures, ECDH, encryption). It
+//! runs on the blocking pool, as many at once as there are cores, so the
+//! runtime's workers stay free to read the relays: a relay whose reader
+//! falls behind drops events for us on its side, which no queue in the
+//! enclave could bring back. The permits are released before anything
+//! waits. When a
 //! request changed the held keys, the subscriptions of the relays it
 //! changed are updated (queued, never awaited) and its reply waits, at most
 //! [`crate::relay::subscriptions::EOSE_TIMEOUT`], for those relays only, so
@@ -25,8 +29,10 @@ use crate::relay::subscriptions::Subscriptions;
 use crate::relay::PoolLimits;
 use crate::signer::{Change, Signer, SignerConfig};
 
-/// Most requests handled at once; more wait in the inbox.
-pub const MAX_IN_FLIGHT: usize = 64;
+/// Most requests handled at once: one per core; more wait in the inbox.
+pub fn max_in_flight() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
 /// Most replies waiting for their key's subscriptions at once; more are
 /// sent without waiting.
 pub const MAX_WAITING: usize = 1024;
@@ -102,7 +108,7 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
         "listening for admin requests (kind 24135) and NIP-46 requests (kind 24133)"
     );
     let expiry = tokio::spawn(expire(service.clone()));
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let permits = Arc::new(Semaphore::new(max_in_flight()));
     let waiting = Arc::new(Semaphore::new(MAX_WAITING));
     loop {
         let queued = service.inbox.recv().await;
@@ -111,10 +117,16 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
         };
         let (service, waiting) = (service.clone(), Arc::clone(&waiting));
         tokio::spawn(async move {
-            let outcome = service
-                .signer
-                .handle(&queued.event, &queued.relay, crate::unix_now());
-            drop(queued);
+            let signer = Arc::clone(&service.signer);
+            let handled = tokio::task::spawn_blocking(move || {
+                signer.handle(&queued.event, &queued.relay, crate::unix_now())
+            })
+            .await;
+            let Ok(outcome) = handled else {
+                // A panic while handling one event: already reported by the
+                // panic hook; the others go on.
+                return;
+            };
             if outcome.change.keys_changed() {
                 sync(&service).await;
             }

@@ -15,7 +15,7 @@ pub mod admission;
 mod relay_index;
 mod user_key;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -27,6 +27,7 @@ pub use admission::{AdmissionLimits, PowRequired, Resource};
 pub use user_key::{ConnectError, UserKey};
 
 use admission::Admission;
+pub use relay_index::RelayDelta;
 use relay_index::RelayIndex;
 
 /// The configurable limits of a [`KeyStore`].
@@ -208,10 +209,9 @@ impl KeyStore {
         self.keys.get_mut(pubkey)
     }
 
-    /// The relays whose keys changed since the last call, each with the
-    /// keys now listening there (empty: no key uses it any more): what the
+    /// What came and went on each relay since the last call: what the
     /// subscriptions must update.
-    pub fn take_relay_changes(&mut self) -> HashMap<RelayUrl, BTreeSet<PublicKey>> {
+    pub fn take_relay_changes(&mut self) -> HashMap<RelayUrl, RelayDelta> {
         self.relays.take_changes()
     }
 

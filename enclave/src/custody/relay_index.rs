@@ -1,17 +1,28 @@
 //! Which held keys listen on which relay, kept up to date as keys come and
-//! go, with the relays changed since the subscriptions last looked. A
-//! subscription update then only touches the relays a request changed,
-//! instead of walking every key.
+//! go, with what changed on each relay since the subscriptions last looked.
+//! A subscription update then costs what changed, not every key on the
+//! relay, let alone every key held.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use nostr::{PublicKey, RelayUrl};
+
+/// The keys that started and stopped listening on one relay since the last
+/// [`RelayIndex::take_changes`]. A key that came and went in between is in
+/// neither.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RelayDelta {
+    /// Keys now listening there.
+    pub added: HashSet<PublicKey>,
+    /// Keys no longer listening there.
+    pub removed: HashSet<PublicKey>,
+}
 
 /// Relay → the keys listening there.
 #[derive(Debug, Default)]
 pub(super) struct RelayIndex {
-    keys: HashMap<RelayUrl, BTreeSet<PublicKey>>,
-    dirty: HashSet<RelayUrl>,
+    keys: HashMap<RelayUrl, HashSet<PublicKey>>,
+    dirty: HashMap<RelayUrl, RelayDelta>,
 }
 
 impl RelayIndex {
@@ -27,41 +38,44 @@ impl RelayIndex {
 
     /// How many keys listen on `relay`.
     pub(super) fn users(&self, relay: &RelayUrl) -> usize {
-        self.keys.get(relay).map_or(0, BTreeSet::len)
+        self.keys.get(relay).map_or(0, HashSet::len)
     }
 
     /// `pubkey` now listens on `relays` too.
     pub(super) fn add(&mut self, pubkey: PublicKey, relays: &[RelayUrl]) {
         for relay in relays {
-            self.keys.entry(relay.clone()).or_default().insert(pubkey);
-            self.dirty.insert(relay.clone());
+            if !self.keys.entry(relay.clone()).or_default().insert(pubkey) {
+                continue;
+            }
+            let delta = self.dirty.entry(relay.clone()).or_default();
+            if !delta.removed.remove(&pubkey) {
+                delta.added.insert(pubkey);
+            }
         }
     }
 
     /// `pubkey` no longer listens on `relays`.
     pub(super) fn remove(&mut self, pubkey: &PublicKey, relays: &[RelayUrl]) {
         for relay in relays {
-            if let Some(set) = self.keys.get_mut(relay) {
-                set.remove(pubkey);
-                if set.is_empty() {
-                    self.keys.remove(relay);
-                }
+            let Some(set) = self.keys.get_mut(relay) else {
+                continue;
+            };
+            if !set.remove(pubkey) {
+                continue;
             }
-            self.dirty.insert(relay.clone());
+            if set.is_empty() {
+                self.keys.remove(relay);
+            }
+            let delta = self.dirty.entry(relay.clone()).or_default();
+            if !delta.added.remove(pubkey) {
+                delta.removed.insert(*pubkey);
+            }
         }
     }
 
-    /// The relays changed since the last call, each with the keys now on
-    /// it (an empty set: no key uses it any more).
-    pub(super) fn take_changes(&mut self) -> HashMap<RelayUrl, BTreeSet<PublicKey>> {
-        let dirty = std::mem::take(&mut self.dirty);
-        dirty
-            .into_iter()
-            .map(|relay| {
-                let keys = self.keys.get(&relay).cloned().unwrap_or_default();
-                (relay, keys)
-            })
-            .collect()
+    /// What changed on each relay since the last call.
+    pub(super) fn take_changes(&mut self) -> HashMap<RelayUrl, RelayDelta> {
+        std::mem::take(&mut self.dirty)
     }
 }
 
@@ -80,12 +94,16 @@ mod tests {
         index.add(b, std::slice::from_ref(&r1));
         assert_eq!((index.len(), index.users(&r1)), (2, 2));
         let changes = index.take_changes();
-        assert_eq!(changes.len(), 2);
+        assert_eq!(changes.get(&r1).map(|d| d.added.len()), Some(2));
         assert!(index.take_changes().is_empty());
         index.remove(&a, &[r1.clone(), r2.clone()]);
         let changes = index.take_changes();
-        assert_eq!(changes.get(&r1).map(BTreeSet::len), Some(1));
-        assert_eq!(changes.get(&r2).map(BTreeSet::len), Some(0));
+        assert_eq!(changes.get(&r1).map(|d| d.removed.len()), Some(1));
+        assert_eq!(changes.get(&r2).map(|d| d.removed.len()), Some(1));
         assert!(!index.contains(&r2));
+        // Came and went between two looks: no change at all.
+        index.add(a, std::slice::from_ref(&r1));
+        index.remove(&a, std::slice::from_ref(&r1));
+        assert_eq!(index.take_changes().get(&r1), Some(&RelayDelta::default()));
     }
 }

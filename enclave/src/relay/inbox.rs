@@ -26,7 +26,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
 
 /// Bytes per budget unit (semaphore permit).
-const UNIT: usize = 1024;
+const UNIT: usize = 256;
 
 /// The inbox's budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +40,9 @@ pub struct InboxLimits {
 impl Default for InboxLimits {
     fn default() -> Self {
         Self {
-            per_relay_bytes: 4 * 1024 * 1024,
+            // Room for a burst of about 10,000 small requests from one relay
+            // (an admin relay during a bulk import) before it is slowed.
+            per_relay_bytes: 16 * 1024 * 1024,
             total_bytes: 64 * 1024 * 1024,
         }
     }

@@ -5,11 +5,14 @@
 //! sees only ciphertext and the destination. There is no other way out:
 //! the enclave's [`nostr_sdk::Client`] is always built by [`client`].
 
+mod chunks;
 pub mod inbox;
 pub mod outbox;
 pub mod socks;
 pub mod subscriptions;
 pub mod tls;
+
+pub use chunks::PUBKEYS_PER_FILTER;
 
 use std::pin::Pin;
 use std::sync::Arc;

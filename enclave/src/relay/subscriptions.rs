@@ -1,9 +1,9 @@
 //! Subscriptions for every held key on one shared connection per relay.
 //!
 //! Each relay gets the admin subscription if it is the admin relay, and
-//! NIP-46 subscriptions whose `#p` lists the keys on that relay, in chunks
-//! of [`PUBKEYS_PER_FILTER`]. A sync looks only at the relays the store
-//! says changed, and re-sends only the REQs whose chunk changed (a REQ with
+//! NIP-46 subscriptions whose `#p` lists the keys on that relay, in stable
+//! chunks ([`super::chunks`]). A sync applies what the store says changed
+//! on each relay and re-sends only the REQs whose chunk changed (a REQ with
 //! the same id replaces the old one). Relays no key uses are dropped,
 //! except the pinned ones (admin and announce relays).
 //!
@@ -18,20 +18,20 @@
 //! by [`EOSE_TIMEOUT`], so a relay that is slow, down, or never sends EOSE
 //! delays only the requests that name it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nostr::{Filter, Kind, PublicKey, RelayMessage, RelayUrl, SubscriptionId, Timestamp};
+use nostr::{Filter, PublicKey, RelayMessage, RelayUrl, SubscriptionId, Timestamp};
 use nostr_sdk::pool::RelayNotification;
 use nostr_sdk::{Client, Relay, RelayStatus, SubscribeOptions};
 use tokio::sync::{Mutex, Notify};
 use tracing::{debug, info, warn};
-use verifier::event::{KIND_ADMIN, KIND_NIP46};
 
-/// Most pubkeys in one filter's `#p` (relays cap filter sizes).
-pub const PUBKEYS_PER_FILTER: usize = 256;
+use super::chunks::{is_ours, RelaySubs};
+use crate::custody::RelayDelta;
+
 /// How far back a REQ reaches before now or before a disconnect.
 pub const SINCE_MARGIN: u64 = 60;
 /// Longest a reply waits for its key's REQs to be acknowledged.
@@ -41,85 +41,6 @@ pub const EOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const RETRY_INITIAL: Duration = Duration::from_secs(10);
 /// Longest wait between such re-sends.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
-
-const ADMIN_SUB: &str = "admin";
-const NIP46_SUB: &str = "nip46-";
-
-/// The subscriptions of one relay as last sent. Each key keeps its chunk
-/// (its REQ id) for as long as it listens on the relay, so adding or
-/// removing one key changes one REQ, not every chunk after it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct RelaySubs {
-    admin: bool,
-    chunks: BTreeMap<usize, Vec<PublicKey>>,
-}
-
-impl RelaySubs {
-    /// `old` changed to cover exactly `keys`: departed keys leave their
-    /// chunks (an emptied chunk is closed), new keys fill the first chunk
-    /// with room or a new one.
-    fn update(old: &Self, admin: bool, keys: &BTreeSet<PublicKey>) -> Self {
-        let mut chunks = old.chunks.clone();
-        let mut present: HashSet<PublicKey> = HashSet::new();
-        for chunk in chunks.values_mut() {
-            chunk.retain(|k| keys.contains(k));
-            present.extend(chunk.iter().copied());
-        }
-        chunks.retain(|_, chunk| !chunk.is_empty());
-        for key in keys.iter().filter(|k| !present.contains(k)) {
-            let room = chunks
-                .iter_mut()
-                .find(|(_, chunk)| chunk.len() < PUBKEYS_PER_FILTER)
-                .map(|(_, chunk)| chunk);
-            match room {
-                Some(chunk) => chunk.push(*key),
-                None => {
-                    let free = (0..)
-                        .find(|i| !chunks.contains_key(i))
-                        .unwrap_or(usize::MAX);
-                    chunks.insert(free, vec![*key]);
-                }
-            }
-        }
-        Self { admin, chunks }
-    }
-
-    fn is_empty(&self) -> bool {
-        !self.admin && self.chunks.is_empty()
-    }
-
-    fn requests(&self, service: &PublicKey, since: Timestamp) -> Vec<(SubscriptionId, Filter)> {
-        let mut out = Vec::new();
-        if self.admin {
-            out.push((
-                SubscriptionId::new(ADMIN_SUB),
-                Filter::new()
-                    .kind(Kind::from(KIND_ADMIN))
-                    .pubkey(*service)
-                    .since(since),
-            ));
-        }
-        for (i, chunk) in &self.chunks {
-            out.push((
-                nip46_sub(*i),
-                Filter::new()
-                    .kind(Kind::from(KIND_NIP46))
-                    .pubkeys(chunk.iter().copied())
-                    .since(since),
-            ));
-        }
-        out
-    }
-}
-
-fn nip46_sub(i: usize) -> SubscriptionId {
-    SubscriptionId::new(format!("{NIP46_SUB}{i}"))
-}
-
-fn is_ours(id: &SubscriptionId) -> bool {
-    let id = id.as_str();
-    id == ADMIN_SUB || id.starts_with(NIP46_SUB)
-}
 
 /// How many of a relay's REQs were sent and how many were answered (EOSE
 /// or CLOSED), for [`Subscriptions::ready`].
@@ -146,6 +67,14 @@ impl Acks {
     }
 }
 
+/// What has been subscribed where.
+#[derive(Debug, Default)]
+struct State {
+    subs: HashMap<RelayUrl, RelaySubs>,
+    /// Relays whose REQs could not all be sent: sent in full next time.
+    incomplete: HashSet<RelayUrl>,
+}
+
 /// The subscription manager.
 #[derive(Debug, Clone)]
 pub struct Subscriptions {
@@ -153,7 +82,7 @@ pub struct Subscriptions {
     service: PublicKey,
     admin_relay: RelayUrl,
     pinned: Arc<HashSet<RelayUrl>>,
-    state: Arc<Mutex<HashMap<RelayUrl, RelaySubs>>>,
+    state: Arc<Mutex<State>>,
     /// Syncs asked for, and the last one applied: a sync that finds a
     /// newer view already applied returns at once, so a burst of imports
     /// costs a few syncs, not one each.
@@ -179,7 +108,7 @@ impl Subscriptions {
             service,
             admin_relay,
             pinned: Arc::new(pinned),
-            state: Arc::new(Mutex::new(HashMap::new())),
+            state: Arc::default(),
             requested: Arc::new(AtomicU64::new(0)),
             applied: Arc::new(AtomicU64::new(0)),
             acks: Arc::default(),
@@ -191,11 +120,11 @@ impl Subscriptions {
         &self.client
     }
 
-    /// Brings the subscriptions of the relays in `changes()` (relay → the
-    /// keys listening there now, for the relays that changed) up to date,
-    /// read once the previous sync is done so concurrent syncs never apply
-    /// an older view. Queues REQs and CLOSEs; never waits on a relay.
-    pub async fn sync(&self, changes: impl FnOnce() -> HashMap<RelayUrl, BTreeSet<PublicKey>>) {
+    /// Applies `changes()` (what came and went on each relay since the
+    /// last sync, from the store), read once the previous sync is done so
+    /// concurrent syncs apply them in order. Queues REQs and CLOSEs; never
+    /// waits on a relay.
+    pub async fn sync(&self, changes: impl FnOnce() -> HashMap<RelayUrl, RelayDelta>) {
         let wanted_at = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut state = self.state.lock().await;
         if self.applied.load(Ordering::SeqCst) >= wanted_at {
@@ -204,32 +133,49 @@ impl Subscriptions {
         // Every change asked for up to here is in the store already.
         let view = self.requested.load(Ordering::SeqCst);
         let mut changes = changes();
-        if !state.contains_key(&self.admin_relay) {
+        if !state.subs.contains_key(&self.admin_relay) {
             changes.entry(self.admin_relay.clone()).or_default();
         }
-        for (url, keys) in changes {
-            let old = state.get(&url).cloned().unwrap_or_default();
-            let subs = RelaySubs::update(&old, url == self.admin_relay, &keys);
-            if old == subs && state.contains_key(&url) {
-                continue;
-            }
+        let since = Timestamp::from(crate::unix_now().saturating_sub(SINCE_MARGIN));
+        for (url, delta) in changes {
+            let admin = url == self.admin_relay;
+            let subs = state.subs.entry(url.clone()).or_default();
+            let (send, close) = subs.apply(admin, &delta, &self.service, since);
             if subs.is_empty() {
-                state.remove(&url);
+                state.subs.remove(&url);
+                state.incomplete.remove(&url);
                 if !self.pinned.contains(&url) {
                     self.drop_relay(&url).await;
                     continue;
                 }
             }
-            match self.relay(&url).await {
-                Ok(relay) => self.update(&relay, &old, &subs).await,
+            if send.is_empty() && close.is_empty() && !state.incomplete.contains(&url) {
+                continue;
+            }
+            let relay = match self.relay(&url).await {
+                Ok(relay) => relay,
                 Err(e) => {
+                    // Sent in full once the relay can be added.
                     warn!(%url, "cannot add relay: {e}");
+                    state.incomplete.insert(url);
                     continue;
                 }
+            };
+            if state.incomplete.remove(&url) {
+                let all = state
+                    .subs
+                    .get(&url)
+                    .map(|s| s.requests(&self.service, since))
+                    .unwrap_or_default();
+                self.subscribe(&relay, all).await;
+                continue;
             }
-            if !subs.is_empty() {
-                state.insert(url, subs);
+            for id in &close {
+                if let Err(e) = relay.unsubscribe(id).await {
+                    debug!(%url, %id, "cannot close: {e}");
+                }
             }
+            self.subscribe(&relay, send).await;
         }
         self.applied.store(view, Ordering::SeqCst);
         drop(state);
@@ -265,26 +211,6 @@ impl Subscriptions {
         {
             debug!("subscriptions not acknowledged within {EOSE_TIMEOUT:?}; replying anyway");
         }
-    }
-
-    /// Sends the REQs of `subs` that differ from `old`, and CLOSEs the ones
-    /// no longer wanted.
-    async fn update(&self, relay: &Relay, old: &RelaySubs, subs: &RelaySubs) {
-        let since = Timestamp::from(crate::unix_now().saturating_sub(SINCE_MARGIN));
-        let old_requests: HashMap<SubscriptionId, Filter> =
-            old.requests(&self.service, since).into_iter().collect();
-        let new_requests = subs.requests(&self.service, since);
-        let new_ids: HashSet<&SubscriptionId> = new_requests.iter().map(|(id, _)| id).collect();
-        for id in old_requests.keys().filter(|id| !new_ids.contains(id)) {
-            if let Err(e) = relay.unsubscribe(id).await {
-                debug!(url = %relay.url(), %id, "cannot close: {e}");
-            }
-        }
-        let changed: Vec<(SubscriptionId, Filter)> = new_requests
-            .into_iter()
-            .filter(|(id, filter)| old_requests.get(id) != Some(filter))
-            .collect();
-        self.subscribe(relay, changed).await;
     }
 
     /// Queues `requests` on `relay`, counting them for [`Self::ready`]. A
@@ -380,7 +306,7 @@ impl Subscriptions {
     }
 
     async fn resubscribe(&self, relay: &Relay, since: Timestamp) {
-        let subs = self.state.lock().await.get(relay.url()).cloned();
+        let subs = self.state.lock().await.subs.get(relay.url()).cloned();
         if let Some(subs) = subs {
             let requests = subs.requests(&self.service, since);
             debug!(url = %relay.url(), count = requests.len(), %since, "re-subscribing after a reconnect");
@@ -440,39 +366,5 @@ async fn watch(relay: Relay, subs: Subscriptions, acks: Arc<Acks>) {
             | Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             _ => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use nostr::Keys;
-
-    #[test]
-    fn a_change_touches_one_chunk() {
-        let keys: Vec<PublicKey> = (0..600).map(|_| Keys::generate().public_key()).collect();
-        let all: BTreeSet<PublicKey> = keys.iter().copied().collect();
-        let subs = RelaySubs::update(&RelaySubs::default(), false, &all);
-        assert_eq!(subs.chunks.len(), 3);
-        assert!(subs.chunks.values().all(|c| c.len() <= PUBKEYS_PER_FILTER));
-        // One key leaves and another arrives: one chunk changes.
-        let mut fewer = all.clone();
-        fewer.remove(&keys[10]);
-        let later = RelaySubs::update(&subs, false, &fewer);
-        let changed = |a: &RelaySubs, b: &RelaySubs| {
-            a.chunks
-                .iter()
-                .filter(|(i, c)| b.chunks.get(i) != Some(c))
-                .count()
-        };
-        assert_eq!(changed(&subs, &later), 1);
-        let mut more = fewer.clone();
-        more.insert(Keys::generate().public_key());
-        assert_eq!(changed(&later, &RelaySubs::update(&later, false, &more)), 1);
-        // A chunk that empties is closed; its id is used again later.
-        let none = RelaySubs::update(&subs, true, &BTreeSet::new());
-        assert!(none.chunks.is_empty() && !none.is_empty());
-        let covered: usize = later.chunks.values().map(Vec::len).sum();
-        assert_eq!(covered, 599);
     }
 }
