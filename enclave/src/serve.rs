@@ -7,21 +7,22 @@
 //! runtime's workers stay free to read the relays: a relay whose reader
 //! falls behind drops events for us on its side, which no queue in the
 //! enclave could bring back. The permits are released before anything
-//! waits. When a
-//! request changed the held keys, the subscriptions of the relays it
-//! changed are updated (queued, never awaited) and its reply waits, at most
-//! [`crate::relay::subscriptions::EOSE_TIMEOUT`], for those relays only, so
-//! a slow relay delays only the requests that name it. Test keys and
-//! secrets expire on a timer.
+//! waits.
+//!
+//! When a request changed the held keys, the subscriptions of the relays
+//! it changed are updated (queued, never awaited) and its reply waits, at
+//! most [`crate::relay::subscriptions::EOSE_TIMEOUT`], for those relays
+//! only, so a slow relay delays only the requests that name it. Test keys
+//! and secrets expire on a timer, which also reports a dedupe cache that
+//! had to overflow (a flood).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-use tracing::info;
-
 use nostr::{Keys, RelayUrl};
 use nostr_sdk::Client;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
 
 use crate::relay::inbox::{Inbox, InboxLimits};
 use crate::relay::outbox::{Outbox, OutboxLimits};
@@ -154,11 +155,20 @@ pub async fn sync(service: &Service) {
 
 async fn expire(service: Service) {
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+    let mut overflowed = 0;
     loop {
         tick.tick().await;
         if service.signer.expire(crate::unix_now()) {
             info!("expired test keys deleted");
             sync(&service).await;
         }
+        let now_overflowed = service.signer.dedupe_overflow();
+        if now_overflowed > overflowed {
+            warn!(
+                ids = now_overflowed - overflowed,
+                "the dedupe cache overflowed into its filters in the last minute (a flood?); a few new requests may be refused as possible replays"
+            );
+        }
+        overflowed = now_overflowed;
     }
 }

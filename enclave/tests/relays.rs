@@ -338,11 +338,17 @@ async fn a_relay_that_refuses_every_reply_holds_only_its_own_share_of_the_outbox
     // A small outbox, so one relay's refused replies would fill it many
     // times over if its share were not bounded.
     let limits = OutboxLimits {
-        total_bytes: 2 * 1024 * 1024,
-        per_relay_bytes: 512 * 1024,
+        total_bytes: 1024 * 1024,
+        per_relay_bytes: 256 * 1024,
         ..OutboxLimits::default()
     };
-    let stack = common::stack_with(parent::dev_stack::relay_builder(), config(), limits).await;
+    let good = RefuseWrites::default();
+    let stack = common::stack_with(
+        parent::dev_stack::relay_builder().write_policy(good.clone()),
+        config(),
+        limits,
+    )
+    .await;
     let refuser = RefuseWrites::default();
     let hostile =
         common::local_relay(parent::dev_stack::relay_builder().write_policy(refuser.clone())).await;
@@ -355,13 +361,13 @@ async fn a_relay_that_refuses_every_reply_holds_only_its_own_share_of_the_outbox
     let pk = user.public_key();
     let mut app = Raw::with_keys(&stack.url, app).await;
 
-    // 100 replies of about 40 KB each, all refused: 4 MB, twice the outbox.
+    // 150 replies of about 40 KB each, all refused: 6 MB, six times the outbox.
     let flooder = Raw::with_keys(&hostile_url, its_app.clone()).await;
     let template = serde_json::json!({
         "kind": 1, "content": "x".repeat(30_000), "tags": [], "created_at": nostr::Timestamp::now().as_secs(),
     })
     .to_string();
-    let events: Vec<nostr::Event> = (0..100)
+    let events: Vec<nostr::Event> = (0..150)
         .map(|_| {
             let request = Request::new("sign_event", Params::new([template.clone()]));
             seal_request(
@@ -377,9 +383,31 @@ async fn a_relay_that_refuses_every_reply_holds_only_its_own_share_of_the_outbox
     flooder.send_all(events).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(refuser.refused() > 0, "the hostile relay refused replies");
+    let held = stack.outbox.held(&hostile_url);
+    assert!(
+        held > 0 && held <= 256 * 1024,
+        "the hostile relay holds {held} bytes of replies"
+    );
     // The user's app is still answered, every time, while those retry.
-    for _ in 0..20 {
+    for _ in 0..10 {
         let reply = app.call(KIND_NIP46, &pk, "ping", &[]).await;
         assert_eq!(reply.into_result(), Ok("pong".into()));
     }
+    // And its replies are still tracked and sent again when refused: had
+    // the hostile relay taken the whole budget, they would go out once,
+    // untracked, and be lost.
+    good.refuse(pk, Duration::from_secs(2));
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let request = Request::new("ping", Params::default());
+        let event = seal_request(&app.keys, &pk, KIND_NIP46, &request, Scheme::Nip44).unwrap();
+        app.send_event(&event).await;
+        ids.push(request.id);
+    }
+    let replies = app
+        .replies_within(&ids, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|n| panic!("{n} of 5 replies arrived"));
+    assert_eq!(replies.len(), 5);
+    assert!(good.refused() >= 5, "the good relay refused them first");
 }

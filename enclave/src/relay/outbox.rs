@@ -100,6 +100,28 @@ struct Handle {
     relay: Relay,
     jobs: mpsc::Sender<Job>,
     held: Arc<AtomicUsize>,
+    /// Warnings about this relay (it decides how often they would come).
+    warnings: Arc<Throttle>,
+}
+
+/// At most one warning per [`WARN_EVERY`], with a count of the ones not
+/// shown: what a relay or a flood can trigger must not flood the log.
+#[derive(Debug, Default)]
+struct Throttle(Mutex<(Option<Instant>, u64)>);
+
+impl Throttle {
+    /// `Some(how many were held back since the last one)` if a warning may
+    /// be logged now.
+    fn allow(&self) -> Option<u64> {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if state.0.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+            state.1 += 1;
+            return None;
+        }
+        state.0 = Some(now);
+        Some(std::mem::take(&mut state.1))
+    }
 }
 
 /// The reply sender.
@@ -109,6 +131,7 @@ pub struct Outbox {
     limits: OutboxLimits,
     budget: Arc<Semaphore>,
     workers: Arc<Mutex<HashMap<RelayUrl, Handle>>>,
+    full: Arc<Throttle>,
 }
 
 fn units(bytes: usize) -> u32 {
@@ -123,6 +146,7 @@ impl Outbox {
             budget: Arc::new(Semaphore::new(units(limits.total_bytes) as usize)),
             limits,
             workers: Arc::default(),
+            full: Arc::default(),
         }
     }
 
@@ -153,19 +177,34 @@ impl Outbox {
                 held: Arc::clone(&handle.held),
             };
             if held + size > self.limits.per_relay_bytes {
-                warn!(%url, id = %delivery.event.id, "reply not sent there: this relay already holds {held} bytes of replies it has not taken");
+                if let Some(more) = handle.warnings.allow() {
+                    warn!(%url, id = %delivery.event.id, not_shown = more, "reply not sent there: this relay already holds {held} bytes of replies it has not taken");
+                }
                 continue;
             }
             if handle.jobs.try_send(job).is_err() {
-                warn!(%url, id = %delivery.event.id, "reply not queued: this relay has {} replies waiting", self.limits.queue_per_relay);
+                if let Some(more) = handle.warnings.allow() {
+                    warn!(%url, id = %delivery.event.id, not_shown = more, "reply not queued: this relay has {} replies waiting", self.limits.queue_per_relay);
+                }
             }
         }
+    }
+
+    /// Bytes of replies `url` holds now (queued, unanswered or retrying).
+    pub fn held(&self, url: &RelayUrl) -> usize {
+        self.workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(url)
+            .map_or(0, |h| h.held.load(Ordering::SeqCst))
     }
 
     /// Sends `reply` once to each relay with room in its share, without
     /// reading the `OK`: the global budget is used up.
     async fn send_untracked(&self, reply: Reply) {
-        warn!(id = %reply.event.id, "outbox budget used up: sending the reply without tracking it");
+        if let Some(more) = self.full.allow() {
+            warn!(id = %reply.event.id, not_shown = more, "outbox budget used up: sending replies without tracking them");
+        }
         for url in &reply.relays {
             let Some(handle) = self.worker(url).await else {
                 continue;
@@ -202,9 +241,11 @@ impl Outbox {
             relay: relay.clone(),
             jobs,
             held: Arc::default(),
+            warnings: Arc::default(),
         };
         workers.insert(url.clone(), handle.clone());
-        tokio::spawn(Worker::new(relay, self.limits).run(rx));
+        let worker = Worker::new(relay, self.limits, Arc::clone(&handle.warnings));
+        tokio::spawn(worker.run(rx));
         Some(handle)
     }
 }
@@ -225,20 +266,18 @@ struct Worker {
     /// Refused replies and when to send them again.
     retries: BTreeMap<(Instant, u64), (Job, u32)>,
     seq: u64,
-    last_warn: Option<Instant>,
-    unwarned: u64,
+    warnings: Arc<Throttle>,
 }
 
 impl Worker {
-    fn new(relay: Relay, limits: OutboxLimits) -> Self {
+    fn new(relay: Relay, limits: OutboxLimits, warnings: Arc<Throttle>) -> Self {
         Self {
             relay,
             limits,
             pending: HashMap::new(),
             retries: BTreeMap::new(),
             seq: 0,
-            last_warn: None,
-            unwarned: 0,
+            warnings,
         }
     }
 
@@ -321,7 +360,10 @@ impl Worker {
         let at = Instant::now() + backoff;
         let id = delivery.event.id;
         if at.duration_since(delivery.started) > self.limits.deadline {
-            warn!(url = %self.relay.url(), %id, attempts = attempt + 1, "reply not delivered, giving up: {why}");
+            self.warn(&format!(
+                "reply {id} not delivered after {} attempts, giving up: {why}",
+                attempt + 1
+            ));
             return;
         }
         self.warn(&format!(
@@ -332,18 +374,10 @@ impl Worker {
             .insert((at, self.seq), (job, attempt.saturating_add(1)));
     }
 
-    fn warn(&mut self, what: &str) {
-        let now = Instant::now();
-        if self
-            .last_warn
-            .is_some_and(|t| now.duration_since(t) < WARN_EVERY)
-        {
-            self.unwarned += 1;
-            return;
+    fn warn(&self, what: &str) {
+        if let Some(more) = self.warnings.allow() {
+            warn!(url = %self.relay.url(), not_shown = more, "{what}");
         }
-        let more = std::mem::take(&mut self.unwarned);
-        warn!(url = %self.relay.url(), refusals_not_shown = more, "{what}");
-        self.last_warn = Some(now);
     }
 
     /// What was sent may not have arrived: send it again after a pause.

@@ -229,24 +229,25 @@ impl Subscriptions {
                 }
                 Err(e) => {
                     failed = true;
-                    warn!(url = %relay.url(), %id, "cannot subscribe now; trying again: {e}")
+                    debug!(url = %relay.url(), %id, "cannot subscribe now: {e}")
                 }
             }
         }
         if !relay.is_connected() {
             // Nothing will answer until it connects; `watch` re-sends then.
             acks.answer(u64::MAX);
-        } else if failed {
-            self.retry_later(relay, &acks);
+        } else if failed && self.retry_later(relay, &acks) {
+            warn!(url = %relay.url(), "some subscriptions could not be queued; sending them again later");
         }
     }
 
     /// Re-sends all of `relay`'s subscriptions after a pause that doubles
     /// (from [`RETRY_INITIAL`] to [`RETRY_MAX`]) while they keep failing;
-    /// at most one is scheduled per relay.
-    fn retry_later(&self, relay: &Relay, acks: &Arc<Acks>) {
+    /// at most one is scheduled per relay. Returns whether this call
+    /// scheduled it.
+    fn retry_later(&self, relay: &Relay, acks: &Arc<Acks>) -> bool {
         if acks.retry_scheduled.swap(true, Ordering::SeqCst) {
-            return;
+            return false;
         }
         let delay = acks
             .retry_delay
@@ -261,6 +262,7 @@ impl Subscriptions {
             let since = Timestamp::from(crate::unix_now().saturating_sub(SINCE_MARGIN + delay));
             subs.resubscribe(&relay, since).await;
         });
+        true
     }
 
     fn acks_of(&self, url: &RelayUrl) -> Arc<Acks> {
@@ -335,9 +337,11 @@ async fn watch(relay: Relay, subs: Subscriptions, acks: Arc<Acks>) {
                         message,
                     },
             }) if is_ours(&subscription_id) => {
-                warn!(url = %relay.url(), id = %subscription_id, "relay closed the subscription ({message}); subscribing again later");
                 acks.answer(1);
-                subs.retry_later(&relay, &acks);
+                // One warning per scheduled retry, however often it closes.
+                if subs.retry_later(&relay, &acks) {
+                    warn!(url = %relay.url(), id = %subscription_id, "relay closed the subscription ({message}); subscribing again later");
+                }
             }
             Ok(RelayNotification::RelayStatus { status }) => match status {
                 RelayStatus::Connected => {

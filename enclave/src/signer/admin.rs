@@ -53,7 +53,7 @@ pub fn handle(
             Change::None,
         ),
         AdminRequest::ImportKey { keys, relays, apps } => {
-            let change = moved(relays.clone());
+            let on = relays.clone();
             match store.import(keys, relays, apps, pow, now) {
                 Ok(imported) => {
                     info!(
@@ -64,14 +64,14 @@ pub fn handle(
                     );
                     (
                         Response::ok(id, import_result(&imported)),
-                        change(imported.relays_changed),
+                        Change::moved(imported.relays_changed, on),
                     )
                 }
                 Err(e) => fail(e),
             }
         }
         AdminRequest::ConnectKey { keys, app, relays } => {
-            let change = moved(relays.clone());
+            let on = relays.clone();
             let limits = store.limits().clone();
             let imported = match store.import(keys, relays, Default::default(), pow, now) {
                 Ok(imported) => imported,
@@ -84,11 +84,14 @@ pub fn handle(
             match granted {
                 Ok(()) => {
                     info!(key = %who, new = imported.new, app = %npub(&app), "key imported, app allowed");
-                    (Response::ok(id, OK), change(imported.relays_changed))
+                    (
+                        Response::ok(id, OK),
+                        Change::moved(imported.relays_changed, on),
+                    )
                 }
                 Err(e) => (
                     Response::error(id, e.to_string()),
-                    change(imported.relays_changed),
+                    Change::moved(imported.relays_changed, on),
                 ),
             }
         }
@@ -137,17 +140,6 @@ pub fn handle(
             ),
             None => fail(StoreError::NoKey),
         },
-    }
-}
-
-/// The change of an import that moved the key (or made it) onto `relays`.
-fn moved(relays: Vec<nostr::RelayUrl>) -> impl FnOnce(bool) -> Change {
-    move |changed| {
-        if changed {
-            Change::Keys(relays)
-        } else {
-            Change::None
-        }
     }
 }
 

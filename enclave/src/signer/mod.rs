@@ -26,13 +26,11 @@ use std::sync::{Mutex, MutexGuard};
 use nostr::{Event, EventBuilder, Keys, PublicKey, RelayUrl, Tag};
 use tracing::debug;
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
-use verifier::rpc::cipher::Conversation;
+use verifier::rpc::admission::pow_bits;
+use verifier::rpc::cipher::{Conversation, Scheme};
+use verifier::rpc::isolation::{ProtocolKeys, ADMIN_NEEDS_NIP44};
 use verifier::rpc::message::{Malformed, MAX_REQUEST_EVENT};
 use verifier::rpc::{Request, Response};
-
-use verifier::rpc::admission::pow_bits;
-use verifier::rpc::cipher::Scheme;
-use verifier::rpc::isolation::{ProtocolKeys, ADMIN_NEEDS_NIP44};
 
 use crate::custody::{KeyStore, Limits};
 use seen::{NotNew, Seen};
@@ -101,6 +99,16 @@ pub enum Change {
 }
 
 impl Change {
+    /// The change of an import: if it `moved` the key onto `relays` (or
+    /// made it there), those relays; else none.
+    pub fn moved(moved: bool, relays: Vec<RelayUrl>) -> Self {
+        if moved {
+            Self::Keys(relays)
+        } else {
+            Self::None
+        }
+    }
+
     /// Whether subscriptions must be updated.
     pub fn keys_changed(&self) -> bool {
         matches!(self, Self::Keys(_))

@@ -3,11 +3,12 @@
 //! the owner (`connect_key`) before any other method.
 //!
 //! Every method obeys the isolation rule of `verifier::rpc::isolation`: a
-//! key the enclave uses for its own protocols (the service key, any held
-//! key) is never a peer of `nip04_*`/`nip44_*`; `sign_event` never signs a
-//! kind 24133 or 24135 event; and no decryption that is a protocol message
-//! or holds the user's private key is returned. Each refusal is an error
-//! reply saying why.
+//! key the enclave uses for its own protocols (the service key, any other
+//! held key, an app allowed on this key) is never a peer of
+//! `nip04_*`/`nip44_*`; `sign_event` never signs a kind 24133 or 24135
+//! event; and no decryption that is a protocol message or holds the user's
+//! private key is returned. Each refusal is an error reply saying why; a
+//! failed `nip04_decrypt` always says the same thing.
 
 use nostr::{Keys, PublicKey, ToBech32};
 use tracing::info;

@@ -33,6 +33,7 @@ pub(crate) struct Stack {
     pub(crate) url: RelayUrl,
     pub(crate) service: PublicKey,
     pub(crate) signer: Arc<Signer>,
+    pub(crate) outbox: enclave::relay::outbox::Outbox,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -66,6 +67,7 @@ pub(crate) async fn stack_with(
     let service = Keys::generate();
     let parts = serve::Service::direct(service.clone(), url.clone(), config).outbox_limits(outbox);
     let signer = Arc::clone(&parts.signer);
+    let outbox = parts.outbox.clone();
     let (ready, is_ready) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(serve::run(parts, ready));
     tokio::time::timeout(WAIT, is_ready).await.unwrap().unwrap();
@@ -74,6 +76,7 @@ pub(crate) async fn stack_with(
         url,
         service: service.public_key(),
         signer,
+        outbox,
         server,
     }
 }
