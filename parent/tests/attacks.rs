@@ -84,9 +84,13 @@ fn key_file(dir: &Path, name: &str, keys: &Keys) -> std::path::PathBuf {
 async fn an_app_cannot_take_the_key_and_strangers_cannot_loop_the_enclave() {
     let (_relay, url, relay_addr) = relay(Writers::default()).await;
     let dir = test_dir("attacks");
-    let mut stack = Stack::start(&stack_config(dir.clone(), url.clone(), relay_addr, 3600))
-        .await
-        .unwrap();
+    // No free allowance: every new key costs proof of work, which
+    // `verifier key` is asked for and computes.
+    let mut config = stack_config(dir.clone(), url.clone(), relay_addr, 3600);
+    config.enclave_args = ["--free-keys-per-hour", "0", "--pow-bits", "10"]
+        .map(String::from)
+        .to_vec();
+    let mut stack = Stack::start(&config).await.unwrap();
     let service = stack
         .wait_for_event(Duration::from_secs(60))
         .await
@@ -151,9 +155,16 @@ async fn an_app_cannot_take_the_key_and_strangers_cannot_loop_the_enclave() {
     let builder = stack.signatures.build.pubkey.to_bech32().unwrap();
     let launcher = stack.signatures.instance.pubkey.to_bech32().unwrap();
     let (_recorder, mut admin_events) = recorder(&url, KIND_ADMIN, vec![user.public_key()]).await;
+    let (code, stdout, stderr) =
+        key.run("import", &["--builder", &builder, "--launcher", &launcher]);
     assert_eq!(
-        key.ok_with("import", &["--builder", &builder, "--launcher", &launcher]),
-        "key imported"
+        (code, stdout.as_str()),
+        (Some(0), "key imported"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bits of proof of work; computing it"),
+        "{stderr}"
     );
     // --any-code works, loudly.
     let out = bare("status", &["--any-code"]);

@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> Result<()> {
         relay_addr,
         announce_interval: cli.announce_interval,
         echo_logs: !cli.quiet,
+        enclave_args: Vec::new(),
     };
     let mut stack = Stack::start(&config).await?;
     let event = tokio::select! {

@@ -51,6 +51,8 @@ pub struct StackConfig {
     pub announce_interval: u64,
     /// Copy the children's logs to our stderr.
     pub echo_logs: bool,
+    /// More arguments for `enclave run` (its limits, say).
+    pub enclave_args: Vec<String>,
 }
 
 /// The files of a running stack.
@@ -149,6 +151,7 @@ impl Stack {
             "--dev-pcrs-out".into(),
             path(&paths.pcrs),
         ];
+        let enclave_args = [enclave_args, config.enclave_args.clone()].concat();
         let mut enclave = Process::spawn(
             "enclave",
             &enclave_bin,

@@ -93,6 +93,7 @@ pub(crate) fn stack_config(
         relay_addr: addr,
         announce_interval: interval,
         echo_logs: false,
+        enclave_args: Vec::new(),
     }
 }
 
