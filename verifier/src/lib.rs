@@ -12,6 +12,8 @@
 //!   (63795), instance signature (63796) and instance event (63793);
 //! - [`signing_cert`]: the builder's self-signed image signing certificate;
 //! - [`protocol`]: messages between the enclave and the parent;
+//! - [`grant`]: what an app connected to a key may do (perms, expiry,
+//!   uses, rate limits) and the decision on each request;
 //! - [`rpc`]: the admin API and NIP-46 envelope, its encryption, bunker URLs;
 //! - [`verify`]: verification of an instance event into a [`verify::Report`]
 //!   that names every check;
@@ -24,6 +26,7 @@ pub mod attestation;
 pub mod discover;
 pub mod error;
 pub mod event;
+pub mod grant;
 pub mod pcr;
 pub mod protocol;
 pub mod rpc;
