@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
         keys: user.clone(),
         app: app.public_key(),
         relays: vec![relay.clone()],
+        policy: None,
     };
     let now = Timestamp::now().as_secs();
     let event = seal_request(

@@ -168,6 +168,7 @@ async fn latency(clients: usize, requests: usize) {
                     keys: user.clone(),
                     app: app.public_key(),
                     relays: vec![url.clone()],
+                    policy: None,
                 },
             )
         })

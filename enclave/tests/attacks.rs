@@ -45,7 +45,9 @@ fn the_owner_revokes_one_app_and_reimports_say_what_is_kept() {
     assert!(e.call(&second, &pk, "ping", &[]).into_result().is_ok());
 
     // Importing again keeps the remaining app, and says so.
-    let _pending = e.admin(&user, &AdminRequest::CreateBunkerUrl).unwrap();
+    let _pending = e
+        .admin(&user, &AdminRequest::CreateBunkerUrl { policy: None })
+        .unwrap();
     let kept = e.admin(&user, &import(&e.relay, &user)).unwrap();
     assert!(
         kept.contains("1 app") && kept.contains("1 pending bunker secret"),

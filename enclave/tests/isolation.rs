@@ -84,6 +84,7 @@ fn an_app_cannot_act_as_the_owner_on_the_admin_channel() {
         keys: Keys::generate(),
         app: intruder,
         relays: vec![e.relay.clone()],
+        policy: None,
     }
     .to_request()
     .to_json();
@@ -184,6 +185,7 @@ fn strangers_are_answered_only_on_the_relay_they_used() {
         keys: user.clone(),
         app: app.public_key(),
         relays: vec![a.clone(), b.clone()],
+        policy: None,
     };
     assert_eq!(e.admin(&user, &grant), Ok("ok".into()));
     let pk = user.public_key();

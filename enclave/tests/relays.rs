@@ -54,6 +54,7 @@ async fn held_with_app(stack: &common::Stack, relays: &[&RelayUrl]) -> (Keys, Ke
         keys: user.clone(),
         app: app.public_key(),
         relays: relays.iter().map(|r| (*r).clone()).collect(),
+        policy: None,
     };
     assert_eq!(owner.admin(&stack.service, &grant).await, Ok("ok".into()));
     (user, app)
@@ -322,6 +323,7 @@ async fn one_relays_flood_does_not_starve_another_relays_requests() {
         keys: user.clone(),
         app: app.public_key(),
         relays: vec![flooder.url.clone(), stack.url.clone()],
+        policy: None,
     };
     assert_eq!(owner.admin(&stack.service, &grant).await, Ok("ok".into()));
     let mut app = Raw::with_keys(&stack.url, app).await;

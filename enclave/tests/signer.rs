@@ -100,7 +100,10 @@ async fn rust_nostr_connect_client_signs_and_encrypts() {
     let user = Keys::generate();
     let mut owner = import(&stack, &user).await;
     let url = owner
-        .admin(&stack.service, &AdminRequest::CreateBunkerUrl)
+        .admin(
+            &stack.service,
+            &AdminRequest::CreateBunkerUrl { policy: None },
+        )
         .await
         .unwrap();
     let app = NostrConnect::new(
@@ -148,7 +151,10 @@ async fn nip46_like_nostr_tools_and_ndk() {
     let pk = user.public_key();
     let mut owner = import(&stack, &user).await;
     let bunker = owner
-        .admin(&stack.service, &AdminRequest::CreateBunkerUrl)
+        .admin(
+            &stack.service,
+            &AdminRequest::CreateBunkerUrl { policy: None },
+        )
         .await
         .unwrap();
     let secret = verifier::rpc::bunker::parse_bunker_url(&bunker)
@@ -274,6 +280,7 @@ async fn connect_key_grants_an_app_and_test_keys_work_like_bunkers() {
         keys: user.clone(),
         app: app.keys.public_key(),
         relays: relays_csv(&stack.url),
+        policy: None,
     };
     assert_eq!(owner.admin(&stack.service, &grant).await, Ok("ok".into()));
     let pk = user.public_key();
@@ -426,6 +433,7 @@ async fn subscriptions_come_back_after_the_relay_restarts() {
         keys: user.clone(),
         app: app_keys.public_key(),
         relays: relays_csv(&stack.url),
+        policy: None,
     };
     assert_eq!(owner.admin(&stack.service, &grant).await, Ok("ok".into()));
     drop(owner);

@@ -281,6 +281,7 @@ impl AdminRequestJson {
             keys: keys.clone(),
             app: *app,
             relays: vec![RelayUrl::parse("wss://relay.example").unwrap()],
+            policy: None,
         }
         .to_request()
         .to_json()

@@ -12,6 +12,8 @@
 //! relay ([`admission`]).
 
 pub mod admission;
+pub mod apps;
+pub mod decision_log;
 mod relay_index;
 mod user_key;
 
@@ -20,10 +22,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use nostr::{Keys, PublicKey, RelayUrl};
+use verifier::grant::{Action, Decision, Policy};
 use verifier::rpc::admin::KeptApps;
 use zeroize::Zeroizing;
 
 pub use admission::{AdmissionLimits, PowRequired, Resource};
+pub use apps::App;
+pub use decision_log::{DecisionLog, Entry, LogLimits};
 pub use user_key::{ConnectError, UserKey};
 
 use admission::Admission;
@@ -56,6 +61,8 @@ pub struct Limits {
     pub relay_changes_per_hour: usize,
     /// Free allowances per hour and the proof of work past them.
     pub admission: AdmissionLimits,
+    /// What the decision log keeps.
+    pub log: LogLimits,
 }
 
 impl Default for Limits {
@@ -72,6 +79,7 @@ impl Default for Limits {
             secret_ttl: 24 * 3600,
             relay_changes_per_hour: 30,
             admission: AdmissionLimits::default(),
+            log: LogLimits::default(),
         }
     }
 }
@@ -150,6 +158,8 @@ pub struct KeyStore {
     test_key_requests: HashMap<PublicKey, VecDeque<u64>>,
     /// Free allowances used this hour.
     admission: Admission,
+    /// What each key's apps asked for and what their grants said.
+    log: DecisionLog,
 }
 
 impl fmt::Debug for KeyStore {
@@ -166,6 +176,7 @@ impl KeyStore {
     pub fn new(limits: Limits) -> Self {
         Self {
             admission: Admission::new(limits.admission.clone()),
+            log: DecisionLog::new(limits.log),
             limits,
             keys: HashMap::new(),
             test_keys: 0,
@@ -207,6 +218,53 @@ impl KeyStore {
     /// The key for `pubkey`, to change its apps or secrets.
     pub fn get_mut(&mut self, pubkey: &PublicKey) -> Option<&mut UserKey> {
         self.keys.get_mut(pubkey)
+    }
+
+    /// The decision on `app`'s `action` on `user`'s key at `now`, logged;
+    /// `None` if the key is not held or the app not allowed on it.
+    pub fn decide(
+        &mut self,
+        user: &PublicKey,
+        app: &PublicKey,
+        action: &Action,
+        now: u64,
+    ) -> Option<Decision> {
+        let decision = self.keys.get_mut(user)?.decide(app, action, now)?;
+        if action.method != verifier::grant::Method::Ping {
+            let refusal = match decision {
+                Decision::Allowed => None,
+                Decision::Refused(r) => Some(r),
+            };
+            self.log.push(*user, Entry::new(now, app, action, refusal));
+        }
+        Some(decision)
+    }
+
+    /// Logs an allowed `action` by `app` that no grant decides (a
+    /// `connect` that spent a secret).
+    pub fn log_allowed(&mut self, user: &PublicKey, app: &PublicKey, action: &Action, now: u64) {
+        self.log.push(*user, Entry::new(now, app, action, None));
+    }
+
+    /// Logs a refusal no grant made (the isolation rule's), if `user` is
+    /// held.
+    pub fn log_refused(
+        &mut self,
+        user: &PublicKey,
+        app: &PublicKey,
+        action: &Action,
+        refusal: verifier::grant::Refusal,
+        now: u64,
+    ) {
+        if self.keys.contains_key(user) {
+            self.log
+                .push(*user, Entry::new(now, app, action, Some(refusal)));
+        }
+    }
+
+    /// The decision log.
+    pub fn log(&self) -> &DecisionLog {
+        &self.log
     }
 
     /// What came and went on each relay since the last call: what the
@@ -355,6 +413,7 @@ impl KeyStore {
     /// Deletes the key for `pubkey`, wiping it.
     pub fn delete(&mut self, pubkey: &PublicKey) -> Result<(), StoreError> {
         let key = self.keys.remove(pubkey).ok_or(StoreError::NoKey)?;
+        self.log.forget(pubkey);
         if key.expires_at().is_some() {
             self.test_keys = self.test_keys.saturating_sub(1);
         }
@@ -399,7 +458,8 @@ impl KeyStore {
         let pubkey = keys.public_key();
         self.relays.add(pubkey, &relays);
         let mut key = UserKey::new(Arc::new(keys), relays, Some(now + self.limits.test_key_ttl));
-        let secret = key.new_secret(now, &self.limits);
+        // Throw-away keys give full access: there is nothing to protect.
+        let secret = key.new_secret(now, &self.limits, Policy::full());
         self.keys.insert(pubkey, key);
         self.test_keys += 1;
         Ok((pubkey, secret))

@@ -1,4 +1,5 @@
 use super::*;
+use verifier::grant::Policy;
 use verifier::rpc::admin::KeptApps;
 
 /// The defaults, without admission control (tested on its own below).
@@ -132,23 +133,25 @@ fn secrets_are_single_use() {
     let key = store.get_mut(&pk).unwrap();
     let (app1, app2) = (Keys::generate().public_key(), Keys::generate().public_key());
     assert_eq!(
-        key.connect(app1, None, 1, &limits),
+        key.connect(app1, None, None, None, 1, &limits),
         Err(ConnectError::SecretRequired)
     );
     assert_eq!(
-        key.connect(app1, Some("nope"), 1, &limits),
+        key.connect(app1, Some("nope"), None, None, 1, &limits),
         Err(ConnectError::BadSecret)
     );
-    key.connect(app1, Some(&secret), 1, &limits).unwrap();
+    key.connect(app1, Some(&secret), None, None, 1, &limits)
+        .unwrap();
     assert!(key.allows(&app1));
     assert_eq!(
-        key.connect(app2, Some(&secret), 1, &limits),
+        key.connect(app2, Some(&secret), None, None, 1, &limits),
         Err(ConnectError::BadSecret)
     );
     assert!(!key.allows(&app2));
     // An app already allowed reconnects with or without its spent secret.
-    key.connect(app1, None, 2, &limits).unwrap();
-    key.connect(app1, Some(&secret), 2, &limits).unwrap();
+    key.connect(app1, None, None, None, 2, &limits).unwrap();
+    key.connect(app1, Some(&secret), None, None, 2, &limits)
+        .unwrap();
     assert!(key.logout(&app1));
     assert!(!key.allows(&app1));
 }
@@ -166,16 +169,16 @@ fn secrets_expire_and_are_bounded() {
         .import(k.clone(), vec![relay(1)], KeptApps::Keep, 0, 0)
         .unwrap();
     let key = store.get_mut(&k.public_key()).unwrap();
-    let first = key.new_secret(0, &limits);
-    let second = key.new_secret(0, &limits);
-    let _third = key.new_secret(0, &limits);
+    let first = key.new_secret(0, &limits, Policy::full());
+    let second = key.new_secret(0, &limits, Policy::full());
+    let _third = key.new_secret(0, &limits, Policy::full());
     let app = Keys::generate().public_key();
     assert_eq!(
-        key.connect(app, Some(&first), 1, &limits),
+        key.connect(app, Some(&first), None, None, 1, &limits),
         Err(ConnectError::BadSecret)
     );
     assert_eq!(
-        key.connect(app, Some(&second), 10, &limits),
+        key.connect(app, Some(&second), None, None, 10, &limits),
         Err(ConnectError::BadSecret)
     );
 }
@@ -225,8 +228,9 @@ fn reimport_keeps_or_drops_apps_and_says_so() {
         .unwrap();
     let app = Keys::generate().public_key();
     let key = store.get_mut(&k.public_key()).unwrap();
-    key.grant(app, &limits).unwrap();
-    let _pending = key.new_secret(0, &limits);
+    key.grant(app, &Policy::full(), "grant", 0, &limits)
+        .unwrap();
+    let _pending = key.new_secret(0, &limits, Policy::full());
     let kept = store
         .import(k.clone(), vec![relay(2)], KeptApps::Keep, 0, 0)
         .unwrap();

@@ -1,22 +1,26 @@
-//! One user key and who may use it.
+//! One user key and who may use it: its apps, each with a grant, and its
+//! pending bunker secrets, each with the policy it hands out.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
 use nostr::{Keys, PublicKey, RelayUrl};
 use subtle::ConstantTimeEq;
+use verifier::grant::{Action, Decision, Perms, Policy};
 use zeroize::Zeroizing;
 
+use super::apps::{App, Pending};
 use super::Limits;
 
 /// A held key.
 pub struct UserKey {
     keys: Arc<Keys>,
     relays: Vec<RelayUrl>,
-    apps: HashSet<PublicKey>,
-    /// Pending single-use connect secrets and when they expire.
-    secrets: Vec<(Zeroizing<String>, u64)>,
+    apps: HashMap<PublicKey, App>,
+    /// Pending single-use connect secrets, when they expire, and the
+    /// policy of the app that spends each.
+    secrets: Vec<Pending>,
     /// For test keys: when the key is deleted.
     expires_at: Option<u64>,
     /// When its relays last changed (at most `relay_changes_per_hour`).
@@ -68,7 +72,7 @@ impl UserKey {
         Self {
             keys,
             relays,
-            apps: HashSet::new(),
+            apps: HashMap::new(),
             secrets: Vec::new(),
             expires_at,
             relay_changes: VecDeque::new(),
@@ -111,58 +115,92 @@ impl UserKey {
         self.expires_at = None;
     }
 
-    /// Whether `app` may use the key.
+    /// Whether `app` may use the key (its grant decides what it may do).
     pub fn allows(&self, app: &PublicKey) -> bool {
-        self.apps.contains(app)
+        self.apps.contains_key(app)
     }
 
-    /// Allows `app` (the owner's grant, `connect_key`).
-    pub fn grant(&mut self, app: PublicKey, limits: &Limits) -> Result<(), ConnectError> {
-        if !self.apps.contains(&app) && self.apps.len() >= limits.max_apps_per_key {
+    /// Gives `app` `policy` from `now` (the owner's `connect_key` or
+    /// `grant`), replacing the grant it had.
+    pub fn grant(
+        &mut self,
+        app: PublicKey,
+        policy: &Policy,
+        source: &'static str,
+        now: u64,
+        limits: &Limits,
+    ) -> Result<(), ConnectError> {
+        if let Some(existing) = self.apps.get_mut(&app) {
+            existing.replace(policy, source, now);
+            return Ok(());
+        }
+        if self.apps.len() >= limits.max_apps_per_key {
             return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
         }
-        self.apps.insert(app);
+        self.apps.insert(app, App::new(policy, None, source, now));
         Ok(())
     }
 
-    /// NIP-46 `connect` by `app`: an app already allowed succeeds as is;
-    /// otherwise a pending secret is spent and the app allowed.
+    /// NIP-46 `connect` by `app` with `secret`, asking for `asked` perms
+    /// and saying `claims` about itself. A pending secret is spent and its
+    /// policy, narrowed by `asked`, becomes the app's grant (replacing the
+    /// one it had). An app already allowed may connect again with whatever
+    /// it holds, typically the spent secret of the bunker URL it was set up
+    /// with (clients send it on every start): nothing is spent or changed.
     pub fn connect(
         &mut self,
         app: PublicKey,
         secret: Option<&str>,
+        asked: Option<&Perms>,
+        claims: Option<&str>,
         now: u64,
         limits: &Limits,
     ) -> Result<(), ConnectError> {
         self.expire_secrets(now);
-        // An app already allowed may connect again with whatever it holds,
-        // typically the spent secret of the bunker URL it was set up with
-        // (clients send it on every start); nothing is spent or granted.
-        if self.apps.contains(&app) {
-            return Ok(());
-        }
-        match secret.filter(|s| !s.is_empty()) {
-            Some(secret) => {
-                let found = self
-                    .secrets
-                    .iter()
-                    .position(|(s, _)| bool::from(s.as_bytes().ct_eq(secret.as_bytes())))
-                    .ok_or(ConnectError::BadSecret)?;
-                if self.apps.len() >= limits.max_apps_per_key {
-                    return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
-                }
-                self.secrets.remove(found);
-                self.apps.insert(app);
-                Ok(())
+        let found = secret.filter(|s| !s.is_empty()).and_then(|secret| {
+            self.secrets
+                .iter()
+                .position(|p| bool::from(p.secret.as_bytes().ct_eq(secret.as_bytes())))
+        });
+        let Some(found) = found else {
+            if self.apps.contains_key(&app) {
+                return Ok(());
             }
-            None => Err(ConnectError::SecretRequired),
+            return Err(match secret.filter(|s| !s.is_empty()) {
+                Some(_) => ConnectError::BadSecret,
+                None => ConnectError::SecretRequired,
+            });
+        };
+        if !self.apps.contains_key(&app) && self.apps.len() >= limits.max_apps_per_key {
+            return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
         }
+        let pending = self.secrets.remove(found);
+        let mut granted = App::new(
+            &pending.policy,
+            asked,
+            verifier::grant::wire::source::BUNKER_URL,
+            now,
+        );
+        granted.set_claims(claims);
+        self.apps.insert(app, granted);
+        Ok(())
+    }
+
+    /// The decision on `app`'s `action` at `now`; `None` if the app is
+    /// not allowed at all.
+    pub fn decide(&mut self, app: &PublicKey, action: &Action, now: u64) -> Option<Decision> {
+        self.apps.get_mut(app).map(|a| a.decide(action, now))
+    }
+
+    /// The apps and their grants.
+    pub fn apps(&self) -> impl Iterator<Item = (&PublicKey, &App)> {
+        self.apps.iter()
     }
 
     /// Ends `app`'s session (its `logout`, or the owner's `revoke_app`);
     /// returns whether it had one.
     pub fn logout(&mut self, app: &PublicKey) -> bool {
-        self.apps.remove(app)
+        self.apps.remove(app).is_some()
     }
 
     /// Revokes every app and every pending connect secret.
@@ -181,18 +219,23 @@ impl UserKey {
         self.secrets.len()
     }
 
-    /// A fresh single-use secret, valid for `secret_ttl`; the oldest
-    /// pending one is dropped when there are too many.
-    pub fn new_secret(&mut self, now: u64, limits: &Limits) -> Zeroizing<String> {
+    /// A fresh single-use secret, valid for `secret_ttl`, for an app to
+    /// get `policy`; the oldest pending one is dropped when there are too
+    /// many.
+    pub fn new_secret(&mut self, now: u64, limits: &Limits, policy: Policy) -> Zeroizing<String> {
         let secret = verifier::rpc::bunker::new_secret();
         while !self.secrets.is_empty() && self.secrets.len() >= limits.max_secrets_per_key.max(1) {
             self.secrets.remove(0);
         }
-        self.secrets.push((secret.clone(), now + limits.secret_ttl));
+        self.secrets.push(Pending {
+            secret: secret.clone(),
+            until: now + limits.secret_ttl,
+            policy,
+        });
         secret
     }
 
     pub(super) fn expire_secrets(&mut self, now: u64) {
-        self.secrets.retain(|(_, until)| *until > now);
+        self.secrets.retain(|p| p.until > now);
     }
 }

@@ -5,11 +5,13 @@
 
 use nostr::{PublicKey, ToBech32};
 use tracing::info;
+use verifier::grant::wire::source;
+use verifier::grant::Policy;
 use verifier::rpc::admin::{AdminRequest, OK, PONG};
 use verifier::rpc::bunker::bunker_url;
 use verifier::rpc::{Request, Response};
 
-use super::{Change, Signer};
+use super::{grants, Change, Signer};
 use crate::custody::{Imported, StoreError};
 
 /// Handles `request` from `requester`, whose event carried `pow` bits of
@@ -70,8 +72,14 @@ pub fn handle(
                 Err(e) => fail(e),
             }
         }
-        AdminRequest::ConnectKey { keys, app, relays } => {
+        AdminRequest::ConnectKey {
+            keys,
+            app,
+            relays,
+            policy,
+        } => {
             let on = relays.clone();
+            let policy = policy.unwrap_or_else(Policy::full);
             let limits = store.limits().clone();
             let imported = match store.import(keys, relays, Default::default(), pow, now) {
                 Ok(imported) => imported,
@@ -80,10 +88,19 @@ pub fn handle(
             let granted = store
                 .get_mut(requester)
                 .ok_or(StoreError::NoKey)
-                .and_then(|k| k.grant(app, &limits).map_err(StoreError::Connect));
+                .and_then(|k| {
+                    k.grant(app, &policy, source::CONNECT_KEY, now, &limits)
+                        .map_err(StoreError::Connect)
+                });
             match granted {
                 Ok(()) => {
-                    info!(key = %who, new = imported.new, app = %npub(&app), "key imported, app allowed");
+                    info!(
+                        key = %who,
+                        new = imported.new,
+                        app = %npub(&app),
+                        perms = %policy.perms,
+                        "key imported, app allowed"
+                    );
                     (
                         Response::ok(id, OK),
                         Change::moved(imported.relays_changed, on),
@@ -118,11 +135,12 @@ pub fn handle(
                 Err(e) => fail(e),
             }
         }
-        AdminRequest::CreateBunkerUrl => {
+        AdminRequest::CreateBunkerUrl { policy } => {
             let limits = store.limits().clone();
             match store.get_mut(requester) {
                 Some(key) => {
-                    let secret = key.new_secret(now, &limits);
+                    let policy = policy.unwrap_or_else(Policy::full);
+                    let secret = key.new_secret(now, &limits, policy);
                     let url = bunker_url(requester, key.relays(), Some(&secret));
                     (Response::ok(id, url.as_str()), Change::None)
                 }
@@ -138,6 +156,28 @@ pub fn handle(
                 Response::error(id, "revoke_app: this app is not allowed on your key"),
                 Change::None,
             ),
+            None => fail(StoreError::NoKey),
+        },
+        AdminRequest::Grant { app, policy } => {
+            let limits = store.limits().clone();
+            let granted = store
+                .get_mut(requester)
+                .map(|k| k.grant(app, &policy, source::GRANT, now, &limits));
+            match granted {
+                Some(Ok(())) => {
+                    info!(key = %who, app = %npub(&app), perms = %policy.perms, "grant changed by the owner");
+                    (Response::ok(id, OK), Change::None)
+                }
+                Some(Err(e)) => (Response::error(id, e.to_string()), Change::None),
+                None => fail(StoreError::NoKey),
+            }
+        }
+        AdminRequest::ListApps { cursor } => match grants::list_apps(&store, requester, cursor) {
+            Some(page) => (Response::ok(id, page), Change::None),
+            None => fail(StoreError::NoKey),
+        },
+        AdminRequest::GetLog { cursor } => match grants::get_log(&store, requester, cursor) {
+            Some(page) => (Response::ok(id, page), Change::None),
             None => fail(StoreError::NoKey),
         },
     }

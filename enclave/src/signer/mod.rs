@@ -17,6 +17,7 @@
 //! replies to relays.
 
 pub mod admin;
+pub mod grants;
 pub mod nip46;
 pub mod seen;
 pub mod template;
@@ -148,6 +149,7 @@ pub struct Signer {
     config: SignerConfig,
     store: Mutex<KeyStore>,
     seen: Mutex<Seen>,
+    refusal_lines: nip46::RefusalLines,
 }
 
 impl std::fmt::Debug for Signer {
@@ -166,6 +168,7 @@ impl Signer {
         Self {
             store: Mutex::new(KeyStore::new(config.limits.clone())),
             seen: Mutex::new(seen),
+            refusal_lines: nip46::RefusalLines::default(),
             service,
             admin_relay,
             config,

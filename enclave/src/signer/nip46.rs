@@ -1,6 +1,10 @@
 //! NIP-46 (kind 24133) for a held key: the current method set. Apps must
 //! `connect` (with a single-use secret from a bunker URL) or be granted by
-//! the owner (`connect_key`) before any other method.
+//! the owner (`connect_key`, `grant`) before any other method, and then
+//! their grant (`verifier::grant`) decides each request: a refusal is an
+//! error reply naming the method, the kind and the rule, is logged for
+//! the key's owner, and shows in the operator's log (at most
+//! [`REFUSAL_LINES`] lines a minute).
 //!
 //! Every method obeys the isolation rule of `verifier::rpc::isolation`: a
 //! key the enclave uses for its own protocols (the service key, any other
@@ -10,8 +14,11 @@
 //! private key is returned. Each refusal is an error reply saying why; a
 //! failed `nip04_decrypt` always says the same thing.
 
+use std::sync::Mutex;
+
 use nostr::{Keys, PublicKey, ToBech32};
 use tracing::info;
+use verifier::grant::{Action, Decision, Method, Perms, Refusal};
 use verifier::rpc::cipher::{Conversation, Scheme};
 use verifier::rpc::isolation::{
     check_outgoing, check_peer, check_plaintext, check_template, NIP04_DECRYPT_FAILED,
@@ -97,6 +104,19 @@ fn run(
             return Err(format!("unauthorized: {method} needs a connect first"));
         }
     }
+    let Some(granted) = Method::from_name(method) else {
+        return Err(format!("unknown method {method:?}"));
+    };
+    // The isolation rule first (no grant allows breaking it), then the grant.
+    let refuse = |action: &Action, refusal: Refusal, message: String| {
+        note_refusal(signer, &user, app, action, refusal, now);
+        message
+    };
+    let decide = |action: &Action| match signer.store().decide(&user, app, action, now) {
+        Some(Decision::Allowed) => Ok(()),
+        Some(Decision::Refused(r)) => Err(refuse(action, r, r.message(action))),
+        None => Err(format!("unauthorized: {method} needs a connect first")),
+    };
     let param = |i: usize, name: &str| {
         request
             .params
@@ -106,29 +126,47 @@ fn run(
     let peer = |i: usize| {
         let peer = PublicKey::parse(param(i, "pubkey")?)
             .map_err(|_| format!("{method}: the pubkey is not valid"))?;
-        check_peer(signer, &user, &peer).map_err(|e| format!("{method}: {e}"))?;
+        let action = Action::crypto(granted, peer);
+        check_peer(signer, &user, &peer)
+            .map_err(|e| refuse(&action, Refusal::Isolation, format!("{method}: {e}")))?;
+        decide(&action)?;
         Ok::<PublicKey, String>(peer)
     };
     match method {
-        method::GET_PUBLIC_KEY => Ok(user.to_hex()),
-        method::PING => Ok("pong".into()),
+        method::GET_PUBLIC_KEY => {
+            decide(&Action::method(granted))?;
+            Ok(user.to_hex())
+        }
+        method::PING => {
+            decide(&Action::method(granted))?;
+            Ok("pong".into())
+        }
         method::SIGN_EVENT => {
             let unsigned = template::parse(param(0, "event")?, &user)?;
-            check_template(unsigned.kind.as_u16()).map_err(|e| format!("{method}: {e}"))?;
+            let kind = unsigned.kind.as_u16();
+            let action = Action::sign(kind, Some(unsigned.created_at.as_secs()));
+            check_template(kind)
+                .map_err(|e| refuse(&action, Refusal::Isolation, format!("{method}: {e}")))?;
+            decide(&action)?;
             let event = unsigned
                 .sign_with_keys(keys)
                 .map_err(|e| format!("sign_event: {e}"))?;
             Ok(nostr::JsonUtil::as_json(&event))
         }
         method::NIP04_ENCRYPT | method::NIP44_ENCRYPT => {
-            let (peer, plaintext) = (peer(0)?, param(1, "plaintext")?);
-            check_outgoing(plaintext).map_err(|e| format!("{method}: {e}"))?;
+            let plaintext = param(1, "plaintext")?;
+            let peer = peer(0)?;
+            check_outgoing(plaintext).map_err(|e| {
+                let action = Action::crypto(granted, peer);
+                refuse(&action, Refusal::Isolation, format!("{method}: {e}"))
+            })?;
             Conversation::new(scheme_of(method), keys.secret_key(), &peer)
                 .and_then(|c| c.encrypt(plaintext))
                 .map_err(|e| format!("{method}: {e}"))
         }
         method::NIP04_DECRYPT | method::NIP44_DECRYPT => {
-            let (peer, ciphertext) = (peer(0)?, param(1, "ciphertext")?);
+            let ciphertext = param(1, "ciphertext")?;
+            let peer = peer(0)?;
             let scheme = scheme_of(method);
             let text = Conversation::new(scheme, keys.secret_key(), &peer)
                 .and_then(|c| c.decrypt(ciphertext))
@@ -138,13 +176,17 @@ fn run(
                     Scheme::Nip04 => NIP04_DECRYPT_FAILED.to_owned(),
                     Scheme::Nip44 => format!("{method}: {e}"),
                 })?;
-            check_plaintext(keys.secret_key(), &text).map_err(|e| format!("{method}: {e}"))?;
+            check_plaintext(keys.secret_key(), &text).map_err(|e| {
+                let action = Action::crypto(granted, peer);
+                refuse(&action, Refusal::Isolation, format!("{method}: {e}"))
+            })?;
             if scheme == Scheme::Nip04 && text.is_empty() {
                 return Err(NIP04_DECRYPT_FAILED.to_owned());
             }
             non_empty(method, text)
         }
         method::SWITCH_RELAYS => {
+            decide(&Action::method(granted))?;
             let store = signer.store();
             let relays: Vec<&str> = store
                 .get(&user)
@@ -162,6 +204,7 @@ fn run(
             }
         }
         method::LOGOUT => {
+            decide(&Action::method(granted))?;
             let mut store = signer.store();
             if let Some(key) = store.get_mut(&user) {
                 key.logout(app);
@@ -189,13 +232,75 @@ fn connect(
         ));
     }
     let secret = request.params.get(1);
+    let asked = request.params.get(2).and_then(Perms::parse_requested);
+    let claims = request.params.get(3);
     let mut store = signer.store();
     let limits = store.limits().clone();
     let key = store.get_mut(user).ok_or("this key is no longer held")?;
-    key.connect(*app, secret, now, &limits)
+    let policy = |key: &crate::custody::UserKey| {
+        key.apps()
+            .find(|(a, _)| *a == app)
+            .map(|(_, a)| a.grant().policy().clone())
+    };
+    let before = policy(key);
+    key.connect(*app, secret, asked.as_ref(), claims, now, &limits)
         .map_err(|e| e.to_string())?;
-    info!(key = %npub(user), app = %npub(app), "app connected");
+    let after = policy(key);
+    if after != before {
+        let perms = after.map(|p| p.perms.to_string()).unwrap_or_default();
+        store.log_allowed(user, app, &Action::method(Method::Connect), now);
+        info!(key = %npub(user), app = %npub(app), %perms, "app connected");
+    }
     Ok(ACK.into())
+}
+
+/// Most refusal lines in the operator's log per minute; past them, one
+/// line says how many were left out.
+pub const REFUSAL_LINES: u32 = 30;
+
+/// The minute, lines logged in it and lines left out since the last one.
+#[derive(Debug, Default)]
+pub struct RefusalLines(Mutex<(u64, u32, u64)>);
+
+/// Logs `app`'s refused `action` on `user`'s key: for the owner (the
+/// isolation rule's refusals; the grant's are logged by the store) and
+/// for the operator.
+fn note_refusal(
+    signer: &Signer,
+    user: &PublicKey,
+    app: &PublicKey,
+    action: &Action,
+    refusal: Refusal,
+    now: u64,
+) {
+    if refusal == Refusal::Isolation {
+        signer.store().log_refused(user, app, action, refusal, now);
+    }
+    let mut lines = signer
+        .refusal_lines
+        .0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let minute = now / 60;
+    if lines.0 != minute {
+        *lines = (minute, 0, lines.2);
+    }
+    if lines.1 >= REFUSAL_LINES {
+        lines.2 += 1;
+        return;
+    }
+    lines.1 += 1;
+    let left_out = std::mem::take(&mut lines.2);
+    drop(lines);
+    info!(
+        key = %npub(user),
+        app = %npub(app),
+        method = %action.method,
+        kind = ?action.kind,
+        reason = refusal.code(),
+        left_out,
+        "request refused"
+    );
 }
 
 /// The scheme a `nip04_*` or `nip44_*` method works in.

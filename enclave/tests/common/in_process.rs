@@ -82,6 +82,7 @@ impl Enclave {
             keys: user.clone(),
             app: *app,
             relays: vec![self.relay.clone()],
+            policy: None,
         };
         assert_eq!(self.admin(user, &grant), Ok("ok".into()));
     }

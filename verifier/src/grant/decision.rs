@@ -70,6 +70,10 @@ pub enum Refusal {
         /// Seconds until the next request would be allowed.
         retry_in: u64,
     },
+    /// The isolation rule (`crate::rpc::isolation`) refused it: the
+    /// request involved the enclave's own protocol keys or messages. No
+    /// grant allows that; logged so the owner sees the attempt.
+    Isolation,
     /// The template's `created_at` is too far from the enclave's clock.
     CreatedAtOutOfWindow {
         /// The allowed distance, in seconds.
@@ -81,13 +85,14 @@ pub enum Refusal {
 
 impl Refusal {
     /// A short code for logs and JSON: `not-granted`, `expired`,
-    /// `used-up`, `rate-limited`, `created-at`.
+    /// `used-up`, `rate-limited`, `isolation`, `created-at`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::NotGranted => "not-granted",
             Self::Expired { .. } => "expired",
             Self::UsedUp { .. } => "used-up",
             Self::RateLimited { .. } => "rate-limited",
+            Self::Isolation => "isolation",
             Self::CreatedAtOutOfWindow { .. } => "created-at",
         }
     }
@@ -97,6 +102,9 @@ impl Refusal {
         let what = describe_action(action);
         match self {
             Self::NotGranted => format!("forbidden: {what} is not granted to this app"),
+            Self::Isolation => format!(
+                "forbidden: {what} involves the enclave's own protocol keys or messages"
+            ),
             Self::Expired { at } => {
                 format!("forbidden: this app's grant expired at {} (unix {at})", utc(*at))
             }

@@ -6,11 +6,22 @@
 //! | `ping` | | `pong` |
 //! | `has_key` | | `true` or `false` |
 //! | `import_key` | privkey, relays_csv, apps? | `ok` (see below) |
-//! | `connect_key` | privkey, app pubkey, relays_csv | `ok` |
+//! | `connect_key` | privkey, app pubkey, relays_csv, policy? | `ok` |
 //! | `delete_key` | | `ok` |
 //! | `generate_test_key` | relays_csv | bunker URL |
-//! | `create_bunker_url` | | bunker URL |
+//! | `create_bunker_url` | policy? | bunker URL |
 //! | `revoke_app` | app pubkey | `ok` |
+//! | `grant` | app pubkey, policy | `ok` |
+//! | `list_apps` | cursor? | a page of apps |
+//! | `get_log` | cursor? | a page of decisions |
+//!
+//! A policy is the JSON of `crate::grant::wire`; without one,
+//! `connect_key` and `create_bunker_url` grant full access, as the
+//! original did. The app that spends a bunker URL's secret gets that URL's
+//! policy, narrowed by the perms it asks for. `grant` sets (or replaces)
+//! one app's policy; `list_apps` and `get_log` return a
+//! `crate::grant::wire::Page` as JSON, of `AppView`s and `LogEntry`s: pass
+//! its `next` as the cursor for the following page.
 //!
 //! `import_key` of a key already held updates its relays and, by default
 //! (`apps` = `keep`), keeps the apps allowed on it and its pending bunker
@@ -24,6 +35,8 @@
 //! `create_bunker_url` act on the signer's key only.
 
 use nostr::{Keys, PublicKey, RelayUrl};
+
+use crate::grant::Policy;
 
 use super::message::{Params, Request};
 use super::relays::{parse_relays_csv, relays_csv};
@@ -46,6 +59,12 @@ pub mod method {
     pub const CREATE_BUNKER_URL: &str = "create_bunker_url";
     /// End one app's access to the signer's key.
     pub const REVOKE_APP: &str = "revoke_app";
+    /// Set one app's policy.
+    pub const GRANT: &str = "grant";
+    /// The apps on the signer's key, with their policies and uses.
+    pub const LIST_APPS: &str = "list_apps";
+    /// The decision log of the signer's key.
+    pub const GET_LOG: &str = "get_log";
 }
 
 /// What `import_key` does with the apps of a key already held.
@@ -97,6 +116,8 @@ pub enum AdminRequest {
         app: PublicKey,
         /// Where its NIP-46 requests arrive.
         relays: Vec<RelayUrl>,
+        /// What the app may do; `None`: full access.
+        policy: Option<Policy>,
     },
     /// `delete_key`.
     DeleteKey,
@@ -106,11 +127,31 @@ pub enum AdminRequest {
         relays: Vec<RelayUrl>,
     },
     /// `create_bunker_url`.
-    CreateBunkerUrl,
+    CreateBunkerUrl {
+        /// What the app that spends the URL may do; `None`: full access.
+        policy: Option<Policy>,
+    },
     /// `revoke_app`.
     RevokeApp {
         /// The app whose access ends.
         app: PublicKey,
+    },
+    /// `grant`.
+    Grant {
+        /// The app.
+        app: PublicKey,
+        /// Its new policy.
+        policy: Policy,
+    },
+    /// `list_apps`.
+    ListApps {
+        /// Where the page starts.
+        cursor: Option<u64>,
+    },
+    /// `get_log`.
+    GetLog {
+        /// Where the page starts.
+        cursor: Option<u64>,
     },
 }
 
@@ -124,8 +165,11 @@ impl AdminRequest {
             Self::ConnectKey { .. } => method::CONNECT_KEY,
             Self::DeleteKey => method::DELETE_KEY,
             Self::GenerateTestKey { .. } => method::GENERATE_TEST_KEY,
-            Self::CreateBunkerUrl => method::CREATE_BUNKER_URL,
+            Self::CreateBunkerUrl { .. } => method::CREATE_BUNKER_URL,
             Self::RevokeApp { .. } => method::REVOKE_APP,
+            Self::Grant { .. } => method::GRANT,
+            Self::ListApps { .. } => method::LIST_APPS,
+            Self::GetLog { .. } => method::GET_LOG,
         }
     }
 
@@ -133,9 +177,17 @@ impl AdminRequest {
     pub fn to_request(&self) -> Request {
         let secret = |keys: &Keys| keys.secret_key().to_secret_hex();
         let params = match self {
-            Self::Ping | Self::HasKey | Self::DeleteKey | Self::CreateBunkerUrl => {
-                Params::default()
+            Self::Ping
+            | Self::HasKey
+            | Self::DeleteKey
+            | Self::CreateBunkerUrl { policy: None }
+            | Self::ListApps { cursor: None }
+            | Self::GetLog { cursor: None } => Params::default(),
+            Self::CreateBunkerUrl { policy: Some(p) } => Params::new([p.to_json()]),
+            Self::ListApps { cursor: Some(c) } | Self::GetLog { cursor: Some(c) } => {
+                Params::new([c.to_string()])
             }
+            Self::Grant { app, policy } => Params::new([app.to_hex(), policy.to_json()]),
             Self::ImportKey {
                 keys,
                 relays,
@@ -144,9 +196,18 @@ impl AdminRequest {
             Self::ImportKey { keys, relays, apps } => {
                 Params::new([secret(keys), relays_csv(relays), apps.as_str().to_owned()])
             }
-            Self::ConnectKey { keys, app, relays } => {
-                Params::new([secret(keys), app.to_hex(), relays_csv(relays)])
-            }
+            Self::ConnectKey {
+                keys,
+                app,
+                relays,
+                policy: None,
+            } => Params::new([secret(keys), app.to_hex(), relays_csv(relays)]),
+            Self::ConnectKey {
+                keys,
+                app,
+                relays,
+                policy: Some(p),
+            } => Params::new([secret(keys), app.to_hex(), relays_csv(relays), p.to_json()]),
             Self::GenerateTestKey { relays } => Params::new([relays_csv(relays)]),
             Self::RevokeApp { app } => Params::new([app.to_hex()]),
         };
@@ -181,6 +242,19 @@ impl AdminRequest {
                 )
             })
         };
+        let policy = |i: usize| match p.get(i) {
+            None | Some("") => Ok(None),
+            Some(json) => Policy::from_json(json)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", request.method)),
+        };
+        let cursor = |i: usize| match p.get(i) {
+            None | Some("") => Ok(None),
+            Some(c) => c
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{}: the cursor is not a number", request.method)),
+        };
         Ok(match request.method.as_str() {
             method::PING => Self::Ping,
             method::HAS_KEY => Self::HasKey,
@@ -202,11 +276,20 @@ impl AdminRequest {
                 keys: keys(0)?,
                 app: app(1)?,
                 relays: relays(2)?,
+                policy: policy(3)?,
             },
             method::REVOKE_APP => Self::RevokeApp { app: app(0)? },
+            method::GRANT => Self::Grant {
+                app: app(0)?,
+                policy: policy(1)?.ok_or("grant: missing parameter policy")?,
+            },
+            method::LIST_APPS => Self::ListApps { cursor: cursor(0)? },
+            method::GET_LOG => Self::GetLog { cursor: cursor(0)? },
             method::DELETE_KEY => Self::DeleteKey,
             method::GENERATE_TEST_KEY => Self::GenerateTestKey { relays: relays(0)? },
-            method::CREATE_BUNKER_URL => Self::CreateBunkerUrl,
+            method::CREATE_BUNKER_URL => Self::CreateBunkerUrl {
+                policy: policy(0)?,
+            },
             other => return Err(format!("unknown method {other:?}")),
         })
     }
@@ -221,6 +304,7 @@ mod tests {
         let keys = Keys::generate();
         let relays = vec![RelayUrl::parse("wss://r.example").unwrap()];
         let app = Keys::generate().public_key();
+        let scoped = Policy::new(crate::grant::Perms::parse("sign_event:1").unwrap());
         for request in [
             AdminRequest::Ping,
             AdminRequest::HasKey,
@@ -239,12 +323,30 @@ mod tests {
                 keys: keys.clone(),
                 app,
                 relays: relays.clone(),
+                policy: None,
+            },
+            AdminRequest::ConnectKey {
+                keys: keys.clone(),
+                app,
+                relays: relays.clone(),
+                policy: Some(scoped.clone()),
             },
             AdminRequest::DeleteKey,
             AdminRequest::GenerateTestKey {
                 relays: relays.clone(),
             },
-            AdminRequest::CreateBunkerUrl,
+            AdminRequest::CreateBunkerUrl { policy: None },
+            AdminRequest::CreateBunkerUrl {
+                policy: Some(scoped.clone()),
+            },
+            AdminRequest::Grant {
+                app,
+                policy: scoped.clone(),
+            },
+            AdminRequest::ListApps { cursor: None },
+            AdminRequest::ListApps { cursor: Some(7) },
+            AdminRequest::GetLog { cursor: None },
+            AdminRequest::GetLog { cursor: Some(0) },
         ] {
             let wire = request.to_request();
             let json = wire.to_json();
@@ -274,6 +376,16 @@ mod tests {
             .contains("missing"));
         assert!(AdminRequest::parse(&req("import_key", &[&k, "https://x"]), 4).is_err());
         assert!(AdminRequest::parse(&req("connect_key", &[&k, "nope", "wss://r"]), 4).is_err());
+        let app = Keys::generate().public_key().to_hex();
+        assert!(AdminRequest::parse(&req("grant", &[&app]), 4)
+            .unwrap_err()
+            .contains("missing parameter policy"));
+        assert!(
+            AdminRequest::parse(&req("grant", &[&app, r#"{"perms":"sign_event"}"#]), 4)
+                .unwrap_err()
+                .starts_with("grant: sign_event needs its kinds")
+        );
+        assert!(AdminRequest::parse(&req("get_log", &["x"]), 4).is_err());
         assert!(AdminRequest::parse(&req("sign_event", &[]), 4)
             .unwrap_err()
             .contains("unknown method"));

@@ -54,7 +54,7 @@ pub(crate) enum Command {
     /// the verifier or the enclave; for `status`: not held), 2 unusable
     /// arguments, unreadable files or no reply in time.
     #[command(subcommand)]
-    Key(KeyAction),
+    Key(Box<KeyAction>),
 }
 
 /// What to do with your key.
@@ -76,7 +76,11 @@ pub(crate) enum KeyAction {
         #[arg(long)]
         drop_apps: bool,
     },
-    /// Import your key and give one app (its client pubkey) full access.
+    /// Import your key and allow one app (its client pubkey): with
+    /// --perms, only what they name, under the conditions given (by
+    /// default 5 per 10 s, 10 per minute and 100 per hour, and created_at
+    /// within ±10 minutes); or, with --full-access, everything.
+    #[command(group(clap::ArgGroup::new("access").required(true).args(["perms", "full_access"])))]
     Connect {
         #[command(flatten)]
         common: KeyCommon,
@@ -87,6 +91,41 @@ pub(crate) enum KeyAction {
         /// As for `import`.
         #[arg(long = "signer-relay", value_name = "URL")]
         signer_relays: Vec<String>,
+        #[command(flatten)]
+        grant: GrantArgs,
+        /// Allow the app every method and kind (the original's behaviour).
+        #[arg(long)]
+        full_access: bool,
+    },
+    /// Set what one app may do on your key, replacing its grant (and
+    /// allowing it, if it was not).
+    Grant {
+        #[command(flatten)]
+        common: KeyCommon,
+        /// The app's client public key (npub or hex).
+        #[arg(long, value_name = "NPUB")]
+        app: String,
+        #[command(flatten)]
+        grant: GrantArgs,
+    },
+    /// List the apps allowed on your key: what each may do, how much it
+    /// has used, its last request, and what it says about itself.
+    Apps {
+        #[command(flatten)]
+        common: KeyCommon,
+        /// Print JSON instead of words.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show your key's decision log: each request of its apps (never its
+    /// contents), allowed or refused and why. The enclave keeps the last
+    /// 500 allowed and the last 500 refused decisions per key, in RAM.
+    Log {
+        #[command(flatten)]
+        common: KeyCommon,
+        /// Print JSON instead of words.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete your key from the enclave.
     Delete {
@@ -106,11 +145,16 @@ pub(crate) enum KeyAction {
         #[command(flatten)]
         common: KeyCommon,
     },
-    /// Get a bunker URL for your key with a fresh single-use secret, for
-    /// an app that connects with one.
+    /// Get a bunker URL for your key with a fresh single-use secret (valid
+    /// for a day), for an app that connects with one. The app that spends
+    /// it gets what --perms names under the conditions given, or full
+    /// access without --perms. It prints the URL alone on standard output
+    /// and what it grants on standard error.
     BunkerUrl {
         #[command(flatten)]
         common: KeyCommon,
+        #[command(flatten)]
+        grant: BunkerGrantArgs,
     },
     /// Get a throw-away key the enclave generates (deleted after a day) as
     /// a bunker URL. Your key is optional here.
@@ -128,13 +172,63 @@ impl KeyAction {
         match self {
             Self::Import { common, .. }
             | Self::Connect { common, .. }
+            | Self::Grant { common, .. }
+            | Self::Apps { common, .. }
+            | Self::Log { common, .. }
             | Self::Delete { common }
             | Self::Revoke { common, .. }
             | Self::Status { common }
-            | Self::BunkerUrl { common }
+            | Self::BunkerUrl { common, .. }
             | Self::TestKey { common, .. } => common,
         }
     }
+}
+
+/// What an app may do: the grant's perms and conditions.
+#[derive(Debug, Args)]
+pub(crate) struct GrantArgs {
+    /// What the app may do, in NIP-46 perms syntax, comma-separated:
+    /// sign_event:KIND or sign_event:FROM-TO (kinds are always named; NIP-98,
+    /// kind 27235, only by name), nip44_encrypt, nip44_decrypt, nip04_encrypt,
+    /// nip04_decrypt (each optionally :PEER_HEX for one peer only), or the
+    /// sets `basic` (nsec.app's) and `full`. get_public_key, ping,
+    /// switch_relays and logout are always allowed.
+    #[arg(long, value_name = "LIST", required = false)]
+    pub(crate) perms: Option<String>,
+    #[command(flatten)]
+    pub(crate) conditions: Conditions,
+}
+
+/// A bunker URL's grant: as [`GrantArgs`], full access without --perms.
+#[derive(Debug, Args)]
+pub(crate) struct BunkerGrantArgs {
+    /// What the app that spends this URL may do (see `key grant --help`);
+    /// without it, full access.
+    #[arg(long, value_name = "LIST")]
+    pub(crate) perms: Option<String>,
+    #[command(flatten)]
+    pub(crate) conditions: Conditions,
+}
+
+/// The conditions of a grant.
+#[derive(Debug, Args)]
+pub(crate) struct Conditions {
+    /// How long the grant lasts from when it starts (the app's connect, or
+    /// now for `connect` and `grant`): seconds, or 30m, 8h, 7d.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) ttl: Option<String>,
+    /// Most signing and decryption requests in all.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) uses: Option<u64>,
+    /// Rate limits over signing and decryption requests, like
+    /// 5/10s,10/min,100/h, or `none`. Default: 5/10s,10/min,100/h, except for
+    /// full access (none).
+    #[arg(long, value_name = "LIMITS")]
+    pub(crate) rate: Option<String>,
+    /// How far a signed event's created_at may be from the enclave's clock:
+    /// a duration, or `none`. Default: 10m, except for full access (none).
+    #[arg(long, value_name = "DURATION|none")]
+    pub(crate) created_at_window: Option<String>,
 }
 
 /// Which instance, how to trust it, and your key.

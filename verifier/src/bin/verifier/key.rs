@@ -14,6 +14,7 @@ use nostr::{Event, FromBech32, JsonUtil, Keys, Kind, PublicKey, RelayUrl, Timest
 use nostr_sdk::{Client, Filter, RelayPoolNotification};
 use verifier::discover::{Accept, Discovery};
 use verifier::event::{npub, KIND_ADMIN, KIND_INSTANCE};
+use verifier::grant::Policy;
 use verifier::pcr::Measurements;
 use verifier::rpc::admin::{AdminRequest, KeptApps};
 use verifier::rpc::admission::parse_pow_required;
@@ -25,6 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::cli::{KeyAction, KeyCommon};
 use crate::discover::parse_npubs;
+use crate::grants::{granted, page, policy, print_apps, print_log};
 use crate::input::{read_input, read_text};
 use crate::output::printable;
 use crate::{expected_pcrs, now, trusted_root_file, Unusable, INVALID, VALID};
@@ -60,6 +62,23 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
                 ),
             });
         }
+    }
+    // Bad grant arguments fail before anything is fetched or sent.
+    match action {
+        KeyAction::Connect {
+            grant, full_access, ..
+        } => drop(policy(
+            grant.perms.as_deref(),
+            *full_access,
+            &grant.conditions,
+        )?),
+        KeyAction::Grant { grant, .. } => {
+            drop(policy(grant.perms.as_deref(), false, &grant.conditions)?)
+        }
+        KeyAction::BunkerUrl { grant, .. } => {
+            drop(policy(grant.perms.as_deref(), false, &grant.conditions)?)
+        }
+        _ => {}
     }
     let timeout = Duration::from_secs(common.timeout);
     let pins = code_pins(common)?;
@@ -126,34 +145,135 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
         KeyAction::Connect {
             app: given,
             signer_relays,
+            grant,
+            full_access,
             ..
         } => AdminRequest::ConnectKey {
             keys: user.clone(),
             app: app(given)?,
             relays: relays(signer_relays)?,
+            policy: policy(grant.perms.as_deref(), *full_access, &grant.conditions)?,
         },
+        KeyAction::Grant {
+            app: given, grant, ..
+        } => {
+            let Some(perms) = grant.perms.as_deref() else {
+                return Err(Unusable {
+                    message: "grant needs --perms".into(),
+                    hint: Some("name what the app may do, like --perms sign_event:1,nip44_encrypt (or --perms full)"),
+                });
+            };
+            AdminRequest::Grant {
+                app: app(given)?,
+                policy: policy(Some(perms), false, &grant.conditions)?.unwrap_or_else(Policy::full),
+            }
+        }
+        KeyAction::Apps { json, .. } => {
+            let apps = pages(&user, &service, &admin_relay, timeout, |cursor| {
+                AdminRequest::ListApps { cursor }
+            })
+            .await?;
+            return Ok(match apps {
+                Ok(apps) if *json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&apps).unwrap_or_default()
+                    );
+                    VALID
+                }
+                Ok(apps) => {
+                    print_apps(&apps, now());
+                    VALID
+                }
+                Err(e) => refused(&e),
+            });
+        }
+        KeyAction::Log { json, .. } => {
+            let entries = pages(&user, &service, &admin_relay, timeout, |cursor| {
+                AdminRequest::GetLog { cursor }
+            })
+            .await?;
+            return Ok(match entries {
+                Ok(entries) if *json => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&entries).unwrap_or_default()
+                    );
+                    VALID
+                }
+                Ok(entries) => {
+                    print_log(&entries);
+                    VALID
+                }
+                Err(e) => refused(&e),
+            });
+        }
         KeyAction::Delete { .. } => AdminRequest::DeleteKey,
         KeyAction::Revoke { app: given, .. } => AdminRequest::RevokeApp { app: app(given)? },
         KeyAction::Status { .. } => AdminRequest::HasKey,
         KeyAction::TestKey { signer_relays, .. } => AdminRequest::GenerateTestKey {
             relays: relays(signer_relays)?,
         },
-        KeyAction::BunkerUrl { .. } => AdminRequest::CreateBunkerUrl,
+        KeyAction::BunkerUrl { grant, .. } => AdminRequest::CreateBunkerUrl {
+            policy: policy(grant.perms.as_deref(), false, &grant.conditions)?,
+        },
     };
     match call(&user, &service, &admin_relay, &request, timeout).await? {
         Ok(result) => {
             println!("{}", describe(&request, &result));
+            match &request {
+                AdminRequest::ConnectKey { app, policy, .. } => println!(
+                    "{}",
+                    granted(app, policy.as_ref().unwrap_or(&Policy::full()), now())
+                ),
+                AdminRequest::Grant { app, policy } => println!("{}", granted(app, policy, now())),
+                AdminRequest::CreateBunkerUrl { policy } => eprintln!(
+                    "the app that connects with this URL gets: {}",
+                    policy.as_ref().unwrap_or(&Policy::full()).describe(now())
+                ),
+                _ => {}
+            }
             // `status` answers a question: its exit status is the answer.
             if matches!(request, AdminRequest::HasKey) && result != "true" {
                 return Ok(INVALID);
             }
             Ok(VALID)
         }
-        Err(e) => {
-            eprintln!("the enclave refused: {}", printable(&e));
-            Ok(INVALID)
+        Err(e) => Ok(refused(&e)),
+    }
+}
+
+fn refused(e: &str) -> u8 {
+    eprintln!("the enclave refused: {}", printable(e));
+    INVALID
+}
+
+/// Most pages read of a list (far more than a key's log holds).
+const MAX_PAGES: usize = 64;
+
+/// Every item of a paged list: `request(cursor)` until the last page.
+async fn pages<T: serde::de::DeserializeOwned>(
+    user: &Keys,
+    service: &PublicKey,
+    relay: &RelayUrl,
+    timeout: Duration,
+    request: impl Fn(Option<u64>) -> AdminRequest,
+) -> Result<Result<Vec<T>, String>, Unusable> {
+    let mut items = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_PAGES {
+        let result = match call(user, service, relay, &request(cursor), timeout).await? {
+            Ok(result) => result,
+            Err(e) => return Ok(Err(e)),
+        };
+        let page = page::<T>(&result)?;
+        items.extend(page.items);
+        match page.next {
+            Some(next) if Some(next) > cursor => cursor = Some(next),
+            _ => return Ok(Ok(items)),
         }
     }
+    Ok(Ok(items))
 }
 
 fn describe(request: &AdminRequest, result: &str) -> String {
@@ -163,6 +283,7 @@ fn describe(request: &AdminRequest, result: &str) -> String {
         AdminRequest::ImportKey { .. } if result == "ok" => "key imported".into(),
         AdminRequest::ImportKey { .. } => format!("key imported ({})", printable(result)),
         AdminRequest::ConnectKey { .. } => "key imported and the app allowed".into(),
+        AdminRequest::Grant { .. } => "the app's grant is set".into(),
         AdminRequest::DeleteKey => "key deleted".into(),
         AdminRequest::RevokeApp { .. } => "the app's access is revoked".into(),
         _ => printable(result),

@@ -6,6 +6,7 @@
 
 mod cli;
 mod discover;
+mod grants;
 mod input;
 mod key;
 mod output;
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
         Command::Attestation(args) => attestation(args),
         Command::Discover(args) => discover::discover(args),
         Command::Pcr(cmd) => pcr(cmd),
-        Command::Key(action) => key::key(action),
+        Command::Key(action) => key::key(*action),
     };
     match result {
         Ok(code) => ExitCode::from(code),

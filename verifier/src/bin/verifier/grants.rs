@@ -1,0 +1,129 @@
+//! `verifier key connect/grant/bunker-url/apps/log`: grants from the
+//! command line, and the enclave's reports on them in words or JSON.
+//! Everything the enclave sends back is escaped before it is printed: an
+//! app's claims about itself are the app's, not ours.
+
+use nostr::{PublicKey, ToBech32};
+use verifier::grant::decision::utc;
+use verifier::grant::duration::parse_duration;
+use verifier::grant::wire::{AppView, LogEntry, Page};
+use verifier::grant::{Expiry, Perms, Policy, Rates};
+
+use crate::cli::Conditions;
+use crate::output::printable;
+use crate::Unusable;
+
+/// The policy that `perms` (or full access) and `conditions` describe;
+/// `None` when nothing is said at all (full access, as the original).
+pub(crate) fn policy(
+    perms: Option<&str>,
+    full: bool,
+    conditions: &Conditions,
+) -> Result<Option<Policy>, Unusable> {
+    let said = conditions.ttl.is_some()
+        || conditions.uses.is_some()
+        || conditions.rate.is_some()
+        || conditions.created_at_window.is_some();
+    let perms = match perms {
+        Some(list) => Perms::parse(list).map_err(|e| Unusable {
+            message: format!("--perms: {e}"),
+            hint: Some("see `verifier key grant --help` for the perms syntax"),
+        })?,
+        None if full || said => Perms::Full,
+        None => return Ok(None),
+    };
+    let mut policy = Policy::new(perms);
+    if let Some(ttl) = &conditions.ttl {
+        let secs = parse_duration(ttl).map_err(|e| Unusable::from(format!("--ttl: {e}")))?;
+        policy.expiry = Some(Expiry::After(secs));
+    }
+    policy.uses = conditions.uses;
+    if let Some(rate) = &conditions.rate {
+        policy.rates = Rates::parse(rate).map_err(|e| Unusable::from(format!("--rate: {e}")))?;
+    }
+    match conditions.created_at_window.as_deref() {
+        None => {}
+        Some("none") => policy.window = None,
+        Some(w) => {
+            let secs = parse_duration(w)
+                .map_err(|e| Unusable::from(format!("--created-at-window: {e}")))?;
+            policy.window = Some(secs);
+        }
+    }
+    Ok(Some(policy))
+}
+
+/// `granted to npub…: <policy in words>`.
+pub(crate) fn granted(app: &PublicKey, policy: &Policy, now: u64) -> String {
+    format!("granted to {}: {}", npub(app), policy.describe(now))
+}
+
+/// Parses one page of `list_apps` or `get_log`.
+pub(crate) fn page<T: serde::de::DeserializeOwned>(result: &str) -> Result<Page<T>, Unusable> {
+    serde_json::from_str(result)
+        .map_err(|e| Unusable::from(format!("the enclave's reply is not a page: {e}")))
+}
+
+/// The apps, in words.
+pub(crate) fn print_apps(apps: &[AppView], now: u64) {
+    if apps.is_empty() {
+        println!("no apps are allowed on your key");
+        return;
+    }
+    for app in apps {
+        let who = PublicKey::from_hex(&app.app)
+            .map(|p| npub(&p))
+            .unwrap_or_else(|_| printable(&app.app));
+        println!(
+            "{who} (from {}, since {})",
+            printable(&app.source),
+            utc(app.since)
+        );
+        match Policy::from_json(&app.policy) {
+            Ok(policy) => println!("  may: {}", policy.describe(now)),
+            Err(e) => println!("  may: (unreadable policy: {})", printable(&e)),
+        }
+        let last = match &app.last_request {
+            Some((t, method)) => format!("{} at {}", printable(method), utc(*t)),
+            None => "none yet".into(),
+        };
+        println!(
+            "  used: {} signing and decryption requests; last request: {last}",
+            app.used
+        );
+        if let Some(claims) = &app.claims {
+            println!("  says about itself (its own claim): {}", printable(claims));
+        }
+    }
+}
+
+/// The log, one line per decision.
+pub(crate) fn print_log(entries: &[LogEntry]) {
+    if entries.is_empty() {
+        println!("no decisions logged for your key");
+        return;
+    }
+    for e in entries {
+        let who = PublicKey::from_hex(&e.app)
+            .map(|p| npub(&p))
+            .unwrap_or_else(|_| printable(&e.app));
+        let what = match e.kind {
+            Some(kind) => format!("{} kind {kind}", printable(&e.method)),
+            None => printable(&e.method),
+        };
+        let why = e
+            .reason
+            .as_deref()
+            .map(|r| format!("  {}", printable(r)))
+            .unwrap_or_default();
+        println!(
+            "{}  {who}  {what}  {}{why}",
+            utc(e.time),
+            printable(&e.decision)
+        );
+    }
+}
+
+fn npub(p: &PublicKey) -> String {
+    p.to_bech32().unwrap_or_else(|_| p.to_hex())
+}
