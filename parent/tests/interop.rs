@@ -9,8 +9,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use nostr::nips::nip46::NostrConnectURI;
@@ -19,40 +17,7 @@ use nostr_connect::client::NostrConnect;
 use parent::dev_stack::Stack;
 
 mod common;
-use common::{relay, stack_config, test_dir, verifier, Key, Writers};
-
-fn interop_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop");
-    assert!(
-        dir.join("node_modules/nostr-tools").is_dir()
-            && dir.join("node_modules/@nostr-dev-kit/ndk").is_dir(),
-        "the interop clients are not installed: run `npm ci --prefix interop` (as .ci/run does)"
-    );
-    dir
-}
-
-/// Runs a Node script in `interop/`; its output on failure.
-fn node(script: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("node")
-        .arg(script)
-        .args(args)
-        .current_dir(interop_dir())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run node ({e}): install Node.js 20 or newer"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(format!(
-            "{script} exited with {:?}:\n{text}",
-            out.status.code()
-        ))
-    }
-}
+use common::{interop_dir, node, relay, stack_config, test_dir, verifier, Key, Writers};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_clients_sign_through_the_stack() {

@@ -152,3 +152,37 @@ impl Key {
         stdout
     }
 }
+
+/// The Node clients in `interop/` (installed by `npm ci --prefix interop`).
+pub(crate) fn interop_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop");
+    assert!(
+        dir.join("node_modules/nostr-tools").is_dir()
+            && dir.join("node_modules/@nostr-dev-kit/ndk").is_dir(),
+        "the interop clients are not installed: run `npm ci --prefix interop` (as .ci/run does)"
+    );
+    dir
+}
+
+/// Runs a Node script in `interop/`; its output on failure.
+pub(crate) fn node(script: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("node")
+        .arg(script)
+        .args(args)
+        .current_dir(interop_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run node ({e}): install Node.js 20 or newer"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!(
+            "{script} exited with {:?}:\n{text}",
+            out.status.code()
+        ))
+    }
+}
