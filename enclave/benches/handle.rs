@@ -8,6 +8,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use enclave::signer::{Signer, SignerConfig};
 use nostr::{EventBuilder, JsonUtil, Keys, Kind, RelayUrl, Tag, Timestamp, UnsignedEvent};
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::grant::{Perms, Policy, Rates};
 use verifier::rpc::admin::AdminRequest;
 use verifier::rpc::cipher::Scheme;
 use verifier::rpc::nip44::{self, ConversationKey};
@@ -38,14 +39,48 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     assert!(signer.handle(&event, &relay, now).reply.is_some());
 
-    let request = |_: ()| {
-        let r = Request::new("sign_event", Params::new([TEMPLATE]));
-        seal_request(&app, &user.public_key(), KIND_NIP46, &r, Scheme::Nip44).unwrap()
+    // A second app with a scoped grant: two kinds, a use count, no rate
+    // limit (criterion's thousands of requests a second would be refused,
+    // and refusals skip signing), and created_at checked against the clock.
+    let scoped = Keys::generate();
+    let mut policy =
+        Policy::new(Perms::parse("sign_event:1,sign_event:1111,nip44_encrypt").unwrap());
+    policy.rates = Rates::none();
+    policy.uses = Some(u64::MAX);
+    let grant = AdminRequest::Grant {
+        app: scoped.public_key(),
+        policy,
+    };
+    let event = seal_request(
+        &user,
+        &service.public_key(),
+        KIND_ADMIN,
+        &grant.to_request(),
+        Scheme::Nip44,
+    )
+    .unwrap();
+    assert!(signer.handle(&event, &relay, now).reply.is_some());
+
+    let template = TEMPLATE.replace("1700000000", &now.to_string());
+    let request = |app: &Keys| {
+        let r = Request::new("sign_event", Params::new([template.as_str()]));
+        seal_request(app, &user.public_key(), KIND_NIP46, &r, Scheme::Nip44).unwrap()
     };
     let mut group = c.benchmark_group("sign_event");
     group.bench_function("handled", |b| {
         b.iter_batched(
-            || request(()),
+            || request(&app),
+            |event| {
+                let outcome = signer.handle(&event, &relay, Timestamp::now().as_secs());
+                assert!(outcome.reply.is_some());
+                outcome
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("handled_scoped", |b| {
+        b.iter_batched(
+            || request(&scoped),
             |event| {
                 let outcome = signer.handle(&event, &relay, Timestamp::now().as_secs());
                 assert!(outcome.reply.is_some());
@@ -56,7 +91,7 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("primitives", |b| {
         b.iter_batched(
-            || request(()),
+            || request(&app),
             |event| {
                 // What handling cannot avoid: check the request, derive the
                 // conversation key, decrypt, sign the event, encrypt and
@@ -85,6 +120,15 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.finish();
+    // Every scoped request above was allowed: none was refused and cheap.
+    let refused = signer
+        .store()
+        .log()
+        .entries(&user.public_key(), 0)
+        .iter()
+        .filter(|e| e.view().decision == "refused")
+        .count();
+    assert_eq!(refused, 0, "scoped requests were refused");
 }
 
 criterion_group!(benches, bench);

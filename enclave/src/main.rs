@@ -13,7 +13,7 @@ use enclave::announce::{self, AnnounceConfig};
 use enclave::attester::dev::{DevAttester, DevMeasurements};
 use enclave::attester::nsm::NsmAttester;
 use enclave::attester::{Attester, AttesterKind};
-use enclave::custody::{AdmissionLimits, Limits};
+use enclave::custody::{AdmissionLimits, Limits, LogLimits};
 use enclave::link::ParentAddr;
 use enclave::relay::inbox::{Inbox, InboxLimits};
 use enclave::relay::{self, tls::TlsConfig, PoolLimits, ProxiedTransport};
@@ -157,6 +157,20 @@ struct LimitArgs {
     /// New distinct relays per hour without proof of work.
     #[arg(long, value_name = "N", default_value_t = AdmissionLimits::default().free_relays_per_hour)]
     free_relays_per_hour: usize,
+    /// KiB of new grants and bunker secrets per hour, all keys together,
+    /// without proof of work (a scoped app with the default rates counts
+    /// about 1.5 KiB, a pending bunker secret about 3.5 KiB).
+    #[arg(long, value_name = "KIB", default_value_t = AdmissionLimits::default().free_grant_kib_per_hour)]
+    free_grant_kib_per_hour: usize,
+    /// MiB of memory all apps' grants and pending bunker secrets may count.
+    #[arg(long, value_name = "MIB", default_value_t = (Limits::default().max_grant_bytes >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=512))]
+    max_grant_mib: u64,
+    /// The decision log: allowed (and, separately, refused) decisions kept per key.
+    #[arg(long, value_name = "N", default_value_t = LogLimits::default().per_key)]
+    log_per_key: usize,
+    /// The decision log: entries kept over all keys.
+    #[arg(long, value_name = "N", default_value_t = LogLimits::default().total)]
+    log_total: usize,
     /// NIP-13 proof of work (bits) asked of the first request past a free
     /// allowance; it grows with how full the resource is, up to 28. 0 turns
     /// admission control off (only the hard limits apply).
@@ -199,7 +213,13 @@ impl LimitArgs {
                     free_keys_per_hour: self.free_keys_per_hour,
                     free_test_keys_per_hour: self.free_test_keys_per_hour,
                     free_relays_per_hour: self.free_relays_per_hour,
+                    free_grant_kib_per_hour: self.free_grant_kib_per_hour,
                     pow_bits: self.pow_bits,
+                },
+                max_grant_bytes: usize::try_from(self.max_grant_mib << 20).unwrap_or(usize::MAX),
+                log: LogLimits {
+                    per_key: self.log_per_key,
+                    total: self.log_total,
                 },
                 ..Limits::default()
             },

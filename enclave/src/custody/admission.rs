@@ -1,5 +1,6 @@
 //! Admission control for the shared resources a stranger can take: key
-//! slots, test-key slots and relay slots (each relay is a connection).
+//! slots, test-key slots, relay slots (each relay is a connection) and the
+//! memory of grants and pending bunker secrets.
 //!
 //! Fresh Nostr keys are free, so a per-requester limit is no limit. Each
 //! resource instead has a free allowance per hour for everyone together
@@ -31,6 +32,8 @@ pub enum Resource {
     TestKeys,
     /// Distinct relays.
     Relays,
+    /// Memory of grants and pending bunker secrets, in KiB.
+    Grants,
 }
 
 impl Resource {
@@ -39,6 +42,7 @@ impl Resource {
             Self::Keys => "new keys",
             Self::TestKeys => "new test keys",
             Self::Relays => "new relays",
+            Self::Grants => "new grants (KiB)",
         }
     }
 
@@ -47,6 +51,7 @@ impl Resource {
             Self::Keys => 0,
             Self::TestKeys => 1,
             Self::Relays => 2,
+            Self::Grants => 3,
         }
     }
 }
@@ -60,6 +65,8 @@ pub struct AdmissionLimits {
     pub free_test_keys_per_hour: usize,
     /// New distinct relays per hour without proof of work.
     pub free_relays_per_hour: usize,
+    /// KiB of new grants and bunker secrets per hour without proof of work.
+    pub free_grant_kib_per_hour: usize,
     /// The difficulty asked of the first request past an allowance; 0
     /// turns admission control off (a private enclave, or a test).
     pub pow_bits: u8,
@@ -81,6 +88,7 @@ impl Default for AdmissionLimits {
             free_keys_per_hour: 60,
             free_test_keys_per_hour: 10,
             free_relays_per_hour: 8,
+            free_grant_kib_per_hour: 4096,
             pow_bits: 16,
         }
     }
@@ -106,7 +114,7 @@ impl std::fmt::Display for PowRequired {
 pub struct Admission {
     limits: AdmissionLimits,
     /// The times of the latest allocations, at most the allowance of each.
-    recent: [VecDeque<u64>; 3],
+    recent: [VecDeque<u64>; 4],
 }
 
 const HOUR: u64 = 3600;
@@ -125,6 +133,7 @@ impl Admission {
             Resource::Keys => self.limits.free_keys_per_hour,
             Resource::TestKeys => self.limits.free_test_keys_per_hour,
             Resource::Relays => self.limits.free_relays_per_hour,
+            Resource::Grants => self.limits.free_grant_kib_per_hour,
         }
     }
 

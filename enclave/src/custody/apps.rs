@@ -2,12 +2,37 @@
 //! secrets, each with the policy the app that spends it gets.
 
 use nostr::PublicKey;
+use verifier::grant::perms::MAX_PERMS;
 use verifier::grant::wire::{source, AppView};
-use verifier::grant::{Action, Decision, Grant, Method, Perms, Policy};
+use verifier::grant::{Action, Decision, Grant, Method, Perm, Perms, Policy};
 use zeroize::Zeroizing;
 
 /// Longest app metadata kept (what the app claims in `connect`).
-pub const MAX_CLAIMS: usize = 512;
+pub const MAX_CLAIMS: usize = 256;
+
+/// What an app costs besides its policy: the map entry, the grant's state,
+/// its claims (counted at their cap).
+const APP_BYTES: usize = 256 + MAX_CLAIMS;
+
+/// The memory a grant of `policy` may come to hold, counted when it is
+/// given: its perms and the rate log its largest bucket needs.
+pub fn policy_bytes(policy: &Policy, perms: usize) -> usize {
+    let log = policy
+        .rates
+        .buckets()
+        .iter()
+        .map(|r| r.count as usize)
+        .max()
+        .unwrap_or(0);
+    128 + perms * size_of::<Perm>() + log * size_of::<u64>()
+}
+
+fn perms_len(perms: &Perms) -> usize {
+    match perms {
+        Perms::Full => 0,
+        Perms::Listed(p) => p.len(),
+    }
+}
 
 /// An app allowed on a key.
 #[derive(Debug, Clone)]
@@ -65,6 +90,16 @@ impl App {
         &self.grant
     }
 
+    /// The memory counted for this app.
+    pub fn bytes(&self) -> usize {
+        Self::bytes_of(self.grant.policy())
+    }
+
+    /// The memory an app granted `policy` is counted at.
+    pub fn bytes_of(policy: &Policy) -> usize {
+        APP_BYTES + policy_bytes(policy, perms_len(&policy.perms))
+    }
+
     /// As `list_apps` reports it.
     pub fn view(&self, app: &PublicKey) -> AppView {
         AppView {
@@ -84,4 +119,12 @@ pub(super) struct Pending {
     pub(super) secret: Zeroizing<String>,
     pub(super) until: u64,
     pub(super) policy: Policy,
+}
+
+impl Pending {
+    /// The memory counted for a secret of `policy`: the app it becomes,
+    /// whatever perms its connect narrows it to (at most `MAX_PERMS`).
+    pub(super) fn bytes_of(policy: &Policy) -> usize {
+        64 + APP_BYTES + policy_bytes(policy, MAX_PERMS.max(perms_len(&policy.perms)))
+    }
 }

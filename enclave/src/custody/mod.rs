@@ -63,6 +63,9 @@ pub struct Limits {
     pub admission: AdmissionLimits,
     /// What the decision log keeps.
     pub log: LogLimits,
+    /// Memory all grants and pending bunker secrets may count, over all
+    /// keys (see `apps::policy_bytes`).
+    pub max_grant_bytes: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +83,7 @@ impl Default for Limits {
             relay_changes_per_hour: 30,
             admission: AdmissionLimits::default(),
             log: LogLimits::default(),
+            max_grant_bytes: 64 << 20,
         }
     }
 }
@@ -105,6 +109,8 @@ pub enum StoreError {
     Connect(ConnectError),
     /// The request must carry (more) proof of work.
     Pow(PowRequired),
+    /// Grants and secrets would pass `max_grant_bytes`.
+    GrantsFull(usize),
 }
 
 impl fmt::Display for StoreError {
@@ -127,6 +133,10 @@ impl fmt::Display for StoreError {
             Self::NoKey => f.write_str("no key is held for you"),
             Self::Connect(e) => write!(f, "{e}"),
             Self::Pow(e) => write!(f, "{e}"),
+            Self::GrantsFull(mib) => write!(
+                f,
+                "this enclave holds its maximum of {mib} MiB of grants; revoke apps, or try later"
+            ),
         }
     }
 }
@@ -160,6 +170,8 @@ pub struct KeyStore {
     admission: Admission,
     /// What each key's apps asked for and what their grants said.
     log: DecisionLog,
+    /// The memory counted for all grants and pending secrets.
+    grant_bytes: usize,
 }
 
 impl fmt::Debug for KeyStore {
@@ -177,6 +189,7 @@ impl KeyStore {
         Self {
             admission: Admission::new(limits.admission.clone()),
             log: DecisionLog::new(limits.log),
+            grant_bytes: 0,
             limits,
             keys: HashMap::new(),
             test_keys: 0,
@@ -215,9 +228,118 @@ impl KeyStore {
         self.keys.get(pubkey)
     }
 
-    /// The key for `pubkey`, to change its apps or secrets.
-    pub fn get_mut(&mut self, pubkey: &PublicKey) -> Option<&mut UserKey> {
+    /// The key for `pubkey`, bypassing the accounting of grant memory
+    /// (tests only: the store's own methods change apps and secrets).
+    #[cfg(test)]
+    pub(crate) fn get_mut(&mut self, pubkey: &PublicKey) -> Option<&mut UserKey> {
         self.keys.get_mut(pubkey)
+    }
+
+    /// Runs `change` on `user`'s key, keeping the count of grant memory.
+    fn update<R>(&mut self, user: &PublicKey, change: impl FnOnce(&mut UserKey) -> R) -> Option<R> {
+        let key = self.keys.get_mut(user)?;
+        let before = key.grant_bytes();
+        let result = change(key);
+        let after = key.grant_bytes();
+        self.grant_bytes = (self.grant_bytes + after).saturating_sub(before);
+        Some(result)
+    }
+
+    /// The memory counted for all grants and pending secrets.
+    pub fn grant_bytes(&self) -> usize {
+        self.grant_bytes
+    }
+
+    /// Checks that `extra` bytes of grants fit and that `pow` pays for
+    /// them past the free allowance.
+    fn admit_grants(&self, extra: usize, pow: u8, now: u64) -> Result<(), StoreError> {
+        let max = self.limits.max_grant_bytes;
+        if self.grant_bytes.saturating_add(extra) > max {
+            return Err(StoreError::GrantsFull(max >> 20));
+        }
+        self.admission
+            .check(
+                Resource::Grants,
+                extra.div_ceil(1024),
+                self.grant_bytes / 1024,
+                max / 1024,
+                pow,
+                now,
+            )
+            .map_err(StoreError::Pow)
+    }
+
+    /// Gives `app` `policy` on `user`'s key (the owner's `connect_key` or
+    /// `grant`), replacing its grant; `pow` pays for the memory it takes.
+    pub fn grant(
+        &mut self,
+        user: &PublicKey,
+        app: PublicKey,
+        policy: &Policy,
+        source: &'static str,
+        pow: u8,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let extra = self
+            .keys
+            .get(user)
+            .ok_or(StoreError::NoKey)?
+            .grant_cost(&app, policy);
+        self.admit_grants(extra, pow, now)?;
+        let limits = self.limits.clone();
+        self.update(user, |k| k.grant(app, policy, source, now, &limits))
+            .ok_or(StoreError::NoKey)?
+            .map_err(StoreError::Connect)?;
+        self.admission
+            .record(Resource::Grants, extra.div_ceil(1024), now);
+        Ok(())
+    }
+
+    /// A fresh bunker secret on `user`'s key for an app to get `policy`.
+    pub fn new_secret(
+        &mut self,
+        user: &PublicKey,
+        policy: Policy,
+        pow: u8,
+        now: u64,
+    ) -> Result<Zeroizing<String>, StoreError> {
+        if !self.keys.contains_key(user) {
+            return Err(StoreError::NoKey);
+        }
+        let extra = UserKey::secret_cost(&policy);
+        self.admit_grants(extra, pow, now)?;
+        let limits = self.limits.clone();
+        let secret = self
+            .update(user, |k| k.new_secret(now, &limits, policy))
+            .ok_or(StoreError::NoKey)?;
+        self.admission
+            .record(Resource::Grants, extra.div_ceil(1024), now);
+        Ok(secret)
+    }
+
+    /// NIP-46 `connect` by `app` on `user`'s key (see [`UserKey::connect`]);
+    /// the secret it spends counted the memory of the app it becomes.
+    pub fn connect(
+        &mut self,
+        user: &PublicKey,
+        app: PublicKey,
+        secret: Option<&str>,
+        asked: Option<&verifier::grant::Perms>,
+        claims: Option<&str>,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let limits = self.limits.clone();
+        self.update(user, |k| {
+            k.connect(app, secret, asked, claims, now, &limits)
+        })
+        .ok_or(StoreError::NoKey)?
+        .map_err(StoreError::Connect)
+    }
+
+    /// Ends `app`'s access to `user`'s key; whether it had any.
+    pub fn logout(&mut self, user: &PublicKey, app: &PublicKey) -> Result<bool, StoreError> {
+        self.update(user, |k| k.logout(app))
+            .ok_or(StoreError::NoKey)
     }
 
     /// The decision on `app`'s `action` on `user`'s key at `now`, logged;
@@ -390,6 +512,7 @@ impl KeyStore {
             }
             existing.set_relays(relays);
             if apps == KeptApps::Drop {
+                self.grant_bytes = self.grant_bytes.saturating_sub(existing.grant_bytes());
                 existing.revoke_all();
             }
             return Ok(Imported {
@@ -414,6 +537,7 @@ impl KeyStore {
     pub fn delete(&mut self, pubkey: &PublicKey) -> Result<(), StoreError> {
         let key = self.keys.remove(pubkey).ok_or(StoreError::NoKey)?;
         self.log.forget(pubkey);
+        self.grant_bytes = self.grant_bytes.saturating_sub(key.grant_bytes());
         if key.expires_at().is_some() {
             self.test_keys = self.test_keys.saturating_sub(1);
         }
@@ -460,6 +584,7 @@ impl KeyStore {
         let mut key = UserKey::new(Arc::new(keys), relays, Some(now + self.limits.test_key_ttl));
         // Throw-away keys give full access: there is nothing to protect.
         let secret = key.new_secret(now, &self.limits, Policy::full());
+        self.grant_bytes += key.grant_bytes();
         self.keys.insert(pubkey, key);
         self.test_keys += 1;
         Ok((pubkey, secret))
@@ -478,7 +603,9 @@ impl KeyStore {
             let _ = self.delete(pubkey);
         }
         for key in self.keys.values_mut() {
+            let before = key.grant_bytes();
             key.expire_secrets(now);
+            self.grant_bytes = (self.grant_bytes + key.grant_bytes()).saturating_sub(before);
         }
         self.test_key_requests
             .retain(|_, times| times.back().is_some_and(|t| t + 3600 > now));

@@ -281,3 +281,81 @@ fn past_the_free_allowance_new_slots_cost_proof_of_work() {
         .import(held, vec![relay(1)], KeptApps::Keep, 0, 11)
         .unwrap();
 }
+
+#[test]
+fn grant_memory_is_counted_bounded_and_given_back() {
+    use verifier::grant::{Perms, Rate, Rates};
+    let mut store = KeyStore::new(Limits {
+        max_grant_bytes: 64 << 10,
+        ..limits()
+    });
+    let k = Keys::generate();
+    let pk = k.public_key();
+    store
+        .import(k, vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
+    let scoped = Policy::new(Perms::parse("sign_event:1,sign_event:1111").unwrap());
+    let app = Keys::generate().public_key();
+    store.grant(&pk, app, &scoped, "grant", 0, 0).unwrap();
+    let one = store.grant_bytes();
+    assert!(one > 0 && one < 2048, "{one}");
+    // Replacing a grant counts the difference, not twice.
+    store.grant(&pk, app, &scoped, "grant", 0, 0).unwrap();
+    assert_eq!(store.grant_bytes(), one);
+    // A grant whose rate log could hold 10,000 entries counts them.
+    let mut heavy = scoped.clone();
+    heavy.rates = Rates::new(vec![Rate {
+        count: 10_000,
+        window: 86_400,
+    }])
+    .unwrap();
+    assert_eq!(
+        store.grant(&pk, Keys::generate().public_key(), &heavy, "grant", 0, 0),
+        Err(StoreError::GrantsFull(0))
+    );
+    // Secrets count the app they may become; spending one gives back the rest.
+    let secret = store.new_secret(&pk, scoped.clone(), 0, 0).unwrap();
+    let with_secret = store.grant_bytes();
+    assert!(with_secret > one);
+    let spender = Keys::generate().public_key();
+    store
+        .connect(&pk, spender, Some(&secret), None, None, 1)
+        .unwrap();
+    assert_eq!(store.grant_bytes(), 2 * one);
+    // Until the limit is reached, then nothing more is taken.
+    while store.new_secret(&pk, scoped.clone(), 0, 0).is_ok() {}
+    assert!(store.grant_bytes() <= 64 << 10);
+    let _ = store.new_secret(&pk, scoped.clone(), 0, 0);
+    // Expired secrets, revoked apps and deleted keys give it back.
+    store.expire(limits().secret_ttl + 10);
+    assert_eq!(store.grant_bytes(), 2 * one);
+    assert_eq!(store.logout(&pk, &app), Ok(true));
+    assert_eq!(store.grant_bytes(), one);
+    store.delete(&pk).unwrap();
+    assert_eq!(store.grant_bytes(), 0);
+}
+
+#[test]
+fn grants_past_the_free_allowance_need_proof_of_work() {
+    use verifier::grant::Perms;
+    let mut store = KeyStore::new(Limits {
+        admission: AdmissionLimits {
+            free_grant_kib_per_hour: 2,
+            ..AdmissionLimits::default()
+        },
+        ..Limits::default()
+    });
+    let k = Keys::generate();
+    let pk = k.public_key();
+    store
+        .import(k, vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
+    let scoped = Policy::new(Perms::parse("sign_event:1").unwrap());
+    store
+        .grant(&pk, Keys::generate().public_key(), &scoped, "grant", 0, 0)
+        .unwrap();
+    let e = store.new_secret(&pk, scoped.clone(), 0, 0).unwrap_err();
+    assert!(matches!(e, StoreError::Pow(ref p) if p.bits >= 16), "{e}");
+    assert!(e.to_string().contains("new grants"), "{e}");
+    assert!(store.new_secret(&pk, scoped, 28, 0).is_ok());
+}

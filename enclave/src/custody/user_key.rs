@@ -197,6 +197,27 @@ impl UserKey {
         self.apps.iter()
     }
 
+    /// The memory counted for its apps' grants and pending secrets.
+    pub fn grant_bytes(&self) -> usize {
+        self.apps.values().map(App::bytes).sum::<usize>()
+            + self
+                .secrets
+                .iter()
+                .map(|p| Pending::bytes_of(&p.policy))
+                .sum::<usize>()
+    }
+
+    /// How much more memory granting `policy` to `app` would count.
+    pub fn grant_cost(&self, app: &PublicKey, policy: &Policy) -> usize {
+        let now = self.apps.get(app).map_or(0, App::bytes);
+        App::bytes_of(policy).saturating_sub(now)
+    }
+
+    /// How much more memory a new secret for `policy` would count.
+    pub fn secret_cost(policy: &Policy) -> usize {
+        Pending::bytes_of(policy)
+    }
+
     /// Ends `app`'s session (its `logout`, or the owner's `revoke_app`);
     /// returns whether it had one.
     pub fn logout(&mut self, app: &PublicKey) -> bool {

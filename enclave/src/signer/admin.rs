@@ -80,18 +80,11 @@ pub fn handle(
         } => {
             let on = relays.clone();
             let policy = policy.unwrap_or_else(Policy::full);
-            let limits = store.limits().clone();
             let imported = match store.import(keys, relays, Default::default(), pow, now) {
                 Ok(imported) => imported,
                 Err(e) => return fail(e),
             };
-            let granted = store
-                .get_mut(requester)
-                .ok_or(StoreError::NoKey)
-                .and_then(|k| {
-                    k.grant(app, &policy, source::CONNECT_KEY, now, &limits)
-                        .map_err(StoreError::Connect)
-                });
+            let granted = store.grant(requester, app, &policy, source::CONNECT_KEY, pow, now);
             match granted {
                 Ok(()) => {
                     info!(
@@ -136,40 +129,37 @@ pub fn handle(
             }
         }
         AdminRequest::CreateBunkerUrl { policy } => {
-            let limits = store.limits().clone();
-            match store.get_mut(requester) {
-                Some(key) => {
-                    let policy = policy.unwrap_or_else(Policy::full);
-                    let secret = key.new_secret(now, &limits, policy);
-                    let url = bunker_url(requester, key.relays(), Some(&secret));
+            let policy = policy.unwrap_or_else(Policy::full);
+            match store.new_secret(requester, policy, pow, now) {
+                Ok(secret) => {
+                    let relays = store
+                        .get(requester)
+                        .map(|k| k.relays().to_vec())
+                        .unwrap_or_default();
+                    let url = bunker_url(requester, &relays, Some(&secret));
                     (Response::ok(id, url.as_str()), Change::None)
                 }
-                None => fail(StoreError::NoKey),
+                Err(e) => fail(e),
             }
         }
-        AdminRequest::RevokeApp { app } => match store.get_mut(requester).map(|k| k.logout(&app)) {
-            Some(true) => {
+        AdminRequest::RevokeApp { app } => match store.logout(requester, &app) {
+            Ok(true) => {
                 info!(key = %who, app = %npub(&app), "app revoked by the owner");
                 (Response::ok(id, OK), Change::None)
             }
-            Some(false) => (
+            Ok(false) => (
                 Response::error(id, "revoke_app: this app is not allowed on your key"),
                 Change::None,
             ),
-            None => fail(StoreError::NoKey),
+            Err(e) => fail(e),
         },
         AdminRequest::Grant { app, policy } => {
-            let limits = store.limits().clone();
-            let granted = store
-                .get_mut(requester)
-                .map(|k| k.grant(app, &policy, source::GRANT, now, &limits));
-            match granted {
-                Some(Ok(())) => {
+            match store.grant(requester, app, &policy, source::GRANT, pow, now) {
+                Ok(()) => {
                     info!(key = %who, app = %npub(&app), perms = %policy.perms, "grant changed by the owner");
                     (Response::ok(id, OK), Change::None)
                 }
-                Some(Err(e)) => (Response::error(id, e.to_string()), Change::None),
-                None => fail(StoreError::NoKey),
+                Err(e) => fail(e),
             }
         }
         AdminRequest::ListApps { cursor } => match grants::list_apps(&store, requester, cursor) {

@@ -112,10 +112,14 @@ fn run(
         note_refusal(signer, &user, app, action, refusal, now);
         message
     };
-    let decide = |action: &Action| match signer.store().decide(&user, app, action, now) {
-        Some(Decision::Allowed) => Ok(()),
-        Some(Decision::Refused(r)) => Err(refuse(action, r, r.message(action))),
-        None => Err(format!("unauthorized: {method} needs a connect first")),
+    let decide = |action: &Action| {
+        // The store's lock is released before a refusal is noted.
+        let decision = signer.store().decide(&user, app, action, now);
+        match decision {
+            Some(Decision::Allowed) => Ok(()),
+            Some(Decision::Refused(r)) => Err(refuse(action, r, r.message(action))),
+            None => Err(format!("unauthorized: {method} needs a connect first")),
+        }
     };
     let param = |i: usize, name: &str| {
         request
@@ -205,10 +209,7 @@ fn run(
         }
         method::LOGOUT => {
             decide(&Action::method(granted))?;
-            let mut store = signer.store();
-            if let Some(key) = store.get_mut(&user) {
-                key.logout(app);
-            }
+            let _ = signer.store().logout(&user, app);
             info!(key = %npub(&user), app = %npub(app), "app logged out");
             Ok(ACK.into())
         }
@@ -235,17 +236,21 @@ fn connect(
     let asked = request.params.get(2).and_then(Perms::parse_requested);
     let claims = request.params.get(3);
     let mut store = signer.store();
-    let limits = store.limits().clone();
-    let key = store.get_mut(user).ok_or("this key is no longer held")?;
-    let policy = |key: &crate::custody::UserKey| {
-        key.apps()
-            .find(|(a, _)| *a == app)
-            .map(|(_, a)| a.grant().policy().clone())
+    let policy = |store: &crate::custody::KeyStore| {
+        store.get(user).and_then(|k| {
+            k.apps()
+                .find(|(a, _)| *a == app)
+                .map(|(_, a)| a.grant().policy().clone())
+        })
     };
-    let before = policy(key);
-    key.connect(*app, secret, asked.as_ref(), claims, now, &limits)
-        .map_err(|e| e.to_string())?;
-    let after = policy(key);
+    let before = policy(&store);
+    store
+        .connect(user, *app, secret, asked.as_ref(), claims, now)
+        .map_err(|e| match e {
+            crate::custody::StoreError::NoKey => "this key is no longer held".to_owned(),
+            e => e.to_string(),
+        })?;
+    let after = policy(&store);
     if after != before {
         let perms = after.map(|p| p.perms.to_string()).unwrap_or_default();
         store.log_allowed(user, app, &Action::method(Method::Connect), now);

@@ -343,6 +343,7 @@ impl Perms {
                     .collect();
                 kept.sort();
                 kept.dedup();
+                kept.truncate(MAX_PERMS);
                 Self::Listed(kept)
             }
             (Self::Listed(mine), Some(Self::Listed(theirs))) => {
@@ -352,6 +353,9 @@ impl Perms {
                     .collect();
                 kept.sort();
                 kept.dedup();
+                // Intersections can outnumber either side; fewer entries
+                // only ever allow less.
+                kept.truncate(MAX_PERMS);
                 Self::Listed(kept)
             }
         }

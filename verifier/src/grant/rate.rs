@@ -11,7 +11,7 @@ use super::duration::{describe_duration, format_duration, parse_duration};
 /// Most buckets in one grant.
 pub const MAX_BUCKETS: usize = 8;
 /// Largest N of a bucket: the log keeps one timestamp per counted request
-/// inside the longest window, so this bounds its memory (4 bytes each).
+/// inside the longest window, so this bounds its memory (8 bytes each).
 pub const MAX_COUNT: u32 = 10_000;
 
 /// One bucket: at most `count` requests in any `window` seconds.
@@ -187,6 +187,8 @@ impl RateLog {
     /// Whether a request at `now` fits every bucket of `rates`; if it
     /// does, it is recorded.
     pub fn admit(&mut self, rates: &Rates, now: u64) -> Result<(), Limited> {
+        // A clock that went back must not break the order bisection needs.
+        let now = now.max(self.times.back().copied().unwrap_or(0));
         let Some(longest) = rates.0.iter().map(|r| u64::from(r.window)).max() else {
             return Ok(());
         };
@@ -196,20 +198,16 @@ impl RateLog {
         let mut refused: Option<Limited> = None;
         for rate in &rates.0 {
             let window = u64::from(rate.window);
-            let inside = self
-                .times
-                .iter()
-                .rev()
-                .take_while(|t| **t + window > now)
-                .count();
+            // The times are in order: count those inside by bisection.
+            let inside = self.times.len() - self.times.partition_point(|t| *t + window <= now);
             if inside >= rate.count as usize {
                 // The request `count` back from the newest leaves the
                 // window first; then this bucket has room.
                 let oldest = self
                     .times
-                    .iter()
-                    .rev()
-                    .nth(rate.count as usize - 1)
+                    .len()
+                    .checked_sub(rate.count as usize)
+                    .and_then(|i| self.times.get(i))
                     .copied()
                     .unwrap_or(now);
                 let retry_in = (oldest + window).saturating_sub(now).max(1);

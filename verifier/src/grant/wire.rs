@@ -158,8 +158,9 @@ pub struct Page<T> {
     pub next: Option<u64>,
 }
 
-/// Bytes of JSON a page may hold: well inside a NIP-44 message.
-pub const PAGE_BYTES: usize = 40_000;
+/// Bytes of JSON a page may hold: inside a NIP-44 message (65,535 bytes)
+/// even when every character is escaped once more in the response.
+pub const PAGE_BYTES: usize = 30_000;
 
 impl<T: Serialize> Page<T> {
     /// Fills a page from `items` (each with its cursor) until
