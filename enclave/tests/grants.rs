@@ -134,6 +134,19 @@ fn a_scoped_app_signs_what_it_was_granted_and_nothing_else() {
     assert!(
         refused(call_at(&e, &app, &pk, "nip04_encrypt", &[&peer, "x"], t)).starts_with("forbidden")
     );
+    // A peer it may not use tells it nothing about which keys are held.
+    let r = refused(call_at(
+        &e,
+        &app,
+        &pk,
+        "nip44_encrypt",
+        &[&e.service.to_hex(), "x"],
+        t,
+    ));
+    assert!(
+        r.starts_with("forbidden: nip44_encrypt to ") && !r.contains("service"),
+        "{r}"
+    );
     // The plumbing works.
     assert_eq!(
         call_at(&e, &app, &pk, "get_public_key", &[], t).into_result(),
@@ -228,6 +241,59 @@ fn connect_perms_narrow_a_grant_and_never_widen_it() {
 }
 
 #[test]
+fn a_connect_that_would_leave_nothing_is_refused_and_keeps_the_secret() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = Keys::generate();
+    let import = AdminRequest::ImportKey {
+        keys: user.clone(),
+        relays: vec![e.relay.clone()],
+        apps: Default::default(),
+    };
+    assert_eq!(admin_at(&e, &user, &import, t), Ok("ok".into()));
+    let create = AdminRequest::CreateBunkerUrl {
+        policy: Some(scoped("sign_event:1")),
+    };
+    let url = admin_at(&e, &user, &create, t).unwrap();
+    let secret = url.split("secret=").nth(1).unwrap();
+    let (pk, hex) = (user.public_key(), user.public_key().to_hex());
+    let app = Keys::generate();
+    let r = refused(call_at(
+        &e,
+        &app,
+        &pk,
+        "connect",
+        &[&hex, secret, "sign_event:7,nip44_decrypt"],
+        t,
+    ));
+    assert!(
+        r.contains("leave nothing of what this bunker URL grants (sign_event:1)"),
+        "{r}"
+    );
+    assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
+    // The secret still works, for a request that asks for part of it.
+    let r = call_at(
+        &e,
+        &app,
+        &pk,
+        "connect",
+        &[&hex, secret, "sign_event:1,sign_event:7"],
+        t,
+    );
+    assert_eq!(r.into_result(), Ok("ack".into()));
+    call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)
+        .into_result()
+        .unwrap();
+    // A policy that has expired already is refused when given.
+    let mut past = scoped("sign_event:1");
+    past.expiry = Some(Expiry::At(t - 1));
+    let create = AdminRequest::CreateBunkerUrl { policy: Some(past) };
+    assert!(admin_at(&e, &user, &create, t)
+        .unwrap_err()
+        .contains("expired already"));
+}
+
+#[test]
 fn grants_expire_and_uses_run_out() {
     let e = enclave(SignerConfig::default());
     let t = now();
@@ -244,7 +310,7 @@ fn grants_expire_and_uses_run_out() {
     }
     assert_eq!(
         refused(call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)),
-        "forbidden: this app's grant allowed 3 uses; all are spent"
+        "forbidden: sign_event of kind 1: this app's grant allowed 3 uses; all are spent"
     );
     // The TTL counts from the connect.
     let (user, app) = connected(&e, policy, "", "", t);
@@ -263,7 +329,7 @@ fn grants_expire_and_uses_run_out() {
         after,
     ));
     assert!(
-        r.starts_with("forbidden: this app's grant expired at "),
+        r.starts_with("forbidden: sign_event of kind 1: this app's grant expired at "),
         "{r}"
     );
     assert!(refused(call_at(&e, &app, &pk, "get_public_key", &[], after)).contains("expired"));
@@ -339,7 +405,7 @@ fn the_owner_grants_changes_and_lists() {
     assert_eq!(first.claims.as_deref(), Some(claims));
     assert_eq!(
         Policy::from_json(&first.policy).unwrap().perms.to_string(),
-        "sign_event:0,sign_event:1"
+        "sign_event:0-1"
     );
     let third_view = page
         .items
@@ -475,6 +541,11 @@ fn the_log_shows_decisions_and_never_contents() {
         &[&e.service.to_hex(), "x"],
         t,
     ));
+    for _ in 0..50 {
+        call_at(&e, &app, &pk, "get_public_key", &[], t)
+            .into_result()
+            .unwrap();
+    }
     let json = admin_at(&e, &user, &AdminRequest::GetLog { cursor: None }, t).unwrap();
     assert!(
         !json.contains("zz-secret-plaintext-zz")
@@ -510,10 +581,21 @@ fn the_log_shows_decisions_and_never_contents() {
             Some("forbidden: sign_event of kind 0 is not granted to this app".into())
         )
     );
-    assert!(lines.iter().any(|l| l
+    // Four more signatures (a run of the same decision, counted once),
+    // then the refusal of the fifth.
+    assert_eq!(
+        lines[4],
+        ("sign_event".into(), Some(1), "allowed".into(), None)
+    );
+    assert_eq!(page.items[4].count, 4);
+    assert!(lines[5]
         .3
         .as_deref()
-        .is_some_and(|r| r.starts_with("rate-limited: 5 per 10 s"))));
+        .is_some_and(|r| r.starts_with("rate-limited: 5 per 10 s")));
+    // Allowed plumbing is not logged, and a request the isolation rule
+    // refuses is logged once, as that refusal.
+    assert!(lines.iter().all(|l| l.0 != "get_public_key"));
+    assert_eq!(lines.len(), 7, "{lines:?}");
     assert!(lines
         .last()
         .unwrap()

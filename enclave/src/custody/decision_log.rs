@@ -1,14 +1,22 @@
-//! The decision log: what each key's apps asked for and what the grant
+//! The decision log: what each key's apps asked for and what their grants
 //! said, in RAM only, for the key's owner (`get_log`). Never parameters,
 //! plaintexts or ciphertexts: time, app, method, kind, decision, reason.
 //!
-//! Bounded twice. Per key, the last [`LogLimits::per_key`] allowed and,
-//! separately, the last `per_key` refused decisions, so an app flooding
-//! allowed requests cannot push its refusals out of sight. Overall, at most
-//! [`LogLimits::total`] entries: past it the oldest entry of all goes,
-//! whichever key it belongs to.
+//! Built so that no one can erase what an app tried:
+//!
+//! - each app has its own entries, allowed and refused apart; a repeat of
+//!   the app's last decision (same method, kind and outcome) only counts up;
+//! - past [`LogLimits::per_key`] entries on a key, the app with the most
+//!   entries loses one: its oldest allowed decision, else its oldest
+//!   refusal after its first [`FIRST_REFUSALS_KEPT`], so flooding only ever
+//!   erases the flooder's own history, and an app's first attempts stay;
+//! - past [`LogLimits::total`] entries over all keys, the key with the most
+//!   entries loses one the same way, so keys that log little keep it all.
+//!
+//! Entries are numbered by one counter over all keys: a cursor never means
+//! two entries, even after a key is deleted and imported again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use nostr::PublicKey;
 use verifier::grant::wire::LogEntry;
@@ -17,7 +25,7 @@ use verifier::grant::{Action, Method, Refusal};
 /// How much the log keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct LogLimits {
-    /// Allowed decisions kept per key, and refused ones.
+    /// Entries kept per key.
     pub per_key: usize,
     /// Entries kept over all keys.
     pub total: usize,
@@ -26,17 +34,21 @@ pub struct LogLimits {
 impl Default for LogLimits {
     fn default() -> Self {
         Self {
-            per_key: 500,
+            per_key: 1000,
             total: 100_000,
         }
     }
 }
 
-/// One decision.
+/// Refusals of an app that are never dropped for its later ones.
+pub const FIRST_REFUSALS_KEPT: usize = 32;
+
+/// One decision (or a run of the same one).
 #[derive(Debug, Clone)]
 pub struct Entry {
     seq: u64,
     time: u64,
+    count: u32,
     app: [u8; 32],
     method: Method,
     kind: Option<u16>,
@@ -49,11 +61,19 @@ impl Entry {
         Self {
             seq: 0,
             time,
+            count: 1,
             app: app.to_bytes(),
             method: action.method,
             kind: action.kind,
             refusal,
         }
+    }
+
+    /// Whether `other` is the same decision again.
+    fn repeats(&self, other: &Self) -> bool {
+        self.method == other.method
+            && self.kind == other.kind
+            && self.refusal.map(|r| r.code()) == other.refusal.map(|r| r.code())
     }
 
     /// As `get_log` reports it.
@@ -65,6 +85,7 @@ impl Entry {
         LogEntry {
             seq: self.seq,
             time: self.time,
+            count: self.count,
             app: hex::encode(self.app),
             method: self.method.as_str().to_owned(),
             kind: self.kind,
@@ -80,10 +101,49 @@ impl Entry {
 }
 
 #[derive(Debug, Default)]
-struct KeyLog {
-    next_seq: u64,
+struct AppLog {
     allowed: VecDeque<Entry>,
     refused: VecDeque<Entry>,
+}
+
+impl AppLog {
+    fn len(&self) -> usize {
+        self.allowed.len() + self.refused.len()
+    }
+
+    /// Drops its oldest allowed entry, else its oldest refusal after the
+    /// first ones; whether one was dropped.
+    fn drop_one(&mut self) -> bool {
+        if self.allowed.pop_front().is_some() {
+            return true;
+        }
+        let at = FIRST_REFUSALS_KEPT.min(self.refused.len().saturating_sub(1));
+        self.refused.remove(at).is_some()
+    }
+}
+
+#[derive(Debug, Default)]
+struct KeyLog {
+    apps: HashMap<[u8; 32], AppLog>,
+    len: usize,
+}
+
+impl KeyLog {
+    /// Drops one entry of the app with the most.
+    fn drop_one(&mut self) -> bool {
+        let Some((app, log)) = self.apps.iter_mut().max_by_key(|(_, l)| l.len()) else {
+            return false;
+        };
+        let app = *app;
+        let dropped = log.drop_one();
+        if log.len() == 0 {
+            self.apps.remove(&app);
+        }
+        if dropped {
+            self.len -= 1;
+        }
+        dropped
+    }
 }
 
 /// Every key's log.
@@ -91,11 +151,10 @@ struct KeyLog {
 pub struct DecisionLog {
     limits: LogLimits,
     keys: HashMap<PublicKey, KeyLog>,
-    /// (key, seq, refused) of every entry in the order logged, and of
-    /// some already gone (dropped per key, or the key deleted): skipped
-    /// when met.
-    order: VecDeque<(PublicKey, u64, bool)>,
+    /// (entries, key) of every key with entries: the largest is last.
+    by_size: BTreeSet<(usize, [u8; 32])>,
     total: usize,
+    next_seq: u64,
 }
 
 impl DecisionLog {
@@ -112,70 +171,68 @@ impl DecisionLog {
         if self.limits.per_key == 0 || self.limits.total == 0 {
             return;
         }
+        let bytes = user.to_bytes();
         let log = self.keys.entry(user).or_default();
-        entry.seq = log.next_seq;
-        log.next_seq += 1;
-        let seq = entry.seq;
-        let refused = entry.refusal.is_some();
-        let side = if refused {
-            &mut log.refused
+        let before = log.len;
+        let app = log.apps.entry(entry.app).or_default();
+        let side = if entry.refusal.is_some() {
+            &mut app.refused
         } else {
-            &mut log.allowed
+            &mut app.allowed
         };
-        side.push_back(entry);
-        if side.len() > self.limits.per_key {
-            side.pop_front();
-        } else {
-            self.total += 1;
+        if let Some(last) = side.back_mut().filter(|last| last.repeats(&entry)) {
+            last.count = last.count.saturating_add(1);
+            last.time = entry.time;
+            last.refusal = entry.refusal;
+            return;
         }
-        self.order.push_back((user, seq, refused));
+        entry.seq = self.next_seq;
+        self.next_seq += 1;
+        side.push_back(entry);
+        log.len += 1;
+        self.total += 1;
+        if log.len > self.limits.per_key && log.drop_one() {
+            self.total -= 1;
+        }
+        let after = log.len;
+        self.by_size.remove(&(before, bytes));
+        self.by_size.insert((after, bytes));
         while self.total > self.limits.total {
-            let Some((key, seq, refused)) = self.order.pop_front() else {
+            if !self.drop_from_largest() {
                 break;
-            };
-            if self.drop_if_front(&key, seq, refused) {
-                self.total -= 1;
             }
         }
-        // Markers of entries already gone pile up only so far.
-        if self.order.len() > 2 * self.limits.total.max(self.total) + 1024 {
-            self.compact();
-        }
     }
 
-    /// Removes `key`'s entry `seq` if it is still the oldest of its side.
-    fn drop_if_front(&mut self, key: &PublicKey, seq: u64, refused: bool) -> bool {
-        let Some(log) = self.keys.get_mut(key) else {
+    /// Drops one entry of the key with the most.
+    fn drop_from_largest(&mut self) -> bool {
+        let Some(&(size, bytes)) = self.by_size.iter().next_back() else {
             return false;
         };
-        let side = if refused {
-            &mut log.refused
-        } else {
-            &mut log.allowed
+        self.by_size.remove(&(size, bytes));
+        let Ok(user) = PublicKey::from_slice(&bytes) else {
+            return false;
         };
-        if side.front().is_some_and(|e| e.seq == seq) {
-            side.pop_front().is_some()
-        } else {
-            false
+        let Some(log) = self.keys.get_mut(&user) else {
+            return false;
+        };
+        let dropped = log.drop_one();
+        if dropped {
+            self.total -= 1;
         }
-    }
-
-    /// Drops the markers of entries already gone: an entry is still there
-    /// if its seq is not older than the oldest of its side.
-    fn compact(&mut self) {
-        let keys = &self.keys;
-        self.order.retain(|(key, seq, refused)| {
-            keys.get(key).is_some_and(|log| {
-                let side = if *refused { &log.refused } else { &log.allowed };
-                side.front().is_some_and(|e| e.seq <= *seq)
-            })
-        });
+        if log.len == 0 {
+            self.keys.remove(&user);
+        } else {
+            self.by_size.insert((log.len, bytes));
+        }
+        dropped
     }
 
     /// Forgets `user`'s log (its key was deleted).
     pub fn forget(&mut self, user: &PublicKey) {
         if let Some(log) = self.keys.remove(user) {
-            self.total -= log.allowed.len() + log.refused.len();
+            self.total -= log.len;
+            self.by_size.remove(&(log.len, user.to_bytes()));
         }
     }
 
@@ -185,9 +242,9 @@ impl DecisionLog {
             return Vec::new();
         };
         let mut all: Vec<&Entry> = log
-            .allowed
-            .iter()
-            .chain(log.refused.iter())
+            .apps
+            .values()
+            .flat_map(|a| a.allowed.iter().chain(a.refused.iter()))
             .filter(|e| e.seq >= from)
             .collect();
         all.sort_by_key(|e| e.seq);
@@ -206,68 +263,4 @@ impl DecisionLog {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use nostr::Keys;
-
-    use super::*;
-
-    fn entry(t: u64, refused: bool) -> Entry {
-        let app = Keys::generate().public_key();
-        let refusal = refused.then_some(Refusal::NotGranted);
-        Entry::new(t, &app, &Action::sign(0, None), refusal)
-    }
-
-    #[test]
-    fn refusals_survive_a_flood_of_allowed_requests() {
-        let mut log = DecisionLog::new(LogLimits {
-            per_key: 3,
-            total: 100,
-        });
-        let user = Keys::generate().public_key();
-        log.push(user, entry(1, true));
-        for t in 2..50 {
-            log.push(user, entry(t, false));
-        }
-        let kept = log.entries(&user, 0);
-        assert_eq!(kept.len(), 4);
-        assert_eq!(kept[0].view().decision, "refused");
-        assert_eq!(kept[0].view().seq, 0);
-        assert_eq!(kept[3].view().seq, 48);
-        assert_eq!(log.len(), 4);
-        assert!(log.order.len() < 2 * 100 + 1024 + 1);
-        assert_eq!(
-            kept[0].view().reason.as_deref(),
-            Some("forbidden: sign_event of kind 0 is not granted to this app")
-        );
-    }
-
-    #[test]
-    fn the_total_is_a_bound_over_all_keys() {
-        let mut log = DecisionLog::new(LogLimits {
-            per_key: 10,
-            total: 25,
-        });
-        let users: Vec<PublicKey> = (0..5).map(|_| Keys::generate().public_key()).collect();
-        for round in 0..20 {
-            for u in &users {
-                log.push(*u, entry(round, round % 3 == 0));
-            }
-            assert!(log.len() <= 25);
-        }
-        // the oldest went first: every key keeps its newest
-        for u in &users {
-            let kept = log.entries(u, 0);
-            assert_eq!(kept.last().unwrap().view().seq, 19);
-            assert_eq!(kept.len(), 5);
-        }
-        log.forget(&users[0]);
-        assert_eq!(log.len(), 20);
-        for _ in 0..10_000 {
-            log.push(users[1], entry(99, false));
-        }
-        assert!(log.len() <= 25);
-        assert!(log.order.len() <= 2 * 25 + 1024 + 1);
-    }
-}
+mod tests;

@@ -22,7 +22,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use nostr::{Keys, PublicKey, RelayUrl};
-use verifier::grant::{Action, Decision, Policy};
+use verifier::grant::{Action, Decision, Method, Policy};
 use verifier::rpc::admin::KeptApps;
 use zeroize::Zeroizing;
 
@@ -111,6 +111,8 @@ pub enum StoreError {
     Pow(PowRequired),
     /// Grants and secrets would pass `max_grant_bytes`.
     GrantsFull(usize),
+    /// The policy cannot be given (it expired already).
+    BadPolicy(String),
 }
 
 impl fmt::Display for StoreError {
@@ -133,6 +135,7 @@ impl fmt::Display for StoreError {
             Self::NoKey => f.write_str("no key is held for you"),
             Self::Connect(e) => write!(f, "{e}"),
             Self::Pow(e) => write!(f, "{e}"),
+            Self::BadPolicy(e) => write!(f, "{e}"),
             Self::GrantsFull(mib) => write!(
                 f,
                 "this enclave holds its maximum of {mib} MiB of grants; revoke apps, or try later"
@@ -280,6 +283,7 @@ impl KeyStore {
         pow: u8,
         now: u64,
     ) -> Result<(), StoreError> {
+        policy.check_at(now).map_err(StoreError::BadPolicy)?;
         let extra = self
             .keys
             .get(user)
@@ -306,6 +310,7 @@ impl KeyStore {
         if !self.keys.contains_key(user) {
             return Err(StoreError::NoKey);
         }
+        policy.check_at(now).map_err(StoreError::BadPolicy)?;
         let extra = UserKey::secret_cost(&policy);
         self.admit_grants(extra, pow, now)?;
         let limits = self.limits.clone();
@@ -351,21 +356,46 @@ impl KeyStore {
         action: &Action,
         now: u64,
     ) -> Option<Decision> {
-        let decision = self.keys.get_mut(user)?.decide(app, action, now)?;
-        if action.method != verifier::grant::Method::Ping {
-            let refusal = match decision {
-                Decision::Allowed => None,
-                Decision::Refused(r) => Some(r),
-            };
+        let key = self.keys.get_mut(user)?;
+        let decision = key.decide(app, action, now)?;
+        // Test keys have no owner to read a log; allowed plumbing
+        // (get_public_key, ping, switch_relays) says nothing.
+        let plumbing = action.method.always_allowed()
+            && !matches!(action.method, Method::Connect | Method::Logout);
+        let refusal = match decision {
+            Decision::Allowed => None,
+            Decision::Refused(r) => Some(r),
+        };
+        if key.expires_at().is_none() && (refusal.is_some() || !plumbing) {
             self.log.push(*user, Entry::new(now, app, action, refusal));
         }
         Some(decision)
     }
 
+    /// Whether `app`'s grant on `user`'s key names `action` and is in
+    /// force (nothing is counted or logged).
+    pub fn permits(&self, user: &PublicKey, app: &PublicKey, action: &Action, now: u64) -> bool {
+        self.keys
+            .get(user)
+            .and_then(|k| k.apps().find(|(a, _)| *a == app).map(|(_, a)| a.grant()))
+            .is_some_and(|g| {
+                !g.expired(now)
+                    && g.policy()
+                        .perms
+                        .allows(action.method, action.kind, action.peer.as_ref())
+            })
+    }
+
     /// Logs an allowed `action` by `app` that no grant decides (a
     /// `connect` that spent a secret).
     pub fn log_allowed(&mut self, user: &PublicKey, app: &PublicKey, action: &Action, now: u64) {
-        self.log.push(*user, Entry::new(now, app, action, None));
+        if self
+            .keys
+            .get(user)
+            .is_some_and(|k| k.expires_at().is_none())
+        {
+            self.log.push(*user, Entry::new(now, app, action, None));
+        }
     }
 
     /// Logs a refusal no grant made (the isolation rule's), if `user` is

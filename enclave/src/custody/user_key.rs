@@ -48,6 +48,8 @@ pub enum ConnectError {
     SecretRequired,
     /// The key has `max_apps_per_key` apps.
     TooManyApps(usize),
+    /// The perms asked for leave nothing of the bunker URL's grant.
+    NothingGranted(String),
 }
 
 impl fmt::Display for ConnectError {
@@ -57,6 +59,10 @@ impl fmt::Display for ConnectError {
             Self::SecretRequired => {
                 f.write_str("connect: a secret is required (use a bunker URL from the key's owner)")
             }
+            Self::NothingGranted(granted) => write!(
+                f,
+                "connect: the perms you ask for leave nothing of what this bunker URL grants ({granted}); ask for some of it, or for nothing to get all of it"
+            ),
             Self::TooManyApps(n) => write!(
                 f,
                 "connect: this key already has {n} apps; log one out first"
@@ -173,6 +179,22 @@ impl UserKey {
         };
         if !self.apps.contains_key(&app) && self.apps.len() >= limits.max_apps_per_key {
             return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
+        }
+        let Some(pending) = self.secrets.get(found) else {
+            return Err(ConnectError::BadSecret);
+        };
+        let offered = &pending.policy.perms;
+        let narrowed = offered.narrow(asked);
+        if narrowed == Perms::Listed(Vec::new()) && *offered != narrowed {
+            // The secret stays usable: a mistaken request costs nothing.
+            let mut shown = offered.to_string();
+            shown.truncate(
+                shown
+                    .char_indices()
+                    .nth(200)
+                    .map_or(shown.len(), |(i, _)| i),
+            );
+            return Err(ConnectError::NothingGranted(shown));
         }
         let pending = self.secrets.remove(found);
         let mut granted = App::new(

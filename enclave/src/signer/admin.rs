@@ -91,7 +91,7 @@ pub fn handle(
                         key = %who,
                         new = imported.new,
                         app = %npub(&app),
-                        perms = %policy.perms,
+                        perms = %super::nip46::short_perms(&policy.perms),
                         "key imported, app allowed"
                     );
                     (
@@ -156,7 +156,7 @@ pub fn handle(
         AdminRequest::Grant { app, policy } => {
             match store.grant(requester, app, &policy, source::GRANT, pow, now) {
                 Ok(()) => {
-                    info!(key = %who, app = %npub(&app), perms = %policy.perms, "grant changed by the owner");
+                    info!(key = %who, app = %npub(&app), perms = %super::nip46::short_perms(&policy.perms), "grant changed by the owner");
                     (Response::ok(id, OK), Change::None)
                 }
                 Err(e) => fail(e),

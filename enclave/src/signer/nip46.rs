@@ -107,7 +107,7 @@ fn run(
     let Some(granted) = Method::from_name(method) else {
         return Err(format!("unknown method {method:?}"));
     };
-    // The isolation rule first (no grant allows breaking it), then the grant.
+    // The grant, then the isolation rule (no grant allows breaking it).
     let refuse = |action: &Action, refusal: Refusal, message: String| {
         note_refusal(signer, &user, app, action, refusal, now);
         message
@@ -121,6 +121,17 @@ fn run(
             None => Err(format!("unauthorized: {method} needs a connect first")),
         }
     };
+    // A request the grant names meets the isolation rule before it is
+    // counted; one it does not is refused by the grant, so a scoped app
+    // learns nothing (such as which keys are held) from requests it may
+    // not make anyway. Either way one decision is logged.
+    let guarded = |action: &Action, isolation: &dyn Fn() -> Result<(), String>| {
+        if signer.store().permits(&user, app, action, now) {
+            isolation()
+                .map_err(|e| refuse(action, Refusal::Isolation, format!("{method}: {e}")))?;
+        }
+        decide(action)
+    };
     let param = |i: usize, name: &str| {
         request
             .params
@@ -131,9 +142,9 @@ fn run(
         let peer = PublicKey::parse(param(i, "pubkey")?)
             .map_err(|_| format!("{method}: the pubkey is not valid"))?;
         let action = Action::crypto(granted, peer);
-        check_peer(signer, &user, &peer)
-            .map_err(|e| refuse(&action, Refusal::Isolation, format!("{method}: {e}")))?;
-        decide(&action)?;
+        guarded(&action, &|| {
+            check_peer(signer, &user, &peer).map_err(|e| e.to_string())
+        })?;
         Ok::<PublicKey, String>(peer)
     };
     match method {
@@ -149,9 +160,7 @@ fn run(
             let unsigned = template::parse(param(0, "event")?, &user)?;
             let kind = unsigned.kind.as_u16();
             let action = Action::sign(kind, Some(unsigned.created_at.as_secs()));
-            check_template(kind)
-                .map_err(|e| refuse(&action, Refusal::Isolation, format!("{method}: {e}")))?;
-            decide(&action)?;
+            guarded(&action, &|| check_template(kind).map_err(|e| e.to_string()))?;
             let event = unsigned
                 .sign_with_keys(keys)
                 .map_err(|e| format!("sign_event: {e}"))?;
@@ -252,20 +261,34 @@ fn connect(
         })?;
     let after = policy(&store);
     if after != before {
-        let perms = after.map(|p| p.perms.to_string()).unwrap_or_default();
+        let perms = after.map(|p| short_perms(&p.perms)).unwrap_or_default();
         store.log_allowed(user, app, &Action::method(Method::Connect), now);
         info!(key = %npub(user), app = %npub(app), %perms, "app connected");
     }
     Ok(ACK.into())
 }
 
-/// Most refusal lines in the operator's log per minute; past them, one
-/// line says how many were left out.
-pub const REFUSAL_LINES: u32 = 30;
+/// Most refusal lines in the operator's log per minute, over all keys;
+/// past them, the next line says how many were left out.
+pub const REFUSAL_LINES: u32 = 300;
+/// Most refusal lines per minute for one app on one key, so one noisy app
+/// cannot take the others' lines.
+pub const REFUSAL_LINES_PER_APP: u8 = 3;
+/// (key, app) pairs whose lines are counted per minute; past it, new
+/// pairs share the global budget only.
+const THROTTLED_PAIRS: usize = 4096;
 
-/// The minute, lines logged in it and lines left out since the last one.
+/// What the operator's log of refusals spent this minute.
 #[derive(Debug, Default)]
-pub struct RefusalLines(Mutex<(u64, u32, u64)>);
+pub struct RefusalLines(Mutex<LinesState>);
+
+#[derive(Debug, Default)]
+struct LinesState {
+    minute: u64,
+    lines: u32,
+    per_app: std::collections::HashMap<(PublicKey, PublicKey), u8>,
+    left_out: u64,
+}
 
 /// Logs `app`'s refused `action` on `user`'s key: for the owner (the
 /// isolation rule's refusals; the grant's are logged by the store) and
@@ -281,22 +304,38 @@ fn note_refusal(
     if refusal == Refusal::Isolation {
         signer.store().log_refused(user, app, action, refusal, now);
     }
-    let mut lines = signer
+    let mut state = signer
         .refusal_lines
         .0
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let minute = now / 60;
-    if lines.0 != minute {
-        *lines = (minute, 0, lines.2);
+    if state.minute != minute {
+        state.minute = minute;
+        state.lines = 0;
+        state.per_app.clear();
     }
-    if lines.1 >= REFUSAL_LINES {
-        lines.2 += 1;
+    let pairs = state.per_app.len();
+    let mine = match state.per_app.get_mut(&(*user, *app)) {
+        Some(n) => Some(n),
+        None if pairs < THROTTLED_PAIRS => Some(state.per_app.entry((*user, *app)).or_insert(0)),
+        None => None,
+    };
+    let app_full = match mine {
+        Some(n) if *n >= REFUSAL_LINES_PER_APP => true,
+        Some(n) => {
+            *n += 1;
+            false
+        }
+        None => false,
+    };
+    if app_full || state.lines >= REFUSAL_LINES {
+        state.left_out += 1;
         return;
     }
-    lines.1 += 1;
-    let left_out = std::mem::take(&mut lines.2);
-    drop(lines);
+    state.lines += 1;
+    let left_out = std::mem::take(&mut state.left_out);
+    drop(state);
     info!(
         key = %npub(user),
         app = %npub(app),
@@ -306,6 +345,19 @@ fn note_refusal(
         left_out,
         "request refused"
     );
+}
+
+/// Perms for the operator's log: at most 200 characters.
+pub(super) fn short_perms(perms: &Perms) -> String {
+    let text = perms.to_string();
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!(
+            "{}… ({} characters)",
+            text.get(..cut).unwrap_or_default(),
+            text.len()
+        ),
+        None => text,
+    }
 }
 
 /// The scheme a `nip04_*` or `nip44_*` method works in.

@@ -105,11 +105,12 @@ impl Refusal {
             Self::Isolation => format!(
                 "forbidden: {what} involves the enclave's own protocol keys or messages"
             ),
-            Self::Expired { at } => {
-                format!("forbidden: this app's grant expired at {} (unix {at})", utc(*at))
-            }
+            Self::Expired { at } => format!(
+                "forbidden: {what}: this app's grant expired at {} (unix {at})",
+                utc(*at)
+            ),
             Self::UsedUp { uses } => {
-                format!("forbidden: this app's grant allowed {uses} uses; all are spent")
+                format!("forbidden: {what}: this app's grant allowed {uses} uses; all are spent")
             }
             Self::RateLimited { rate, retry_in } => format!(
                 "rate-limited: {}; retry in {}",
@@ -117,7 +118,7 @@ impl Refusal {
                 describe_duration(*retry_in)
             ),
             Self::CreatedAtOutOfWindow { window, offset } => format!(
-                "forbidden: sign_event: created_at is {} {} the signer's clock; this app may sign only within ±{}",
+                "forbidden: {what}: created_at is {} {} the signer's clock; this app may sign only within ±{}",
                 describe_duration(offset.unsigned_abs()),
                 if *offset < 0 { "behind" } else { "ahead of" },
                 describe_duration(*window)

@@ -81,6 +81,18 @@ impl Policy {
         Self::new(Perms::Full)
     }
 
+    /// Whether the policy can start at `now`: an absolute expiry must be
+    /// in the future.
+    pub fn check_at(&self, now: u64) -> Result<(), String> {
+        match self.expiry {
+            Some(Expiry::At(at)) if at <= now => Err(format!(
+                "the policy expired already, at {}",
+                decision::utc(at)
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// This policy in words, for people: what, until when, how often.
     pub fn describe(&self, now: u64) -> String {
         words::describe_policy(self, now)

@@ -170,14 +170,17 @@ impl Perm {
             (Method::SignEvent, Some(kinds)) => {
                 let bad = || format!("{:?}: not a kind or a kind range", short(entry));
                 let kind = |s: &str| s.trim().parse::<u16>().map_err(|_| bad());
-                let (from, to) = match kinds.split_once('-') {
-                    Some((a, b)) => (kind(a)?, kind(b)?),
-                    None => (kind(kinds)?, kind(kinds)?),
+                let range = match kinds.split_once('-') {
+                    Some((a, b)) => kind(a).and_then(|a| Ok((a, kind(b)?))),
+                    None => kind(kinds).map(|k| (k, k)),
                 };
-                if from > to {
-                    return Err(format!("{:?}: the range is backwards", short(entry)));
+                match range {
+                    Ok((from, to)) if from <= to => Ok(Some(Self::Kinds(from, to))),
+                    // An app's request is read for what it can mean.
+                    _ if lenient => Ok(None),
+                    Ok(_) => Err(format!("{:?}: the range is backwards", short(entry))),
+                    Err(e) => Err(e),
                 }
-                Ok(Some(Self::Kinds(from, to)))
             }
             (m, None | Some("")) => Ok(Some(Self::Method(m))),
             (m, Some(peer)) if m.has_peer() => match PublicKey::from_hex(peer) {
@@ -253,15 +256,13 @@ impl Perms {
     /// Reads the perms an app asks for: unknown entries are skipped, a
     /// bare `sign_event` means any kind. Empty means "no narrowing".
     pub fn parse_requested(text: &str) -> Option<Self> {
-        let text = text.get(..MAX_PERMS_TEXT).unwrap_or(text);
-        if text.trim().is_empty() {
-            return None;
+        let mut end = text.len().min(MAX_PERMS_TEXT);
+        while !text.is_char_boundary(end) {
+            end -= 1;
         }
-        match Self::read(text, true) {
-            Ok(perms) => Some(perms),
-            // Too many entries: asking for the impossible narrows to nothing.
-            Err(_) => Some(Self::Listed(Vec::new())),
-        }
+        // Only the characters read: what is cut off is not asked for.
+        let text = text.get(..end).unwrap_or_default();
+        Self::read(text, true).ok()
     }
 
     fn read(text: &str, lenient: bool) -> Result<Self, String> {
@@ -300,10 +301,13 @@ impl Perms {
                 perms.push(perm);
             }
         }
-        perms.sort();
-        perms.dedup();
+        let mut perms = normalize(perms);
         if perms.len() > MAX_PERMS {
-            return Err(format!("at most {MAX_PERMS} permissions in a grant"));
+            if !lenient {
+                return Err(format!("at most {MAX_PERMS} permissions in a grant"));
+            }
+            // Asking for fewer only ever narrows more.
+            perms.truncate(MAX_PERMS);
         }
         Ok(Self::Listed(perms))
     }
@@ -329,7 +333,7 @@ impl Perms {
             // Full access narrowed: what is asked, a bare `sign_event`
             // spelled out as every kind (NIP-98 named, as full covers it).
             (Self::Full, Some(Self::Listed(asked))) => {
-                let mut kept: Vec<Perm> = asked
+                let kept: Vec<Perm> = asked
                     .iter()
                     .flat_map(|p| match p {
                         Perm::Method(Method::SignEvent) => {
@@ -341,20 +345,22 @@ impl Perms {
                         p => vec![*p],
                     })
                     .collect();
-                kept.sort();
-                kept.dedup();
+                let mut kept = normalize(kept);
                 kept.truncate(MAX_PERMS);
                 Self::Listed(kept)
             }
             (Self::Listed(mine), Some(Self::Listed(theirs))) => {
-                let mut kept: Vec<Perm> = mine
+                // Both sides are normalized (disjoint kind ranges), so
+                // there are at most as many pieces as entries on both.
+                let kept: Vec<Perm> = mine
                     .iter()
                     .flat_map(|m| theirs.iter().filter_map(|t| m.intersect(t)))
+                    // A bare `sign_event` is only ever an app's request,
+                    // never part of a grant.
+                    .filter(|p| *p != Perm::Method(Method::SignEvent))
                     .collect();
-                kept.sort();
-                kept.dedup();
-                // Intersections can outnumber either side; fewer entries
-                // only ever allow less.
+                let mut kept = normalize(kept);
+                // Fewer entries only ever allow less.
                 kept.truncate(MAX_PERMS);
                 Self::Listed(kept)
             }
@@ -382,6 +388,37 @@ impl fmt::Display for Perms {
             }
         }
     }
+}
+
+/// `perms` sorted, without duplicates, with kind ranges merged into
+/// disjoint ones (`sign_event:1,sign_event:2` is `sign_event:1-2`) and
+/// entries another covers dropped. A kind 27235 named alone stays apart:
+/// merging it into a range would stop it being covered.
+fn normalize(perms: Vec<Perm>) -> Vec<Perm> {
+    let bare = perms.contains(&Perm::Method(Method::SignEvent));
+    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    let mut out: Vec<Perm> = Vec::new();
+    for p in &perms {
+        match *p {
+            Perm::Kinds(_, _) if bare => {}
+            Perm::Kinds(KIND_HTTP_AUTH, KIND_HTTP_AUTH) => out.push(*p),
+            Perm::Kinds(a, b) => ranges.push((a, b)),
+            Perm::Peer(m, _) if perms.contains(&Perm::Method(m)) => {}
+            _ => out.push(*p),
+        }
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u16, u16)> = Vec::new();
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if u32::from(a) <= u32::from(last.1) + 1 => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    out.extend(merged.into_iter().map(|(a, b)| Perm::Kinds(a, b)));
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// nsec.app's basic set.

@@ -103,7 +103,7 @@ fn expiry_uses_and_window() {
     assert_eq!(r, Refusal::UsedUp { uses: 2 });
     assert_eq!(
         r.message(&a),
-        "forbidden: this app's grant allowed 2 uses; all are spent"
+        "forbidden: sign_event of kind 1: this app's grant allowed 2 uses; all are spent"
     );
     let Decision::Refused(r) = g.decide(&a, NOW + 3600) else {
         panic!()

@@ -133,8 +133,12 @@ pub struct AppView {
 pub struct LogEntry {
     /// Position in the key's log (increasing).
     pub seq: u64,
-    /// Unix seconds.
+    /// Unix seconds (of the last, for a run of the same decision).
     pub time: u64,
+    /// How many times in a row the app made this same request with this
+    /// same outcome.
+    #[serde(default = "one")]
+    pub count: u32,
     /// The app's client public key, hex.
     pub app: String,
     /// The method.
@@ -149,6 +153,10 @@ pub struct LogEntry {
     pub reason: Option<String>,
 }
 
+fn one() -> u32 {
+    1
+}
+
 /// One page of a list too long for one reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page<T> {
@@ -158,9 +166,10 @@ pub struct Page<T> {
     pub next: Option<u64>,
 }
 
-/// Bytes of JSON a page may hold: inside a NIP-44 message (65,535 bytes)
-/// even when every character is escaped once more in the response.
-pub const PAGE_BYTES: usize = 30_000;
+/// Bytes of JSON a page may hold: even with every character escaped once
+/// more in the response, its sealed reply stays under 64 KiB, the event
+/// limit of common relays.
+pub const PAGE_BYTES: usize = 16_000;
 
 impl<T: Serialize> Page<T> {
     /// Fills a page from `items` (each with its cursor) until

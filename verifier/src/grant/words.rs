@@ -10,10 +10,14 @@ pub(super) fn describe_perms(perms: &[Perm]) -> String {
     let mut parts = Vec::new();
     let kinds: Vec<String> = perms
         .iter()
-        .filter_map(|p| match p {
-            Perm::Kinds(a, b) if a == b => Some(a.to_string()),
-            Perm::Kinds(a, b) => Some(format!("{a}-{b}")),
-            _ => None,
+        .flat_map(|p| match p {
+            Perm::Kinds(a, b) if a == b => vec![a.to_string()],
+            // Two neighbours merged into a range read better apart.
+            Perm::Kinds(a, b) if u32::from(*a) + 1 == u32::from(*b) => {
+                vec![a.to_string(), b.to_string()]
+            }
+            Perm::Kinds(a, b) => vec![format!("{a}-{b}")],
+            _ => Vec::new(),
         })
         .collect();
     if !kinds.is_empty() {

@@ -116,8 +116,14 @@ pub(crate) fn print_log(entries: &[LogEntry]) {
             .as_deref()
             .map(|r| format!("  {}", printable(r)))
             .unwrap_or_default();
+        // A run of the same decision: how many, dated by the last.
+        let times = if e.count > 1 {
+            format!(" ×{}", e.count)
+        } else {
+            String::new()
+        };
         println!(
-            "{}  {who}  {what}  {}{why}",
+            "{}  {who}  {what}  {}{times}{why}",
             utc(e.time),
             printable(&e.decision)
         );

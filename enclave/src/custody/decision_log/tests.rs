@@ -1,0 +1,102 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use nostr::Keys;
+
+use super::*;
+
+fn entry(app: &PublicKey, kind: u16, refused: bool) -> Entry {
+    let refusal = refused.then_some(Refusal::NotGranted);
+    Entry::new(kind.into(), app, &Action::sign(kind, None), refusal)
+}
+
+fn key() -> PublicKey {
+    Keys::generate().public_key()
+}
+
+#[test]
+fn repeats_count_up() {
+    let mut log = DecisionLog::new(LogLimits::default());
+    let (user, app) = (key(), key());
+    for _ in 0..1000 {
+        log.push(user, entry(&app, 0, true));
+    }
+    let kept = log.entries(&user, 0);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].view().count, 1000);
+    assert_eq!(log.len(), 1);
+}
+
+#[test]
+fn a_flooding_app_erases_only_its_own_history() {
+    let mut log = DecisionLog::new(LogLimits {
+        per_key: 100,
+        total: 10_000,
+    });
+    let (user, honest, agent) = (key(), key(), key());
+    for k in 0..10 {
+        log.push(user, entry(&honest, k, k % 2 == 0));
+    }
+    // The agent's first attempt, then a flood of different refusals and
+    // allowed requests.
+    log.push(user, entry(&agent, 0, true));
+    for k in 1..5000 {
+        log.push(user, entry(&agent, k, k % 3 == 0));
+    }
+    let kept = log.entries(&user, 0);
+    assert_eq!(kept.len(), 100);
+    let honest_hex = hex::encode(honest.to_bytes());
+    assert_eq!(
+        kept.iter().filter(|e| e.view().app == honest_hex).count(),
+        10
+    );
+    // The agent's first refusals are still there.
+    let agent_hex = hex::encode(agent.to_bytes());
+    let first = kept
+        .iter()
+        .find(|e| e.view().app == agent_hex)
+        .unwrap()
+        .view();
+    assert_eq!((first.kind, first.decision.as_str()), (Some(0), "refused"));
+}
+
+#[test]
+fn keys_that_log_little_keep_it_all() {
+    let mut log = DecisionLog::new(LogLimits {
+        per_key: 1000,
+        total: 500,
+    });
+    let quiet: Vec<PublicKey> = (0..5).map(|_| key()).collect();
+    for user in &quiet {
+        for k in 0..10 {
+            log.push(*user, entry(&key(), k, false));
+        }
+    }
+    // A stranger's keys flood.
+    for _ in 0..5 {
+        let user = key();
+        let app = key();
+        for k in 0..1000 {
+            log.push(user, entry(&app, k, k % 2 == 0));
+        }
+        assert!(log.len() <= 500);
+    }
+    for user in &quiet {
+        assert_eq!(log.entries(user, 0).len(), 10);
+    }
+    log.forget(&quiet[0]);
+    assert_eq!(log.len(), 490);
+    assert!(log.entries(&quiet[0], 0).is_empty());
+}
+
+#[test]
+fn cursors_are_unique_over_deletes() {
+    let mut log = DecisionLog::new(LogLimits::default());
+    let (user, app) = (key(), key());
+    log.push(user, entry(&app, 1, false));
+    let first = log.entries(&user, 0)[0].view().seq;
+    log.forget(&user);
+    log.push(user, entry(&app, 2, false));
+    let again = log.entries(&user, 0)[0].view().seq;
+    assert!(again > first);
+    assert!(log.entries(&user, again + 1).is_empty());
+}
