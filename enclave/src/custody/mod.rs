@@ -14,6 +14,7 @@
 pub mod admission;
 pub mod apps;
 pub mod decision_log;
+mod grant_store;
 mod relay_index;
 mod user_key;
 
@@ -22,7 +23,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use nostr::{Keys, PublicKey, RelayUrl};
-use verifier::grant::{Action, Decision, Method, Policy};
+use verifier::grant::Policy;
 use verifier::rpc::admin::KeptApps;
 use zeroize::Zeroizing;
 
@@ -236,187 +237,6 @@ impl KeyStore {
     #[cfg(test)]
     pub(crate) fn get_mut(&mut self, pubkey: &PublicKey) -> Option<&mut UserKey> {
         self.keys.get_mut(pubkey)
-    }
-
-    /// Runs `change` on `user`'s key, keeping the count of grant memory.
-    fn update<R>(&mut self, user: &PublicKey, change: impl FnOnce(&mut UserKey) -> R) -> Option<R> {
-        let key = self.keys.get_mut(user)?;
-        let before = key.grant_bytes();
-        let result = change(key);
-        let after = key.grant_bytes();
-        self.grant_bytes = (self.grant_bytes + after).saturating_sub(before);
-        Some(result)
-    }
-
-    /// The memory counted for all grants and pending secrets.
-    pub fn grant_bytes(&self) -> usize {
-        self.grant_bytes
-    }
-
-    /// Checks that `extra` bytes of grants fit and that `pow` pays for
-    /// them past the free allowance.
-    fn admit_grants(&self, extra: usize, pow: u8, now: u64) -> Result<(), StoreError> {
-        let max = self.limits.max_grant_bytes;
-        if self.grant_bytes.saturating_add(extra) > max {
-            return Err(StoreError::GrantsFull(max >> 20));
-        }
-        self.admission
-            .check(
-                Resource::Grants,
-                extra.div_ceil(1024),
-                self.grant_bytes / 1024,
-                max / 1024,
-                pow,
-                now,
-            )
-            .map_err(StoreError::Pow)
-    }
-
-    /// Gives `app` `policy` on `user`'s key (the owner's `connect_key` or
-    /// `grant`), replacing its grant; `pow` pays for the memory it takes.
-    pub fn grant(
-        &mut self,
-        user: &PublicKey,
-        app: PublicKey,
-        policy: &Policy,
-        source: &'static str,
-        pow: u8,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        policy.check_at(now).map_err(StoreError::BadPolicy)?;
-        let extra = self
-            .keys
-            .get(user)
-            .ok_or(StoreError::NoKey)?
-            .grant_cost(&app, policy);
-        self.admit_grants(extra, pow, now)?;
-        let limits = self.limits.clone();
-        self.update(user, |k| k.grant(app, policy, source, now, &limits))
-            .ok_or(StoreError::NoKey)?
-            .map_err(StoreError::Connect)?;
-        self.admission
-            .record(Resource::Grants, extra.div_ceil(1024), now);
-        Ok(())
-    }
-
-    /// A fresh bunker secret on `user`'s key for an app to get `policy`.
-    pub fn new_secret(
-        &mut self,
-        user: &PublicKey,
-        policy: Policy,
-        pow: u8,
-        now: u64,
-    ) -> Result<Zeroizing<String>, StoreError> {
-        if !self.keys.contains_key(user) {
-            return Err(StoreError::NoKey);
-        }
-        policy.check_at(now).map_err(StoreError::BadPolicy)?;
-        let extra = UserKey::secret_cost(&policy);
-        self.admit_grants(extra, pow, now)?;
-        let limits = self.limits.clone();
-        let secret = self
-            .update(user, |k| k.new_secret(now, &limits, policy))
-            .ok_or(StoreError::NoKey)?;
-        self.admission
-            .record(Resource::Grants, extra.div_ceil(1024), now);
-        Ok(secret)
-    }
-
-    /// NIP-46 `connect` by `app` on `user`'s key (see [`UserKey::connect`]);
-    /// the secret it spends counted the memory of the app it becomes.
-    pub fn connect(
-        &mut self,
-        user: &PublicKey,
-        app: PublicKey,
-        secret: Option<&str>,
-        asked: Option<&verifier::grant::Perms>,
-        claims: Option<&str>,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let limits = self.limits.clone();
-        self.update(user, |k| {
-            k.connect(app, secret, asked, claims, now, &limits)
-        })
-        .ok_or(StoreError::NoKey)?
-        .map_err(StoreError::Connect)
-    }
-
-    /// Ends `app`'s access to `user`'s key; whether it had any.
-    pub fn logout(&mut self, user: &PublicKey, app: &PublicKey) -> Result<bool, StoreError> {
-        self.update(user, |k| k.logout(app))
-            .ok_or(StoreError::NoKey)
-    }
-
-    /// The decision on `app`'s `action` on `user`'s key at `now`, logged;
-    /// `None` if the key is not held or the app not allowed on it.
-    pub fn decide(
-        &mut self,
-        user: &PublicKey,
-        app: &PublicKey,
-        action: &Action,
-        now: u64,
-    ) -> Option<Decision> {
-        let key = self.keys.get_mut(user)?;
-        let decision = key.decide(app, action, now)?;
-        // Test keys have no owner to read a log; allowed plumbing
-        // (get_public_key, ping, switch_relays) says nothing.
-        let plumbing = action.method.always_allowed()
-            && !matches!(action.method, Method::Connect | Method::Logout);
-        let refusal = match decision {
-            Decision::Allowed => None,
-            Decision::Refused(r) => Some(r),
-        };
-        if key.expires_at().is_none() && (refusal.is_some() || !plumbing) {
-            self.log.push(*user, Entry::new(now, app, action, refusal));
-        }
-        Some(decision)
-    }
-
-    /// Whether `app`'s grant on `user`'s key names `action` and is in
-    /// force (nothing is counted or logged).
-    pub fn permits(&self, user: &PublicKey, app: &PublicKey, action: &Action, now: u64) -> bool {
-        self.keys
-            .get(user)
-            .and_then(|k| k.apps().find(|(a, _)| *a == app).map(|(_, a)| a.grant()))
-            .is_some_and(|g| {
-                !g.expired(now)
-                    && g.policy()
-                        .perms
-                        .allows(action.method, action.kind, action.peer.as_ref())
-            })
-    }
-
-    /// Logs an allowed `action` by `app` that no grant decides (a
-    /// `connect` that spent a secret).
-    pub fn log_allowed(&mut self, user: &PublicKey, app: &PublicKey, action: &Action, now: u64) {
-        if self
-            .keys
-            .get(user)
-            .is_some_and(|k| k.expires_at().is_none())
-        {
-            self.log.push(*user, Entry::new(now, app, action, None));
-        }
-    }
-
-    /// Logs a refusal no grant made (the isolation rule's), if `user` is
-    /// held.
-    pub fn log_refused(
-        &mut self,
-        user: &PublicKey,
-        app: &PublicKey,
-        action: &Action,
-        refusal: verifier::grant::Refusal,
-        now: u64,
-    ) {
-        if self.keys.contains_key(user) {
-            self.log
-                .push(*user, Entry::new(now, app, action, Some(refusal)));
-        }
-    }
-
-    /// The decision log.
-    pub fn log(&self) -> &DecisionLog {
-        &self.log
     }
 
     /// What came and went on each relay since the last call: what the

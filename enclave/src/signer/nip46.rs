@@ -340,7 +340,7 @@ fn note_refusal(
         key = %npub(user),
         app = %npub(app),
         method = %action.method,
-        kind = ?action.kind,
+        kind = %action.kind.map_or_else(|| "-".to_owned(), |k| k.to_string()),
         reason = refusal.code(),
         left_out,
         "request refused"

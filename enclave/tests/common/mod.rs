@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+pub(crate) mod clocked;
 pub(crate) mod fake_relay;
 pub(crate) mod in_process;
 

@@ -100,8 +100,9 @@ async fn run(cli: Cli) -> Result<()> {
          Verify it:\n\
          \x20 target/release/verifier check {} --root {} --pcrs {}\n\
          Hand it a key (nsec or hex in KEYFILE) and get a bunker URL for a NIP-46 app:\n\
-         \x20 target/release/verifier key import --instance {} --root {} --key-file KEYFILE\n\
-         \x20 target/release/verifier key bunker-url --instance {} --root {} --key-file KEYFILE\n\
+         \x20 target/release/verifier key import --instance {} --root {} --pcrs {} --key-file KEYFILE\n\
+         \x20 target/release/verifier key bunker-url --instance {} --root {} --pcrs {} --key-file KEYFILE\n\
+         \x20 (add --perms sign_event:1,… --ttl 8h to limit what the app may do; see the README)\n\
          Stop with Ctrl-C.",
         verifier::event::npub(&event.pubkey),
         p.event.display(),
@@ -113,8 +114,10 @@ async fn run(cli: Cli) -> Result<()> {
         p.pcrs.display(),
         p.event.display(),
         p.dev_root.display(),
+        p.pcrs.display(),
         p.event.display(),
         p.dev_root.display(),
+        p.pcrs.display(),
     );
     let outcome = tokio::select! {
         r = shutdown.wait() => r.map(|()| info!("stopping")),
