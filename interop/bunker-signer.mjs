@@ -9,7 +9,7 @@ import { BunkerSigner, parseBunkerInput } from 'nostr-tools/nip46'
 import { generateSecretKey, getPublicKey, verifyEvent } from 'nostr-tools/pure'
 import * as nip44 from 'nostr-tools/nip44'
 import * as nip04 from 'nostr-tools/nip04'
-import { check, run, timed as timedOut } from './lib.mjs'
+import { check, refusedWith, run, timed as timedOut } from './lib.mjs'
 
 useWebSocketImplementation(WebSocket)
 
@@ -22,17 +22,7 @@ if (!url1 || !url2 || !/^[0-9a-f]{64}$/.test(userPubkey ?? '')) {
 
 const timed = (what, promise) => timedOut(what, promise, CALL_TIMEOUT_MS)
 
-async function rejects(what, promise, needle) {
-  try {
-    await timed(what, promise)
-  } catch (e) {
-    if (e.silent) throw e
-    const message = String(e?.message ?? e)
-    check(message.includes(needle), `${what} is refused (${message})`)
-    return
-  }
-  throw new Error(`check failed: ${what} was accepted`)
-}
+const rejects = (what, promise, needle) => refusedWith(timed, what, promise, needle)
 
 const pool = new SimplePool()
 const signers = []

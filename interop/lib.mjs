@@ -34,3 +34,19 @@ export function run(name, main, overallMs) {
       process.exit(e?.silent ? 2 : 1)
     })
 }
+
+/**
+ * Awaits `promise` (with `timed`), which must be rejected with an error
+ * containing `needle`; a silent signer stays a failure of its own.
+ */
+export async function refusedWith(timed, what, promise, needle) {
+  try {
+    await timed(what, promise)
+  } catch (e) {
+    if (e.silent) throw e
+    const message = String(e?.message ?? e)
+    check(message.includes(needle), `${what} is refused (${message})`)
+    return
+  }
+  throw new Error(`check failed: ${what} was accepted`)
+}

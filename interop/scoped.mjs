@@ -8,7 +8,7 @@ import { useWebSocketImplementation, SimplePool } from 'nostr-tools/pool'
 import { BunkerSigner, parseBunkerInput } from 'nostr-tools/nip46'
 import { generateSecretKey, verifyEvent } from 'nostr-tools/pure'
 import NDK, { NDKEvent, NDKNip46Signer, NDKPrivateKeySigner } from '@nostr-dev-kit/ndk'
-import { check, run, timed as timedOut } from './lib.mjs'
+import { check, refusedWith, run, timed as timedOut } from './lib.mjs'
 
 useWebSocketImplementation(WebSocket)
 globalThis.WebSocket = WebSocket
@@ -22,17 +22,7 @@ if (!['nostr-tools', 'ndk'].includes(client) || !url || !/^[0-9a-f]{64}$/.test(u
 const timed = (what, promise) => timedOut(what, promise, CALL_TIMEOUT_MS)
 const template = kind => ({ kind, content: `scoped kind ${kind}`, tags: [], created_at: Math.floor(Date.now() / 1000) })
 
-async function refused(what, promise, needle) {
-  try {
-    await timed(what, promise)
-  } catch (e) {
-    if (e.silent) throw e
-    const message = String(e?.message ?? e)
-    check(message.includes(needle), `${what} is refused (${message})`)
-    return
-  }
-  throw new Error(`check failed: ${what} was accepted`)
-}
+const refused = (what, promise, needle) => refusedWith(timed, what, promise, needle)
 
 /** A signer with `sign(kind)` returning the signed event, and `close()`. */
 async function connect() {

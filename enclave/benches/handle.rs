@@ -67,28 +67,19 @@ fn bench(c: &mut Criterion) {
         seal_request(app, &user.public_key(), KIND_NIP46, &r, Scheme::Nip44).unwrap()
     };
     let mut group = c.benchmark_group("sign_event");
-    group.bench_function("handled", |b| {
-        b.iter_batched(
-            || request(&app),
-            |event| {
-                let outcome = signer.handle(&event, &relay, Timestamp::now().as_secs());
-                assert!(outcome.reply.is_some());
-                outcome
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("handled_scoped", |b| {
-        b.iter_batched(
-            || request(&scoped),
-            |event| {
-                let outcome = signer.handle(&event, &relay, Timestamp::now().as_secs());
-                assert!(outcome.reply.is_some());
-                outcome
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    for (name, from) in [("handled", &app), ("handled_scoped", &scoped)] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || request(from),
+                |event| {
+                    let outcome = signer.handle(&event, &relay, Timestamp::now().as_secs());
+                    assert!(outcome.reply.is_some());
+                    outcome
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.bench_function("primitives", |b| {
         b.iter_batched(
             || request(&app),

@@ -173,40 +173,14 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
                 AdminRequest::ListApps { cursor }
             })
             .await?;
-            return Ok(match apps {
-                Ok(apps) if *json => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&apps).unwrap_or_default()
-                    );
-                    VALID
-                }
-                Ok(apps) => {
-                    print_apps(&apps, now());
-                    VALID
-                }
-                Err(e) => refused(&e),
-            });
+            return Ok(show(apps, *json, |apps| print_apps(apps, now())));
         }
         KeyAction::Log { json, .. } => {
             let entries = pages(&user, &service, &admin_relay, timeout, |cursor| {
                 AdminRequest::GetLog { cursor }
             })
             .await?;
-            return Ok(match entries {
-                Ok(entries) if *json => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&entries).unwrap_or_default()
-                    );
-                    VALID
-                }
-                Ok(entries) => {
-                    print_log(&entries);
-                    VALID
-                }
-                Err(e) => refused(&e),
-            });
+            return Ok(show(entries, *json, print_log));
         }
         KeyAction::Delete { .. } => AdminRequest::DeleteKey,
         KeyAction::Revoke { app: given, .. } => AdminRequest::RevokeApp { app: app(given)? },
@@ -240,6 +214,28 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
             Ok(VALID)
         }
         Err(e) => Ok(refused(&e)),
+    }
+}
+
+/// Prints a list the enclave returned, as JSON or with `words`.
+fn show<T: serde::Serialize>(
+    list: Result<Vec<T>, String>,
+    json: bool,
+    words: impl FnOnce(&[T]),
+) -> u8 {
+    match list {
+        Ok(items) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&items).unwrap_or_default()
+            );
+            VALID
+        }
+        Ok(items) => {
+            words(&items);
+            VALID
+        }
+        Err(e) => refused(&e),
     }
 }
 
