@@ -174,9 +174,11 @@ async fn an_app_cannot_take_the_key_and_strangers_cannot_loop_the_enclave() {
     // --- 1: a connected app cannot read the owner's key or act as owner. ---
     let app = Keys::generate();
     let app_npub = app.public_key().to_bech32().unwrap();
-    assert_eq!(
-        key.ok_with("connect", &["--app", &app_npub]),
-        "key imported and the app allowed"
+    let connected = key.ok_with("connect", &["--app", &app_npub, "--full-access"]);
+    assert!(
+        connected.starts_with("key imported and the app allowed\ngranted to ")
+            && connected.contains("full access"),
+        "{connected}"
     );
     let captured = admin_events
         .collect(Duration::from_secs(1))
@@ -304,7 +306,7 @@ async fn every_reply_arrives_under_load_and_through_refusals() {
     let app = Keys::generate();
     key.ok_with(
         "connect",
-        &["--app", &app.public_key().to_bech32().unwrap()],
+        &["--app", &app.public_key().to_bech32().unwrap(), "--full-access"],
     );
     let pk = user.public_key();
 
