@@ -138,6 +138,9 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
                     service.subscriptions.ready(relays).await;
                 }
             }
+            if let Some(also) = outcome.also {
+                service.outbox.send(also).await;
+            }
             service.outbox.send(reply).await;
         });
     }

@@ -238,3 +238,80 @@ fn test_keys_keep_full_access() {
             .unwrap();
     }
 }
+
+#[test]
+fn a_nostrconnect_answer_goes_to_the_apps_relays_and_the_keys_own_only() {
+    use common::clocked::sealed;
+    use nostr::RelayUrl;
+    use verifier::event::KIND_ADMIN;
+    use verifier::rpc::cipher::Conversation;
+    use verifier::rpc::nostrconnect::NostrConnect;
+    use verifier::rpc::Response;
+
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = Keys::generate();
+    let import = AdminRequest::ImportKey {
+        keys: user.clone(),
+        relays: vec![e.relay.clone()],
+        apps: Default::default(),
+    };
+    assert_eq!(admin_at(&e, &user, &import, t), Ok("ok".into()));
+    let app = Keys::generate();
+    let theirs = RelayUrl::parse("wss://app-relay.example").unwrap();
+    let uri = |perms: &str| {
+        NostrConnect::parse(
+            &format!(
+                "nostrconnect://{}?relay={theirs}&secret=app-secret&perms={perms}&name=Agent",
+                app.public_key().to_hex()
+            ),
+            8,
+        )
+        .unwrap()
+    };
+    // Asking only for what the policy does not grant: refused, nothing sent.
+    let request = AdminRequest::NostrConnect {
+        uri: uri("sign_event%3A7"),
+        policy: Some(scoped("sign_event:1")),
+    };
+    let event = sealed(&user, &e.service, KIND_ADMIN, &request.to_request(), t);
+    let outcome = e.signer.try_handle(&event, &e.relay, t).unwrap();
+    assert!(outcome.also.is_none());
+    assert!(!e
+        .signer
+        .store()
+        .get(&user.public_key())
+        .unwrap()
+        .allows(&app.public_key()));
+
+    let request = AdminRequest::NostrConnect {
+        uri: uri("sign_event%3A1%2Csign_event%3A0"),
+        policy: Some(scoped("sign_event:1,sign_event:1111")),
+    };
+    let event = sealed(&user, &e.service, KIND_ADMIN, &request.to_request(), t);
+    let outcome = e.signer.try_handle(&event, &e.relay, t).unwrap();
+    let also = outcome.also.expect("a connect response");
+    assert_eq!(also.relays, vec![theirs.clone(), e.relay.clone()]);
+    assert_eq!(also.event.pubkey, user.public_key());
+    assert_eq!(also.event.kind.as_u16(), 24133);
+    let (_, plain) =
+        Conversation::open(app.secret_key(), &user.public_key(), &also.event.content).unwrap();
+    assert_eq!(Response::parse(&plain).unwrap().result, "app-secret");
+    let key = e.signer.store();
+    let held = key.get(&user.public_key()).unwrap();
+    assert!(held.relays().contains(&theirs));
+    let (_, granted) = held.apps().find(|(a, _)| **a == app.public_key()).unwrap();
+    // The URI's perms narrowed the policy.
+    assert_eq!(granted.grant().policy().perms.to_string(), "sign_event:1");
+    drop(key);
+    // The connected app is served like any other.
+    assert!(refused(call_at(
+        &e,
+        &app,
+        &user.public_key(),
+        "sign_event",
+        &[&note(0, t)],
+        t
+    ))
+    .starts_with("forbidden"));
+}

@@ -306,7 +306,11 @@ async fn every_reply_arrives_under_load_and_through_refusals() {
     let app = Keys::generate();
     key.ok_with(
         "connect",
-        &["--app", &app.public_key().to_bech32().unwrap(), "--full-access"],
+        &[
+            "--app",
+            &app.public_key().to_bech32().unwrap(),
+            "--full-access",
+        ],
     );
     let pk = user.public_key();
 

@@ -114,6 +114,11 @@ impl KeyStore {
         .map_err(StoreError::Connect)
     }
 
+    /// Keeps what `app` says about itself on `user`'s key, for display.
+    pub fn set_claims(&mut self, user: &PublicKey, app: &PublicKey, claims: &str) {
+        self.update(user, |k| k.set_claims(app, claims));
+    }
+
     /// Ends `app`'s access to `user`'s key; whether it had any.
     pub fn logout(&mut self, user: &PublicKey, app: &PublicKey) -> Result<bool, StoreError> {
         self.update(user, |k| k.logout(app))

@@ -383,6 +383,46 @@ impl KeyStore {
         })
     }
 
+    /// Makes `user`'s key listen on `more` relays too (a nostrconnect://
+    /// app's), under the same limits as an import: relays per key, relays
+    /// overall, relay changes per hour, and proof of work `pow` for new
+    /// relays past the free allowance. Returns the key's relays, and
+    /// whether they changed.
+    pub fn add_relays(
+        &mut self,
+        user: &PublicKey,
+        more: &[RelayUrl],
+        pow: u8,
+        now: u64,
+    ) -> Result<(Vec<RelayUrl>, bool), StoreError> {
+        let key = self.keys.get(user).ok_or(StoreError::NoKey)?;
+        let mut relays = key.relays().to_vec();
+        for relay in more {
+            if !relays.contains(relay) {
+                relays.push(relay.clone());
+            }
+        }
+        if relays.len() == key.relays().len() {
+            return Ok((relays, false));
+        }
+        let new_relays = self.check_relays(&relays, Some(user))?;
+        let limit = self.limits.relay_changes_per_hour;
+        if let Some(key) = self.keys.get_mut(user) {
+            if !key.may_change_relays(limit, now) {
+                return Err(StoreError::RelayChangeRate(limit));
+            }
+        }
+        self.admit(None, new_relays, pow, now)?;
+        self.record(None, new_relays, now);
+        if let Some(key) = self.keys.get_mut(user) {
+            key.record_relay_change(now);
+            self.relays.remove(user, key.relays());
+            self.relays.add(*user, &relays);
+            key.set_relays(relays.clone());
+        }
+        Ok((relays, true))
+    }
+
     /// Deletes the key for `pubkey`, wiping it.
     pub fn delete(&mut self, pubkey: &PublicKey) -> Result<(), StoreError> {
         let key = self.keys.remove(pubkey).ok_or(StoreError::NoKey)?;

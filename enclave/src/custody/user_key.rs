@@ -214,6 +214,13 @@ impl UserKey {
         self.apps.get_mut(app).map(|a| a.decide(action, now))
     }
 
+    /// Keeps what `app` says about itself, if it is allowed.
+    pub fn set_claims(&mut self, app: &PublicKey, claims: &str) {
+        if let Some(a) = self.apps.get_mut(app) {
+            a.set_claims(Some(claims));
+        }
+    }
+
     /// The apps and their grants.
     pub fn apps(&self) -> impl Iterator<Item = (&PublicKey, &App)> {
         self.apps.iter()

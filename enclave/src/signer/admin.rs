@@ -11,17 +11,19 @@ use verifier::rpc::admin::{AdminRequest, OK, PONG};
 use verifier::rpc::bunker::bunker_url;
 use verifier::rpc::{Request, Response};
 
-use super::{grants, Change, Signer};
+use super::{grants, nostrconnect, Change, Reply, Signer};
 use crate::custody::{Imported, StoreError};
 
 /// Handles `request` from `requester`, whose event carried `pow` bits of
-/// proof of work; says how the held keys changed.
+/// proof of work; says how the held keys changed, and puts in `also` any
+/// other event to send.
 pub fn handle(
     signer: &Signer,
     requester: &PublicKey,
     request: &Request,
     pow: u8,
     now: u64,
+    also: &mut Option<Reply>,
 ) -> (Response, Change) {
     let max_relays = signer.config.limits.max_relays_per_key;
     let parsed = match AdminRequest::parse(request, max_relays) {
@@ -170,6 +172,16 @@ pub fn handle(
             Some(page) => (Response::ok(id, page), Change::None),
             None => fail(StoreError::NoKey),
         },
+        AdminRequest::NostrConnect { uri, policy } => {
+            match nostrconnect::answer(&mut store, requester, &uri, policy, pow, now) {
+                Ok((reply, change)) => {
+                    info!(key = %who, app = %npub(&uri.client), "nostrconnect app connected");
+                    *also = Some(reply);
+                    (Response::ok(id, uri.client.to_hex()), change)
+                }
+                Err(e) => fail(e),
+            }
+        }
     }
 }
 

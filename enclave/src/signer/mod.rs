@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod grants;
 pub mod nip46;
+pub mod nostrconnect;
 pub mod seen;
 pub mod template;
 
@@ -85,6 +86,9 @@ pub struct Outcome {
     pub reply: Option<Reply>,
     /// Whether the held keys or their relays changed.
     pub change: Change,
+    /// Another event the request makes the enclave send (a nostrconnect
+    /// app's `connect` response), after the reply's relays are ready.
+    pub also: Option<Reply>,
 }
 
 /// How a request changed the held keys.
@@ -245,15 +249,18 @@ impl Signer {
             let relays = || vec![self.admin_relay.clone()];
             let pow = pow_bits(event);
             let nip04 = Scheme::of(&event.content) == Scheme::Nip04;
-            return self.answer(event, from, &service, relays, |request| {
+            let mut also = None;
+            let mut outcome = self.answer(event, from, &service, relays, |request| {
                 if nip04 {
                     return (
                         Response::error(&request.id, ADMIN_NEEDS_NIP44),
                         Change::None,
                     );
                 }
-                admin::handle(self, &event.pubkey, request, pow, now)
-            });
+                admin::handle(self, &event.pubkey, request, pow, now, &mut also)
+            })?;
+            outcome.also = also;
+            return Ok(outcome);
         }
         let keys = event
             .tags
@@ -322,6 +329,7 @@ impl Signer {
                 relays,
             }),
             change,
+            also: None,
         })
     }
 

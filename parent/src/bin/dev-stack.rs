@@ -74,6 +74,7 @@ async fn run(cli: Cli) -> Result<()> {
         announce_interval: cli.announce_interval,
         echo_logs: !cli.quiet,
         enclave_args: Vec::new(),
+        parent_args: Vec::new(),
     };
     let mut stack = Stack::start(&config).await?;
     let event = tokio::select! {

@@ -53,6 +53,8 @@ pub struct StackConfig {
     pub echo_logs: bool,
     /// More arguments for `enclave run` (its limits, say).
     pub enclave_args: Vec<String>,
+    /// More arguments for `parent run` (such as another `--allow-egress`).
+    pub parent_args: Vec<String>,
 }
 
 /// The files of a running stack.
@@ -177,6 +179,7 @@ impl Stack {
             "--allow-egress".into(),
             config.relay_addr.to_string(),
         ];
+        let parent_args = [parent_args, config.parent_args.clone()].concat();
         let parent = Process::spawn(
             "parent",
             &parent_bin,

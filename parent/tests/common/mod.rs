@@ -94,6 +94,7 @@ pub(crate) fn stack_config(
         announce_interval: interval,
         echo_logs: false,
         enclave_args: Vec::new(),
+        parent_args: Vec::new(),
     }
 }
 

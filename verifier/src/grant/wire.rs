@@ -105,6 +105,8 @@ pub mod source {
     pub const CONNECT_KEY: &str = "connect_key";
     /// The owner's `grant`.
     pub const GRANT: &str = "grant";
+    /// The owner's answer to an app's nostrconnect:// URI.
+    pub const NOSTRCONNECT: &str = "nostrconnect";
 }
 
 /// One app on a key, as `list_apps` reports it.

@@ -14,6 +14,7 @@
 //! | `grant` | app pubkey, policy | `ok` |
 //! | `list_apps` | cursor? | a page of apps |
 //! | `get_log` | cursor? | a page of decisions |
+//! | `nostrconnect` | nostrconnect:// URI, policy? | the app's client pubkey |
 //!
 //! A policy is the JSON of `crate::grant::wire`; without one,
 //! `connect_key` and `create_bunker_url` grant full access, as the
@@ -21,7 +22,11 @@
 //! policy, narrowed by the perms it asks for. `grant` sets (or replaces)
 //! one app's policy; `list_apps` and `get_log` return a
 //! `crate::grant::wire::Page` as JSON, of `AppView`s and `LogEntry`s: pass
-//! its `next` as the cursor for the following page.
+//! its `next` as the cursor for the following page. `nostrconnect` takes a
+//! URI an app shows (`super::nostrconnect`): the app's client key gets the
+//! policy (full access without one), narrowed by the perms in the URI; the
+//! key also listens on the URI's relays; and the enclave sends the app the
+//! `connect` response it waits for.
 //!
 //! `import_key` of a key already held updates its relays and, by default
 //! (`apps` = `keep`), keeps the apps allowed on it and its pending bunker
@@ -37,6 +42,8 @@
 use nostr::{Keys, PublicKey, RelayUrl};
 
 use crate::grant::Policy;
+
+use super::nostrconnect::NostrConnect;
 
 use super::message::{Params, Request};
 use super::relays::{parse_relays_csv, relays_csv};
@@ -65,6 +72,8 @@ pub mod method {
     pub const LIST_APPS: &str = "list_apps";
     /// The decision log of the signer's key.
     pub const GET_LOG: &str = "get_log";
+    /// Answer an app's nostrconnect:// URI with the signer's key.
+    pub const NOSTRCONNECT: &str = "nostrconnect";
 }
 
 /// What `import_key` does with the apps of a key already held.
@@ -153,6 +162,13 @@ pub enum AdminRequest {
         /// Where the page starts.
         cursor: Option<u64>,
     },
+    /// `nostrconnect`.
+    NostrConnect {
+        /// The app's URI (its `Debug` hides the secret).
+        uri: NostrConnect,
+        /// What the app may do; `None`: full access (narrowed by the URI's perms).
+        policy: Option<Policy>,
+    },
 }
 
 impl AdminRequest {
@@ -170,6 +186,7 @@ impl AdminRequest {
             Self::Grant { .. } => method::GRANT,
             Self::ListApps { .. } => method::LIST_APPS,
             Self::GetLog { .. } => method::GET_LOG,
+            Self::NostrConnect { .. } => method::NOSTRCONNECT,
         }
     }
 
@@ -188,6 +205,13 @@ impl AdminRequest {
                 Params::new([c.to_string()])
             }
             Self::Grant { app, policy } => Params::new([app.to_hex(), policy.to_json()]),
+            Self::NostrConnect { uri, policy } => {
+                let uri = uri.to_uri();
+                match policy {
+                    Some(p) => Params::new([uri.as_str().to_owned(), p.to_json()]),
+                    None => Params::new([uri.as_str().to_owned()]),
+                }
+            }
             Self::ImportKey {
                 keys,
                 relays,
@@ -285,6 +309,11 @@ impl AdminRequest {
             },
             method::LIST_APPS => Self::ListApps { cursor: cursor(0)? },
             method::GET_LOG => Self::GetLog { cursor: cursor(0)? },
+            method::NOSTRCONNECT => Self::NostrConnect {
+                uri: NostrConnect::parse(param(0, "uri")?, max_relays)
+                    .map_err(|e| format!("nostrconnect: {e}"))?,
+                policy: policy(1)?,
+            },
             method::DELETE_KEY => Self::DeleteKey,
             method::GENERATE_TEST_KEY => Self::GenerateTestKey { relays: relays(0)? },
             method::CREATE_BUNKER_URL => Self::CreateBunkerUrl {
@@ -347,6 +376,14 @@ mod tests {
             AdminRequest::ListApps { cursor: Some(7) },
             AdminRequest::GetLog { cursor: None },
             AdminRequest::GetLog { cursor: Some(0) },
+            AdminRequest::NostrConnect {
+                uri: NostrConnect::parse(
+                    &format!("nostrconnect://{}?relay=wss://r.example&secret=zz-secret-zz&perms=sign_event%3A1", app.to_hex()),
+                    4,
+                )
+                .unwrap(),
+                policy: Some(scoped.clone()),
+            },
         ] {
             let wire = request.to_request();
             let json = wire.to_json();

@@ -13,7 +13,8 @@
 //! - [`isolation`]: the rule that the enclave's own protocol keys are never
 //!   a peer in an app's request;
 //! - [`relays`]: what a relay URL a user hands over must look like;
-//! - [`bunker`]: bunker URLs (`bunker://<signer>?relay=…&secret=…`).
+//! - [`bunker`]: bunker URLs (`bunker://<signer>?relay=…&secret=…`);
+//! - [`nostrconnect`]: `nostrconnect://` URIs, the connections apps start.
 //!
 //! ```text
 //! request   {"id":"…","method":"import_key","params":["<hex>","wss://…"]}
@@ -28,6 +29,7 @@ pub mod cipher;
 pub mod isolation;
 pub mod message;
 pub mod nip44;
+pub mod nostrconnect;
 pub mod relays;
 
 pub use message::{Params, Request, Response};

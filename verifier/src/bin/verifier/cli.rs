@@ -84,8 +84,8 @@ pub(crate) enum KeyAction {
     Connect {
         #[command(flatten)]
         common: KeyCommon,
-        /// The app's client public key (npub or hex). A nostrconnect:// URI
-        /// is not supported yet.
+        /// The app's client public key (npub or hex). For a nostrconnect://
+        /// URI, use `key nostrconnect`.
         #[arg(long, value_name = "NPUB")]
         app: String,
         /// As for `import`.
@@ -94,6 +94,24 @@ pub(crate) enum KeyAction {
         #[command(flatten)]
         grant: GrantArgs,
         /// Allow the app every method and kind (the original's behaviour).
+        #[arg(long)]
+        full_access: bool,
+    },
+    /// Answer the nostrconnect:// URI an app shows (as a QR code or text):
+    /// the app gets the grant (--perms and conditions; without --perms, what
+    /// the URI asks for), your key also listens on the URI's relays, and the
+    /// enclave sends the app the connect response it waits for. What the app
+    /// asks for and what it gets are printed before anything is sent.
+    #[command(group(clap::ArgGroup::new("access").args(["perms", "full_access"])))]
+    Nostrconnect {
+        #[command(flatten)]
+        common: KeyCommon,
+        /// The app's nostrconnect://CLIENT_PUBKEY?relay=…&secret=… URI.
+        #[arg(value_name = "URI")]
+        uri: String,
+        #[command(flatten)]
+        grant: GrantArgs,
+        /// Allow the app every method and kind, whatever its URI asks for.
         #[arg(long)]
         full_access: bool,
     },
@@ -173,6 +191,7 @@ impl KeyAction {
             Self::Import { common, .. }
             | Self::Connect { common, .. }
             | Self::Grant { common, .. }
+            | Self::Nostrconnect { common, .. }
             | Self::Apps { common, .. }
             | Self::Log { common, .. }
             | Self::Delete { common }

@@ -8,6 +8,7 @@ use verifier::grant::decision::utc;
 use verifier::grant::duration::parse_duration;
 use verifier::grant::wire::{AppView, LogEntry, Page};
 use verifier::grant::{Expiry, Perms, Policy, Rates};
+use verifier::rpc::nostrconnect::NostrConnect;
 
 use crate::cli::Conditions;
 use crate::output::printable;
@@ -51,6 +52,34 @@ pub(crate) fn policy(
         }
     }
     Ok(Some(policy))
+}
+
+/// What the enclave grants `uri`'s app for `policy` (full access without
+/// one), narrowed by what the URI asks for, as the enclave does.
+pub(crate) fn nostrconnect_policy(uri: &NostrConnect, policy: Option<&Policy>) -> Policy {
+    let mut policy = policy.cloned().unwrap_or_else(Policy::full);
+    let asked = uri.perms.as_deref().and_then(Perms::parse_requested);
+    policy.perms = policy.perms.narrow(asked.as_ref());
+    policy
+}
+
+/// What the app behind `uri` says and asks for (its own claims), and what
+/// it will get.
+pub(crate) fn describe_nostrconnect(
+    uri: &NostrConnect,
+    policy: Option<&Policy>,
+    now: u64,
+) -> String {
+    let claim = |v: &Option<String>| v.as_deref().map_or_else(|| "(none)".to_owned(), printable);
+    format!(
+        "the app {} says (its own claims, unchecked): name {}, url {}, asks for {}\nanswering on {}\nit will get: {}",
+        npub(&uri.client),
+        claim(&uri.name),
+        claim(&uri.url),
+        claim(&uri.perms),
+        uri.relays.iter().map(|r| printable(r.as_str())).collect::<Vec<_>>().join(", "),
+        nostrconnect_policy(uri, policy).describe(now)
+    )
 }
 
 /// `granted to npub…: <policy in words>`.

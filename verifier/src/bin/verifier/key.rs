@@ -19,6 +19,7 @@ use verifier::pcr::Measurements;
 use verifier::rpc::admin::{AdminRequest, KeptApps};
 use verifier::rpc::admission::parse_pow_required;
 use verifier::rpc::cipher::Scheme;
+use verifier::rpc::nostrconnect::NostrConnect;
 use verifier::rpc::relays::parse_relay_url;
 use verifier::rpc::{open_response, seal_request_with_pow};
 use verifier::verify::{verify_instance, CheckTime, Options, VerifiedInstance};
@@ -26,7 +27,9 @@ use zeroize::Zeroizing;
 
 use crate::cli::{KeyAction, KeyCommon};
 use crate::discover::parse_npubs;
-use crate::grants::{granted, page, policy, print_apps, print_log};
+use crate::grants::{
+    describe_nostrconnect, granted, nostrconnect_policy, page, policy, print_apps, print_log,
+};
 use crate::input::{read_input, read_text};
 use crate::output::printable;
 use crate::{expected_pcrs, now, trusted_root_file, Unusable, INVALID, VALID};
@@ -56,10 +59,8 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
     if let KeyAction::Connect { app, .. } = action {
         if app.starts_with("nostrconnect://") {
             return Err(Unusable {
-                message: "a nostrconnect:// URI is not supported yet".into(),
-                hint: Some(
-                    "ask the app for its client npub (or a bunker flow) and pass it with --app",
-                ),
+                message: "--app takes the app's client npub, not a nostrconnect:// URI".into(),
+                hint: Some("answer the URI with `verifier key nostrconnect 'nostrconnect://…'`"),
             });
         }
     }
@@ -77,6 +78,14 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
         }
         KeyAction::BunkerUrl { grant, .. } => {
             drop(policy(grant.perms.as_deref(), false, &grant.conditions)?)
+        }
+        KeyAction::Nostrconnect {
+            uri,
+            grant,
+            full_access,
+            ..
+        } => {
+            drop(nostrconnect_request(uri, grant, *full_access)?);
         }
         _ => {}
     }
@@ -168,6 +177,18 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
                 policy: policy(Some(perms), false, &grant.conditions)?.unwrap_or_else(Policy::full),
             }
         }
+        KeyAction::Nostrconnect {
+            uri,
+            grant,
+            full_access,
+            ..
+        } => {
+            let request = nostrconnect_request(uri, grant, *full_access)?;
+            if let AdminRequest::NostrConnect { uri, policy } = &request {
+                eprintln!("{}", describe_nostrconnect(uri, policy.as_ref(), now()));
+            }
+            request
+        }
         KeyAction::Apps { json, .. } => {
             let apps = pages(&user, &service, &admin_relay, timeout, |cursor| {
                 AdminRequest::ListApps { cursor }
@@ -201,6 +222,16 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
                     granted(app, policy.as_ref().unwrap_or(&Policy::full()), now())
                 ),
                 AdminRequest::Grant { app, policy } => println!("{}", granted(app, policy, now())),
+                AdminRequest::NostrConnect { uri, policy } => {
+                    println!(
+                        "{}",
+                        granted(
+                            &uri.client,
+                            &nostrconnect_policy(uri, policy.as_ref()),
+                            now()
+                        )
+                    )
+                }
                 AdminRequest::CreateBunkerUrl { policy } => eprintln!(
                     "the app that connects with this URL gets: {}",
                     policy.as_ref().unwrap_or(&Policy::full()).describe(now())
@@ -216,6 +247,32 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
         Err(e) => Ok(refused(&e)),
     }
 }
+
+/// The `nostrconnect` request for `uri` and the grant arguments.
+fn nostrconnect_request(
+    uri: &str,
+    grant: &crate::cli::GrantArgs,
+    full_access: bool,
+) -> Result<AdminRequest, Unusable> {
+    let parsed = NostrConnect::parse(uri, MAX_URI_RELAYS).map_err(|e| Unusable {
+        message: printable(&e),
+        hint: Some("copy the whole URI the app shows, in single quotes"),
+    })?;
+    let policy = policy(grant.perms.as_deref(), full_access, &grant.conditions)?;
+    // --full-access: everything, whatever the URI asks for.
+    let uri = if full_access {
+        NostrConnect {
+            perms: None,
+            ..parsed
+        }
+    } else {
+        parsed
+    };
+    Ok(AdminRequest::NostrConnect { uri, policy })
+}
+
+/// Most relays a nostrconnect:// URI may name (a key listens on at most 8).
+const MAX_URI_RELAYS: usize = 8;
 
 /// Prints a list the enclave returned, as JSON or with `words`.
 fn show<T: serde::Serialize>(
@@ -280,6 +337,9 @@ fn describe(request: &AdminRequest, result: &str) -> String {
         AdminRequest::ImportKey { .. } => format!("key imported ({})", printable(result)),
         AdminRequest::ConnectKey { .. } => "key imported and the app allowed".into(),
         AdminRequest::Grant { .. } => "the app's grant is set".into(),
+        AdminRequest::NostrConnect { .. } => {
+            "the app is connected: the enclave sent it the connect response".into()
+        }
         AdminRequest::DeleteKey => "key deleted".into(),
         AdminRequest::RevokeApp { .. } => "the app's access is revoked".into(),
         _ => printable(result),
