@@ -348,9 +348,10 @@ fn key_refuses_unpinned_code_and_nostrconnect_uris() {
             key,
             "--app",
             "nostrconnect://abc?relay=wss://r",
+            "--full-access",
         ],
         None,
     );
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("nostrconnect:// URI is not supported yet"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("verifier key nostrconnect"));
 }
