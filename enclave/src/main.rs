@@ -23,6 +23,7 @@ use enclave::startup;
 use nostr::{Keys, ToBech32};
 use tracing::{error, info};
 use verifier::event::npub;
+use verifier::grant::nsecapp::DEFAULT_PERM_RELAYS;
 use verifier::pcr::cert_der_from_der_or_pem;
 use verifier::protocol::{METADATA_PORT, SOCKS_PORT};
 use verifier::rpc::message::MAX_REQUEST_EVENT;
@@ -69,6 +70,18 @@ struct RunArgs {
     /// The relay where the admin API listens (the instance event's `relay` tag).
     #[arg(long, value_name = "URL", default_value = "wss://relay.nsec.app")]
     admin_relay: String,
+    /// A relay where every imported key's nsec.app permission events (kind
+    /// 30078, t nsec.app/perm) are read, besides the key's own relays.
+    /// Repeat for several. Default: the five the original reads.
+    #[arg(
+        long = "perm-relay",
+        value_name = "URL",
+        conflicts_with = "no_perm_relays"
+    )]
+    perm_relays: Vec<String>,
+    /// Read permission events on the keys' own relays only.
+    #[arg(long)]
+    no_perm_relays: bool,
     /// Seconds between announcements (each with a fresh attestation).
     #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=3 * 3600))]
     announce_interval: u64,
@@ -264,6 +277,22 @@ async fn run(args: RunArgs) -> Result<()> {
     let admin_relay = parse_relay_url(&args.admin_relay)
         .map_err(anyhow::Error::msg)
         .context("--admin-relay")?;
+    let perm_relays: Vec<String> = if args.no_perm_relays {
+        Vec::new()
+    } else if args.perm_relays.is_empty() {
+        DEFAULT_PERM_RELAYS
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect()
+    } else {
+        args.perm_relays.clone()
+    };
+    let perm_relays = perm_relays
+        .iter()
+        .map(|r| parse_relay_url(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)
+        .context("--perm-relay")?;
     let attester = make_attester(&args)?;
     info!("attester: {attester:?}");
     let keys = Keys::generate();
@@ -290,7 +319,8 @@ async fn run(args: RunArgs) -> Result<()> {
         "the parent's signature events match our attestation"
     );
     let tls = TlsConfig::webpki_roots().map_err(anyhow::Error::msg)?;
-    let config = args.limits.config();
+    let mut config = args.limits.config();
+    config.perm_relays = perm_relays;
     let inbox = Inbox::new(InboxLimits::default());
     let client = relay::client(
         keys.clone(),
@@ -298,7 +328,7 @@ async fn run(args: RunArgs) -> Result<()> {
         &inbox,
         PoolLimits {
             max_request_bytes: config.max_request_bytes,
-            max_relays: config.limits.max_relays,
+            max_relays: config.limits.max_relays + config.perm_relays.len(),
         },
     );
 

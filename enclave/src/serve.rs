@@ -66,6 +66,11 @@ impl Service {
         pinned: impl IntoIterator<Item = RelayUrl>,
         config: SignerConfig,
     ) -> Self {
+        // Permission relays stay, whoever uses them.
+        let pinned: Vec<RelayUrl> = pinned
+            .into_iter()
+            .chain(config.perm_relays.iter().cloned())
+            .collect();
         let subscriptions = Subscriptions::new(
             client.clone(),
             service.public_key(),
@@ -92,7 +97,7 @@ impl Service {
         let inbox = Inbox::new(InboxLimits::default());
         let limits = PoolLimits {
             max_request_bytes: config.max_request_bytes,
-            max_relays: config.limits.max_relays,
+            max_relays: config.limits.max_relays + config.perm_relays.len(),
         };
         let client = crate::relay::client_builder(service.clone(), &inbox, limits).build();
         Self::new(client, inbox, service, admin_relay, [], config)

@@ -85,6 +85,11 @@ impl App {
         self.grant.decide(action, now)
     }
 
+    /// When the grant started.
+    pub fn since(&self) -> u64 {
+        self.since
+    }
+
     /// The grant in force.
     pub fn grant(&self) -> &Grant {
         &self.grant

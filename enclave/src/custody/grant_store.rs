@@ -5,6 +5,8 @@
 //! with proof of work past a free hourly allowance, as keys are.
 
 use nostr::PublicKey;
+use verifier::grant::nsecapp::{merge, to_policy, Merged, Payload};
+use verifier::grant::wire::source;
 use verifier::grant::{Action, Decision, Method, Perms, Policy, Refusal};
 use zeroize::Zeroizing;
 
@@ -195,5 +197,74 @@ impl KeyStore {
     /// The decision log.
     pub fn log(&self) -> &DecisionLog {
         &self.log
+    }
+
+    /// Applies `user`'s nsec.app permission event `payload` (see
+    /// `verifier::grant::nsecapp`). The newest change wins: a permission
+    /// change replaces the app's grant unless the owner changed that grant
+    /// later through the admin API, and the reverse. Returns the app and
+    /// what changed; `None` if the key is not held (or is a test key), or
+    /// it already remembers as many apps as it may have.
+    pub fn apply_nsec_app(
+        &mut self,
+        user: &PublicKey,
+        payload: Payload,
+        now: u64,
+    ) -> Option<(PublicKey, Merged)> {
+        let app = match &payload {
+            Payload::App { app, .. } | Payload::Deleted { app, .. } => *app,
+        };
+        let max_apps = self.limits.max_apps_per_key;
+        let key = self
+            .keys
+            .get_mut(user)
+            .filter(|k| k.expires_at().is_none())?;
+        let mut state = key.take_nsec_app(&app);
+        if state.is_none() && key.nsec_app_count() >= max_apps {
+            return None;
+        }
+        let merged = merge(&mut state, payload);
+        let Some(state) = state else {
+            return Some((app, merged));
+        };
+        // A change made through the admin API after this one stands.
+        let changed_at = match merged {
+            Merged::Deleted => state.updated,
+            _ => state.perms_updated,
+        } / 1000;
+        let later_grant = key.app_since(&app).is_some_and(|since| since > changed_at);
+        let claims = state.info.to_json();
+        match merged {
+            Merged::Unchanged => {}
+            Merged::Info => self.set_claims(user, &app, &claims),
+            Merged::Perms | Merged::Deleted if later_grant => {}
+            Merged::Perms => match to_policy(&state) {
+                Some(policy) => {
+                    let extra = self
+                        .keys
+                        .get(user)
+                        .map_or(0, |k| k.grant_cost(&app, &policy));
+                    // Signed by the key itself: the hard bound, no proof of work.
+                    if self.grant_bytes.saturating_add(extra) <= self.limits.max_grant_bytes {
+                        let limits = self.limits.clone();
+                        let at = changed_at.min(now);
+                        let _ = self.update(user, |k| {
+                            k.grant(app, &policy, source::NSEC_APP, at, &limits)
+                        });
+                        self.set_claims(user, &app, &claims);
+                    }
+                }
+                None => {
+                    let _ = self.logout(user, &app);
+                }
+            },
+            Merged::Deleted => {
+                let _ = self.logout(user, &app);
+            }
+        }
+        if let Some(key) = self.keys.get_mut(user) {
+            key.keep_nsec_app(app, state);
+        }
+        Some((app, merged))
     }
 }

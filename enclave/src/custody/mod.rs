@@ -33,8 +33,8 @@ pub use decision_log::{DecisionLog, Entry, LogLimits};
 pub use user_key::{ConnectError, UserKey};
 
 use admission::Admission;
-pub use relay_index::RelayDelta;
 use relay_index::RelayIndex;
+pub use relay_index::{RelayChanges, RelayDelta};
 
 /// The configurable limits of a [`KeyStore`].
 #[derive(Debug, Clone)]
@@ -176,6 +176,10 @@ pub struct KeyStore {
     log: DecisionLog,
     /// The memory counted for all grants and pending secrets.
     grant_bytes: usize,
+    /// Where every owned key's nsec.app permission events are read, and
+    /// which keys those are.
+    perm_relays: Vec<RelayUrl>,
+    owners: RelayIndex,
 }
 
 impl fmt::Debug for KeyStore {
@@ -194,6 +198,8 @@ impl KeyStore {
             admission: Admission::new(limits.admission.clone()),
             log: DecisionLog::new(limits.log),
             grant_bytes: 0,
+            perm_relays: Vec::new(),
+            owners: RelayIndex::default(),
             limits,
             keys: HashMap::new(),
             test_keys: 0,
@@ -241,8 +247,22 @@ impl KeyStore {
 
     /// What came and went on each relay since the last call: what the
     /// subscriptions must update.
-    pub fn take_relay_changes(&mut self) -> HashMap<RelayUrl, RelayDelta> {
-        self.relays.take_changes()
+    pub fn take_relay_changes(&mut self) -> RelayChanges {
+        RelayChanges {
+            keys: self.relays.take_changes(),
+            owners: self.owners.take_changes(),
+        }
+    }
+
+    /// Reads every owned key's nsec.app permission events on `relays` too
+    /// (set before any key is held).
+    pub fn set_perm_relays(&mut self, relays: Vec<RelayUrl>) {
+        self.perm_relays = relays;
+    }
+
+    /// The permission relays.
+    pub fn perm_relays(&self) -> &[RelayUrl] {
+        &self.perm_relays
     }
 
     /// Distinct relays in use.
@@ -359,6 +379,7 @@ impl KeyStore {
                 // Imported by its owner: no longer a throw-away key.
                 self.test_keys = self.test_keys.saturating_sub(1);
                 existing.keep();
+                self.owners.add(pubkey, &self.perm_relays);
             }
             existing.set_relays(relays);
             if apps == KeptApps::Drop {
@@ -373,6 +394,7 @@ impl KeyStore {
             });
         }
         self.relays.add(pubkey, &relays);
+        self.owners.add(pubkey, &self.perm_relays);
         self.keys
             .insert(pubkey, UserKey::new(Arc::new(keys), relays, None));
         Ok(Imported {
@@ -432,6 +454,7 @@ impl KeyStore {
             self.test_keys = self.test_keys.saturating_sub(1);
         }
         self.relays.remove(pubkey, key.relays());
+        self.owners.remove(pubkey, &self.perm_relays);
         Ok(())
     }
 

@@ -18,6 +18,16 @@ pub struct RelayDelta {
     pub removed: HashSet<PublicKey>,
 }
 
+/// What changed for the subscriptions since they last looked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RelayChanges {
+    /// Per relay, the keys that started and stopped listening there.
+    pub keys: HashMap<RelayUrl, RelayDelta>,
+    /// Per permission relay, the keys (with an owner: not test keys)
+    /// whose nsec.app permission events are to be read there.
+    pub owners: HashMap<RelayUrl, RelayDelta>,
+}
+
 /// Relay → the keys listening there.
 #[derive(Debug, Default)]
 pub(super) struct RelayIndex {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use nostr::{Keys, PublicKey, RelayUrl};
 use subtle::ConstantTimeEq;
+use verifier::grant::nsecapp::AppState;
 use verifier::grant::{Action, Decision, Perms, Policy};
 use zeroize::Zeroizing;
 
@@ -25,6 +26,9 @@ pub struct UserKey {
     expires_at: Option<u64>,
     /// When its relays last changed (at most `relay_changes_per_hour`).
     relay_changes: VecDeque<u64>,
+    /// What nsec.app's permission events said last, per app (timestamps
+    /// only: the permissions themselves live in the apps' grants).
+    nsec_app: HashMap<PublicKey, AppState>,
 }
 
 impl fmt::Debug for UserKey {
@@ -82,6 +86,7 @@ impl UserKey {
             secrets: Vec::new(),
             expires_at,
             relay_changes: VecDeque::new(),
+            nsec_app: HashMap::new(),
         }
     }
 
@@ -219,6 +224,28 @@ impl UserKey {
         if let Some(a) = self.apps.get_mut(app) {
             a.set_claims(Some(claims));
         }
+    }
+
+    /// What nsec.app said last about `app`, taken out to be merged.
+    pub(super) fn take_nsec_app(&mut self, app: &PublicKey) -> Option<AppState> {
+        self.nsec_app.remove(app)
+    }
+
+    /// How many apps nsec.app's events are remembered for.
+    pub(super) fn nsec_app_count(&self) -> usize {
+        self.nsec_app.len()
+    }
+
+    /// Remembers what nsec.app said about `app` (its timestamps).
+    pub(super) fn keep_nsec_app(&mut self, app: PublicKey, mut state: AppState) {
+        state.perms = Vec::new();
+        state.info = Default::default();
+        self.nsec_app.insert(app, state);
+    }
+
+    /// When `app`'s grant started, if it has one.
+    pub fn app_since(&self, app: &PublicKey) -> Option<u64> {
+        self.apps.get(app).map(App::since)
     }
 
     /// The apps and their grants.

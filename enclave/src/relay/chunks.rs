@@ -1,6 +1,9 @@
 //! The subscriptions of one relay: the admin REQ if it is the admin relay,
 //! and the held keys listening there in chunks of [`PUBKEYS_PER_FILTER`],
-//! one NIP-46 REQ (`nip46-<n>`) per chunk.
+//! one NIP-46 REQ (`nip46-<n>`) per chunk, and beside it one REQ for the
+//! chunk's nsec.app permission events (`perm-<n>`: kind 30078 by those
+//! keys, tagged `nsec.app/perm`, stored ones too, so each (re)subscription
+//! fetches them and then follows them live).
 //!
 //! Each key keeps its chunk for as long as it listens on the relay, and a
 //! change is applied as the keys that came and went, so adding or removing
@@ -9,8 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use nostr::{Filter, Kind, PublicKey, SubscriptionId, Timestamp};
+use nostr::{Alphabet, Filter, Kind, PublicKey, SingleLetterTag, SubscriptionId, Timestamp};
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::grant::nsecapp::{KIND_APP_DATA, PERM_TAG};
 
 use crate::custody::RelayDelta;
 
@@ -19,41 +23,31 @@ pub const PUBKEYS_PER_FILTER: usize = 256;
 
 const ADMIN_SUB: &str = "admin";
 const NIP46_SUB: &str = "nip46-";
+const PERM_SUB: &str = "perm-";
+const OWNERS_SUB: &str = "owners-";
+/// Most stored permission events asked of a relay per chunk.
+const PERM_EVENTS_PER_CHUNK: usize = 500;
 
 /// Whether `id` is one of the subscriptions made here.
 pub(super) fn is_ours(id: &SubscriptionId) -> bool {
     let id = id.as_str();
-    id == ADMIN_SUB || id.starts_with(NIP46_SUB)
+    [NIP46_SUB, PERM_SUB, OWNERS_SUB]
+        .iter()
+        .any(|p| id.starts_with(p))
+        || id == ADMIN_SUB
 }
 
-/// One relay's subscriptions, as sent.
+/// Keys in stable chunks of at most [`PUBKEYS_PER_FILTER`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) struct RelaySubs {
-    admin: bool,
+struct Chunks {
     chunks: BTreeMap<usize, Vec<PublicKey>>,
     /// Which chunk each key is in.
     slot: HashMap<PublicKey, usize>,
 }
 
-/// What applying a change touched: the REQs to send and the
-/// subscriptions to close.
-pub(super) type Touched = (Vec<(SubscriptionId, Filter)>, Vec<SubscriptionId>);
-
-impl RelaySubs {
-    /// No subscription at all.
-    pub(super) fn is_empty(&self) -> bool {
-        !self.admin && self.chunks.is_empty()
-    }
-
-    /// Applies `delta` (and, for the admin relay, the admin REQ); returns
-    /// the REQs that changed, with `service`'s admin filter and `since`.
-    pub(super) fn apply(
-        &mut self,
-        admin: bool,
-        delta: &RelayDelta,
-        service: &PublicKey,
-        since: Timestamp,
-    ) -> Touched {
+impl Chunks {
+    /// Applies `delta`; returns the chunks it touched.
+    fn apply(&mut self, delta: &RelayDelta) -> BTreeSet<usize> {
         let mut touched = BTreeSet::new();
         for key in &delta.removed {
             if let Some(i) = self.slot.remove(key) {
@@ -82,6 +76,42 @@ impl RelaySubs {
             touched.insert(i);
         }
         self.chunks.retain(|_, chunk| !chunk.is_empty());
+        touched
+    }
+}
+
+/// One relay's subscriptions, as sent: the admin REQ, the keys listening
+/// there (NIP-46 and their permission events), and, on a permission relay,
+/// the permission events of every key that has an owner.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct RelaySubs {
+    admin: bool,
+    keys: Chunks,
+    owners: Chunks,
+}
+
+/// What applying a change touched: the REQs to send and the
+/// subscriptions to close.
+pub(super) type Touched = (Vec<(SubscriptionId, Filter)>, Vec<SubscriptionId>);
+
+impl RelaySubs {
+    /// No subscription at all.
+    pub(super) fn is_empty(&self) -> bool {
+        !self.admin && self.keys.chunks.is_empty() && self.owners.chunks.is_empty()
+    }
+
+    /// Applies `delta` of the keys listening here and `owners` of the keys
+    /// whose permission events are read here (and, for the admin relay,
+    /// the admin REQ); returns the REQs that changed, with `service`'s
+    /// admin filter and `since`.
+    pub(super) fn apply(
+        &mut self,
+        admin: bool,
+        delta: &RelayDelta,
+        owners: &RelayDelta,
+        service: &PublicKey,
+        since: Timestamp,
+    ) -> Touched {
         let mut send = Vec::new();
         let mut close = Vec::new();
         match (self.admin, admin) {
@@ -90,10 +120,22 @@ impl RelaySubs {
             _ => {}
         }
         self.admin = admin;
-        for i in touched {
-            match self.chunks.get(&i) {
-                Some(chunk) => send.push(chunk_request(i, chunk, since)),
-                None => close.push(nip46_sub(i)),
+        for i in self.keys.apply(delta) {
+            match self.keys.chunks.get(&i) {
+                Some(chunk) => {
+                    send.push(chunk_request(i, chunk, since));
+                    send.push(perm_request(sub(PERM_SUB, i), chunk));
+                }
+                None => {
+                    close.push(sub(NIP46_SUB, i));
+                    close.push(sub(PERM_SUB, i));
+                }
+            }
+        }
+        for i in self.owners.apply(owners) {
+            match self.owners.chunks.get(&i) {
+                Some(chunk) => send.push(perm_request(sub(OWNERS_SUB, i), chunk)),
+                None => close.push(sub(OWNERS_SUB, i)),
             }
         }
         (send, close)
@@ -108,7 +150,18 @@ impl RelaySubs {
         let admin = self.admin.then(|| admin_request(service, since));
         admin
             .into_iter()
-            .chain(self.chunks.iter().map(|(i, c)| chunk_request(*i, c, since)))
+            .chain(self.keys.chunks.iter().flat_map(|(i, c)| {
+                [
+                    chunk_request(*i, c, since),
+                    perm_request(sub(PERM_SUB, *i), c),
+                ]
+            }))
+            .chain(
+                self.owners
+                    .chunks
+                    .iter()
+                    .map(|(i, c)| perm_request(sub(OWNERS_SUB, *i), c)),
+            )
             .collect()
     }
 }
@@ -125,7 +178,7 @@ fn admin_request(service: &PublicKey, since: Timestamp) -> (SubscriptionId, Filt
 
 fn chunk_request(i: usize, chunk: &[PublicKey], since: Timestamp) -> (SubscriptionId, Filter) {
     (
-        nip46_sub(i),
+        sub(NIP46_SUB, i),
         Filter::new()
             .kind(Kind::from(KIND_NIP46))
             .pubkeys(chunk.iter().copied())
@@ -133,8 +186,21 @@ fn chunk_request(i: usize, chunk: &[PublicKey], since: Timestamp) -> (Subscripti
     )
 }
 
-fn nip46_sub(i: usize) -> SubscriptionId {
-    SubscriptionId::new(format!("{NIP46_SUB}{i}"))
+/// The permission events of `chunk`'s keys, stored ones too: each
+/// (re)subscription fetches them, then follows them live.
+fn perm_request(id: SubscriptionId, chunk: &[PublicKey]) -> (SubscriptionId, Filter) {
+    (
+        id,
+        Filter::new()
+            .kind(Kind::from(KIND_APP_DATA))
+            .authors(chunk.iter().copied())
+            .custom_tag(SingleLetterTag::lowercase(Alphabet::T), PERM_TAG)
+            .limit(PERM_EVENTS_PER_CHUNK),
+    )
+}
+
+fn sub(prefix: &str, i: usize) -> SubscriptionId {
+    SubscriptionId::new(format!("{prefix}{i}"))
 }
 
 #[cfg(test)]
@@ -155,27 +221,57 @@ mod tests {
         let t = Timestamp::from(0);
         let keys: Vec<PublicKey> = (0..600).map(|_| Keys::generate().public_key()).collect();
         let mut subs = RelaySubs::default();
-        let (send, close) = subs.apply(true, &delta(&keys, &[]), &service, t);
-        assert_eq!((send.len(), close.len()), (4, 0), "admin and three chunks");
-        assert!(subs.chunks.values().all(|c| c.len() <= PUBKEYS_PER_FILTER));
+        let none = RelayDelta::default();
+        let (send, close) = subs.apply(true, &delta(&keys, &[]), &none, &service, t);
+        assert_eq!(
+            (send.len(), close.len()),
+            (7, 0),
+            "admin and three chunks of two"
+        );
+        assert!(subs
+            .keys
+            .chunks
+            .values()
+            .all(|c| c.len() <= PUBKEYS_PER_FILTER));
         // One key leaves and another arrives: one chunk each, and the
         // newcomer takes the place the first one left.
-        let freed = subs.slot.get(&keys[10]).copied();
-        let (send, close) = subs.apply(true, &delta(&[], &keys[10..11]), &service, t);
-        assert_eq!((send.len(), close.len()), (1, 0));
+        let freed = subs.keys.slot.get(&keys[10]).copied();
+        let (send, close) = subs.apply(true, &delta(&[], &keys[10..11]), &none, &service, t);
+        assert_eq!((send.len(), close.len()), (2, 0));
         let newcomer = Keys::generate().public_key();
-        let (send, _) = subs.apply(true, &delta(&[newcomer], &[]), &service, t);
-        assert_eq!(send.len(), 1);
-        assert_eq!(subs.slot.get(&newcomer).copied(), freed);
+        let (send, _) = subs.apply(true, &delta(&[newcomer], &[]), &none, &service, t);
+        assert_eq!(send.len(), 2);
+        assert_eq!(subs.keys.slot.get(&newcomer).copied(), freed);
         // Everyone leaves: the chunks are closed, the admin REQ stays.
         let mut all: Vec<PublicKey> = keys.clone();
         all.retain(|k| *k != keys[10]);
         all.push(newcomer);
-        let (send, close) = subs.apply(true, &delta(&[], &all), &service, t);
-        assert_eq!((send.len(), close.len()), (0, 3));
+        let (send, close) = subs.apply(true, &delta(&[], &all), &none, &service, t);
+        assert_eq!((send.len(), close.len()), (0, 6));
         assert!(!subs.is_empty());
-        let (_, close) = subs.apply(false, &RelayDelta::default(), &service, t);
+        let (_, close) = subs.apply(false, &none, &none, &service, t);
         assert_eq!(close.len(), 1);
+        assert!(subs.is_empty());
+    }
+
+    #[test]
+    fn a_permission_relay_follows_every_owner() {
+        let service = Keys::generate().public_key();
+        let t = Timestamp::from(0);
+        let none = RelayDelta::default();
+        let owners: Vec<PublicKey> = (0..300).map(|_| Keys::generate().public_key()).collect();
+        let mut subs = RelaySubs::default();
+        let (send, _) = subs.apply(false, &none, &delta(&owners, &[]), &service, t);
+        assert_eq!(send.len(), 2);
+        assert!(send
+            .iter()
+            .all(|(id, f)| id.as_str().starts_with(OWNERS_SUB)
+                && f.kinds
+                    .as_ref()
+                    .is_some_and(|k| k.contains(&Kind::from(KIND_APP_DATA)))));
+        assert_eq!(subs.requests(&service, t).len(), 2);
+        let (send, close) = subs.apply(false, &none, &delta(&[], &owners), &service, t);
+        assert_eq!((send.len(), close.len()), (0, 2));
         assert!(subs.is_empty());
     }
 }

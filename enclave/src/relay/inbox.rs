@@ -4,7 +4,7 @@
 //! nostr-sdk hands every event a relay delivers (after checking that it
 //! matches a subscription this relay was sent, its size and its signature)
 //! to an admission policy before anything else. [`Inbox`] is that policy:
-//! it keeps request kinds and drops the rest, then queues the event and
+//! it keeps request kinds (and nsec.app permission events) and drops the rest, then queues the event and
 //! tells the pool not to broadcast it. Each relay has its own queue with
 //! its own byte budget, and all of them share a global one; a relay whose
 //! budget is used up waits in the admission call, which stops nostr-sdk
@@ -24,6 +24,7 @@ use nostr::{Event, RelayUrl, SubscriptionId};
 use nostr_sdk::pool::policy::{AdmitPolicy, AdmitStatus, PolicyError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::grant::nsecapp::KIND_APP_DATA;
 
 /// Bytes per budget unit (semaphore permit).
 const UNIT: usize = 256;
@@ -126,7 +127,7 @@ impl Inbox {
     /// global budget is used up. Events of other kinds are dropped.
     pub async fn push(&self, relay: &RelayUrl, event: &Event) {
         let kind = event.kind.as_u16();
-        if kind != KIND_NIP46 && kind != KIND_ADMIN {
+        if kind != KIND_NIP46 && kind != KIND_ADMIN && kind != KIND_APP_DATA {
             return;
         }
         let limits = self.inner.limits;

@@ -30,7 +30,7 @@ use tokio::sync::{Mutex, Notify};
 use tracing::{debug, info, warn};
 
 use super::chunks::{is_ours, RelaySubs};
-use crate::custody::RelayDelta;
+use crate::custody::RelayChanges;
 
 /// How far back a REQ reaches before now or before a disconnect.
 pub const SINCE_MARGIN: u64 = 60;
@@ -121,10 +121,11 @@ impl Subscriptions {
     }
 
     /// Applies `changes()` (what came and went on each relay since the
-    /// last sync, from the store), read once the previous sync is done so
-    /// concurrent syncs apply them in order. Queues REQs and CLOSEs; never
-    /// waits on a relay.
-    pub async fn sync(&self, changes: impl FnOnce() -> HashMap<RelayUrl, RelayDelta>) {
+    /// last sync, from the store: the keys listening there, and the keys
+    /// whose permission events are read there), read once the previous
+    /// sync is done so concurrent syncs apply them in order. Queues REQs and
+    /// CLOSEs; never waits on a relay.
+    pub async fn sync(&self, changes: impl FnOnce() -> RelayChanges) {
         let wanted_at = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut state = self.state.lock().await;
         if self.applied.load(Ordering::SeqCst) >= wanted_at {
@@ -132,15 +133,21 @@ impl Subscriptions {
         }
         // Every change asked for up to here is in the store already.
         let view = self.requested.load(Ordering::SeqCst);
-        let mut changes = changes();
+        let RelayChanges {
+            mut keys,
+            mut owners,
+        } = changes();
         if !state.subs.contains_key(&self.admin_relay) {
-            changes.entry(self.admin_relay.clone()).or_default();
+            keys.entry(self.admin_relay.clone()).or_default();
         }
         let since = Timestamp::from(crate::unix_now().saturating_sub(SINCE_MARGIN));
-        for (url, delta) in changes {
+        let urls: HashSet<RelayUrl> = keys.keys().chain(owners.keys()).cloned().collect();
+        for url in urls {
+            let delta = keys.remove(&url).unwrap_or_default();
+            let owners = owners.remove(&url).unwrap_or_default();
             let admin = url == self.admin_relay;
             let subs = state.subs.entry(url.clone()).or_default();
-            let (send, close) = subs.apply(admin, &delta, &self.service, since);
+            let (send, close) = subs.apply(admin, &delta, &owners, &self.service, since);
             if subs.is_empty() {
                 state.subs.remove(&url);
                 state.incomplete.remove(&url);

@@ -20,6 +20,7 @@ pub mod admin;
 pub mod grants;
 pub mod nip46;
 pub mod nostrconnect;
+pub mod permissions;
 pub mod seen;
 pub mod template;
 
@@ -28,6 +29,7 @@ use std::sync::{Mutex, MutexGuard};
 use nostr::{Event, EventBuilder, Keys, PublicKey, RelayUrl, Tag};
 use tracing::debug;
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::grant::nsecapp::KIND_APP_DATA;
 use verifier::rpc::admission::pow_bits;
 use verifier::rpc::cipher::{Conversation, Scheme};
 use verifier::rpc::isolation::{ProtocolKeys, ADMIN_NEEDS_NIP44};
@@ -50,6 +52,8 @@ pub struct SignerConfig {
     pub max_clock_skew: u64,
     /// Most request ids remembered for deduplication.
     pub max_seen: usize,
+    /// Where every owned key's nsec.app permission events are read too.
+    pub perm_relays: Vec<RelayUrl>,
 }
 
 impl Default for SignerConfig {
@@ -60,6 +64,7 @@ impl Default for SignerConfig {
             max_request_age: 300,
             max_clock_skew: 300,
             max_seen: 200_000,
+            perm_relays: Vec::new(),
         }
     }
 }
@@ -169,8 +174,10 @@ impl Signer {
     /// A handler for the service key `service`, whose admin API listens on `admin_relay`.
     pub fn new(service: Keys, admin_relay: RelayUrl, config: SignerConfig) -> Self {
         let seen = Seen::new(config.max_request_age, config.max_seen);
+        let mut store = KeyStore::new(config.limits.clone());
+        store.set_perm_relays(config.perm_relays.clone());
         Self {
-            store: Mutex::new(KeyStore::new(config.limits.clone())),
+            store: Mutex::new(store),
             seen: Mutex::new(seen),
             refusal_lines: nip46::RefusalLines::default(),
             service,
@@ -212,11 +219,16 @@ impl Signer {
     /// Like [`Self::handle`], saying why an event was dropped.
     pub fn try_handle(&self, event: &Event, from: &RelayUrl, now: u64) -> Result<Outcome, Dropped> {
         let kind = event.kind.as_u16();
-        if kind != KIND_NIP46 && kind != KIND_ADMIN {
+        if kind != KIND_NIP46 && kind != KIND_ADMIN && kind != KIND_APP_DATA {
             return Err(Dropped::Kind);
         }
         if event_size(event) > self.config.max_request_bytes.min(MAX_REQUEST_EVENT) {
             return Err(Dropped::TooLarge);
+        }
+        if kind == KIND_APP_DATA {
+            // Permission events are state, not requests: any age, never
+            // answered, merged idempotently (replays change nothing).
+            return permissions::handle(self, event, now);
         }
         let created = event.created_at.as_secs();
         if created.saturating_add(self.config.max_request_age) < now

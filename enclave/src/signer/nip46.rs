@@ -21,7 +21,7 @@ use tracing::info;
 use verifier::grant::{Action, Decision, Method, Perms, Refusal};
 use verifier::rpc::cipher::{Conversation, Scheme};
 use verifier::rpc::isolation::{
-    check_outgoing, check_peer, check_plaintext, check_template, NIP04_DECRYPT_FAILED,
+    check_event, check_outgoing, check_peer, check_plaintext, NIP04_DECRYPT_FAILED,
 };
 use verifier::rpc::{Request, Response};
 use zeroize::Zeroizing;
@@ -160,7 +160,10 @@ fn run(
             let unsigned = template::parse(param(0, "event")?, &user)?;
             let kind = unsigned.kind.as_u16();
             let action = Action::sign(kind, Some(unsigned.created_at.as_secs()));
-            guarded(&action, &|| check_template(kind).map_err(|e| e.to_string()))?;
+            guarded(&action, &|| {
+                check_event(kind, unsigned.tags.iter().map(|t| t.as_slice()))
+                    .map_err(|e| e.to_string())
+            })?;
             let event = unsigned
                 .sign_with_keys(keys)
                 .map_err(|e| format!("sign_event: {e}"))?;

@@ -136,6 +136,10 @@ impl Stack {
             format!("tcp:{socks}"),
             "--admin-relay".into(),
             config.relay_url.clone(),
+            // nsec.app permission events are read on the local relay, not
+            // on the public ones a production enclave reads.
+            "--perm-relay".into(),
+            config.relay_url.clone(),
             "--announce-interval".into(),
             config.announce_interval.to_string(),
             "--retry-initial".into(),

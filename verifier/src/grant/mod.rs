@@ -25,6 +25,7 @@
 
 pub mod decision;
 pub mod duration;
+pub mod nsecapp;
 pub mod perms;
 pub mod rate;
 pub mod wire;

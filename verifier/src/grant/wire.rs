@@ -107,6 +107,8 @@ pub mod source {
     pub const GRANT: &str = "grant";
     /// The owner's answer to an app's nostrconnect:// URI.
     pub const NOSTRCONNECT: &str = "nostrconnect";
+    /// nsec.app's permission events (kind 30078).
+    pub const NSEC_APP: &str = "nsec.app";
 }
 
 /// One app on a key, as `list_apps` reports it.

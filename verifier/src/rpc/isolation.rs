@@ -65,6 +65,9 @@ pub enum Refusal {
     AppPeer,
     /// `sign_event` of one of the signer's own protocol kinds.
     ProtocolKind(u16),
+    /// `sign_event` of an nsec.app permission event (kind 30078 tagged
+    /// `nsec.app/perm`): an app must not rewrite its own rights.
+    PermissionEvent,
     /// The plaintext is an admin-API or NIP-46 message.
     ProtocolMessage,
     /// The plaintext holds the user's private key.
@@ -86,6 +89,9 @@ impl fmt::Display for Refusal {
             Self::ProtocolKind(kind) => write!(
                 f,
                 "forbidden: kind {kind} is the signer's own protocol (24133 NIP-46, 24135 admin API); apps may not have it signed"
+            ),
+            Self::PermissionEvent => f.write_str(
+                "forbidden: this is an nsec.app permission event (kind 30078, t nsec.app/perm); apps may not have their rights signed",
             ),
             Self::ProtocolMessage => f.write_str(
                 "forbidden: this plaintext is a NIP-46 or admin-API message; the signer does not open or make its own protocol traffic for apps",
@@ -139,6 +145,19 @@ pub fn check_peer(
 pub fn check_template(kind: u16) -> Result<(), Refusal> {
     if kind == KIND_NIP46 || kind == KIND_ADMIN {
         return Err(Refusal::ProtocolKind(kind));
+    }
+    Ok(())
+}
+
+/// Rule 2, with the template's tags: nor a permission event the signer
+/// reads its grants from (`crate::grant::nsecapp`).
+pub fn check_event<'a>(
+    kind: u16,
+    tags: impl IntoIterator<Item = &'a [String]>,
+) -> Result<(), Refusal> {
+    check_template(kind)?;
+    if crate::grant::nsecapp::is_perm_event(kind, tags) {
+        return Err(Refusal::PermissionEvent);
     }
     Ok(())
 }

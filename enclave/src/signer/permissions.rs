@@ -1,0 +1,47 @@
+//! nsec.app permission events (kind 30078, `t` = `nsec.app/perm`) of held
+//! keys, as they arrive from relays: checked, decrypted and merged into
+//! the apps' grants (`verifier::grant::nsecapp`, and
+//! `KeyStore::apply_nsec_app` for how they combine with the owner's admin
+//! grants). They are never answered. Only events the key itself signed
+//! count, the payload must name that key, and test keys have none.
+
+use nostr::{Event, ToBech32};
+use tracing::info;
+use verifier::grant::nsecapp::{is_perm_event, parse_payload, Merged};
+use verifier::rpc::cipher::{Conversation, Scheme};
+
+use super::{Dropped, Outcome, Signer};
+
+/// Handles `event`, a kind 30078 event, at `now`.
+pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropped> {
+    if !is_perm_event(event.kind.as_u16(), event.tags.iter().map(|t| t.as_slice())) {
+        return Err(Dropped::Kind);
+    }
+    let user = event.pubkey;
+    let keys = signer
+        .store()
+        .get(&user)
+        .filter(|k| k.expires_at().is_none())
+        .map(|k| k.keys().clone())
+        .ok_or(Dropped::NotOurs)?;
+    event.verify().map_err(|_| Dropped::Signature)?;
+    let d = event.tags.iter().find_map(|t| match t.as_slice() {
+        [name, value, ..] if name == "d" => Some(value.as_str()),
+        _ => None,
+    });
+    let plaintext = Conversation::new(Scheme::Nip04, keys.secret_key(), &user)
+        .and_then(|c| c.decrypt(&event.content))
+        .map_err(|_| Dropped::Undecryptable)?;
+    let payload = parse_payload(&plaintext, &user, d).map_err(|_| Dropped::NotARequest)?;
+    drop(plaintext);
+    let applied = signer.store().apply_nsec_app(&user, payload, now);
+    if let Some((app, merged)) = applied.filter(|(_, m)| *m != Merged::Unchanged) {
+        info!(
+            key = %user.to_bech32().unwrap_or_default(),
+            app = %app.to_bech32().unwrap_or_default(),
+            change = ?merged,
+            "nsec.app permissions applied"
+        );
+    }
+    Ok(Outcome::default())
+}

@@ -1,0 +1,387 @@
+//! App permissions managed from nsec.app (kind 30078, `t` nsec.app/perm),
+//! with events generated here: signed by the user's key, NIP-04 to itself.
+//! Every merge branch, a deletion, a `value: "0"`, a refused `connect`, a
+//! forged event by another author, a payload naming another npub, how they
+//! combine with the owner's admin grants, and an app trying to sign one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::clocked::{admin_at, call_at, note, refused, scoped};
+use common::in_process::{enclave, now, Enclave};
+use enclave::signer::{Dropped, SignerConfig};
+use nostr::{Event, EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp, ToBech32};
+use verifier::grant::nsecapp::{d_tag, KIND_APP_DATA, PERM_TAG};
+use verifier::grant::wire::{AppView, Page};
+use verifier::rpc::admin::AdminRequest;
+use verifier::rpc::cipher::{Conversation, Scheme};
+
+/// `author`'s permission event about `app`, its payload naming `named`.
+fn perm_event(author: &Keys, named: &PublicKey, app: &PublicKey, body: serde_json::Value) -> Event {
+    let mut body = body;
+    body["npub"] = named.to_bech32().unwrap().into();
+    body["appNpub"] = app.to_bech32().unwrap().into();
+    let content = Conversation::new(Scheme::Nip04, author.secret_key(), &author.public_key())
+        .unwrap()
+        .encrypt(&body.to_string())
+        .unwrap();
+    EventBuilder::new(Kind::from(KIND_APP_DATA), content)
+        .tag(Tag::identifier(d_tag(named, app)))
+        .tag(Tag::hashtag(PERM_TAG))
+        .custom_created_at(Timestamp::from(1_700_000_000))
+        .sign_with_keys(author)
+        .unwrap()
+}
+
+fn perms(updated: u64, perms_updated: u64, perms: &[(&str, &str)]) -> serde_json::Value {
+    let perms: Vec<_> = perms
+        .iter()
+        .map(|(p, v)| serde_json::json!({"id": "1", "perm": p, "value": v, "timestamp": 1}))
+        .collect();
+    serde_json::json!({
+        "name": "Coracle", "icon": "https://coracle.example/i.png", "url": "https://coracle.example",
+        "timestamp": 1, "updateTimestamp": updated, "permUpdateTimestamp": perms_updated,
+        "userAgent": "test", "token": "abc", "perms": perms,
+    })
+}
+
+fn deleted(updated: u64) -> serde_json::Value {
+    serde_json::json!({"updateTimestamp": updated, "deleted": true})
+}
+
+fn imported(e: &Enclave, t: u64) -> Keys {
+    let user = Keys::generate();
+    let import = AdminRequest::ImportKey {
+        keys: user.clone(),
+        relays: vec![e.relay.clone()],
+        apps: Default::default(),
+    };
+    assert_eq!(admin_at(e, &user, &import, t), Ok("ok".into()));
+    user
+}
+
+fn deliver(e: &Enclave, event: &Event, t: u64) -> Result<(), Dropped> {
+    let outcome = e.signer.try_handle(event, &e.relay, t)?;
+    assert!(
+        outcome.reply.is_none(),
+        "permission events are never answered"
+    );
+    Ok(())
+}
+
+/// Milliseconds of the unix time `t`.
+fn ms(t: u64) -> u64 {
+    t * 1000
+}
+
+#[test]
+fn permissions_from_nsec_app_become_grants_and_merge() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let (pk, app) = (user.public_key(), Keys::generate());
+    let allow = [
+        ("connect", "1"),
+        ("get_public_key", "1"),
+        ("sign_event:1", "1"),
+        ("sign_event:0", "0"),
+    ];
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 60), ms(t - 60), &allow),
+        ),
+        t,
+    )
+    .unwrap();
+    call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)
+        .into_result()
+        .unwrap();
+    // value "0", and anything not named, is refused with an error reply
+    assert!(
+        refused(call_at(&e, &app, &pk, "sign_event", &[&note(0, t)], t)).starts_with("forbidden")
+    );
+    assert!(
+        refused(call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)).starts_with("forbidden")
+    );
+    // nsec.app's grants have no rate limit and no created_at window
+    for _ in 0..10 {
+        call_at(&e, &app, &pk, "sign_event", &[&note(1, 1)], t)
+            .into_result()
+            .unwrap();
+    }
+    let page: Page<AppView> = serde_json::from_str(
+        &admin_at(&e, &user, &AdminRequest::ListApps { cursor: None }, t).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(page.items[0].source, "nsec.app");
+    assert!(page.items[0].claims.as_deref().unwrap().contains("Coracle"));
+
+    // an older or equal event changes nothing
+    let wider = [("sign_event:1", "1"), ("sign_event:7", "1")];
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 60), ms(t - 60), &wider),
+        ),
+        t,
+    )
+    .unwrap();
+    assert!(
+        refused(call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)).starts_with("forbidden")
+    );
+    // an info-only update keeps the permissions
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 30), ms(t - 60), &wider),
+        ),
+        t,
+    )
+    .unwrap();
+    call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)
+        .into_result()
+        .unwrap();
+    assert!(
+        refused(call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)).starts_with("forbidden")
+    );
+    // a newer permission list replaces the whole list
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 30), ms(t - 20), &[("sign_event:7", "1")]),
+        ),
+        t,
+    )
+    .unwrap();
+    call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)
+        .into_result()
+        .unwrap();
+    assert!(
+        refused(call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)).starts_with("forbidden")
+    );
+    // basic, and connect refused: nothing at all
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 30), ms(t - 10), &[("basic", "1")]),
+        ),
+        t,
+    )
+    .unwrap();
+    call_at(&e, &app, &pk, "sign_event", &[&note(30023, t)], t)
+        .into_result()
+        .unwrap();
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 30), ms(t - 5), &[("connect", "0"), ("basic", "1")]),
+        ),
+        t,
+    )
+    .unwrap();
+    assert!(refused(call_at(&e, &app, &pk, "get_public_key", &[], t)).contains("unauthorized"));
+}
+
+#[test]
+fn a_deletion_sticks_and_replays_do_not_bring_an_app_back() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let (pk, app) = (user.public_key(), Keys::generate());
+    let grant = perm_event(
+        &user,
+        &pk,
+        &app.public_key(),
+        perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
+    );
+    deliver(&e, &grant, t).unwrap();
+    call_at(&e, &app, &pk, "ping", &[], t)
+        .into_result()
+        .unwrap();
+    // an older deletion changes nothing; a newer one ends the app
+    deliver(
+        &e,
+        &perm_event(&user, &pk, &app.public_key(), deleted(ms(t - 61))),
+        t,
+    )
+    .unwrap();
+    call_at(&e, &app, &pk, "ping", &[], t)
+        .into_result()
+        .unwrap();
+    deliver(
+        &e,
+        &perm_event(&user, &pk, &app.public_key(), deleted(ms(t - 50))),
+        t,
+    )
+    .unwrap();
+    assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
+    // a relay replaying the grant does not bring it back
+    deliver(&e, &grant, t).unwrap();
+    assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
+    // a newer grant does
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 40), ms(t - 40), &[("sign_event:1", "1")]),
+        ),
+        t,
+    )
+    .unwrap();
+    call_at(&e, &app, &pk, "ping", &[], t)
+        .into_result()
+        .unwrap();
+}
+
+#[test]
+fn only_the_keys_own_events_about_itself_count() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let (pk, app) = (user.public_key(), Keys::generate());
+    let body = perms(ms(t), ms(t), &[("sign_event:0", "1")]);
+    // by a stranger
+    let stranger = Keys::generate();
+    assert_eq!(
+        deliver(
+            &e,
+            &perm_event(&stranger, &pk, &app.public_key(), body.clone()),
+            t
+        ),
+        Err(Dropped::NotOurs)
+    );
+    // by another held key, naming this key (the original trusted it)
+    let other = imported(&e, t);
+    assert_eq!(
+        deliver(
+            &e,
+            &perm_event(&other, &pk, &app.public_key(), body.clone()),
+            t
+        ),
+        Err(Dropped::NotARequest)
+    );
+    // with a tampered signature
+    let mut forged = perm_event(&user, &pk, &app.public_key(), body.clone());
+    forged.content = Conversation::new(Scheme::Nip04, user.secret_key(), &pk)
+        .unwrap()
+        .encrypt("{}")
+        .unwrap();
+    assert_eq!(deliver(&e, &forged, t), Err(Dropped::Signature));
+    assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
+    assert!(!e
+        .signer
+        .store()
+        .get(&other.public_key())
+        .unwrap()
+        .allows(&app.public_key()));
+}
+
+#[test]
+fn the_newest_change_wins_between_nsec_app_and_the_admin_api() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let (pk, app) = (user.public_key(), Keys::generate());
+    // nsec.app granted kind 1 a minute ago; the owner grants kind 7 now
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
+        ),
+        t,
+    )
+    .unwrap();
+    let grant = AdminRequest::Grant {
+        app: app.public_key(),
+        policy: scoped("sign_event:7"),
+    };
+    assert_eq!(admin_at(&e, &user, &grant, t), Ok("ok".into()));
+    call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)
+        .into_result()
+        .unwrap();
+    // an nsec.app change older than the owner's grant does not undo it
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 60), ms(t - 30), &[("sign_event:0", "1")]),
+        ),
+        t,
+    )
+    .unwrap();
+    call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)
+        .into_result()
+        .unwrap();
+    // a newer one replaces it
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 60), ms(t + 1), &[("sign_event:0", "1")]),
+        ),
+        t + 2,
+    )
+    .unwrap();
+    call_at(&e, &app, &pk, "sign_event", &[&note(0, t + 2)], t + 2)
+        .into_result()
+        .unwrap();
+    assert!(refused(call_at(
+        &e,
+        &app,
+        &pk,
+        "sign_event",
+        &[&note(7, t + 2)],
+        t + 2
+    ))
+    .starts_with("forbidden"));
+}
+
+#[test]
+fn no_app_may_sign_a_permission_event() {
+    let e = enclave(SignerConfig::default());
+    let (user, app) = e.user_with_app();
+    let pk = user.public_key();
+    let t = now();
+    for tags in [
+        serde_json::json!([["d", "x"], ["t", PERM_TAG]]),
+        serde_json::json!([["t", "other", PERM_TAG]]),
+    ] {
+        let template = serde_json::json!({"kind": KIND_APP_DATA, "content": "x", "tags": tags, "created_at": t}).to_string();
+        let r = refused(call_at(&e, &app, &pk, "sign_event", &[&template], t));
+        assert!(r.contains("nsec.app permission event"), "{r}");
+    }
+    // other kind 30078 events are signed as usual
+    let template = serde_json::json!({"kind": KIND_APP_DATA, "content": "x", "tags": [["d", "settings"]], "created_at": t}).to_string();
+    call_at(&e, &app, &pk, "sign_event", &[&template], t)
+        .into_result()
+        .unwrap();
+}
