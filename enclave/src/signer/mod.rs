@@ -1,6 +1,8 @@
 //! The request handler: one incoming event in, at most one reply event
 //! out. Requests are kind 24135 to the service key (the admin API,
-//! [`admin`]) or kind 24133 to a held user key (NIP-46, [`nip46`]).
+//! [`admin`]) or kind 24133 to a held user key (NIP-46, [`nip46`]). Kind
+//! 30078 events by a held key are its nsec.app permissions
+//! ([`permissions`]): merged into its grants, never answered.
 //!
 //! Events are checked in this order, and dropped silently when a check
 //! fails, since there is no one to answer or nothing readable to answer:
