@@ -236,7 +236,15 @@ fn a_deletion_sticks_and_replays_do_not_bring_an_app_back() {
     .unwrap();
     assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
     // a relay replaying the grant does not bring it back
-    deliver(&e, &grant, t).unwrap();
+    assert_eq!(deliver(&e, &grant, t), Err(Dropped::Duplicate));
+    // nor does the same grant re-signed (a new id), as a stale relay might hold
+    let resigned = perm_event(
+        &user,
+        &pk,
+        &app.public_key(),
+        perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
+    );
+    deliver(&e, &resigned, t).unwrap();
     assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
     // a newer grant does
     deliver(
@@ -384,4 +392,159 @@ fn no_app_may_sign_a_permission_event() {
     call_at(&e, &app, &pk, "sign_event", &[&template], t)
         .into_result()
         .unwrap();
+}
+
+#[test]
+fn an_owners_revoke_is_not_undone_by_an_older_nsec_app_event() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let (pk, app) = (user.public_key(), Keys::generate());
+    let grant = AdminRequest::Grant {
+        app: app.public_key(),
+        policy: scoped("sign_event:1"),
+    };
+    assert_eq!(admin_at(&e, &user, &grant, t), Ok("ok".into()));
+    let revoke = AdminRequest::RevokeApp {
+        app: app.public_key(),
+    };
+    assert_eq!(admin_at(&e, &user, &revoke, t), Ok("ok".into()));
+    // An nsec.app grant from before the revoke (first seen now) stays undone,
+    // and so does one from the same second: the owner wins a tie.
+    for at in [ms(t - 30), ms(t) + 500] {
+        deliver(
+            &e,
+            &perm_event(
+                &user,
+                &pk,
+                &app.public_key(),
+                perms(at, at, &[("sign_event:1", "1")]),
+            ),
+            t,
+        )
+        .unwrap();
+        assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
+    }
+    // A later one is the newest change.
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t + 5), ms(t + 5), &[("sign_event:1", "1")]),
+        ),
+        t + 6,
+    )
+    .unwrap();
+    call_at(&e, &app, &pk, "ping", &[], t + 6)
+        .into_result()
+        .unwrap();
+}
+
+#[test]
+fn a_deletion_seen_before_the_grant_still_wins() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let (pk, app) = (user.public_key(), Keys::generate());
+    deliver(
+        &e,
+        &perm_event(&user, &pk, &app.public_key(), deleted(ms(t - 10))),
+        t,
+    )
+    .unwrap();
+    let older = perm_event(
+        &user,
+        &pk,
+        &app.public_key(),
+        perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
+    );
+    deliver(&e, &older, t).unwrap();
+    assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
+    // A replay of an event applied lately is not even decrypted again.
+    assert_eq!(deliver(&e, &older, t), Err(Dropped::Duplicate));
+}
+
+#[test]
+fn permissions_that_do_not_fit_leave_nothing_in_force() {
+    use enclave::custody::Limits;
+    let e = enclave(SignerConfig {
+        limits: Limits {
+            max_apps_per_key: 1,
+            ..Limits::default()
+        },
+        ..SignerConfig::default()
+    });
+    let t = now();
+    let user = imported(&e, t);
+    let pk = user.public_key();
+    let (first, second) = (Keys::generate(), Keys::generate());
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &first.public_key(),
+            perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
+        ),
+        t,
+    )
+    .unwrap();
+    call_at(&e, &first, &pk, "ping", &[], t)
+        .into_result()
+        .unwrap();
+    // The key's one app slot is taken: the second app gets nothing.
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &second.public_key(),
+            perms(ms(t - 50), ms(t - 50), &[("sign_event:1", "1")]),
+        ),
+        t,
+    )
+    .unwrap();
+    assert!(refused(call_at(&e, &second, &pk, "ping", &[], t)).contains("unauthorized"));
+}
+
+#[test]
+fn perms_an_app_made_up_grant_nothing() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let (pk, app) = (user.public_key(), Keys::generate());
+    let invented = [
+        ("sign_event:", "1"),
+        ("sign_event:1-65535", "1"),
+        ("sign_event:1,nip04_decrypt", "1"),
+    ];
+    deliver(
+        &e,
+        &perm_event(
+            &user,
+            &pk,
+            &app.public_key(),
+            perms(ms(t - 60), ms(t - 60), &invented),
+        ),
+        t,
+    )
+    .unwrap();
+    for kind in [0, 1, 7, 27235] {
+        assert!(
+            refused(call_at(&e, &app, &pk, "sign_event", &[&note(kind, t)], t))
+                .starts_with("forbidden")
+        );
+    }
+    let peer = Keys::generate().public_key().to_hex();
+    assert!(refused(call_at(
+        &e,
+        &app,
+        &pk,
+        "nip04_decrypt",
+        &[&peer, "x?iv=y"],
+        t
+    ))
+    .starts_with("forbidden"));
 }

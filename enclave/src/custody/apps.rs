@@ -85,6 +85,11 @@ impl App {
         self.grant.decide(action, now)
     }
 
+    /// Where the grant came from.
+    pub fn source(&self) -> &'static str {
+        self.source
+    }
+
     /// When the grant started.
     pub fn since(&self) -> u64 {
         self.since

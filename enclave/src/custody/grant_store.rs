@@ -122,9 +122,26 @@ impl KeyStore {
     }
 
     /// Ends `app`'s access to `user`'s key; whether it had any.
-    pub fn logout(&mut self, user: &PublicKey, app: &PublicKey) -> Result<bool, StoreError> {
-        self.update(user, |k| k.logout(app))
+    pub fn logout(
+        &mut self,
+        user: &PublicKey,
+        app: &PublicKey,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        self.update(user, |k| k.logout(app, now))
             .ok_or(StoreError::NoKey)
+    }
+
+    /// Whether `user`'s permission event `id` was applied lately.
+    pub fn nsec_seen(&self, user: &PublicKey, id: &[u8; 32]) -> bool {
+        self.keys.get(user).is_some_and(|k| k.nsec_seen(id))
+    }
+
+    /// Remembers that `user`'s permission event `id` was applied.
+    pub fn nsec_applied(&mut self, user: &PublicKey, id: [u8; 32]) {
+        if let Some(key) = self.keys.get_mut(user) {
+            key.nsec_applied(id);
+        }
     }
 
     /// The decision on `app`'s `action` on `user`'s key at `now`, logged;
@@ -227,39 +244,53 @@ impl KeyStore {
         let Some(state) = state else {
             return Some((app, merged));
         };
-        // A change made through the admin API after this one stands.
+        // A change the owner made through the admin API in the same
+        // second or later stands (the owner's are in seconds, nsec.app's
+        // in ms).
         let changed_at = match merged {
             Merged::Deleted => state.updated,
             _ => state.perms_updated,
-        } / 1000;
-        let later_grant = key.app_since(&app).is_some_and(|since| since > changed_at);
+        };
+        let owner_later = key
+            .owner_changed_at(&app)
+            .is_some_and(|at| at.saturating_mul(1000).saturating_add(999) >= changed_at);
+        let from_nsec = key
+            .apps()
+            .find(|(a, _)| **a == app)
+            .is_some_and(|(_, a)| a.source() == source::NSEC_APP);
         let claims = state.info.to_json();
         match merged {
             Merged::Unchanged => {}
-            Merged::Info => self.set_claims(user, &app, &claims),
-            Merged::Perms | Merged::Deleted if later_grant => {}
-            Merged::Perms => match to_policy(&state) {
-                Some(policy) => {
+            Merged::Info if from_nsec => self.set_claims(user, &app, &claims),
+            Merged::Info => {}
+            Merged::Perms | Merged::Deleted if owner_later => {}
+            Merged::Perms => {
+                let applied = to_policy(&state).is_some_and(|policy| {
                     let extra = self
                         .keys
                         .get(user)
                         .map_or(0, |k| k.grant_cost(&app, &policy));
                     // Signed by the key itself: the hard bound, no proof of work.
-                    if self.grant_bytes.saturating_add(extra) <= self.limits.max_grant_bytes {
-                        let limits = self.limits.clone();
-                        let at = changed_at.min(now);
-                        let _ = self.update(user, |k| {
+                    let fits =
+                        self.grant_bytes.saturating_add(extra) <= self.limits.max_grant_bytes;
+                    let limits = self.limits.clone();
+                    let at = (changed_at / 1000).min(now);
+                    fits && self
+                        .update(user, |k| {
                             k.grant(app, &policy, source::NSEC_APP, at, &limits)
-                        });
-                        self.set_claims(user, &app, &claims);
-                    }
+                        })
+                        .is_some_and(|r| r.is_ok())
+                });
+                if applied {
+                    self.set_claims(user, &app, &claims);
+                } else {
+                    // Refused, or it does not fit: fail closed, never
+                    // leave an older, wider grant in force.
+                    self.update(user, |k| k.forget_app(&app));
                 }
-                None => {
-                    let _ = self.logout(user, &app);
-                }
-            },
+            }
             Merged::Deleted => {
-                let _ = self.logout(user, &app);
+                self.update(user, |k| k.forget_app(&app));
             }
         }
         if let Some(key) = self.keys.get_mut(user) {

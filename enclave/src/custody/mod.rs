@@ -384,7 +384,7 @@ impl KeyStore {
             existing.set_relays(relays);
             if apps == KeptApps::Drop {
                 self.grant_bytes = self.grant_bytes.saturating_sub(existing.grant_bytes());
-                existing.revoke_all();
+                existing.revoke_all(now);
             }
             return Ok(Imported {
                 new: false,

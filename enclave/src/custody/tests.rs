@@ -152,7 +152,7 @@ fn secrets_are_single_use() {
     key.connect(app1, None, None, None, 2, &limits).unwrap();
     key.connect(app1, Some(&secret), None, None, 2, &limits)
         .unwrap();
-    assert!(key.logout(&app1));
+    assert!(key.logout(&app1, 3));
     assert!(!key.allows(&app1));
 }
 
@@ -329,7 +329,7 @@ fn grant_memory_is_counted_bounded_and_given_back() {
     // Expired secrets, revoked apps and deleted keys give it back.
     store.expire(limits().secret_ttl + 10);
     assert_eq!(store.grant_bytes(), 2 * one);
-    assert_eq!(store.logout(&pk, &app), Ok(true));
+    assert_eq!(store.logout(&pk, &app, 20), Ok(true));
     assert_eq!(store.grant_bytes(), one);
     store.delete(&pk).unwrap();
     assert_eq!(store.grant_bytes(), 0);

@@ -29,7 +29,19 @@ pub struct UserKey {
     /// What nsec.app's permission events said last, per app (timestamps
     /// only: the permissions themselves live in the apps' grants).
     nsec_app: HashMap<PublicKey, AppState>,
+    /// When the owner last changed each app's access (a grant, a spent
+    /// bunker secret, a revoke), so an older nsec.app event cannot undo
+    /// it; at most [`OWNER_CHANGES_KEPT`], the oldest forgotten first.
+    owner_at: HashMap<PublicKey, u64>,
+    /// The permission events applied lately, so a replay costs no
+    /// decryption.
+    nsec_seen: VecDeque<[u8; 32]>,
 }
+
+/// Owner changes remembered per key.
+pub(super) const OWNER_CHANGES_KEPT: usize = 256;
+/// Permission event ids remembered per key.
+const NSEC_SEEN_KEPT: usize = 256;
 
 impl fmt::Debug for UserKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,6 +99,8 @@ impl UserKey {
             expires_at,
             relay_changes: VecDeque::new(),
             nsec_app: HashMap::new(),
+            owner_at: HashMap::new(),
+            nsec_seen: VecDeque::new(),
         }
     }
 
@@ -141,6 +155,9 @@ impl UserKey {
         now: u64,
         limits: &Limits,
     ) -> Result<(), ConnectError> {
+        if source != verifier::grant::wire::source::NSEC_APP {
+            self.owner_changed(app, now);
+        }
         if let Some(existing) = self.apps.get_mut(&app) {
             existing.replace(policy, source, now);
             return Ok(());
@@ -202,6 +219,7 @@ impl UserKey {
             return Err(ConnectError::NothingGranted(shown));
         }
         let pending = self.secrets.remove(found);
+        self.owner_changed(app, now);
         let mut granted = App::new(
             &pending.policy,
             asked,
@@ -276,12 +294,54 @@ impl UserKey {
 
     /// Ends `app`'s session (its `logout`, or the owner's `revoke_app`);
     /// returns whether it had one.
-    pub fn logout(&mut self, app: &PublicKey) -> bool {
+    pub fn logout(&mut self, app: &PublicKey, now: u64) -> bool {
+        self.owner_changed(*app, now);
         self.apps.remove(app).is_some()
     }
 
+    /// Removes `app` because nsec.app said so (not an owner change here).
+    pub(super) fn forget_app(&mut self, app: &PublicKey) -> bool {
+        self.apps.remove(app).is_some()
+    }
+
+    fn owner_changed(&mut self, app: PublicKey, now: u64) {
+        if !self.owner_at.contains_key(&app) && self.owner_at.len() >= OWNER_CHANGES_KEPT {
+            if let Some(oldest) = self
+                .owner_at
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(a, _)| *a)
+            {
+                self.owner_at.remove(&oldest);
+            }
+        }
+        self.owner_at.insert(app, now);
+    }
+
+    /// When the owner last changed `app`'s access (unix seconds).
+    pub fn owner_changed_at(&self, app: &PublicKey) -> Option<u64> {
+        self.owner_at.get(app).copied()
+    }
+
+    /// Whether the permission event `id` was applied lately.
+    pub(super) fn nsec_seen(&self, id: &[u8; 32]) -> bool {
+        self.nsec_seen.contains(id)
+    }
+
+    /// Remembers that the permission event `id` was applied.
+    pub(super) fn nsec_applied(&mut self, id: [u8; 32]) {
+        if self.nsec_seen.len() >= NSEC_SEEN_KEPT {
+            self.nsec_seen.pop_front();
+        }
+        self.nsec_seen.push_back(id);
+    }
+
     /// Revokes every app and every pending connect secret.
-    pub(super) fn revoke_all(&mut self) {
+    pub(super) fn revoke_all(&mut self, now: u64) {
+        let apps: Vec<PublicKey> = self.apps.keys().copied().collect();
+        for app in apps {
+            self.owner_changed(app, now);
+        }
         self.apps.clear();
         self.secrets.clear();
     }

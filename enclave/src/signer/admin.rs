@@ -144,7 +144,7 @@ pub fn handle(
                 Err(e) => fail(e),
             }
         }
-        AdminRequest::RevokeApp { app } => match store.logout(requester, &app) {
+        AdminRequest::RevokeApp { app } => match store.logout(requester, &app, now) {
             Ok(true) => {
                 info!(key = %who, app = %npub(&app), "app revoked by the owner");
                 (Response::ok(id, OK), Change::None)

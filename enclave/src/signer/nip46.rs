@@ -221,7 +221,7 @@ fn run(
         }
         method::LOGOUT => {
             decide(&Action::method(granted))?;
-            let _ = signer.store().logout(&user, app);
+            let _ = signer.store().logout(&user, app, now);
             info!(key = %npub(&user), app = %npub(app), "app logged out");
             Ok(ACK.into())
         }

@@ -40,7 +40,7 @@ pub fn answer(
         Ok(done) => done,
         Err(e) => {
             if !had {
-                let _ = store.logout(user, &uri.client);
+                let _ = store.logout(user, &uri.client, now);
             }
             return Err(e);
         }

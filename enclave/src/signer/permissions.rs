@@ -7,7 +7,7 @@
 
 use nostr::{Event, ToBech32};
 use tracing::info;
-use verifier::grant::nsecapp::{is_perm_event, parse_payload, Merged};
+use verifier::grant::nsecapp::{is_perm_event, parse_payload, Merged, MAX_PAYLOAD};
 use verifier::rpc::cipher::{Conversation, Scheme};
 
 use super::{Dropped, Outcome, Signer};
@@ -24,6 +24,14 @@ pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropp
         .filter(|k| k.expires_at().is_none())
         .map(|k| k.keys().clone())
         .ok_or(Dropped::NotOurs)?;
+    // A replay of an event applied lately costs nothing more; one too
+    // large to hold a payload is not decrypted.
+    if signer.store().nsec_seen(&user, event.id.as_bytes()) {
+        return Err(Dropped::Duplicate);
+    }
+    if event.content.len() > MAX_PAYLOAD / 3 * 4 + 64 {
+        return Err(Dropped::TooLarge);
+    }
     event.verify().map_err(|_| Dropped::Signature)?;
     let d = event.tags.iter().find_map(|t| match t.as_slice() {
         [name, value, ..] if name == "d" => Some(value.as_str()),
@@ -34,7 +42,11 @@ pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropp
         .map_err(|_| Dropped::Undecryptable)?;
     let payload = parse_payload(&plaintext, &user, d).map_err(|_| Dropped::NotARequest)?;
     drop(plaintext);
-    let applied = signer.store().apply_nsec_app(&user, payload, now);
+    let applied = {
+        let mut store = signer.store();
+        store.nsec_applied(&user, event.id.to_bytes());
+        store.apply_nsec_app(&user, payload, now)
+    };
     if let Some((app, merged)) = applied.filter(|(_, m)| *m != Merged::Unchanged) {
         info!(
             key = %user.to_bech32().unwrap_or_default(),

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::perms::BASIC_KINDS;
-use super::{Perms, Policy, Rates};
+use super::{Method, Perm, Perms, Policy, Rates};
 
 /// The kind of application data events.
 pub const KIND_APP_DATA: u16 = 30078;
@@ -237,7 +237,17 @@ pub fn merge(state: &mut Option<AppState>, payload: Payload) -> Merged {
     };
     let Some(known) = state.as_mut() else {
         return match payload {
-            Payload::Deleted { .. } => Merged::Unchanged,
+            // Remembered, so an older event seen later cannot grant it.
+            Payload::Deleted { .. } => {
+                *state = Some(AppState {
+                    info: Info::default(),
+                    updated,
+                    perms_updated: 0,
+                    perms: Vec::new(),
+                    deleted: true,
+                });
+                Merged::Deleted
+            }
             Payload::App { info, perms, .. } => {
                 *state = Some(AppState {
                     info,
@@ -305,42 +315,55 @@ pub fn to_policy(state: &AppState) -> Option<Policy> {
     {
         return None;
     }
-    let refused: Vec<&str> = state
+    // Each entry read strictly, one at a time: nsec.app builds a perm from
+    // the app's own template (`sign_event:<whatever its kind is>`), so
+    // anything but an exact method name, `basic` or `sign_event:` with a
+    // decimal kind is the app's invention and grants nothing.
+    let read = |perm: &str| -> Vec<Perm> {
+        match perm {
+            "basic" => {
+                let mut all: Vec<Perm> = [
+                    Method::GetPublicKey,
+                    Method::Nip04Encrypt,
+                    Method::Nip04Decrypt,
+                    Method::Nip44Encrypt,
+                    Method::Nip44Decrypt,
+                ]
+                .into_iter()
+                .map(Perm::Method)
+                .collect();
+                all.extend(BASIC_KINDS.iter().map(|k| Perm::Kinds(*k, *k)));
+                all
+            }
+            "get_public_key" | "nip04_encrypt" | "nip04_decrypt" | "nip44_encrypt"
+            | "nip44_decrypt" => Method::from_name(perm)
+                .map(Perm::Method)
+                .into_iter()
+                .collect(),
+            _ => perm
+                .strip_prefix("sign_event:")
+                .filter(|k| !k.is_empty() && k.len() <= 5 && k.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|k| k.parse::<u16>().ok())
+                .map(|k| Perm::Kinds(k, k))
+                .into_iter()
+                .collect(),
+        }
+    };
+    // An exact refusal beats a set that includes it, as in the original.
+    let refused: Vec<Perm> = state
         .perms
         .iter()
-        .filter(|(_, allow)| !allow)
-        .map(|(p, _)| p.as_str())
+        .filter(|(p, allow)| !allow && p != "basic")
+        .flat_map(|(p, _)| read(p))
         .collect();
-    let mut allowed: Vec<String> = Vec::new();
-    for (perm, allow) in &state.perms {
-        if !allow {
-            continue;
-        }
-        if perm == "basic" {
-            allowed.extend(
-                [
-                    "get_public_key",
-                    "nip04_encrypt",
-                    "nip04_decrypt",
-                    "nip44_encrypt",
-                    "nip44_decrypt",
-                ]
-                .map(str::to_owned),
-            );
-            allowed.extend(BASIC_KINDS.iter().map(|k| format!("sign_event:{k}")));
-        } else if perm != "connect" && perm != "sign_event" {
-            // A bare `sign_event` is what nsec.app asks about a template
-            // without a kind, which is never signed: it grants nothing.
-            allowed.push(perm.clone());
-        }
-    }
-    // An exact refusal beats a set that includes it, as in the original.
-    allowed.retain(|p| !refused.contains(&p.as_str()));
-    let perms = Perms::parse_requested(&allowed.join(",")).unwrap_or(Perms::Listed(Vec::new()));
-    let mut policy = Policy::new(match perms {
-        Perms::Full => Perms::Listed(Vec::new()),
-        listed => listed,
-    });
+    let allowed: Vec<Perm> = state
+        .perms
+        .iter()
+        .filter(|(_, allow)| *allow)
+        .flat_map(|(p, _)| read(p))
+        .filter(|p| !refused.contains(p))
+        .collect();
+    let mut policy = Policy::new(Perms::from_list(allowed));
     policy.rates = Rates::none();
     policy.window = None;
     Some(policy)

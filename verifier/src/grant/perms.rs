@@ -312,6 +312,19 @@ impl Perms {
         Ok(Self::Listed(perms))
     }
 
+    /// A grant of exactly `perms` (normalized; at most [`MAX_PERMS`]
+    /// entries kept, which only ever allows less).
+    pub fn from_list(perms: Vec<Perm>) -> Self {
+        let mut perms = normalize(
+            perms
+                .into_iter()
+                .filter(|p| *p != Perm::Method(Method::SignEvent))
+                .collect(),
+        );
+        perms.truncate(MAX_PERMS);
+        Self::Listed(perms)
+    }
+
     /// Whether this grants everything.
     pub fn is_full(&self) -> bool {
         matches!(self, Self::Full)

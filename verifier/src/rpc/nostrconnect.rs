@@ -92,6 +92,9 @@ impl NostrConnect {
                     }
                 }
                 "secret" => {
+                    if value.is_empty() {
+                        continue;
+                    }
                     if !parsed.secret.is_empty() {
                         return Err("nostrconnect://: more than one secret".into());
                     }
@@ -101,6 +104,12 @@ impl NostrConnect {
                         ));
                     }
                     parsed.secret = Zeroizing::new(value.into_owned());
+                }
+                "perms" if value.len() > crate::grant::perms::MAX_PERMS_TEXT => {
+                    return Err(format!(
+                        "nostrconnect://: perms is longer than {} bytes",
+                        crate::grant::perms::MAX_PERMS_TEXT
+                    ))
                 }
                 "perms" => parsed.perms = Some(value.into_owned()),
                 "name" => parsed.name = claim(&value),

@@ -99,7 +99,8 @@ pub(crate) enum KeyAction {
     },
     /// Answer the nostrconnect:// URI an app shows (as a QR code or text):
     /// the app gets the grant (--perms and conditions; without --perms, what
-    /// the URI asks for), your key also listens on the URI's relays, and the
+    /// the URI asks for, if it names anything), your key also listens on
+    /// the URI's relays, and the
     /// enclave sends the app the connect response it waits for. What the app
     /// asks for and what it gets are printed before anything is sent.
     #[command(group(clap::ArgGroup::new("access").args(["perms", "full_access"])))]

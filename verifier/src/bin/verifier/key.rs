@@ -14,7 +14,7 @@ use nostr::{Event, FromBech32, JsonUtil, Keys, Kind, PublicKey, RelayUrl, Timest
 use nostr_sdk::{Client, Filter, RelayPoolNotification};
 use verifier::discover::{Accept, Discovery};
 use verifier::event::{npub, KIND_ADMIN, KIND_INSTANCE};
-use verifier::grant::Policy;
+use verifier::grant::{Perms, Policy};
 use verifier::pcr::Measurements;
 use verifier::rpc::admin::{AdminRequest, KeptApps};
 use verifier::rpc::admission::parse_pow_required;
@@ -258,6 +258,19 @@ fn nostrconnect_request(
         message: printable(&e),
         hint: Some("copy the whole URI the app shows, in single quotes"),
     })?;
+    let asked = parsed.perms.as_deref().and_then(Perms::parse_requested);
+    let names_something = matches!(&asked, Some(Perms::Listed(list)) if !list.is_empty());
+    if grant.perms.is_none() && !full_access && !names_something {
+        return Err(Unusable {
+            message: "this URI asks for no particular permissions".into(),
+            hint: Some("say what the app may do: --perms LIST, or --full-access for everything"),
+        });
+    }
+    if parsed.to_uri().len() > verifier::rpc::nostrconnect::MAX_URI {
+        return Err(Unusable::from(
+            "the URI is too long to send to the enclave".to_owned(),
+        ));
+    }
     let policy = policy(grant.perms.as_deref(), full_access, &grant.conditions)?;
     // --full-access: everything, whatever the URI asks for.
     let uri = if full_access {

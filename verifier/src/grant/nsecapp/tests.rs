@@ -96,10 +96,10 @@ fn payloads_must_be_the_authors_and_match_d() {
 fn every_merge_branch() {
     let (user, app) = keys();
     let mut state = None;
-    // a deletion of an unknown app: nothing
+    // a deletion of an unknown app: remembered
     assert_eq!(
         merge(&mut state, parse(&deleted(&user, &app, 5), &user, &app)),
-        Merged::Unchanged
+        Merged::Deleted
     );
     // a new app
     assert_eq!(
@@ -234,4 +234,52 @@ fn values_other_than_one_refuse() {
             ("sign_event:2".to_owned(), true)
         ]
     );
+}
+
+#[test]
+fn perms_an_app_invented_grant_nothing() {
+    // nsec.app makes `sign_event:<kind>` from the app's own template.
+    let invented = [
+        "sign_event:",
+        " sign_event",
+        "sign_event:1-65535",
+        "sign_event:1,nip04_decrypt",
+        "sign_event:0x1",
+        "sign_event:70000",
+        "sign_event:+1",
+        "full",
+        "nip44_decrypt:abc",
+    ];
+    for perm in invented {
+        let p = to_policy(&state(&[(perm, true)])).unwrap();
+        assert_eq!(p.perms, Perms::Listed(Vec::new()), "{perm:?}");
+    }
+    // many long entries are read one by one, never cut into others
+    let many: Vec<(String, bool)> = (0..200u16)
+        .map(|k| (format!("sign_event:{}", 30000 + k), true))
+        .collect();
+    let st = AppState {
+        perms: many,
+        ..state(&[])
+    };
+    let p = to_policy(&st).unwrap();
+    assert!(!p.perms.allows(Method::SignEvent, Some(3), None));
+    assert!(p.perms.allows(Method::SignEvent, Some(30000), None));
+}
+
+#[test]
+fn a_deletion_seen_first_is_remembered() {
+    let (user, app) = keys();
+    let mut state = None;
+    assert_eq!(
+        merge(&mut state, parse(&deleted(&user, &app, 50), &user, &app)),
+        Merged::Deleted
+    );
+    assert!(state.as_ref().unwrap().deleted);
+    let older = payload(&user, &app, 40, 40, &[("sign_event:1", "1")]);
+    assert_eq!(
+        merge(&mut state, parse(&older, &user, &app)),
+        Merged::Unchanged
+    );
+    assert_eq!(to_policy(state.as_ref().unwrap()), None);
 }
