@@ -200,6 +200,10 @@ fn permissions_from_nsec_app_become_grants_and_merge() {
     )
     .unwrap();
     assert!(refused(call_at(&e, &app, &pk, "get_public_key", &[], t)).contains("unauthorized"));
+    // What nsec.app's events leave behind is counted with the grants.
+    let store = e.signer.store();
+    assert!(store.grant_bytes() > 0);
+    assert_eq!(store.grant_bytes(), store.get(&pk).unwrap().grant_bytes());
 }
 
 #[test]

@@ -10,6 +10,7 @@ use verifier::grant::wire::source;
 use verifier::grant::{Action, Decision, Method, Perms, Policy, Refusal};
 use zeroize::Zeroizing;
 
+use super::user_key::TRACKED_BYTES;
 use super::{DecisionLog, Entry, KeyStore, Resource, StoreError, UserKey};
 
 impl KeyStore {
@@ -237,6 +238,7 @@ impl KeyStore {
             .get_mut(user)
             .filter(|k| k.expires_at().is_none())?;
         let mut state = key.take_nsec_app(&app);
+        let known = state.is_some();
         if state.is_none() && key.nsec_app_count() >= max_apps {
             return None;
         }
@@ -295,6 +297,9 @@ impl KeyStore {
         }
         if let Some(key) = self.keys.get_mut(user) {
             key.keep_nsec_app(app, state);
+            if !known {
+                self.grant_bytes += TRACKED_BYTES;
+            }
         }
         Some((app, merged))
     }

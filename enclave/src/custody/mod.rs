@@ -383,8 +383,10 @@ impl KeyStore {
             }
             existing.set_relays(relays);
             if apps == KeptApps::Drop {
-                self.grant_bytes = self.grant_bytes.saturating_sub(existing.grant_bytes());
+                let before = existing.grant_bytes();
                 existing.revoke_all(now);
+                self.grant_bytes =
+                    (self.grant_bytes + existing.grant_bytes()).saturating_sub(before);
             }
             return Ok(Imported {
                 new: false,

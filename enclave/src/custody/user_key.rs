@@ -39,7 +39,9 @@ pub struct UserKey {
 }
 
 /// Owner changes remembered per key.
-pub(super) const OWNER_CHANGES_KEPT: usize = 256;
+pub(super) const OWNER_CHANGES_KEPT: usize = 128;
+/// What one remembered nsec.app state or owner change is counted at.
+pub(super) const TRACKED_BYTES: usize = 96;
 /// Permission event ids remembered per key.
 const NSEC_SEEN_KEPT: usize = 256;
 
@@ -273,7 +275,8 @@ impl UserKey {
 
     /// The memory counted for its apps' grants and pending secrets.
     pub fn grant_bytes(&self) -> usize {
-        self.apps.values().map(App::bytes).sum::<usize>()
+        (self.nsec_app.len() + self.owner_at.len()) * TRACKED_BYTES
+            + self.apps.values().map(App::bytes).sum::<usize>()
             + self
                 .secrets
                 .iter()
