@@ -70,6 +70,25 @@ fn deliver(e: &Enclave, event: &Event, t: u64) -> Result<(), Dropped> {
     Ok(())
 }
 
+/// `user`'s permission event about `app` with `body`, applied at `t`.
+fn set(e: &Enclave, user: &Keys, app: &Keys, body: serde_json::Value, t: u64) {
+    let event = perm_event(user, &user.public_key(), &app.public_key(), body);
+    deliver(e, &event, t).unwrap();
+}
+
+/// `app` signs a note of `kind` dated `at` on `user`'s key at `t`.
+fn signs(e: &Enclave, app: &Keys, user: &PublicKey, kind: u16, at: u64, t: u64) {
+    call_at(e, app, user, "sign_event", &[&note(kind, at)], t)
+        .into_result()
+        .unwrap();
+}
+
+/// `app` is refused a note of `kind`.
+fn forbids(e: &Enclave, app: &Keys, user: &PublicKey, kind: u16, at: u64, t: u64) {
+    let r = refused(call_at(e, app, user, "sign_event", &[&note(kind, at)], t));
+    assert!(r.starts_with("forbidden"), "{r}");
+}
+
 /// Milliseconds of the unix time `t`.
 fn ms(t: u64) -> u64 {
     t * 1000
@@ -87,32 +106,14 @@ fn permissions_from_nsec_app_become_grants_and_merge() {
         ("sign_event:1", "1"),
         ("sign_event:0", "0"),
     ];
-    deliver(
-        &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 60), ms(t - 60), &allow),
-        ),
-        t,
-    )
-    .unwrap();
-    call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)
-        .into_result()
-        .unwrap();
+    set(&e, &user, &app, perms(ms(t - 60), ms(t - 60), &allow), t);
+    signs(&e, &app, &pk, 1, t, t);
     // value "0", and anything not named, is refused with an error reply
-    assert!(
-        refused(call_at(&e, &app, &pk, "sign_event", &[&note(0, t)], t)).starts_with("forbidden")
-    );
-    assert!(
-        refused(call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)).starts_with("forbidden")
-    );
+    forbids(&e, &app, &pk, 0, t, t);
+    forbids(&e, &app, &pk, 7, t, t);
     // nsec.app's grants have no rate limit and no created_at window
     for _ in 0..10 {
-        call_at(&e, &app, &pk, "sign_event", &[&note(1, 1)], t)
-            .into_result()
-            .unwrap();
+        signs(&e, &app, &pk, 1, 1, t);
     }
     let page: Page<AppView> = serde_json::from_str(
         &admin_at(&e, &user, &AdminRequest::ListApps { cursor: None }, t).unwrap(),
@@ -123,82 +124,38 @@ fn permissions_from_nsec_app_become_grants_and_merge() {
 
     // an older or equal event changes nothing
     let wider = [("sign_event:1", "1"), ("sign_event:7", "1")];
-    deliver(
-        &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 60), ms(t - 60), &wider),
-        ),
-        t,
-    )
-    .unwrap();
-    assert!(
-        refused(call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)).starts_with("forbidden")
-    );
+    set(&e, &user, &app, perms(ms(t - 60), ms(t - 60), &wider), t);
+    forbids(&e, &app, &pk, 7, t, t);
     // an info-only update keeps the permissions
-    deliver(
-        &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 30), ms(t - 60), &wider),
-        ),
-        t,
-    )
-    .unwrap();
-    call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)
-        .into_result()
-        .unwrap();
-    assert!(
-        refused(call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)).starts_with("forbidden")
-    );
+    set(&e, &user, &app, perms(ms(t - 30), ms(t - 60), &wider), t);
+    signs(&e, &app, &pk, 1, t, t);
+    forbids(&e, &app, &pk, 7, t, t);
     // a newer permission list replaces the whole list
-    deliver(
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 30), ms(t - 20), &[("sign_event:7", "1")]),
-        ),
+        &user,
+        &app,
+        perms(ms(t - 30), ms(t - 20), &[("sign_event:7", "1")]),
         t,
-    )
-    .unwrap();
-    call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)
-        .into_result()
-        .unwrap();
-    assert!(
-        refused(call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)).starts_with("forbidden")
     );
+    signs(&e, &app, &pk, 7, t, t);
+    forbids(&e, &app, &pk, 1, t, t);
     // basic, and connect refused: nothing at all
-    deliver(
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 30), ms(t - 10), &[("basic", "1")]),
-        ),
+        &user,
+        &app,
+        perms(ms(t - 30), ms(t - 10), &[("basic", "1")]),
         t,
-    )
-    .unwrap();
-    call_at(&e, &app, &pk, "sign_event", &[&note(30023, t)], t)
-        .into_result()
-        .unwrap();
-    deliver(
+    );
+    signs(&e, &app, &pk, 30023, t, t);
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 30), ms(t - 5), &[("connect", "0"), ("basic", "1")]),
-        ),
+        &user,
+        &app,
+        perms(ms(t - 30), ms(t - 5), &[("connect", "0"), ("basic", "1")]),
         t,
-    )
-    .unwrap();
+    );
     assert!(refused(call_at(&e, &app, &pk, "get_public_key", &[], t)).contains("unauthorized"));
     // What nsec.app's events leave behind is counted with the grants.
     let store = e.signer.store();
@@ -223,21 +180,11 @@ fn a_deletion_sticks_and_replays_do_not_bring_an_app_back() {
         .into_result()
         .unwrap();
     // an older deletion changes nothing; a newer one ends the app
-    deliver(
-        &e,
-        &perm_event(&user, &pk, &app.public_key(), deleted(ms(t - 61))),
-        t,
-    )
-    .unwrap();
+    set(&e, &user, &app, deleted(ms(t - 61)), t);
     call_at(&e, &app, &pk, "ping", &[], t)
         .into_result()
         .unwrap();
-    deliver(
-        &e,
-        &perm_event(&user, &pk, &app.public_key(), deleted(ms(t - 50))),
-        t,
-    )
-    .unwrap();
+    set(&e, &user, &app, deleted(ms(t - 50)), t);
     assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
     // a relay replaying the grant does not bring it back
     assert_eq!(deliver(&e, &grant, t), Err(Dropped::Duplicate));
@@ -251,17 +198,13 @@ fn a_deletion_sticks_and_replays_do_not_bring_an_app_back() {
     deliver(&e, &resigned, t).unwrap();
     assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
     // a newer grant does
-    deliver(
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 40), ms(t - 40), &[("sign_event:1", "1")]),
-        ),
+        &user,
+        &app,
+        perms(ms(t - 40), ms(t - 40), &[("sign_event:1", "1")]),
         t,
-    )
-    .unwrap();
+    );
     call_at(&e, &app, &pk, "ping", &[], t)
         .into_result()
         .unwrap();
@@ -317,55 +260,37 @@ fn the_newest_change_wins_between_nsec_app_and_the_admin_api() {
     let user = imported(&e, t);
     let (pk, app) = (user.public_key(), Keys::generate());
     // nsec.app granted kind 1 a minute ago; the owner grants kind 7 now
-    deliver(
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
-        ),
+        &user,
+        &app,
+        perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
         t,
-    )
-    .unwrap();
+    );
     let grant = AdminRequest::Grant {
         app: app.public_key(),
         policy: scoped("sign_event:7"),
     };
     assert_eq!(admin_at(&e, &user, &grant, t), Ok("ok".into()));
-    call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)
-        .into_result()
-        .unwrap();
+    signs(&e, &app, &pk, 7, t, t);
     // an nsec.app change older than the owner's grant does not undo it
-    deliver(
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 60), ms(t - 30), &[("sign_event:0", "1")]),
-        ),
+        &user,
+        &app,
+        perms(ms(t - 60), ms(t - 30), &[("sign_event:0", "1")]),
         t,
-    )
-    .unwrap();
-    call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)
-        .into_result()
-        .unwrap();
+    );
+    signs(&e, &app, &pk, 7, t, t);
     // a newer one replaces it
-    deliver(
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 60), ms(t + 1), &[("sign_event:0", "1")]),
-        ),
+        &user,
+        &app,
+        perms(ms(t - 60), ms(t + 1), &[("sign_event:0", "1")]),
         t + 2,
-    )
-    .unwrap();
-    call_at(&e, &app, &pk, "sign_event", &[&note(0, t + 2)], t + 2)
-        .into_result()
-        .unwrap();
+    );
+    signs(&e, &app, &pk, 0, t + 2, t + 2);
     assert!(refused(call_at(
         &e,
         &app,
@@ -416,31 +341,17 @@ fn an_owners_revoke_is_not_undone_by_an_older_nsec_app_event() {
     // An nsec.app grant from before the revoke (first seen now) stays undone,
     // and so does one from the same second: the owner wins a tie.
     for at in [ms(t - 30), ms(t) + 500] {
-        deliver(
-            &e,
-            &perm_event(
-                &user,
-                &pk,
-                &app.public_key(),
-                perms(at, at, &[("sign_event:1", "1")]),
-            ),
-            t,
-        )
-        .unwrap();
+        set(&e, &user, &app, perms(at, at, &[("sign_event:1", "1")]), t);
         assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
     }
     // A later one is the newest change.
-    deliver(
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t + 5), ms(t + 5), &[("sign_event:1", "1")]),
-        ),
+        &user,
+        &app,
+        perms(ms(t + 5), ms(t + 5), &[("sign_event:1", "1")]),
         t + 6,
-    )
-    .unwrap();
+    );
     call_at(&e, &app, &pk, "ping", &[], t + 6)
         .into_result()
         .unwrap();
@@ -452,12 +363,7 @@ fn a_deletion_seen_before_the_grant_still_wins() {
     let t = now();
     let user = imported(&e, t);
     let (pk, app) = (user.public_key(), Keys::generate());
-    deliver(
-        &e,
-        &perm_event(&user, &pk, &app.public_key(), deleted(ms(t - 10))),
-        t,
-    )
-    .unwrap();
+    set(&e, &user, &app, deleted(ms(t - 10)), t);
     let older = perm_event(
         &user,
         &pk,
@@ -484,32 +390,24 @@ fn permissions_that_do_not_fit_leave_nothing_in_force() {
     let user = imported(&e, t);
     let pk = user.public_key();
     let (first, second) = (Keys::generate(), Keys::generate());
-    deliver(
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &first.public_key(),
-            perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
-        ),
+        &user,
+        &first,
+        perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
         t,
-    )
-    .unwrap();
+    );
     call_at(&e, &first, &pk, "ping", &[], t)
         .into_result()
         .unwrap();
     // The key's one app slot is taken: the second app gets nothing.
-    deliver(
+    set(
         &e,
-        &perm_event(
-            &user,
-            &pk,
-            &second.public_key(),
-            perms(ms(t - 50), ms(t - 50), &[("sign_event:1", "1")]),
-        ),
+        &user,
+        &second,
+        perms(ms(t - 50), ms(t - 50), &[("sign_event:1", "1")]),
         t,
-    )
-    .unwrap();
+    );
     assert!(refused(call_at(&e, &second, &pk, "ping", &[], t)).contains("unauthorized"));
 }
 
@@ -524,22 +422,9 @@ fn perms_an_app_made_up_grant_nothing() {
         ("sign_event:1-65535", "1"),
         ("sign_event:1,nip04_decrypt", "1"),
     ];
-    deliver(
-        &e,
-        &perm_event(
-            &user,
-            &pk,
-            &app.public_key(),
-            perms(ms(t - 60), ms(t - 60), &invented),
-        ),
-        t,
-    )
-    .unwrap();
+    set(&e, &user, &app, perms(ms(t - 60), ms(t - 60), &invented), t);
     for kind in [0, 1, 7, 27235] {
-        assert!(
-            refused(call_at(&e, &app, &pk, "sign_event", &[&note(kind, t)], t))
-                .starts_with("forbidden")
-        );
+        forbids(&e, &app, &pk, kind, t, t);
     }
     let peer = Keys::generate().public_key().to_hex();
     assert!(refused(call_at(

@@ -28,7 +28,6 @@ use nostr::{PublicKey, ToBech32};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::perms::BASIC_KINDS;
 use super::{Method, Perm, Perms, Policy, Rates};
 
 /// The kind of application data events.
@@ -321,20 +320,11 @@ pub fn to_policy(state: &AppState) -> Option<Policy> {
     // decimal kind is the app's invention and grants nothing.
     let read = |perm: &str| -> Vec<Perm> {
         match perm {
-            "basic" => {
-                let mut all: Vec<Perm> = [
-                    Method::GetPublicKey,
-                    Method::Nip04Encrypt,
-                    Method::Nip04Decrypt,
-                    Method::Nip44Encrypt,
-                    Method::Nip44Decrypt,
-                ]
+            // `connect` is the session, always allowed here once granted.
+            "basic" => super::perms::basic()
                 .into_iter()
-                .map(Perm::Method)
-                .collect();
-                all.extend(BASIC_KINDS.iter().map(|k| Perm::Kinds(*k, *k)));
-                all
-            }
+                .filter(|p| *p != Perm::Method(Method::Connect))
+                .collect(),
             "get_public_key" | "nip04_encrypt" | "nip04_decrypt" | "nip44_encrypt"
             | "nip44_decrypt" => Method::from_name(perm)
                 .map(Perm::Method)

@@ -435,7 +435,7 @@ fn normalize(perms: Vec<Perm>) -> Vec<Perm> {
 }
 
 /// nsec.app's basic set.
-fn basic() -> Vec<Perm> {
+pub(crate) fn basic() -> Vec<Perm> {
     let mut perms: Vec<Perm> = [
         Method::Connect,
         Method::GetPublicKey,
