@@ -21,6 +21,15 @@ mod common;
 use common::{relay, stack_config, test_dir, Key, Writers};
 
 fn perm_event(user: &Keys, app: &PublicKey, body: serde_json::Value) -> Event {
+    perm_event_at(user, app, body, nostr::Timestamp::now())
+}
+
+fn perm_event_at(
+    user: &Keys,
+    app: &PublicKey,
+    body: serde_json::Value,
+    at: nostr::Timestamp,
+) -> Event {
     let mut body = body;
     body["npub"] = user.public_key().to_bech32().unwrap().into();
     body["appNpub"] = app.to_bech32().unwrap().into();
@@ -31,6 +40,7 @@ fn perm_event(user: &Keys, app: &PublicKey, body: serde_json::Value) -> Event {
     EventBuilder::new(Kind::from(KIND_APP_DATA), content)
         .tag(Tag::identifier(d_tag(&user.public_key(), app)))
         .tag(Tag::hashtag(PERM_TAG))
+        .custom_created_at(at)
         .sign_with_keys(user)
         .unwrap()
 }
@@ -75,10 +85,12 @@ async fn permissions_set_in_nsec_app_are_enforced() {
     // Set in nsec.app before the key was handed over: fetched at import.
     let early = Keys::generate();
     publisher
-        .send_event(&perm_event(
+        .send_event(&perm_event_at(
             &user,
             &early.public_key(),
-            allow(&[1], now_ms - 5000),
+            allow(&[1], now_ms - 3_600_000),
+            // An hour old: only the one-shot fetch at import reaches it.
+            nostr::Timestamp::from(now_ms / 1000 - 3600),
         ))
         .await
         .unwrap();

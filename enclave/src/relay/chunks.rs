@@ -2,8 +2,9 @@
 //! and the held keys listening there in chunks of [`PUBKEYS_PER_FILTER`],
 //! one NIP-46 REQ (`nip46-<n>`) per chunk, and beside it one REQ for the
 //! chunk's nsec.app permission events (`perm-<n>`: kind 30078 by those
-//! keys, tagged `nsec.app/perm`, stored ones too, so each (re)subscription
-//! fetches them and then follows them live).
+//! keys, tagged `nsec.app/perm`, from `since` on, live). A key that joins
+//! the relay first gets a one-shot fetch of its stored permission events
+//! (`fetch-<n>`, closed by the pool at EOSE, never waited for).
 //!
 //! Each key keeps its chunk for as long as it listens on the relay, and a
 //! change is applied as the keys that came and went, so adding or removing
@@ -25,13 +26,23 @@ const ADMIN_SUB: &str = "admin";
 const NIP46_SUB: &str = "nip46-";
 const PERM_SUB: &str = "perm-";
 const OWNERS_SUB: &str = "owners-";
-/// Most stored permission events asked of a relay per chunk.
-const PERM_EVENTS_PER_CHUNK: usize = 500;
+const FETCH_SUB: &str = "fetch-";
+
+/// Numbers the one-shot fetches, so their ids never repeat.
+static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether `id` is a one-shot fetch (closed at EOSE; not waited for).
+pub(super) fn is_fetch(id: &SubscriptionId) -> bool {
+    id.as_str().starts_with(FETCH_SUB)
+}
+/// Most stored permission events asked of a relay per fetch (the keys
+/// added in one change, usually one).
+const PERM_EVENTS_PER_FETCH: usize = 500;
 
 /// Whether `id` is one of the subscriptions made here.
 pub(super) fn is_ours(id: &SubscriptionId) -> bool {
     let id = id.as_str();
-    [NIP46_SUB, PERM_SUB, OWNERS_SUB]
+    [NIP46_SUB, PERM_SUB, OWNERS_SUB, FETCH_SUB]
         .iter()
         .any(|p| id.starts_with(p))
         || id == ADMIN_SUB
@@ -47,7 +58,7 @@ struct Chunks {
 
 impl Chunks {
     /// Applies `delta`; returns the chunks it touched.
-    fn apply(&mut self, delta: &RelayDelta) -> BTreeSet<usize> {
+    fn apply(&mut self, delta: &RelayDelta, added: &mut Vec<PublicKey>) -> BTreeSet<usize> {
         let mut touched = BTreeSet::new();
         for key in &delta.removed {
             if let Some(i) = self.slot.remove(key) {
@@ -74,6 +85,7 @@ impl Chunks {
             self.chunks.entry(i).or_default().push(*key);
             self.slot.insert(*key, i);
             touched.insert(i);
+            added.push(*key);
         }
         self.chunks.retain(|_, chunk| !chunk.is_empty());
         touched
@@ -120,11 +132,12 @@ impl RelaySubs {
             _ => {}
         }
         self.admin = admin;
-        for i in self.keys.apply(delta) {
+        let mut added = Vec::new();
+        for i in self.keys.apply(delta, &mut added) {
             match self.keys.chunks.get(&i) {
                 Some(chunk) => {
                     send.push(chunk_request(i, chunk, since));
-                    send.push(perm_request(sub(PERM_SUB, i), chunk));
+                    send.push(perm_request(sub(PERM_SUB, i), chunk, since));
                 }
                 None => {
                     close.push(sub(NIP46_SUB, i));
@@ -132,11 +145,16 @@ impl RelaySubs {
                 }
             }
         }
-        for i in self.owners.apply(owners) {
+        for i in self.owners.apply(owners, &mut added) {
             match self.owners.chunks.get(&i) {
-                Some(chunk) => send.push(perm_request(sub(OWNERS_SUB, i), chunk)),
+                Some(chunk) => send.push(perm_request(sub(OWNERS_SUB, i), chunk, since)),
                 None => close.push(sub(OWNERS_SUB, i)),
             }
+        }
+        added.sort_unstable_by_key(|k| k.to_bytes());
+        added.dedup();
+        for batch in added.chunks(PUBKEYS_PER_FILTER) {
+            send.push(fetch_request(batch));
         }
         (send, close)
     }
@@ -153,14 +171,14 @@ impl RelaySubs {
             .chain(self.keys.chunks.iter().flat_map(|(i, c)| {
                 [
                     chunk_request(*i, c, since),
-                    perm_request(sub(PERM_SUB, *i), c),
+                    perm_request(sub(PERM_SUB, *i), c, since),
                 ]
             }))
             .chain(
                 self.owners
                     .chunks
                     .iter()
-                    .map(|(i, c)| perm_request(sub(OWNERS_SUB, *i), c)),
+                    .map(|(i, c)| perm_request(sub(OWNERS_SUB, *i), c, since)),
             )
             .collect()
     }
@@ -186,17 +204,29 @@ fn chunk_request(i: usize, chunk: &[PublicKey], since: Timestamp) -> (Subscripti
     )
 }
 
-/// The permission events of `chunk`'s keys, stored ones too: each
-/// (re)subscription fetches them, then follows them live.
-fn perm_request(id: SubscriptionId, chunk: &[PublicKey]) -> (SubscriptionId, Filter) {
+/// The permission events of `chunk`'s keys from `since` on.
+fn perm_request(
+    id: SubscriptionId,
+    chunk: &[PublicKey],
+    since: Timestamp,
+) -> (SubscriptionId, Filter) {
+    (id, perm_filter(chunk).since(since))
+}
+
+/// Every stored permission event of `keys` (relays keep one per app).
+fn fetch_request(keys: &[PublicKey]) -> (SubscriptionId, Filter) {
+    let n = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     (
-        id,
-        Filter::new()
-            .kind(Kind::from(KIND_APP_DATA))
-            .authors(chunk.iter().copied())
-            .custom_tag(SingleLetterTag::lowercase(Alphabet::T), PERM_TAG)
-            .limit(PERM_EVENTS_PER_CHUNK),
+        SubscriptionId::new(format!("{FETCH_SUB}{n}")),
+        perm_filter(keys).limit(PERM_EVENTS_PER_FETCH),
     )
+}
+
+fn perm_filter(keys: &[PublicKey]) -> Filter {
+    Filter::new()
+        .kind(Kind::from(KIND_APP_DATA))
+        .authors(keys.iter().copied())
+        .custom_tag(SingleLetterTag::lowercase(Alphabet::T), PERM_TAG)
 }
 
 fn sub(prefix: &str, i: usize) -> SubscriptionId {
@@ -225,9 +255,10 @@ mod tests {
         let (send, close) = subs.apply(true, &delta(&keys, &[]), &none, &service, t);
         assert_eq!(
             (send.len(), close.len()),
-            (7, 0),
-            "admin and three chunks of two"
+            (10, 0),
+            "admin, three chunks of two and three fetches"
         );
+        assert_eq!(send.iter().filter(|(id, _)| is_fetch(id)).count(), 3);
         assert!(subs
             .keys
             .chunks
@@ -240,7 +271,7 @@ mod tests {
         assert_eq!((send.len(), close.len()), (2, 0));
         let newcomer = Keys::generate().public_key();
         let (send, _) = subs.apply(true, &delta(&[newcomer], &[]), &none, &service, t);
-        assert_eq!(send.len(), 2);
+        assert_eq!(send.len(), 3, "its chunk's two REQs and its fetch");
         assert_eq!(subs.keys.slot.get(&newcomer).copied(), freed);
         // Everyone leaves: the chunks are closed, the admin REQ stays.
         let mut all: Vec<PublicKey> = keys.clone();
@@ -262,13 +293,16 @@ mod tests {
         let owners: Vec<PublicKey> = (0..300).map(|_| Keys::generate().public_key()).collect();
         let mut subs = RelaySubs::default();
         let (send, _) = subs.apply(false, &none, &delta(&owners, &[]), &service, t);
-        assert_eq!(send.len(), 2);
-        assert!(send
-            .iter()
-            .all(|(id, f)| id.as_str().starts_with(OWNERS_SUB)
-                && f.kinds
-                    .as_ref()
-                    .is_some_and(|k| k.contains(&Kind::from(KIND_APP_DATA)))));
+        assert_eq!(send.len(), 4, "two live chunks and two one-shot fetches");
+        for (id, f) in &send {
+            assert!(f
+                .kinds
+                .as_ref()
+                .is_some_and(|k| k.contains(&Kind::from(KIND_APP_DATA))));
+            // live REQs follow from `since`; fetches take what is stored
+            assert_eq!(is_fetch(id), f.since.is_none(), "{id}");
+            assert!(is_fetch(id) || id.as_str().starts_with(OWNERS_SUB));
+        }
         assert_eq!(subs.requests(&service, t).len(), 2);
         let (send, close) = subs.apply(false, &none, &delta(&[], &owners), &service, t);
         assert_eq!((send.len(), close.len()), (0, 2));

@@ -25,11 +25,12 @@ use std::time::Duration;
 
 use nostr::{Filter, PublicKey, RelayMessage, RelayUrl, SubscriptionId, Timestamp};
 use nostr_sdk::pool::RelayNotification;
+use nostr_sdk::SubscribeAutoCloseOptions;
 use nostr_sdk::{Client, Relay, RelayStatus, SubscribeOptions};
 use tokio::sync::{Mutex, Notify};
 use tracing::{debug, info, warn};
 
-use super::chunks::{is_ours, RelaySubs};
+use super::chunks::{is_fetch, is_ours, RelaySubs};
 use crate::custody::RelayChanges;
 
 /// How far back a REQ reaches before now or before a disconnect.
@@ -41,6 +42,8 @@ pub const EOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const RETRY_INITIAL: Duration = Duration::from_secs(10);
 /// Longest wait between such re-sends.
 pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Longest a one-shot fetch of permission events stays open.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many of a relay's REQs were sent and how many were answered (EOSE
 /// or CLOSED), for [`Subscriptions::ready`].
@@ -227,10 +230,19 @@ impl Subscriptions {
         let acks = self.acks_of(relay.url());
         let mut failed = false;
         for (id, filter) in requests {
-            match relay
-                .subscribe_with_id(id.clone(), filter, SubscribeOptions::default())
-                .await
-            {
+            // A one-shot fetch closes at EOSE (or after FETCH_TIMEOUT) and
+            // is never waited for.
+            let fetch = is_fetch(&id);
+            let options = if fetch {
+                SubscribeOptions::default().close_on(Some(
+                    // The default exit policy: at EOSE.
+                    SubscribeAutoCloseOptions::default().timeout(Some(FETCH_TIMEOUT)),
+                ))
+            } else {
+                SubscribeOptions::default()
+            };
+            match relay.subscribe_with_id(id.clone(), filter, options).await {
+                Ok(()) if fetch => {}
                 Ok(()) => {
                     acks.sent.fetch_add(1, Ordering::SeqCst);
                 }
@@ -333,7 +345,7 @@ async fn watch(relay: Relay, subs: Subscriptions, acks: Arc<Acks>) {
         match notifications.recv().await {
             Ok(RelayNotification::Message {
                 message: RelayMessage::EndOfStoredEvents(id),
-            }) if is_ours(&id) => {
+            }) if is_ours(&id) && !is_fetch(&id) => {
                 acks.retry_delay.store(0, Ordering::SeqCst);
                 acks.answer(1);
             }
@@ -343,7 +355,7 @@ async fn watch(relay: Relay, subs: Subscriptions, acks: Arc<Acks>) {
                         subscription_id,
                         message,
                     },
-            }) if is_ours(&subscription_id) => {
+            }) if is_ours(&subscription_id) && !is_fetch(&subscription_id) => {
                 acks.answer(1);
                 // One warning per scheduled retry, however often it closes.
                 if subs.retry_later(&relay, &acks) {
