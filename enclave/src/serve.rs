@@ -28,7 +28,7 @@ use crate::relay::inbox::{Inbox, InboxLimits};
 use crate::relay::outbox::{Outbox, OutboxLimits};
 use crate::relay::subscriptions::Subscriptions;
 use crate::relay::PoolLimits;
-use crate::signer::{Change, Signer, SignerConfig};
+use crate::signer::{Change, Reply, Signer, SignerConfig};
 
 /// Most requests handled at once: one per core; more wait in the inbox.
 pub fn max_in_flight() -> usize {
@@ -139,12 +139,26 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
             drop(permit);
             let Some(reply) = outcome.reply else { return };
             if let Change::Keys(relays) = &outcome.change {
-                if let Ok(_slot) = waiting.try_acquire() {
+                // A nostrconnect app's first request follows its connect
+                // response at once: that one always waits (only a key's
+                // owner can cause it, and each is bounded).
+                if outcome.also.is_some() {
+                    service.subscriptions.ready(relays).await;
+                } else if let Ok(_slot) = waiting.try_acquire() {
                     service.subscriptions.ready(relays).await;
                 }
             }
             if let Some(also) = outcome.also {
-                service.outbox.send(also).await;
+                // The app waits on its own relays: each gets the event
+                // until it takes it, whatever the others do (one delivery
+                // stops the retries of a shared one).
+                for relay in also.relays {
+                    let one = Reply {
+                        event: also.event.clone(),
+                        relays: vec![relay],
+                    };
+                    service.outbox.send(one).await;
+                }
             }
             service.outbox.send(reply).await;
         });

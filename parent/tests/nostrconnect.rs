@@ -50,15 +50,54 @@ fn app(client: &str, relay: &str, user: &str, answer: impl FnOnce(&str)) -> (boo
     (status.success(), format!("{first}{rest}{err}"))
 }
 
+/// Kind 24133 events by `author` seen on `url` from now on.
+struct Seen(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Seen {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn watch(url: &str, author: &nostr::PublicKey) -> (nostr_sdk::Client, Seen) {
+    let client = nostr_sdk::Client::default();
+    client.add_relay(url).await.unwrap();
+    client.connect().await;
+    client.wait_for_connection(Duration::from_secs(10)).await;
+    let filter = nostr::Filter::new()
+        .kind(nostr::Kind::from(verifier::event::KIND_NIP46))
+        .author(*author)
+        .since(nostr::Timestamp::now() - 5);
+    client.subscribe(filter, None).await.unwrap();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&seen);
+    let mut notifications = client.notifications();
+    tokio::spawn(async move {
+        while let Ok(n) = notifications.recv().await {
+            if let nostr_sdk::RelayPoolNotification::Event { .. } = n {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    (client, Seen(seen))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn apps_that_start_the_connection_get_it() {
     interop_dir();
     let (_relay, url, relay_addr) = relay(Writers::default()).await;
-    // The app's own relay, which the key does not listen on until answered.
+    // The app's own relay, which the key does not use yet, and the key's
+    // own (not the admin relay).
     let (_theirs, their_url, their_addr) = relay(Writers::default()).await;
+    let (_own, own_url, own_addr) = relay(Writers::default()).await;
     let dir = test_dir("nostrconnect");
     let mut config = stack_config(dir.clone(), url.clone(), relay_addr, 3600);
-    config.parent_args = vec!["--allow-egress".into(), their_addr.to_string()];
+    config.parent_args = vec![
+        "--allow-egress".into(),
+        their_addr.to_string(),
+        "--allow-egress".into(),
+        own_addr.to_string(),
+    ];
     let mut stack = Stack::start(&config).await.unwrap();
     stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
 
@@ -66,8 +105,15 @@ async fn apps_that_start_the_connection_get_it() {
     let key_file = dir.join("user.nsec");
     std::fs::write(&key_file, user.secret_key().to_bech32().unwrap()).unwrap();
     let key = Key::new(&stack.paths, &key_file);
-    assert_eq!(key.ok("import"), "key imported");
+    assert_eq!(
+        key.ok_with("import", &["--signer-relay", &own_url]),
+        "key imported"
+    );
     let pubkey = user.public_key().to_hex();
+    // What the user's key publishes in NIP-46 on the admin relay (nothing
+    // should) and on its own relay (the connect responses, among others).
+    let (admin_watch, admin_seen) = watch(&url, &user.public_key()).await;
+    let (own_watch, own_seen) = watch(&own_url, &user.public_key()).await;
 
     // A URI that cannot work is refused before anything is sent.
     let client = Keys::generate().public_key().to_hex();
@@ -110,6 +156,19 @@ async fn apps_that_start_the_connection_get_it() {
         log.contains("refused  forbidden: sign_event of kind 0"),
         "{log}"
     );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        admin_seen.count(),
+        0,
+        "nothing for the apps on the admin relay"
+    );
+    assert!(
+        own_seen.count() >= 2,
+        "the connect responses reach the key's own relay"
+    );
+    admin_watch.shutdown().await;
+    own_watch.shutdown().await;
 
     let enclave_log = std::fs::read_to_string(stack.enclave.log()).unwrap();
     stack.stop().await.unwrap();

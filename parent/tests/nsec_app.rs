@@ -68,10 +68,13 @@ async fn apps_until(key: &Key, done: impl Fn(&[AppView]) -> bool) -> Vec<AppView
 #[tokio::test(flavor = "multi_thread")]
 async fn permissions_set_in_nsec_app_are_enforced() {
     let (_relay, url, relay_addr) = relay(Writers::default()).await;
+    // The key's own relay, new to the enclave when the key arrives: its
+    // stored permission events must still be fetched once it connects.
+    let (_own, own_url, own_addr) = relay(Writers::default()).await;
     let dir = test_dir("nsec-app");
-    let mut stack = Stack::start(&stack_config(dir.clone(), url.clone(), relay_addr, 3600))
-        .await
-        .unwrap();
+    let mut config = stack_config(dir.clone(), url.clone(), relay_addr, 3600);
+    config.parent_args = vec!["--allow-egress".into(), own_addr.to_string()];
+    let mut stack = Stack::start(&config).await.unwrap();
     stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
     let user = Keys::generate();
     let key_file = dir.join("user.nsec");
@@ -79,7 +82,7 @@ async fn permissions_set_in_nsec_app_are_enforced() {
     let key = Key::new(&stack.paths, &key_file);
 
     let publisher = Client::default();
-    publisher.add_relay(&url).await.unwrap();
+    publisher.add_relay(&own_url).await.unwrap();
     publisher.connect().await;
     let now_ms = nostr::Timestamp::now().as_secs() * 1000;
     // Set in nsec.app before the key was handed over: fetched at import.
@@ -94,7 +97,10 @@ async fn permissions_set_in_nsec_app_are_enforced() {
         ))
         .await
         .unwrap();
-    assert_eq!(key.ok("import"), "key imported");
+    assert_eq!(
+        key.ok_with("import", &["--signer-relay", &own_url]),
+        "key imported"
+    );
     let apps = apps_until(&key, |a| a.len() == 1).await;
     assert_eq!(
         (apps[0].app.as_str(), apps[0].source.as_str()),
@@ -112,7 +118,7 @@ async fn permissions_set_in_nsec_app_are_enforced() {
         .await
         .unwrap();
     apps_until(&key, |a| a.len() == 2).await;
-    let bunker = format!("bunker://{}?relay={url}", user.public_key().to_hex());
+    let bunker = format!("bunker://{}?relay={own_url}", user.public_key().to_hex());
     let client = NostrConnect::new(
         NostrConnectURI::parse(&bunker).unwrap(),
         app.clone(),

@@ -233,6 +233,20 @@ impl Subscriptions {
             // A one-shot fetch closes at EOSE (or after FETCH_TIMEOUT) and
             // is never waited for.
             let fetch = is_fetch(&id);
+            if fetch && !relay.is_connected() {
+                // A one-shot REQ is not kept for the connection: send it
+                // once the relay is up (in the background; never waited for).
+                let relay = relay.clone();
+                tokio::spawn(async move {
+                    relay.wait_for_connection(FETCH_TIMEOUT).await;
+                    let close = SubscribeAutoCloseOptions::default().timeout(Some(FETCH_TIMEOUT));
+                    let options = SubscribeOptions::default().close_on(Some(close));
+                    if let Err(e) = relay.subscribe_with_id(id.clone(), filter, options).await {
+                        debug!(url = %relay.url(), %id, "permission fetch not sent: {e}");
+                    }
+                });
+                continue;
+            }
             let options = if fetch {
                 SubscribeOptions::default().close_on(Some(
                     // The default exit policy: at EOSE.
