@@ -178,7 +178,8 @@ struct LimitArgs {
     /// MiB of memory all apps' grants and pending bunker secrets may count.
     #[arg(long, value_name = "MIB", default_value_t = (Limits::default().max_grant_bytes >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=512))]
     max_grant_mib: u64,
-    /// The decision log: allowed (and, separately, refused) decisions kept per key.
+    /// The decision log: entries kept per key (the app that logs most loses
+    /// its oldest allowed entry first; each app's first refusals stay).
     #[arg(long, value_name = "N", default_value_t = LogLimits::default().per_key)]
     log_per_key: usize,
     /// The decision log: entries kept over all keys.

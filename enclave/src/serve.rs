@@ -28,7 +28,7 @@ use crate::relay::inbox::{Inbox, InboxLimits};
 use crate::relay::outbox::{Outbox, OutboxLimits};
 use crate::relay::subscriptions::Subscriptions;
 use crate::relay::PoolLimits;
-use crate::signer::{Change, Reply, Signer, SignerConfig};
+use crate::signer::{Change, Signer, SignerConfig};
 
 /// Most requests handled at once: one per core; more wait in the inbox.
 pub fn max_in_flight() -> usize {
@@ -149,16 +149,8 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
                 }
             }
             if let Some(also) = outcome.also {
-                // The app waits on its own relays: each gets the event
-                // until it takes it, whatever the others do (one delivery
-                // stops the retries of a shared one).
-                for relay in also.relays {
-                    let one = Reply {
-                        event: also.event.clone(),
-                        relays: vec![relay],
-                    };
-                    service.outbox.send(one).await;
-                }
+                // The app waits on its own relays only: each must take it.
+                service.outbox.send_each(also).await;
             }
             service.outbox.send(reply).await;
         });

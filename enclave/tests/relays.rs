@@ -413,3 +413,56 @@ async fn a_relay_that_refuses_every_reply_holds_only_its_own_share_of_the_outbox
     assert_eq!(replies.len(), 5);
     assert!(good.refused() >= 5, "the good relay refused them first");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_sent_to_each_relay_reaches_one_that_refused_it_at_first() {
+    // A nostrconnect app waits on its own relay only: that relay must get
+    // the connect response even though another relay took it at once.
+    let taker = common::local_relay(parent::dev_stack::relay_builder()).await;
+    let refuser = RefuseWrites::default();
+    let slow =
+        common::local_relay(parent::dev_stack::relay_builder().write_policy(refuser.clone())).await;
+    let urls: Vec<RelayUrl> = vec![
+        RelayUrl::parse(&taker.url().await.to_string()).unwrap(),
+        RelayUrl::parse(&slow.url().await.to_string()).unwrap(),
+    ];
+    let client = nostr_sdk::Client::default();
+    for url in &urls {
+        client.add_relay(url.clone()).await.unwrap();
+    }
+    client.connect().await;
+    client.wait_for_connection(WAIT).await;
+    let author = Keys::generate();
+    refuser.refuse(author.public_key(), Duration::from_secs(2));
+    // Kind 1, so the relays keep it and can be asked afterwards.
+    let event = EventBuilder::text_note("connect response stand-in")
+        .sign_with_keys(&author)
+        .unwrap();
+    let outbox = enclave::relay::outbox::Outbox::new(client.clone(), OutboxLimits::default());
+    outbox
+        .send_each(enclave::signer::Reply {
+            event: event.clone(),
+            relays: urls.clone(),
+        })
+        .await;
+    let reader = nostr_sdk::Client::default();
+    reader.add_relay(urls[1].clone()).await.unwrap();
+    reader.connect().await;
+    reader.wait_for_connection(WAIT).await;
+    let mut found = false;
+    for _ in 0..20 {
+        let events = reader
+            .fetch_events(nostr::Filter::new().id(event.id), Duration::from_secs(2))
+            .await
+            .unwrap();
+        if !events.is_empty() {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(refuser.refused() >= 1, "the slow relay refused it first");
+    assert!(found, "the slow relay got it after all");
+    reader.shutdown().await;
+    client.shutdown().await;
+}

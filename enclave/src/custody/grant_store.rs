@@ -175,7 +175,7 @@ impl KeyStore {
     pub fn permits(&self, user: &PublicKey, app: &PublicKey, action: &Action, now: u64) -> bool {
         self.keys
             .get(user)
-            .and_then(|k| k.apps().find(|(a, _)| *a == app).map(|(_, a)| a.grant()))
+            .and_then(|k| k.app(app).map(|a| a.grant()))
             .is_some_and(|g| {
                 !g.expired(now)
                     && g.policy()
@@ -257,9 +257,8 @@ impl KeyStore {
             .owner_changed_at(&app)
             .is_some_and(|at| at.saturating_mul(1000).saturating_add(999) >= changed_at);
         let from_nsec = key
-            .apps()
-            .find(|(a, _)| **a == app)
-            .is_some_and(|(_, a)| a.source() == source::NSEC_APP);
+            .app(&app)
+            .is_some_and(|a| a.source() == source::NSEC_APP);
         let claims = state.info.to_json();
         match merged {
             Merged::Unchanged => {}

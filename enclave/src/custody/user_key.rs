@@ -268,6 +268,11 @@ impl UserKey {
         self.apps.get(app).map(App::since)
     }
 
+    /// `app`'s entry, if it is allowed.
+    pub fn app(&self, app: &PublicKey) -> Option<&App> {
+        self.apps.get(app)
+    }
+
     /// The apps and their grants.
     pub fn apps(&self) -> impl Iterator<Item = (&PublicKey, &App)> {
         self.apps.iter()

@@ -190,6 +190,21 @@ impl Outbox {
         }
     }
 
+    /// Like [`Self::send`], but delivered to every relay on its own: one
+    /// relay taking it does not stop the retries of the others. For an
+    /// event whose reader listens on one particular relay (a nostrconnect
+    /// app's connect response), not for replies any of a key's relays
+    /// carry to its apps.
+    pub async fn send_each(&self, reply: Reply) {
+        for relay in reply.relays {
+            let one = Reply {
+                event: reply.event.clone(),
+                relays: vec![relay],
+            };
+            self.send(one).await;
+        }
+    }
+
     /// Bytes of replies `url` holds now (queued, unanswered or retrying).
     pub fn held(&self, url: &RelayUrl) -> usize {
         self.workers

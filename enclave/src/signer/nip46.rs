@@ -249,11 +249,10 @@ fn connect(
     let claims = request.params.get(3);
     let mut store = signer.store();
     let policy = |store: &crate::custody::KeyStore| {
-        store.get(user).and_then(|k| {
-            k.apps()
-                .find(|(a, _)| *a == app)
-                .map(|(_, a)| a.grant().policy().clone())
-        })
+        store
+            .get(user)
+            .and_then(|k| k.app(app))
+            .map(|a| a.grant().policy().clone())
     };
     let before = policy(&store);
     store

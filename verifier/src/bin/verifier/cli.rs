@@ -137,8 +137,9 @@ pub(crate) enum KeyAction {
         json: bool,
     },
     /// Show your key's decision log: each request of its apps (never its
-    /// contents), allowed or refused and why. The enclave keeps the last
-    /// 500 allowed and the last 500 refused decisions per key, in RAM.
+    /// contents), allowed or refused and why, a run of the same one counted
+    /// as ×N. The enclave keeps about the last 1,000 per key, in RAM, and
+    /// always each app's first refusals.
     Log {
         #[command(flatten)]
         common: KeyCommon,
