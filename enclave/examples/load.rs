@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,9 @@ use enclave::serve;
 use enclave::signer::{Signer, SignerConfig};
 use nostr::{ClientMessage, Filter, Keys, Kind, RelayUrl, Timestamp};
 use nostr_relay_builder::builder::RateLimit;
-use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use nostr_relay_builder::RelayBuilder;
 use nostr_sdk::{Client, RelayPoolNotification, RelayStatus};
+use parent::dev_stack::relay::DevRelay;
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
 use verifier::rpc::admin::AdminRequest;
 use verifier::rpc::cipher::Scheme;
@@ -52,19 +52,16 @@ enum Mode {
 
 const TEMPLATE: &str = r#"{"kind":1,"content":"a note of ordinary length, signed in the enclave under load","tags":[["t","load"]],"created_at":1700000000}"#;
 
-async fn local_relay() -> (LocalRelay, RelayUrl) {
+async fn local_relay() -> (DevRelay, RelayUrl) {
     // No rate limit: the signer's one connection carries every reply.
     let unlimited = RateLimit {
         max_reqs: 10_000,
         notes_per_minute: u32::MAX,
     };
-    let relay = LocalRelay::new(
-        RelayBuilder::default()
-            .addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
-            .rate_limit(unlimited),
-    );
-    relay.run().await.unwrap();
-    let url = RelayUrl::parse(&relay.url().await.to_string()).unwrap();
+    let relay = DevRelay::local(RelayBuilder::default().rate_limit(unlimited))
+        .await
+        .unwrap();
+    let url = RelayUrl::parse(&relay.url()).unwrap();
     (relay, url)
 }
 

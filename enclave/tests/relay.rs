@@ -14,7 +14,8 @@ use enclave::relay::tls::TlsConfig;
 use enclave::relay::{client, PoolLimits, ProxiedTransport};
 use enclave::signer::SignerConfig;
 use nostr::{EventBuilder, Filter, Keys, Kind};
-use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use nostr_relay_builder::RelayBuilder;
+use parent::dev_stack::relay::DevRelay;
 use parent::egress::{Allowed, EgressPolicy};
 use parent::socks::{SocksConfig, SocksProxy};
 use parent::transport::Listener;
@@ -22,16 +23,9 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair,
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
-async fn local_relay() -> (LocalRelay, SocketAddr) {
-    let relay = LocalRelay::new(RelayBuilder::default().addr(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    relay.run().await.unwrap();
-    let url = relay.url().await;
-    let addr = url
-        .as_str()
-        .trim_start_matches("ws://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+async fn local_relay() -> (DevRelay, SocketAddr) {
+    let relay = DevRelay::local(RelayBuilder::default()).await.unwrap();
+    let addr = relay.addr();
     (relay, addr)
 }
 

@@ -99,7 +99,7 @@ async fn a_reply_refused_on_one_relay_arrives_through_the_keys_other_relay() {
     let stack = stack_on(parent::dev_stack::relay_builder(), config()).await;
     let second =
         common::local_relay(parent::dev_stack::relay_builder().write_policy(refuser.clone())).await;
-    let second_url = RelayUrl::parse(&second.url().await.to_string()).unwrap();
+    let second_url = RelayUrl::parse(&second.url()).unwrap();
     let (user, app) = held_with_app(&stack, &[&second_url, &stack.url]).await;
     let pk = user.public_key();
     refuser.refuse(pk, Duration::from_secs(600));
@@ -354,7 +354,7 @@ async fn a_relay_that_refuses_every_reply_holds_only_its_own_share_of_the_outbox
     let refuser = RefuseWrites::default();
     let hostile =
         common::local_relay(parent::dev_stack::relay_builder().write_policy(refuser.clone())).await;
-    let hostile_url = RelayUrl::parse(&hostile.url().await.to_string()).unwrap();
+    let hostile_url = RelayUrl::parse(&hostile.url()).unwrap();
     // A stranger's own key on the hostile relay only, and its own app.
     let (stranger, its_app) = held_with_app(&stack, &[&hostile_url]).await;
     refuser.refuse(stranger.public_key(), Duration::from_secs(600));
@@ -423,8 +423,8 @@ async fn an_event_sent_to_each_relay_reaches_one_that_refused_it_at_first() {
     let slow =
         common::local_relay(parent::dev_stack::relay_builder().write_policy(refuser.clone())).await;
     let urls: Vec<RelayUrl> = vec![
-        RelayUrl::parse(&taker.url().await.to_string()).unwrap(),
-        RelayUrl::parse(&slow.url().await.to_string()).unwrap(),
+        RelayUrl::parse(&taker.url()).unwrap(),
+        RelayUrl::parse(&slow.url()).unwrap(),
     ];
     let client = nostr_sdk::Client::default();
     for url in &urls {

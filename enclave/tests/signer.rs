@@ -9,13 +9,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{import, import_request, local_relay, relays_csv, stack, stack_on, Raw, WAIT};
+use common::{import, import_request, relays_csv, stack, Raw, WAIT};
 use enclave::custody::{AdmissionLimits, Limits};
 use enclave::signer::SignerConfig;
 use nostr::nips::nip46::NostrConnectURI;
 use nostr::{Event, EventBuilder, JsonUtil, Keys, Kind, NostrSigner};
 use nostr_connect::client::NostrConnect;
 use nostr_relay_builder::RelayBuilder;
+use parent::dev_stack::relay::DevRelay;
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
 use verifier::rpc::admin::AdminRequest;
 use verifier::rpc::cipher::Scheme;
@@ -420,12 +421,8 @@ async fn a_request_seen_on_two_paths_is_answered_once() {
 
 #[tokio::test]
 async fn subscriptions_come_back_after_the_relay_restarts() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut stack = stack_on(RelayBuilder::default().port(port), SignerConfig::default()).await;
+    let mut stack = stack(SignerConfig::default()).await;
+    let addr = stack.relay.addr();
     let user = Keys::generate();
     let mut owner = Raw::with_keys(&stack.url, user.clone()).await;
     let app_keys = Keys::generate();
@@ -439,9 +436,11 @@ async fn subscriptions_come_back_after_the_relay_restarts() {
     drop(owner);
 
     // The relay goes away and comes back on the same address, empty.
-    stack.relay.shutdown();
+    stack.relay.stop();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stack.relay = local_relay(RelayBuilder::default().port(port)).await;
+    stack.relay = DevRelay::start(RelayBuilder::default(), addr)
+        .await
+        .unwrap();
 
     // Both the admin and the NIP-46 subscriptions are back, with no restart
     // of the signer (reconnects back off from 10 s).

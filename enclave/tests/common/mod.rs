@@ -12,7 +12,6 @@ pub(crate) mod clocked;
 pub(crate) mod fake_relay;
 pub(crate) mod in_process;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +19,9 @@ use enclave::relay::outbox::OutboxLimits;
 use enclave::serve;
 use enclave::signer::{Signer, SignerConfig};
 use nostr::{Event, Filter, Keys, Kind, PublicKey, RelayUrl, Timestamp};
-use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use nostr_relay_builder::RelayBuilder;
 use nostr_sdk::{Client, RelayPoolNotification};
+use parent::dev_stack::relay::DevRelay;
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
 use verifier::rpc::admin::AdminRequest;
 use verifier::rpc::cipher::Scheme;
@@ -30,7 +30,7 @@ use verifier::rpc::{open_response, seal_request, Params, Request, Response};
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Stack {
-    pub(crate) relay: LocalRelay,
+    pub(crate) relay: DevRelay,
     pub(crate) url: RelayUrl,
     pub(crate) service: PublicKey,
     pub(crate) signer: Arc<Signer>,
@@ -48,10 +48,9 @@ pub(crate) async fn stack(config: SignerConfig) -> Stack {
     stack_on(RelayBuilder::default(), config).await
 }
 
-pub(crate) async fn local_relay(builder: RelayBuilder) -> LocalRelay {
-    let relay = LocalRelay::new(builder.addr(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    relay.run().await.unwrap();
-    relay
+/// A relay on a free port of 127.0.0.1, its sockets without Nagle's delay.
+pub(crate) async fn local_relay(builder: RelayBuilder) -> DevRelay {
+    DevRelay::local(builder).await.unwrap()
 }
 
 pub(crate) async fn stack_on(builder: RelayBuilder, config: SignerConfig) -> Stack {
@@ -64,7 +63,7 @@ pub(crate) async fn stack_with(
     outbox: OutboxLimits,
 ) -> Stack {
     let relay = local_relay(builder).await;
-    let url = RelayUrl::parse(&relay.url().await.to_string()).unwrap();
+    let url = RelayUrl::parse(&relay.url()).unwrap();
     let service = Keys::generate();
     let parts = serve::Service::direct(service.clone(), url.clone(), config).outbox_limits(outbox);
     let signer = Arc::clone(&parts.signer);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use nostr_relay_builder::LocalRelay;
+use parent::dev_stack::relay::DevRelay;
 use parent::dev_stack::{Stack, StackConfig};
 use tracing::info;
 
@@ -54,22 +54,19 @@ async fn run(cli: Cli) -> Result<()> {
             .context("cannot find this binary's directory")?
             .to_owned(),
     };
-    let mut builder = parent::dev_stack::relay_builder();
-    if cli.relay_port != 0 {
-        builder = builder.port(cli.relay_port);
-    }
-    let relay = LocalRelay::new(builder);
-    relay
-        .run()
-        .await
-        .context("cannot start the embedded relay")?;
-    let relay_url = relay.url().await;
-    let relay_addr = relay_socket_addr(relay_url.as_str())?;
+    let relay = DevRelay::start(
+        parent::dev_stack::relay_builder(),
+        SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, cli.relay_port)),
+    )
+    .await
+    .context("cannot start the embedded relay")?;
+    let relay_url = relay.url();
+    let relay_addr = relay.addr();
     info!("embedded relay at {relay_url}");
     let config = StackConfig {
         dir: cli.dir.clone(),
         bin_dir,
-        relay_url: relay_url.to_string(),
+        relay_url: relay_url.clone(),
         relay_addr,
         announce_interval: cli.announce_interval,
         echo_logs: !cli.quiet,
@@ -85,7 +82,7 @@ async fn run(cli: Cli) -> Result<()> {
         Ok(e) => e,
         Err(e) => {
             let _ = stack.stop().await;
-            relay.shutdown();
+            relay.stop();
             return Err(e);
         }
     };
@@ -125,7 +122,7 @@ async fn run(cli: Cli) -> Result<()> {
         r = watch(&mut stack) => r,
     };
     let stopped = stack.stop().await;
-    relay.shutdown();
+    relay.stop();
     outcome?;
     stopped
 }
@@ -147,13 +144,4 @@ async fn watch(stack: &mut Stack) -> Result<()> {
             );
         }
     }
-}
-
-fn relay_socket_addr(url: &str) -> Result<SocketAddr> {
-    let rest = url
-        .strip_prefix("ws://")
-        .context("the embedded relay's URL is not ws://")?;
-    rest.trim_end_matches('/')
-        .parse()
-        .with_context(|| format!("the embedded relay's URL {url} is not ws://IP:PORT"))
 }

@@ -6,6 +6,7 @@
 
 pub mod faults;
 pub mod process;
+pub mod relay;
 pub mod signatures;
 
 use std::net::{SocketAddr, TcpListener};

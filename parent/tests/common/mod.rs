@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use nostr::Event;
 use nostr_relay_builder::builder::{PolicyResult, WritePolicy};
-use nostr_relay_builder::{LocalRelay, RelayBuilder};
+use nostr_relay_builder::RelayBuilder;
+use parent::dev_stack::relay::DevRelay;
 use parent::dev_stack::{StackConfig, StackPaths};
 
 /// Addresses that wrote to the relay.
@@ -55,20 +56,14 @@ pub(crate) fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-pub(crate) async fn relay(writers: Writers) -> (LocalRelay, String, SocketAddr) {
+pub(crate) async fn relay(writers: Writers) -> (DevRelay, String, SocketAddr) {
     relay_with(parent::dev_stack::relay_builder().write_policy(writers)).await
 }
 
 /// A LocalRelay from `builder`: the relay, its URL and its address.
-pub(crate) async fn relay_with(builder: RelayBuilder) -> (LocalRelay, String, SocketAddr) {
-    let relay = LocalRelay::new(builder);
-    relay.run().await.unwrap();
-    let url = relay.url().await.to_string();
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
+pub(crate) async fn relay_with(builder: RelayBuilder) -> (DevRelay, String, SocketAddr) {
+    let relay = DevRelay::local(builder).await.unwrap();
+    let (url, addr) = (relay.url(), relay.addr());
     (relay, url, addr)
 }
 
