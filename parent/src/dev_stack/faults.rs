@@ -1,6 +1,9 @@
 //! Faults a relay can be made to show, for tests and drills on the dev
 //! stack: refusing one author's events for a while, as a rate-limiting
-//! public relay does (`OK false "rate-limited: …"`).
+//! public relay does (`OK false "rate-limited: …"`); a relay that accepts
+//! connections and never answers; one that upgrades to WebSocket and then
+//! sends garbage. (A relay that goes away and comes back is
+//! [`super::relay::DevRelay::stop`] and a new one on the same address.)
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,5 +54,90 @@ impl WritePolicy for RefuseWrites {
                 PolicyResult::Accept
             }
         })
+    }
+}
+
+/// A fake relay on 127.0.0.1 that misbehaves in one way; it stops when
+/// dropped.
+#[derive(Debug)]
+pub struct BadRelay {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How a [`BadRelay`] misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// Accepts TCP connections, reads nothing and never answers.
+    Silent,
+    /// Answers the WebSocket upgrade, then sends bytes that are no valid
+    /// frame, every 100 ms, and ignores what it is sent.
+    Garbage,
+}
+
+impl BadRelay {
+    /// Starts one on a free port.
+    pub async fn start(how: Misbehaviour) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            // Connections are kept open (and unread) for as long as it runs,
+            // up to a bound.
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                if held.len() >= 256 {
+                    held.remove(0);
+                }
+                match how {
+                    Misbehaviour::Silent => held.push(tokio::spawn(async move {
+                        let _stream = stream;
+                        std::future::pending::<()>().await;
+                    })),
+                    Misbehaviour::Garbage => held.push(tokio::spawn(garbage(stream))),
+                }
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// Its `ws://` URL.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for BadRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn garbage(stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream.set_nodelay(true);
+    let mut stream = tokio::io::BufReader::new(stream);
+    let Ok(head) = super::relay::read_head(&mut stream).await else {
+        return;
+    };
+    let Ok(response) = super::relay::upgrade_response(&head) else {
+        return;
+    };
+    if stream.write_all(response.as_bytes()).await.is_err() {
+        return;
+    }
+    // Reserved opcode, reserved bits, a length that never comes.
+    let junk = [
+        0xffu8, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00,
+    ];
+    loop {
+        if stream.write_all(&junk).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -103,6 +103,18 @@ pub struct Stack {
     pub parent: Process,
     /// `enclave run --attester dev`.
     pub enclave: Process,
+    /// How the parent was started, to start it again.
+    parent_start: ParentStart,
+}
+
+/// What starting the parent takes.
+#[derive(Debug)]
+struct ParentStart {
+    bin: PathBuf,
+    args: Vec<String>,
+    dir: PathBuf,
+    echo: bool,
+    restarts: usize,
 }
 
 /// How long the enclave may take to write its dev root.
@@ -199,7 +211,46 @@ impl Stack {
             socks,
             parent,
             enclave,
+            parent_start: ParentStart {
+                bin: parent_bin,
+                args: parent_args,
+                dir: config.dir.clone(),
+                echo: config.echo_logs,
+                restarts: 0,
+            },
         })
+    }
+
+    /// Stops the parent (SIGTERM) and starts it again with the same
+    /// arguments and ports, as an operator restarting its service does;
+    /// the enclave keeps running. The new parent logs to
+    /// `parent-restart-N.log`.
+    pub async fn restart_parent(&mut self) -> Result<()> {
+        self.parent.stop(Duration::from_secs(10)).await?;
+        let start = &mut self.parent_start;
+        start.restarts += 1;
+        let log = start
+            .dir
+            .join(format!("parent-restart-{}.log", start.restarts));
+        // The old listeners are closed once it exited; binding can still
+        // race the kernel briefly, so try a few times.
+        let mut last = None;
+        for _ in 0..20 {
+            match Process::spawn("parent", &start.bin, &start.args, &log, start.echo) {
+                Ok(mut p) => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    match p.exited()? {
+                        None => {
+                            self.parent = p;
+                            return Ok(());
+                        }
+                        Some(status) => last = Some(anyhow::anyhow!("parent exited: {status}")),
+                    }
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the parent did not start again")))
     }
 
     /// Waits for the enclave to publish its instance event.

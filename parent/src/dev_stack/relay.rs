@@ -138,7 +138,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, relay: LocalRelay) -> Result
 }
 
 /// Reads an HTTP request head, up to and including its blank line.
-async fn read_head(stream: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
+pub(super) async fn read_head(stream: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
     let mut head = Vec::new();
     loop {
         let available = stream.fill_buf().await?;
@@ -162,7 +162,7 @@ async fn read_head(stream: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
 }
 
 /// Checks a WebSocket upgrade request and makes its `101` response.
-fn upgrade_response(head: &[u8]) -> Result<String> {
+pub(super) fn upgrade_response(head: &[u8]) -> Result<String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     if !parsed.parse(head)?.is_complete() {
