@@ -53,11 +53,16 @@ pub fn parse_bunker_url(url: &str) -> Result<Bunker, String> {
             remote_signer_public_key,
             relays,
             secret,
-        }) => Ok(Bunker {
-            signer: remote_signer_public_key,
-            relays,
-            secret: secret.map(Zeroizing::new),
-        }),
+        }) => {
+            for relay in &relays {
+                super::relays::check_normal_form(relay).map_err(|e| format!("relay {e}"))?;
+            }
+            Ok(Bunker {
+                signer: remote_signer_public_key,
+                relays,
+                secret: secret.map(Zeroizing::new),
+            })
+        }
         Ok(NostrConnectURI::Client { .. }) => Err("a nostrconnect:// URL, not a bunker URL".into()),
         Err(e) => Err(format!("not a bunker URL: {e}")),
     }

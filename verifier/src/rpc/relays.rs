@@ -22,7 +22,30 @@ pub fn parse_relay_url(url: &str) -> Result<RelayUrl, String> {
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(format!("{url:?} has no host"));
     }
-    RelayUrl::parse(url).map_err(|e| format!("{url:?} is not a ws:// or wss:// URL: {e}"))
+    let relay =
+        RelayUrl::parse(url).map_err(|e| format!("{url:?} is not a ws:// or wss:// URL: {e}"))?;
+    check_normal_form(&relay).map_err(|e| format!("{url:?} {e}"))?;
+    Ok(relay)
+}
+
+/// A relay URL is used in its normal form (`wss:/host?q=wss://x` becomes
+/// `wss://host/?q=wss://x`): in bunker URLs, relay lists and filters. That
+/// form, and the one without a trailing slash, must parse again to the
+/// same relay, or what the enclave prints would name another relay or
+/// none (found by fuzzing).
+pub fn check_normal_form(relay: &RelayUrl) -> Result<(), String> {
+    for form in [relay.as_str(), relay.as_str_without_trailing_slash()] {
+        match RelayUrl::parse(form) {
+            Ok(again) if again == *relay => {}
+            Ok(other) => return Err(format!("is written as {form:?}, which is {other}")),
+            Err(e) => {
+                return Err(format!(
+                    "is written as {form:?}, which is no relay URL: {e}"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A comma-separated relay list: at least one, at most `max`, duplicates
@@ -56,6 +79,27 @@ pub fn relays_csv(relays: &[RelayUrl]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relays_whose_normal_form_is_another_are_refused() {
+        // Found by fuzzing: one `://` as given, two once normalized (URL
+        // parsing also drops tabs and newlines).
+        for url in [
+            "wss:/888c7e?relay=wss://relay.example",
+            "wss:/;/key\nwss://a.example",
+            "ws:relay.example/?r=ws://a",
+        ] {
+            assert!(parse_relay_url(url).is_err(), "{url}");
+        }
+        for url in [
+            "wss://relay.example",
+            "ws://127.0.0.1:7777",
+            "wss://relay.example/path",
+        ] {
+            let relay = parse_relay_url(url).unwrap();
+            assert_eq!(parse_relay_url(relay.as_str()).unwrap(), relay);
+        }
+    }
 
     #[test]
     fn keeps_good_urls_and_refuses_the_rest() {
