@@ -18,12 +18,21 @@ use super::Limits;
 pub struct UserKey {
     keys: Arc<Keys>,
     relays: Vec<RelayUrl>,
+    /// For test keys: when the key is deleted.
+    expires_at: Option<u64>,
+    /// Its apps and what goes with them, once it has any: most held keys
+    /// are imported and wait, and a key costs less without (memory per
+    /// key is what bounds how many an enclave holds).
+    sessions: Option<Box<Sessions>>,
+}
+
+/// What a key has once apps use it or its relays change.
+#[derive(Default)]
+struct Sessions {
     apps: HashMap<PublicKey, App>,
     /// Pending single-use connect secrets, when they expire, and the
     /// policy of the app that spends each.
     secrets: Vec<Pending>,
-    /// For test keys: when the key is deleted.
-    expires_at: Option<u64>,
     /// When its relays last changed (at most `relay_changes_per_hour`).
     relay_changes: VecDeque<u64>,
     /// What nsec.app's permission events said last, per app (timestamps
@@ -50,8 +59,8 @@ impl fmt::Debug for UserKey {
         f.debug_struct("UserKey")
             .field("public_key", &self.keys.public_key())
             .field("relays", &self.relays)
-            .field("apps", &self.apps.len())
-            .field("secrets", &self.secrets.len())
+            .field("apps", &self.app_count())
+            .field("secrets", &self.secret_count())
             .field("expires_at", &self.expires_at)
             .finish()
     }
@@ -96,14 +105,17 @@ impl UserKey {
         Self {
             keys,
             relays,
-            apps: HashMap::new(),
-            secrets: Vec::new(),
             expires_at,
-            relay_changes: VecDeque::new(),
-            nsec_app: HashMap::new(),
-            owner_at: HashMap::new(),
-            nsec_seen: VecDeque::new(),
+            sessions: None,
         }
+    }
+
+    fn sessions(&self) -> Option<&Sessions> {
+        self.sessions.as_deref()
+    }
+
+    fn sessions_mut(&mut self) -> &mut Sessions {
+        self.sessions.get_or_insert_with(Box::default)
     }
 
     /// The signing keys (shared, so signing happens outside the store's lock).
@@ -123,14 +135,17 @@ impl UserKey {
     /// Whether its relays may change again at `now`, at most `limit`
     /// times an hour.
     pub(super) fn may_change_relays(&mut self, limit: usize, now: u64) -> bool {
-        while self.relay_changes.front().is_some_and(|t| t + 3600 <= now) {
-            self.relay_changes.pop_front();
+        let Some(s) = self.sessions.as_deref_mut() else {
+            return limit > 0;
+        };
+        while s.relay_changes.front().is_some_and(|t| t + 3600 <= now) {
+            s.relay_changes.pop_front();
         }
-        self.relay_changes.len() < limit
+        s.relay_changes.len() < limit
     }
 
     pub(super) fn record_relay_change(&mut self, now: u64) {
-        self.relay_changes.push_back(now);
+        self.sessions_mut().relay_changes.push_back(now);
     }
 
     /// When a test key is deleted; `None` for imported keys.
@@ -144,7 +159,7 @@ impl UserKey {
 
     /// Whether `app` may use the key (its grant decides what it may do).
     pub fn allows(&self, app: &PublicKey) -> bool {
-        self.apps.contains_key(app)
+        self.sessions().is_some_and(|s| s.apps.contains_key(app))
     }
 
     /// Gives `app` `policy` from `now` (the owner's `connect_key` or
@@ -160,14 +175,15 @@ impl UserKey {
         if source != verifier::grant::wire::source::NSEC_APP {
             self.owner_changed(app, now);
         }
-        if let Some(existing) = self.apps.get_mut(&app) {
+        let s = self.sessions_mut();
+        if let Some(existing) = s.apps.get_mut(&app) {
             existing.replace(policy, source, now);
             return Ok(());
         }
-        if self.apps.len() >= limits.max_apps_per_key {
+        if s.apps.len() >= limits.max_apps_per_key {
             return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
         }
-        self.apps.insert(app, App::new(policy, None, source, now));
+        s.apps.insert(app, App::new(policy, None, source, now));
         Ok(())
     }
 
@@ -188,12 +204,13 @@ impl UserKey {
     ) -> Result<(), ConnectError> {
         self.expire_secrets(now);
         let found = secret.filter(|s| !s.is_empty()).and_then(|secret| {
-            self.secrets
+            self.sessions()?
+                .secrets
                 .iter()
                 .position(|p| bool::from(p.secret.as_bytes().ct_eq(secret.as_bytes())))
         });
         let Some(found) = found else {
-            if self.apps.contains_key(&app) {
+            if self.allows(&app) {
                 return Ok(());
             }
             return Err(match secret.filter(|s| !s.is_empty()) {
@@ -201,10 +218,11 @@ impl UserKey {
                 None => ConnectError::SecretRequired,
             });
         };
-        if !self.apps.contains_key(&app) && self.apps.len() >= limits.max_apps_per_key {
+        let s = self.sessions_mut();
+        if !s.apps.contains_key(&app) && s.apps.len() >= limits.max_apps_per_key {
             return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
         }
-        let Some(pending) = self.secrets.get(found) else {
+        let Some(pending) = s.secrets.get(found) else {
             return Err(ConnectError::BadSecret);
         };
         let offered = &pending.policy.perms;
@@ -220,7 +238,7 @@ impl UserKey {
             );
             return Err(ConnectError::NothingGranted(shown));
         }
-        let pending = self.secrets.remove(found);
+        let pending = s.secrets.remove(found);
         self.owner_changed(app, now);
         let mut granted = App::new(
             &pending.policy,
@@ -229,61 +247,71 @@ impl UserKey {
             now,
         );
         granted.set_claims(claims);
-        self.apps.insert(app, granted);
+        self.sessions_mut().apps.insert(app, granted);
         Ok(())
     }
 
     /// The decision on `app`'s `action` at `now`; `None` if the app is
     /// not allowed at all.
     pub fn decide(&mut self, app: &PublicKey, action: &Action, now: u64) -> Option<Decision> {
-        self.apps.get_mut(app).map(|a| a.decide(action, now))
+        self.sessions
+            .as_deref_mut()?
+            .apps
+            .get_mut(app)
+            .map(|a| a.decide(action, now))
     }
 
     /// Keeps what `app` says about itself, if it is allowed.
     pub fn set_claims(&mut self, app: &PublicKey, claims: &str) {
-        if let Some(a) = self.apps.get_mut(app) {
+        if let Some(a) = self
+            .sessions
+            .as_deref_mut()
+            .and_then(|s| s.apps.get_mut(app))
+        {
             a.set_claims(Some(claims));
         }
     }
 
     /// What nsec.app said last about `app`, taken out to be merged.
     pub(super) fn take_nsec_app(&mut self, app: &PublicKey) -> Option<AppState> {
-        self.nsec_app.remove(app)
+        self.sessions.as_deref_mut()?.nsec_app.remove(app)
     }
 
     /// How many apps nsec.app's events are remembered for.
     pub(super) fn nsec_app_count(&self) -> usize {
-        self.nsec_app.len()
+        self.sessions().map_or(0, |s| s.nsec_app.len())
     }
 
     /// Remembers what nsec.app said about `app` (its timestamps).
     pub(super) fn keep_nsec_app(&mut self, app: PublicKey, mut state: AppState) {
         state.perms = Vec::new();
         state.info = Default::default();
-        self.nsec_app.insert(app, state);
+        self.sessions_mut().nsec_app.insert(app, state);
     }
 
     /// When `app`'s grant started, if it has one.
     pub fn app_since(&self, app: &PublicKey) -> Option<u64> {
-        self.apps.get(app).map(App::since)
+        self.app(app).map(App::since)
     }
 
     /// `app`'s entry, if it is allowed.
     pub fn app(&self, app: &PublicKey) -> Option<&App> {
-        self.apps.get(app)
+        self.sessions()?.apps.get(app)
     }
 
     /// The apps and their grants.
     pub fn apps(&self) -> impl Iterator<Item = (&PublicKey, &App)> {
-        self.apps.iter()
+        self.sessions().into_iter().flat_map(|s| s.apps.iter())
     }
 
     /// The memory counted for its apps' grants and pending secrets.
     pub fn grant_bytes(&self) -> usize {
-        (self.nsec_app.len() + self.owner_at.len()) * TRACKED_BYTES
-            + self.apps.values().map(App::bytes).sum::<usize>()
-            + self
-                .secrets
+        let Some(s) = self.sessions() else {
+            return 0;
+        };
+        (s.nsec_app.len() + s.owner_at.len()) * TRACKED_BYTES
+            + s.apps.values().map(App::bytes).sum::<usize>()
+            + s.secrets
                 .iter()
                 .map(|p| Pending::bytes_of(&p.policy))
                 .sum::<usize>()
@@ -291,7 +319,7 @@ impl UserKey {
 
     /// How much more memory granting `policy` to `app` would count.
     pub fn grant_cost(&self, app: &PublicKey, policy: &Policy) -> usize {
-        let now = self.apps.get(app).map_or(0, App::bytes);
+        let now = self.app(app).map_or(0, App::bytes);
         App::bytes_of(policy).saturating_sub(now)
     }
 
@@ -304,64 +332,65 @@ impl UserKey {
     /// returns whether it had one.
     pub fn logout(&mut self, app: &PublicKey, now: u64) -> bool {
         self.owner_changed(*app, now);
-        self.apps.remove(app).is_some()
+        self.sessions_mut().apps.remove(app).is_some()
     }
 
     /// Removes `app` because nsec.app said so (not an owner change here).
     pub(super) fn forget_app(&mut self, app: &PublicKey) -> bool {
-        self.apps.remove(app).is_some()
+        self.sessions
+            .as_deref_mut()
+            .is_some_and(|s| s.apps.remove(app).is_some())
     }
 
     fn owner_changed(&mut self, app: PublicKey, now: u64) {
-        if !self.owner_at.contains_key(&app) && self.owner_at.len() >= OWNER_CHANGES_KEPT {
-            if let Some(oldest) = self
-                .owner_at
-                .iter()
-                .min_by_key(|(_, t)| **t)
-                .map(|(a, _)| *a)
-            {
-                self.owner_at.remove(&oldest);
+        let owner_at = &mut self.sessions_mut().owner_at;
+        if !owner_at.contains_key(&app) && owner_at.len() >= OWNER_CHANGES_KEPT {
+            if let Some(oldest) = owner_at.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a) {
+                owner_at.remove(&oldest);
             }
         }
-        self.owner_at.insert(app, now);
+        owner_at.insert(app, now);
     }
 
     /// When the owner last changed `app`'s access (unix seconds).
     pub fn owner_changed_at(&self, app: &PublicKey) -> Option<u64> {
-        self.owner_at.get(app).copied()
+        self.sessions()?.owner_at.get(app).copied()
     }
 
     /// Whether the permission event `id` was applied lately.
     pub(super) fn nsec_seen(&self, id: &[u8; 32]) -> bool {
-        self.nsec_seen.contains(id)
+        self.sessions().is_some_and(|s| s.nsec_seen.contains(id))
     }
 
     /// Remembers that the permission event `id` was applied.
     pub(super) fn nsec_applied(&mut self, id: [u8; 32]) {
-        if self.nsec_seen.len() >= NSEC_SEEN_KEPT {
-            self.nsec_seen.pop_front();
+        let seen = &mut self.sessions_mut().nsec_seen;
+        if seen.len() >= NSEC_SEEN_KEPT {
+            seen.pop_front();
         }
-        self.nsec_seen.push_back(id);
+        seen.push_back(id);
     }
 
     /// Revokes every app and every pending connect secret.
     pub(super) fn revoke_all(&mut self, now: u64) {
-        let apps: Vec<PublicKey> = self.apps.keys().copied().collect();
+        let apps: Vec<PublicKey> = self.apps().map(|(a, _)| *a).collect();
         for app in apps {
             self.owner_changed(app, now);
         }
-        self.apps.clear();
-        self.secrets.clear();
+        if let Some(s) = self.sessions.as_deref_mut() {
+            s.apps.clear();
+            s.secrets.clear();
+        }
     }
 
     /// How many apps are allowed.
     pub fn app_count(&self) -> usize {
-        self.apps.len()
+        self.sessions().map_or(0, |s| s.apps.len())
     }
 
     /// How many connect secrets are pending.
     pub fn secret_count(&self) -> usize {
-        self.secrets.len()
+        self.sessions().map_or(0, |s| s.secrets.len())
     }
 
     /// A fresh single-use secret, valid for `secret_ttl`, for an app to
@@ -369,10 +398,11 @@ impl UserKey {
     /// many.
     pub fn new_secret(&mut self, now: u64, limits: &Limits, policy: Policy) -> Zeroizing<String> {
         let secret = verifier::rpc::bunker::new_secret();
-        while !self.secrets.is_empty() && self.secrets.len() >= limits.max_secrets_per_key.max(1) {
-            self.secrets.remove(0);
+        let secrets = &mut self.sessions_mut().secrets;
+        while !secrets.is_empty() && secrets.len() >= limits.max_secrets_per_key.max(1) {
+            secrets.remove(0);
         }
-        self.secrets.push(Pending {
+        secrets.push(Pending {
             secret: secret.clone(),
             until: now + limits.secret_ttl,
             policy,
@@ -381,6 +411,8 @@ impl UserKey {
     }
 
     pub(super) fn expire_secrets(&mut self, now: u64) {
-        self.secrets.retain(|p| p.until > now);
+        if let Some(s) = self.sessions.as_deref_mut() {
+            s.secrets.retain(|p| p.until > now);
+        }
     }
 }
