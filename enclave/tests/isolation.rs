@@ -174,6 +174,45 @@ fn an_app_cannot_use_another_held_keys_or_apps_conversations() {
 }
 
 #[test]
+fn no_key_of_the_enclave_becomes_an_app() {
+    let e = enclave(SignerConfig::default());
+    let (user, _app) = e.user_with_app();
+    let (other, _) = e.user_with_app();
+    for app in [e.service, other.public_key(), user.public_key()] {
+        let grant = AdminRequest::Grant {
+            app,
+            policy: verifier::grant::Policy::full(),
+        };
+        let why = e.admin(&user, &grant).unwrap_err();
+        assert!(why.contains("never one of the enclave's own keys"), "{why}");
+        let connect = AdminRequest::ConnectKey {
+            keys: user.clone(),
+            app,
+            relays: vec![e.relay.clone()],
+            policy: None,
+        };
+        assert!(e.admin(&user, &connect).is_err());
+        // A nostrconnect:// URI naming it (found by fuzzing): no connect
+        // response is sent to it, and it is not made an app.
+        let uri = format!(
+            "nostrconnect://{}?relay=ws%3A%2F%2F127.0.0.1%3A1&secret=s",
+            app.to_hex()
+        );
+        let uri = verifier::rpc::nostrconnect::NostrConnect::parse(&uri, 8).unwrap();
+        let answer = AdminRequest::NostrConnect { uri, policy: None };
+        let event = e.admin_event(&user, &answer);
+        let outcome = e.signer.try_handle(&event, &e.relay, now()).unwrap();
+        assert!(outcome.also.is_none());
+        assert!(!e
+            .signer
+            .store()
+            .get(&user.public_key())
+            .unwrap()
+            .allows(&app));
+    }
+}
+
+#[test]
 fn strangers_are_answered_only_on_the_relay_they_used() {
     let e = enclave(SignerConfig::default());
     let (a, b) = (

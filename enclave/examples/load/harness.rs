@@ -219,3 +219,45 @@ pub(crate) async fn drive_apps(
     all.elapsed = start.elapsed();
     all
 }
+
+/// A bare WebSocket client that publishes events and keeps nothing (a
+/// nostr-sdk client remembers the ids of what it sent, which would count
+/// in the memory figures of this process).
+pub(crate) struct RawSender {
+    sink: futures_util::stream::SplitSink<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        tokio_tungstenite::tungstenite::Message,
+    >,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawSender {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl RawSender {
+    pub(crate) async fn connect(url: &RelayUrl) -> Self {
+        use futures_util::StreamExt;
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        let (sink, mut stream) = ws.split();
+        // The relay's OKs are read and dropped.
+        let reader = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+        Self { sink, reader }
+    }
+
+    pub(crate) async fn send(&mut self, event: &Event) {
+        use futures_util::SinkExt;
+        use nostr::JsonUtil;
+        let msg = ClientMessage::event(event.clone()).as_json();
+        self.sink
+            .send(tokio_tungstenite::tungstenite::Message::text(msg))
+            .await
+            .unwrap();
+    }
+}

@@ -51,6 +51,9 @@ enum Mode {
         keys: usize,
         #[arg(long, default_value_t = 3)]
         relays: usize,
+        /// More relays for nsec.app permission events (production: 5).
+        #[arg(long, default_value_t = 0)]
+        perm_relays: usize,
     },
     /// Runs COUNT relays and prints their URLs (the memory mode's child).
     #[command(hide = true)]
@@ -80,6 +83,10 @@ enum Mode {
         /// Milliseconds between one app's requests.
         #[arg(long, default_value_t = 200)]
         period_ms: u64,
+        /// Against the real stack (`enclave run` and `parent run` as
+        /// processes, from target/release), measuring the enclave's memory.
+        #[arg(long)]
+        stack: bool,
     },
 }
 
@@ -105,7 +112,11 @@ async fn main() {
     match Cli::parse().mode {
         Mode::Latency { clients, requests } => latency::latency(clients, requests).await,
         Mode::Compare { runs } => latency::compare(&parse_runs(&runs)).await,
-        Mode::Memory { keys, relays } => memory::memory(keys, relays).await,
+        Mode::Memory {
+            keys,
+            relays,
+            perm_relays,
+        } => memory::memory(keys, relays, perm_relays).await,
         Mode::Imports { count } => memory::imports(count).await,
         Mode::ServeRelays { count } => memory::serve_relays(count).await,
         Mode::Flood { rate, requests } => flood::flood_test(rate, requests).await,
@@ -113,6 +124,7 @@ async fn main() {
             minutes,
             apps,
             period_ms,
-        } => soak::soak(minutes, apps, period_ms).await,
+            stack,
+        } => soak::soak(minutes, apps, period_ms, stack).await,
     }
 }

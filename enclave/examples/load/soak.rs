@@ -22,10 +22,13 @@ struct Counts {
     answered: AtomicU64,
     errors: AtomicU64,
     lost: AtomicU64,
+    first_errors: std::sync::Mutex<Vec<String>>,
 }
 
-fn request_for(i: u64, user: &Keys, app: &Keys) -> Request {
-    let peer = app.public_key().to_hex();
+/// A request of the mix; encryption is with `friend`, someone the user
+/// writes to (never the app itself: its conversation is its NIP-46 channel).
+fn request_for(i: u64, user: &Keys, friend: &Keys) -> Request {
+    let peer = friend.public_key().to_hex();
     match i % 5 {
         0 => Request::new("sign_event", Params::new([template(&user.public_key())])),
         1 => Request::new(
@@ -33,8 +36,8 @@ fn request_for(i: u64, user: &Keys, app: &Keys) -> Request {
             Params::new([peer, "a message to an app".to_owned()]),
         ),
         2 => {
-            let sealed = Conversation::nip44(app.secret_key(), &user.public_key())
-                .and_then(|c| c.encrypt("a message from an app"))
+            let sealed = Conversation::nip44(friend.secret_key(), &user.public_key())
+                .and_then(|c| c.encrypt("a message from a friend"))
                 .unwrap();
             Request::new("nip44_decrypt", Params::new([peer, sealed]))
         }
@@ -61,9 +64,10 @@ async fn app_loop(
     client.subscribe(filter, None).await.unwrap();
     let mut tick = tokio::time::interval(period);
     let mut i = 0u64;
+    let friend = Keys::generate();
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
-        let request = request_for(i, &user, &app);
+        let request = request_for(i, &user, &friend);
         i += 1;
         let event = seal_request(
             &app,
@@ -81,7 +85,15 @@ async fn app_loop(
             while let Ok(n) = notifications.recv().await {
                 if let RelayPoolNotification::Event { event, .. } = n {
                     match open_response(&app, &event) {
-                        Ok(r) if r.id == request.id => return !r.is_error(),
+                        Ok(r) if r.id == request.id => {
+                            if r.is_error() {
+                                let mut first = counts.first_errors.lock().unwrap();
+                                if first.len() < 5 {
+                                    first.push(format!("{}: {:?}", request.method, r.error));
+                                }
+                            }
+                            return !r.is_error();
+                        }
                         _ => {}
                     }
                 }
@@ -99,11 +111,71 @@ async fn app_loop(
     client.shutdown().await;
 }
 
+/// What is measured: the signer in this process, or the real stack's
+/// `enclave run` process (built with `cargo build --release`), whose
+/// memory is then the enclave's alone.
+enum Measured {
+    InProcess(Arc<enclave::signer::Signer>),
+    Stack(Box<parent::dev_stack::Stack>),
+}
+
+impl Measured {
+    fn rss(&self) -> u64 {
+        match self {
+            Self::InProcess(_) => rss_kib(),
+            Self::Stack(stack) => stack.enclave.id().map_or(0, |pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    .unwrap_or(0)
+            }),
+        }
+    }
+
+    fn keys(&self) -> String {
+        match self {
+            Self::InProcess(signer) => signer.store().len().to_string(),
+            Self::Stack(_) => "-".into(),
+        }
+    }
+}
+
+async fn real_stack(
+    relay: &parent::dev_stack::relay::DevRelay,
+) -> (Box<parent::dev_stack::Stack>, nostr::PublicKey) {
+    let exe = std::env::current_exe().unwrap();
+    let bin_dir = exe.parent().and_then(|p| p.parent()).unwrap().to_owned();
+    let dir = bin_dir.join("soak-stack");
+    let config = parent::dev_stack::StackConfig {
+        dir,
+        bin_dir,
+        relay_url: relay.url(),
+        relay_addr: relay.addr(),
+        announce_interval: 3600,
+        echo_logs: false,
+        enclave_args: Vec::new(),
+        parent_args: Vec::new(),
+    };
+    let mut stack = parent::dev_stack::Stack::start(&config)
+        .await
+        .expect("the stack starts (cargo build --release --workspace first)");
+    let event = stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
+    (Box::new(stack), event.pubkey)
+}
+
 /// Runs for `minutes` with `apps` apps (each its own key), each sending
-/// a request every `period_ms`.
-pub(crate) async fn soak(minutes: u64, apps: usize, period_ms: u64) {
-    let (_relay, url) = local_relay().await;
-    let (signer, _client, service) = start_signer(&url, SignerConfig::default()).await;
+/// a request every `period_ms`; on the real stack if `stack`.
+pub(crate) async fn soak(minutes: u64, apps: usize, period_ms: u64, stack: bool) {
+    let (relay, url) = local_relay().await;
+    let (measured, service) = if stack {
+        let (stack, service) = real_stack(&relay).await;
+        (Measured::Stack(stack), service)
+    } else {
+        let (signer, _client, service) = start_signer(&url, SignerConfig::default()).await;
+        (Measured::InProcess(signer), service.public_key())
+    };
     let admin = connected(&url, &Keys::generate()).await;
     let pairs: Vec<(Keys, Keys)> = (0..apps)
         .map(|_| (Keys::generate(), Keys::generate()))
@@ -111,7 +183,7 @@ pub(crate) async fn soak(minutes: u64, apps: usize, period_ms: u64) {
     let seal_admin = |user: &Keys, request: &AdminRequest| {
         seal_request(
             user,
-            &service.public_key(),
+            &service,
             KIND_ADMIN,
             &request.to_request(),
             Scheme::Nip44,
@@ -127,10 +199,9 @@ pub(crate) async fn soak(minutes: u64, apps: usize, period_ms: u64) {
         };
         send_waiting(&admin, &url, &seal_admin(user, &grant)).await;
     }
-    while signer.store().len() < apps {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Imports are answered in milliseconds; the apps' first requests
+    // would count as lost if one were not.
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     let counts = Arc::new(Counts::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -149,7 +220,6 @@ pub(crate) async fn soak(minutes: u64, apps: usize, period_ms: u64) {
     // stranger sends 20 junk events a second.
     let churn = {
         let (url, stop) = (url.clone(), Arc::clone(&stop));
-        let service = service.public_key();
         tokio::spawn(async move {
             let client = connected(&url, &Keys::generate()).await;
             let mut n = 0u64;
@@ -192,7 +262,7 @@ pub(crate) async fn soak(minutes: u64, apps: usize, period_ms: u64) {
     println!("minute | sent | answered | errors | lost | keys | RSS KiB");
     for minute in 1..=minutes {
         tokio::time::sleep_until((start + Duration::from_secs(60 * minute)).into()).await;
-        let rss = rss_kib();
+        let rss = measured.rss();
         first_rss.get_or_insert(rss);
         println!(
             "{minute:>6} | {} | {} | {} | {} | {} | {rss}",
@@ -200,7 +270,7 @@ pub(crate) async fn soak(minutes: u64, apps: usize, period_ms: u64) {
             counts.answered.load(Ordering::Relaxed),
             counts.errors.load(Ordering::Relaxed),
             counts.lost.load(Ordering::Relaxed),
-            signer.store().len(),
+            measured.keys(),
         );
     }
     stop.store(true, Ordering::Relaxed);
@@ -208,7 +278,10 @@ pub(crate) async fn soak(minutes: u64, apps: usize, period_ms: u64) {
         let _ = t.await;
     }
     let _ = churn.await;
-    let last = rss_kib();
+    for e in counts.first_errors.lock().unwrap().iter() {
+        println!("error reply: {e}");
+    }
+    let last = measured.rss();
     let first = first_rss.unwrap_or(last);
     println!(
         "soak of {minutes} min: {} requests, {} answered, {} errors, {} lost; RSS after minute 1 {first} KiB, at the end {last} KiB ({:+} KiB)",
@@ -218,4 +291,8 @@ pub(crate) async fn soak(minutes: u64, apps: usize, period_ms: u64) {
         counts.lost.load(Ordering::Relaxed),
         last as i64 - first as i64
     );
+    if let Measured::Stack(stack) = measured {
+        let _ = stack.stop().await;
+    }
+    drop(relay);
 }

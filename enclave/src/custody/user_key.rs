@@ -17,7 +17,9 @@ use super::Limits;
 /// A held key.
 pub struct UserKey {
     keys: Arc<Keys>,
-    relays: Vec<RelayUrl>,
+    /// Exactly as long as the list (no spare capacity: a parsed list of
+    /// one relay would keep room for four, 300 bytes per key).
+    relays: Box<[RelayUrl]>,
     /// For test keys: when the key is deleted.
     expires_at: Option<u64>,
     /// Its apps and what goes with them, once it has any: most held keys
@@ -104,7 +106,7 @@ impl UserKey {
     pub(super) fn new(keys: Arc<Keys>, relays: Vec<RelayUrl>, expires_at: Option<u64>) -> Self {
         Self {
             keys,
-            relays,
+            relays: relays.into_boxed_slice(),
             expires_at,
             sessions: None,
         }
@@ -129,7 +131,7 @@ impl UserKey {
     }
 
     pub(super) fn set_relays(&mut self, relays: Vec<RelayUrl>) {
-        self.relays = relays;
+        self.relays = relays.into_boxed_slice();
     }
 
     /// Whether its relays may change again at `now`, at most `limit`

@@ -9,6 +9,7 @@ use verifier::grant::wire::source;
 use verifier::grant::Policy;
 use verifier::rpc::admin::{AdminRequest, OK, PONG};
 use verifier::rpc::bunker::bunker_url;
+use verifier::rpc::isolation::check_app;
 use verifier::rpc::{Request, Response};
 
 use super::{grants, nostrconnect, Change, Reply, Signer};
@@ -38,6 +39,16 @@ pub fn handle(
             );
             return (Response::error(&request.id, e), Change::None);
         }
+    }
+    let app = match &parsed {
+        AdminRequest::ConnectKey { app, .. } | AdminRequest::Grant { app, .. } => Some(*app),
+        AdminRequest::NostrConnect { uri, .. } => Some(uri.client),
+        _ => None,
+    };
+    // Checked before the store is locked: the check reads it.
+    if let Some(Err(e)) = app.map(|app| check_app(signer, requester, &app)) {
+        let e = format!("{}: {e}", parsed.method());
+        return (Response::error(&request.id, e), Change::None);
     }
     let who = npub(requester);
     let id = &request.id;

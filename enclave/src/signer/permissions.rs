@@ -7,8 +7,9 @@
 
 use nostr::{Event, ToBech32};
 use tracing::info;
-use verifier::grant::nsecapp::{is_perm_event, parse_payload, Merged, MAX_PAYLOAD};
+use verifier::grant::nsecapp::{is_perm_event, parse_payload, Merged, Payload, MAX_PAYLOAD};
 use verifier::rpc::cipher::{Conversation, Scheme};
+use verifier::rpc::isolation::check_app;
 
 use super::{Dropped, Outcome, Signer};
 
@@ -42,6 +43,9 @@ pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropp
         .map_err(|_| Dropped::Undecryptable)?;
     let payload = parse_payload(&plaintext, &user, d).map_err(|_| Dropped::NotARequest)?;
     drop(plaintext);
+    let (Payload::App { app, .. } | Payload::Deleted { app, .. }) = &payload;
+    // An app is never one of the enclave's own keys.
+    check_app(signer, &user, app).map_err(|_| Dropped::NotARequest)?;
     let applied = {
         let mut store = signer.store();
         store.nsec_applied(&user, event.id.to_bytes());

@@ -43,6 +43,13 @@
 //! ([`ADMIN_NEEDS_NIP44`]) and `nip04_decrypt` fails with one message
 //! whatever went wrong, so it is not a padding oracle.
 //!
+//! And the rule read the other way ([`check_app`]): an app is never one of
+//! those keys. The owner's `connect_key`, `grant` and `nostrconnect`, and
+//! nsec.app's permission events, cannot make the service key or a held key
+//! (the user's own included) an app: the enclave would send NIP-46 events
+//! to it, and count its conversations as an app's (found by fuzzing the
+//! signer with a `nostrconnect://` URI naming the service key).
+//!
 //! Every refusal is an error reply that says why ([`Refusal`]'s `Display`).
 
 use std::fmt;
@@ -72,6 +79,10 @@ pub enum Refusal {
     ProtocolMessage,
     /// The plaintext holds the user's private key.
     SecretKey,
+    /// The app's key is the enclave's service key.
+    ServiceKeyApp,
+    /// The app's key is a key held by this enclave (the user's own included).
+    HeldKeyApp,
 }
 
 impl fmt::Display for Refusal {
@@ -82,6 +93,12 @@ impl fmt::Display for Refusal {
             ),
             Self::HeldKeyPeer => f.write_str(
                 "forbidden: the peer is another key held by this enclave; apps may not use its conversations",
+            ),
+            Self::ServiceKeyApp => f.write_str(
+                "forbidden: the app's key is this enclave's service key; an app is never one of the enclave's own keys",
+            ),
+            Self::HeldKeyApp => f.write_str(
+                "forbidden: the app's key is a key this enclave holds (or the user's own); an app is never one of the enclave's own keys",
             ),
             Self::AppPeer => f.write_str(
                 "forbidden: the peer is an app connected to this key; its conversation is that app's NIP-46 channel",
@@ -137,6 +154,21 @@ pub fn check_peer(
     }
     if keys.is_app_of(user, peer) {
         return Err(Refusal::AppPeer);
+    }
+    Ok(())
+}
+
+/// The rule read the other way: may `app` become an app of `user`?
+pub fn check_app(
+    keys: &impl ProtocolKeys,
+    user: &PublicKey,
+    app: &PublicKey,
+) -> Result<(), Refusal> {
+    if keys.is_service_key(app) {
+        return Err(Refusal::ServiceKeyApp);
+    }
+    if app == user || keys.is_held_key(app) {
+        return Err(Refusal::HeldKeyApp);
     }
     Ok(())
 }

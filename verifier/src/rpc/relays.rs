@@ -25,6 +25,13 @@ pub fn parse_relay_url(url: &str) -> Result<RelayUrl, String> {
     let relay =
         RelayUrl::parse(url).map_err(|e| format!("{url:?} is not a ws:// or wss:// URL: {e}"))?;
     check_normal_form(&relay).map_err(|e| format!("{url:?} {e}"))?;
+    // Percent-encoding can make the normal form three times as long.
+    if relay.as_str().len() > MAX_RELAY_URL {
+        return Err(format!(
+            "{url:?} is {} bytes once normalized, more than {MAX_RELAY_URL}",
+            relay.as_str().len()
+        ));
+    }
     Ok(relay)
 }
 
@@ -91,6 +98,10 @@ mod tests {
         ] {
             assert!(parse_relay_url(url).is_err(), "{url}");
         }
+        // Also found by fuzzing: under the cap as given, over it once
+        // control characters are percent-encoded.
+        let long = format!("wss://r.example/{}x", "\u{1d}".repeat(200));
+        assert!(long.len() < MAX_RELAY_URL && parse_relay_url(&long).is_err());
         for url in [
             "wss://relay.example",
             "ws://127.0.0.1:7777",
