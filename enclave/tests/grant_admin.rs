@@ -53,7 +53,7 @@ fn the_owner_grants_changes_and_lists() {
     // A stranger's grant touches nothing.
     let stranger = Keys::generate();
     let theirs = AdminRequest::Grant {
-        app: stranger.public_key(),
+        app: Keys::generate().public_key(),
         policy: Policy::full(),
     };
     assert!(admin_at(&e, &stranger, &theirs, t)

@@ -100,7 +100,15 @@ pub(crate) async fn compare(runs: &[(usize, usize)]) {
     for &(apps, requests) in runs {
         // Ours: the key and its apps granted through the admin API.
         let (relay, url) = local_relay().await;
-        let (signer, client, service) = start_signer(&url, SignerConfig::default()).await;
+        // One key with more apps than the default cap of apps per key.
+        let config = SignerConfig {
+            limits: enclave::custody::Limits {
+                max_apps_per_key: apps.max(1),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (signer, client, service) = start_signer(&url, config).await;
         let user = Keys::generate();
         let app_keys: Vec<Keys> = (0..apps).map(|_| Keys::generate()).collect();
         let sender = connected(&url, &Keys::generate()).await;

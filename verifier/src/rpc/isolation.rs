@@ -43,12 +43,14 @@
 //! ([`ADMIN_NEEDS_NIP44`]) and `nip04_decrypt` fails with one message
 //! whatever went wrong, so it is not a padding oracle.
 //!
-//! And the rule read the other way ([`check_app`]): an app is never one of
-//! those keys. The owner's `connect_key`, `grant` and `nostrconnect`, and
-//! nsec.app's permission events, cannot make the service key or a held key
-//! (the user's own included) an app: the enclave would send NIP-46 events
-//! to it, and count its conversations as an app's (found by fuzzing the
-//! signer with a `nostrconnect://` URI naming the service key).
+//! And the rule read the other way ([`check_app`]): the owner's
+//! `connect_key`, `grant` and `nostrconnect`, and nsec.app's permission
+//! events, cannot make the service key or the user's own key an app: the
+//! enclave would send NIP-46 events to it and count its conversations as
+//! an app's (found by fuzzing the signer with a `nostrconnect://` URI naming
+//! the service key). Another held key is not refused: it never makes NIP-46
+//! requests (they are dropped), so as an app it can do nothing, and a
+//! refusal would tell anyone who asks which keys this enclave holds.
 //!
 //! Every refusal is an error reply that says why ([`Refusal`]'s `Display`).
 
@@ -81,8 +83,8 @@ pub enum Refusal {
     SecretKey,
     /// The app's key is the enclave's service key.
     ServiceKeyApp,
-    /// The app's key is a key held by this enclave (the user's own included).
-    HeldKeyApp,
+    /// The app's key is the user's own.
+    OwnKeyApp,
 }
 
 impl fmt::Display for Refusal {
@@ -97,8 +99,8 @@ impl fmt::Display for Refusal {
             Self::ServiceKeyApp => f.write_str(
                 "forbidden: the app's key is this enclave's service key; an app is never one of the enclave's own keys",
             ),
-            Self::HeldKeyApp => f.write_str(
-                "forbidden: the app's key is a key this enclave holds (or the user's own); an app is never one of the enclave's own keys",
+            Self::OwnKeyApp => f.write_str(
+                "forbidden: the app's key is the user's own key; an app is never one of the enclave's own keys",
             ),
             Self::AppPeer => f.write_str(
                 "forbidden: the peer is an app connected to this key; its conversation is that app's NIP-46 channel",
@@ -167,8 +169,8 @@ pub fn check_app(
     if keys.is_service_key(app) {
         return Err(Refusal::ServiceKeyApp);
     }
-    if app == user || keys.is_held_key(app) {
-        return Err(Refusal::HeldKeyApp);
+    if app == user {
+        return Err(Refusal::OwnKeyApp);
     }
     Ok(())
 }
