@@ -77,7 +77,12 @@ pub(crate) async fn send_waiting(sender: &Client, url: &RelayUrl, event: &Event)
 
 /// The process's resident memory, KiB.
 pub(crate) fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_kib_of("self")
+}
+
+/// The resident memory of process `pid` ("self": this one), KiB.
+pub(crate) fn rss_kib_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))

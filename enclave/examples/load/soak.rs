@@ -14,7 +14,9 @@ use verifier::rpc::admin::{AdminRequest, KeptApps};
 use verifier::rpc::cipher::{Conversation, Scheme};
 use verifier::rpc::{open_response, seal_request, Params, Request};
 
-use crate::harness::{connected, local_relay, rss_kib, send_waiting, start_signer, template};
+use crate::harness::{
+    connected, local_relay, rss_kib, rss_kib_of, send_waiting, start_signer, template,
+};
 
 #[derive(Default)]
 struct Counts {
@@ -123,14 +125,10 @@ impl Measured {
     fn rss(&self) -> u64 {
         match self {
             Self::InProcess(_) => rss_kib(),
-            Self::Stack(stack) => stack.enclave.id().map_or(0, |pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default()
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                    .unwrap_or(0)
-            }),
+            Self::Stack(stack) => stack
+                .enclave
+                .id()
+                .map_or(0, |pid| rss_kib_of(&pid.to_string())),
         }
     }
 

@@ -203,17 +203,16 @@ impl NostrConnect {
     }
 }
 
-/// A claim, capped, or nothing if empty.
+/// A claim, capped and trimmed (after the cut too, so that the URI it
+/// prints reads back the same: found by fuzzing), or nothing if empty.
 fn claim(value: &str) -> Option<String> {
     let value = value.trim();
-    if value.is_empty() {
-        return None;
-    }
     let mut end = value.len().min(MAX_CLAIM);
     while !value.is_char_boundary(end) {
         end -= 1;
     }
-    value.get(..end).map(str::to_owned)
+    let value = value.get(..end)?.trim_end();
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 #[cfg(test)]

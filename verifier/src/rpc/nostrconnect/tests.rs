@@ -85,3 +85,21 @@ fn refuses_what_cannot_work() {
         assert!(!e.unwrap_err().contains("secret=x"));
     }
 }
+
+#[test]
+fn a_claim_cut_at_its_cap_reads_back_the_same() {
+    // Found by fuzzing: a space just before the cut stayed, and the printed
+    // URI read back without it.
+    let name = format!("{}  {}", "a".repeat(MAX_CLAIM - 1), "b".repeat(50));
+    let uri = format!(
+        "nostrconnect://{}?relay=wss%3A%2F%2Fr.example&secret=s&name={}",
+        client(),
+        url_escape(&name)
+    );
+    let parsed = NostrConnect::parse(&uri, 4).unwrap();
+    assert_eq!(
+        parsed.name.as_deref(),
+        Some("a".repeat(MAX_CLAIM - 1).as_str())
+    );
+    assert!(NostrConnect::parse(&parsed.to_uri(), 4).unwrap() == parsed);
+}
