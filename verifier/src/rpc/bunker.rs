@@ -57,11 +57,36 @@ pub fn parse_bunker_url(url: &str) -> Result<Bunker, String> {
             for relay in &relays {
                 super::relays::check_normal_form(relay).map_err(|e| format!("relay {e}"))?;
             }
-            Ok(Bunker {
+            let bunker = Bunker {
                 signer: remote_signer_public_key,
                 relays,
                 secret: secret.map(Zeroizing::new),
-            })
+            };
+            // What is printed from it must read back the same (fuzzing
+            // found secrets with NULs that printed, then read back cut).
+            let printed = bunker_url(
+                &bunker.signer,
+                &bunker.relays,
+                bunker.secret.as_deref().map(|s| s.as_str()),
+            );
+            let same = match NostrConnectURI::parse(printed.as_str()) {
+                Ok(NostrConnectURI::Bunker {
+                    remote_signer_public_key,
+                    relays,
+                    secret,
+                }) => {
+                    let secret = secret.map(Zeroizing::new);
+                    remote_signer_public_key == bunker.signer
+                        && relays == bunker.relays
+                        && secret == bunker.secret
+                }
+                _ => false,
+            };
+            if same {
+                Ok(bunker)
+            } else {
+                Err("not a bunker URL that reads back the same once printed (its secret or a relay has characters it cannot carry)".into())
+            }
         }
         Ok(NostrConnectURI::Client { .. }) => Err("a nostrconnect:// URL, not a bunker URL".into()),
         Err(e) => Err(format!("not a bunker URL: {e}")),
@@ -82,6 +107,23 @@ pub fn new_secret() -> Zeroizing<String> {
 mod tests {
     use super::*;
     use nostr::Keys;
+
+    #[test]
+    fn a_url_that_does_not_read_back_the_same_is_refused() {
+        // Found by fuzzing: NULs in the secret printed as they are, and the
+        // printed URL read back without them.
+        let signer = nostr::Keys::generate().public_key();
+        let url = format!(
+            "bunker://{}?relay=wss://r.example&secret=abc\u{0}\u{0}&relay=wss://s.example",
+            signer.to_hex()
+        );
+        assert!(parse_bunker_url(&url).is_err());
+        let url = format!(
+            "bunker://{}?relay=wss://r.example&secret=abc",
+            signer.to_hex()
+        );
+        assert!(parse_bunker_url(&url).is_ok());
+    }
 
     #[test]
     fn round_trips() {
