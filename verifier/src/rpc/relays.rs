@@ -43,10 +43,12 @@ pub fn parse_relay_url(url: &str) -> Result<RelayUrl, String> {
 pub fn check_normal_form(relay: &RelayUrl) -> Result<(), String> {
     // `%` and `+` do not survive being a query value in a bunker URI
     // (nostr prints them as they are and reads `+` as a space): a host
-    // `x%2by` became `x+y`, then `x y`, no domain name (found by fuzzing).
-    if relay.as_str().contains(['%', '+']) {
+    // `x%2by` became `x+y`, then `x y`, no domain name. A `,` (a host
+    // `x%2cy` becomes `x,y`) splits a comma-separated relay list. All
+    // found by fuzzing.
+    if relay.as_str().contains(['%', '+', ',']) {
         return Err(format!(
-            "is written as {:?}, with a `%` or `+`, which URIs do not carry intact",
+            "is written as {:?}, with a `%`, `+` or `,`, which relay lists and URIs do not carry intact",
             relay.as_str()
         ));
     }
@@ -105,6 +107,7 @@ mod tests {
             "wss:/;/key\nwss://a.example",
             "ws:relay.example/?r=ws://a",
             "wss:4bbcdd80e%2bb0145c2a2fce8f9?ref",
+            "wss:a%2cb",
             "wss://relay.example/a b",
         ] {
             assert!(parse_relay_url(url).is_err(), "{url}");
