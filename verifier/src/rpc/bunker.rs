@@ -112,7 +112,7 @@ mod tests {
     fn a_url_that_does_not_read_back_the_same_is_refused() {
         // Found by fuzzing: NULs in the secret printed as they are, and the
         // printed URL read back without them.
-        let signer = nostr::Keys::generate().public_key();
+        let signer = Keys::generate().public_key();
         let url = format!(
             "bunker://{}?relay=wss://r.example&secret=abc\u{0}\u{0}&relay=wss://s.example",
             signer.to_hex()
