@@ -82,19 +82,20 @@ impl BadRelay {
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             // Connections are kept open (and unread) for as long as it runs,
-            // up to a bound.
-            let mut held = Vec::new();
+            // up to a bound; each ends when it leaves `held` (and all of
+            // them when the relay is dropped).
+            let mut held = std::collections::VecDeque::new();
             while let Ok((stream, _)) = listener.accept().await {
                 if held.len() >= 256 {
-                    held.remove(0);
+                    held.pop_front();
                 }
-                match how {
-                    Misbehaviour::Silent => held.push(tokio::spawn(async move {
+                held.push_back(AbortOnDrop(match how {
+                    Misbehaviour::Silent => tokio::spawn(async move {
                         let _stream = stream;
                         std::future::pending::<()>().await;
-                    })),
-                    Misbehaviour::Garbage => held.push(tokio::spawn(garbage(stream))),
-                }
+                    }),
+                    Misbehaviour::Garbage => tokio::spawn(garbage(stream)),
+                }));
             }
         });
         Ok(Self { addr, task })
@@ -114,6 +115,15 @@ impl BadRelay {
 impl Drop for BadRelay {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A task that ends when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
