@@ -45,7 +45,7 @@ pub fn handle(
         AdminRequest::NostrConnect { uri, .. } => Some(uri.client),
         _ => None,
     };
-    // Checked before the store is locked: the check reads it.
+    // An app is never the service key or the user's own key (isolation::check_app).
     if let Some(Err(e)) = app.map(|app| check_app(signer, requester, &app)) {
         let e = format!("{}: {e}", parsed.method());
         return (Response::error(&request.id, e), Change::None);
