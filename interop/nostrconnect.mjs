@@ -29,9 +29,16 @@ async function connect() {
     const secret = Math.random().toString(36).slice(2)
     const uri = `nostrconnect://${getPublicKey(sk)}?relay=${encodeURIComponent(relay)}&secret=${secret}` +
       `&perms=${encodeURIComponent('sign_event:1,sign_event:0')}&name=${encodeURIComponent('interop app')}`
-    console.log(`URI ${uri}`)
+    // An app shows its URI once it listens: the connect response is
+    // ephemeral (kind 24133), so one sent before the app's REQ reached the
+    // relay is never delivered. fromURI subscribes at once on a relay that
+    // is already connected; the timer lets its REQ go out first.
     const pool = new SimplePool()
-    const signer = await timed('fromURI', BunkerSigner.fromURI(sk, uri, { pool }), CONNECT_TIMEOUT_MS)
+    await timed('relay connection', pool.ensureRelay(relay))
+    const connecting = timed('fromURI', BunkerSigner.fromURI(sk, uri, { pool }), CONNECT_TIMEOUT_MS)
+    await new Promise(resolve => setTimeout(resolve, 0))
+    console.log(`URI ${uri}`)
+    const signer = await connecting
     return {
       pubkey: () => signer.getPublicKey(),
       sign: kind => signer.signEvent(template(kind)),
@@ -41,6 +48,8 @@ async function connect() {
   const ndk = new NDK({ explicitRelayUrls: [relay] })
   await timed('relay connection', ndk.connect(5000))
   const signer = NDKNip46Signer.nostrconnect(ndk, relay, NDKPrivateKeySigner.generate(), { name: 'interop ndk' })
+  // Listening (NDK resolves this at EOSE) before the URI is shown.
+  await timed('subscription', signer.startListening())
   console.log(`URI ${signer.nostrConnectUri}`)
   const user = await timed('blockUntilReady', signer.blockUntilReady(), CONNECT_TIMEOUT_MS)
   return {
