@@ -110,6 +110,10 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // What `handled` pays on top since the store keeps only secret keys.
+    group.bench_function("derive_keys", |b| {
+        b.iter(|| enclave::custody::signing_keys(user.secret_key().clone()))
+    });
     group.finish();
     // Every scoped request above was allowed: none was refused and cheap.
     let refused = signer

@@ -1,8 +1,9 @@
 //! User keys, held in RAM only. Each [`UserKey`] carries the relays its
 //! NIP-46 requests arrive on, the apps allowed to use it and its pending
 //! single-use connect secrets. Private keys are wiped when a key is
-//! deleted, expires or the store is dropped (nostr's `Keys` erase their
-//! secret on drop), and are never printed: `Debug` shows public keys only.
+//! deleted, expires or the store is dropped (nostr's `SecretKey` erases
+//! itself on drop, as do the `Keys` derived from it for each request), and
+//! are never printed: `Debug` shows public keys only.
 //!
 //! Every limit here is what a stranger could otherwise exhaust: the number
 //! of imported keys and, separately, of throw-away test keys (so test keys
@@ -16,11 +17,11 @@ pub mod apps;
 pub mod decision_log;
 mod grant_store;
 mod relay_index;
+mod relay_lists;
 mod user_key;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 
 use nostr::{Keys, PublicKey, RelayUrl};
 use verifier::grant::Policy;
@@ -30,11 +31,12 @@ use zeroize::Zeroizing;
 pub use admission::{AdmissionLimits, PowRequired, Resource};
 pub use apps::App;
 pub use decision_log::{DecisionLog, Entry, LogLimits};
-pub use user_key::{ConnectError, UserKey};
+pub use user_key::{signing_keys, ConnectError, UserKey};
 
 use admission::Admission;
 use relay_index::RelayIndex;
 pub use relay_index::{RelayChanges, RelayDelta};
+use relay_lists::RelayLists;
 
 /// The configurable limits of a [`KeyStore`].
 #[derive(Debug, Clone)]
@@ -166,8 +168,10 @@ pub struct KeyStore {
     keys: HashMap<PublicKey, UserKey>,
     /// How many of the keys are test keys.
     test_keys: usize,
-    /// Which keys use each relay.
+    /// How many keys use each relay.
     relays: RelayIndex,
+    /// The keys' relay lists, each kept once.
+    lists: RelayLists,
     /// Recent `generate_test_key` times per requester.
     test_key_requests: HashMap<PublicKey, VecDeque<u64>>,
     /// Free allowances used this hour.
@@ -177,7 +181,7 @@ pub struct KeyStore {
     /// The memory counted for all grants and pending secrets.
     grant_bytes: usize,
     /// Where every owned key's nsec.app permission events are read, and
-    /// which keys those are.
+    /// how many keys those are.
     perm_relays: Vec<RelayUrl>,
     owners: RelayIndex,
 }
@@ -204,6 +208,7 @@ impl KeyStore {
             keys: HashMap::new(),
             test_keys: 0,
             relays: RelayIndex::default(),
+            lists: RelayLists::default(),
             test_key_requests: HashMap::new(),
         }
     }
@@ -381,7 +386,8 @@ impl KeyStore {
                 existing.keep();
                 self.owners.add(pubkey, &self.perm_relays);
             }
-            existing.set_relays(relays);
+            let old = existing.set_relays(self.lists.share(relays));
+            self.lists.release(old);
             if apps == KeptApps::Drop {
                 let before = existing.grant_bytes();
                 existing.revoke_all(now);
@@ -397,8 +403,10 @@ impl KeyStore {
         }
         self.relays.add(pubkey, &relays);
         self.owners.add(pubkey, &self.perm_relays);
-        self.keys
-            .insert(pubkey, UserKey::new(Arc::new(keys), relays, None));
+        self.keys.insert(
+            pubkey,
+            UserKey::new(keys.secret_key().clone(), self.lists.share(relays), None),
+        );
         Ok(Imported {
             new: true,
             apps_kept: 0,
@@ -442,7 +450,8 @@ impl KeyStore {
             key.record_relay_change(now);
             self.relays.remove(user, key.relays());
             self.relays.add(*user, &relays);
-            key.set_relays(relays.clone());
+            let old = key.set_relays(self.lists.share(relays.clone()));
+            self.lists.release(old);
         }
         Ok((relays, true))
     }
@@ -452,11 +461,14 @@ impl KeyStore {
         let key = self.keys.remove(pubkey).ok_or(StoreError::NoKey)?;
         self.log.forget(pubkey);
         self.grant_bytes = self.grant_bytes.saturating_sub(key.grant_bytes());
+        self.relays.remove(pubkey, key.relays());
         if key.expires_at().is_some() {
             self.test_keys = self.test_keys.saturating_sub(1);
+        } else {
+            // Test keys have no owner: never read on the permission relays.
+            self.owners.remove(pubkey, &self.perm_relays);
         }
-        self.relays.remove(pubkey, key.relays());
-        self.owners.remove(pubkey, &self.perm_relays);
+        self.lists.release(key.into_relays());
         Ok(())
     }
 
@@ -496,7 +508,9 @@ impl KeyStore {
         let keys = Keys::generate();
         let pubkey = keys.public_key();
         self.relays.add(pubkey, &relays);
-        let mut key = UserKey::new(Arc::new(keys), relays, Some(now + self.limits.test_key_ttl));
+        let relays = self.lists.share(relays);
+        let expires = now + self.limits.test_key_ttl;
+        let mut key = UserKey::new(keys.secret_key().clone(), relays, Some(expires));
         // Throw-away keys give full access: there is nothing to protect.
         let secret = key.new_secret(now, &self.limits, Policy::full());
         self.grant_bytes += key.grant_bytes();

@@ -1,7 +1,13 @@
-//! Which held keys listen on which relay, kept up to date as keys come and
-//! go, with what changed on each relay since the subscriptions last looked.
-//! A subscription update then costs what changed, not every key on the
-//! relay, let alone every key held.
+//! How many held keys listen on each relay, kept up to date as keys come
+//! and go, with which keys came and went on each relay since the
+//! subscriptions last looked. A subscription update then costs what
+//! changed, not every key on the relay, let alone every key held.
+//!
+//! Which relays a key listens on is the key's own list (the store's); the
+//! index keeps only a count per relay, so a key costs nothing here once
+//! its change is taken (memory per key bounds how many an enclave holds).
+//! The store calls [`RelayIndex::add`] only with relays the key did not
+//! listen on, and [`RelayIndex::remove`] only with relays it did.
 
 use std::collections::{HashMap, HashSet};
 
@@ -28,35 +34,36 @@ pub struct RelayChanges {
     pub owners: HashMap<RelayUrl, RelayDelta>,
 }
 
-/// Relay → the keys listening there.
+/// Relay → how many keys listen there.
 #[derive(Debug, Default)]
 pub(super) struct RelayIndex {
-    keys: HashMap<RelayUrl, HashSet<PublicKey>>,
+    users: HashMap<RelayUrl, usize>,
     dirty: HashMap<RelayUrl, RelayDelta>,
 }
 
 impl RelayIndex {
     /// Distinct relays in use.
     pub(super) fn len(&self) -> usize {
-        self.keys.len()
+        self.users.len()
     }
 
     /// Whether some key listens on `relay`.
     pub(super) fn contains(&self, relay: &RelayUrl) -> bool {
-        self.keys.contains_key(relay)
+        self.users.contains_key(relay)
     }
 
     /// How many keys listen on `relay`.
     pub(super) fn users(&self, relay: &RelayUrl) -> usize {
-        self.keys.get(relay).map_or(0, HashSet::len)
+        self.users.get(relay).copied().unwrap_or(0)
     }
 
-    /// `pubkey` now listens on `relays` too.
+    /// `pubkey` now listens on `relays` too (none of which it listened on).
     pub(super) fn add(&mut self, pubkey: PublicKey, relays: &[RelayUrl]) {
-        for relay in relays {
-            if !self.keys.entry(relay.clone()).or_default().insert(pubkey) {
+        for (i, relay) in relays.iter().enumerate() {
+            if relays[..i].contains(relay) {
                 continue;
             }
+            *self.users.entry(relay.clone()).or_default() += 1;
             let delta = self.dirty.entry(relay.clone()).or_default();
             if !delta.removed.remove(&pubkey) {
                 delta.added.insert(pubkey);
@@ -64,17 +71,18 @@ impl RelayIndex {
         }
     }
 
-    /// `pubkey` no longer listens on `relays`.
+    /// `pubkey` no longer listens on `relays` (each of which it listened on).
     pub(super) fn remove(&mut self, pubkey: &PublicKey, relays: &[RelayUrl]) {
-        for relay in relays {
-            let Some(set) = self.keys.get_mut(relay) else {
-                continue;
-            };
-            if !set.remove(pubkey) {
+        for (i, relay) in relays.iter().enumerate() {
+            if relays[..i].contains(relay) {
                 continue;
             }
-            if set.is_empty() {
-                self.keys.remove(relay);
+            let Some(users) = self.users.get_mut(relay) else {
+                continue;
+            };
+            *users = users.saturating_sub(1);
+            if *users == 0 {
+                self.users.remove(relay);
             }
             let delta = self.dirty.entry(relay.clone()).or_default();
             if !delta.added.remove(pubkey) {

@@ -40,6 +40,55 @@ fn import_updates_relays_and_counts_them() {
 }
 
 #[test]
+fn relay_counts_lists_and_owners_follow_every_path_a_key_takes() {
+    let mut store = KeyStore::new(limits());
+    store.set_perm_relays(vec![relay(9)]);
+    let owner = Keys::generate();
+    let pk = owner.public_key();
+    store
+        .import(owner.clone(), vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
+    let requester = Keys::generate().public_key();
+    let (test_key, _) = store
+        .generate_test_key(&requester, vec![relay(1)], 0, 0)
+        .unwrap();
+    let changes = store.take_relay_changes();
+    assert_eq!(changes.keys[&relay(1)].added.len(), 2);
+    let owned: Vec<_> = changes.owners[&relay(9)].added.iter().collect();
+    assert_eq!(owned, vec![&pk], "a test key has no owner");
+    assert_eq!(store.lists.len(), 1, "one list for both keys");
+    // A test key that goes takes nothing from the owners.
+    store.delete(&test_key).unwrap();
+    let changes = store.take_relay_changes();
+    assert!(changes.owners.is_empty());
+    assert_eq!(changes.keys[&relay(1)].removed.len(), 1);
+    assert_eq!(store.relays.users(&relay(1)), 1);
+    // A test key its owner imports gets read on the permission relays.
+    let (test_key, _) = store
+        .generate_test_key(&requester, vec![relay(1)], 0, 0)
+        .unwrap();
+    let adopted = signing_keys(store.get(&test_key).unwrap().secret_key());
+    store
+        .import(adopted, vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
+    let changes = store.take_relay_changes();
+    assert!(changes.owners[&relay(9)].added.contains(&test_key));
+    // Moving and adding relays: counts and lists follow.
+    store
+        .import(owner.clone(), vec![relay(2)], KeptApps::Keep, 0, 0)
+        .unwrap();
+    store.add_relays(&test_key, &[relay(2)], 0, 0).unwrap();
+    assert_eq!(store.relays.users(&relay(1)), 1);
+    assert_eq!(store.relays.users(&relay(2)), 2);
+    assert_eq!(store.lists.len(), 2, "[r2] and [r1, r2]; [r1] is gone");
+    store.delete(&pk).unwrap();
+    store.delete(&test_key).unwrap();
+    assert_eq!((store.relay_count(), store.lists.len()), (0, 0));
+    let changes = store.take_relay_changes();
+    assert_eq!(changes.owners[&relay(9)].removed.len(), 2);
+}
+
+#[test]
 fn limits_hold() {
     let small = Limits {
         max_keys: 2,

@@ -3,23 +3,26 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::Arc;
 
-use nostr::{Keys, PublicKey, RelayUrl};
+use nostr::{Keys, PublicKey, RelayUrl, SecretKey};
 use subtle::ConstantTimeEq;
 use verifier::grant::nsecapp::AppState;
 use verifier::grant::{Action, Decision, Perms, Policy};
 use zeroize::Zeroizing;
 
 use super::apps::{App, Pending};
+use super::relay_lists::RelayList;
 use super::Limits;
 
 /// A held key.
 pub struct UserKey {
-    keys: Arc<Keys>,
-    /// Exactly as long as the list (no spare capacity: a parsed list of
-    /// one relay would keep room for four, 300 bytes per key).
-    relays: Box<[RelayUrl]>,
+    /// Only the secret (32 bytes, erased on drop): the signing keys are
+    /// derived when a request needs them, since a key's full `Keys` would
+    /// cost 190 bytes more in the heap, and memory per key bounds how many
+    /// an enclave holds.
+    secret: SecretKey,
+    /// Shared with every key on the same relays.
+    relays: RelayList,
     /// For test keys: when the key is deleted.
     expires_at: Option<u64>,
     /// Its apps and what goes with them, once it has any: most held keys
@@ -56,10 +59,15 @@ pub(super) const TRACKED_BYTES: usize = 96;
 /// Permission event ids remembered per key.
 const NSEC_SEEN_KEPT: usize = 256;
 
+/// The signing keys of `secret` (one point multiplication, about 15 µs:
+/// done per request, outside the store's lock).
+pub fn signing_keys(secret: SecretKey) -> Keys {
+    Keys::new(secret)
+}
+
 impl fmt::Debug for UserKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserKey")
-            .field("public_key", &self.keys.public_key())
             .field("relays", &self.relays)
             .field("apps", &self.app_count())
             .field("secrets", &self.secret_count())
@@ -103,10 +111,10 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 impl UserKey {
-    pub(super) fn new(keys: Arc<Keys>, relays: Vec<RelayUrl>, expires_at: Option<u64>) -> Self {
+    pub(super) fn new(secret: SecretKey, relays: RelayList, expires_at: Option<u64>) -> Self {
         Self {
-            keys,
-            relays: relays.into_boxed_slice(),
+            secret,
+            relays,
             expires_at,
             sessions: None,
         }
@@ -120,9 +128,10 @@ impl UserKey {
         self.sessions.get_or_insert_with(Box::default)
     }
 
-    /// The signing keys (shared, so signing happens outside the store's lock).
-    pub fn keys(&self) -> &Arc<Keys> {
-        &self.keys
+    /// A copy of the secret key (erased when dropped), to sign and decrypt
+    /// with outside the store's lock: [`signing_keys`] derives the rest.
+    pub fn secret_key(&self) -> SecretKey {
+        self.secret.clone()
     }
 
     /// Where its requests arrive and its replies go.
@@ -130,8 +139,14 @@ impl UserKey {
         &self.relays
     }
 
-    pub(super) fn set_relays(&mut self, relays: Vec<RelayUrl>) {
-        self.relays = relays.into_boxed_slice();
+    /// Listens on `relays` from now on; returns the list it had.
+    pub(super) fn set_relays(&mut self, relays: RelayList) -> RelayList {
+        std::mem::replace(&mut self.relays, relays)
+    }
+
+    /// Its relay list, for the store to release when the key goes.
+    pub(super) fn into_relays(self) -> RelayList {
+        self.relays
     }
 
     /// Whether its relays may change again at `now`, at most `limit`

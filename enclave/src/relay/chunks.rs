@@ -1,17 +1,27 @@
 //! The subscriptions of one relay: the admin REQ if it is the admin relay,
-//! and the held keys listening there in chunks of [`PUBKEYS_PER_FILTER`],
-//! one NIP-46 REQ (`nip46-<n>`) per chunk, and beside it one REQ for the
-//! chunk's nsec.app permission events (`perm-<n>`: kind 30078 by those
-//! keys, tagged `nsec.app/perm`, from `since` on, live). A key that joins
-//! the relay first gets a one-shot fetch of its stored permission events
-//! (`fetch-<n>`, closed by the pool at EOSE, never waited for).
+//! the held keys listening there in chunks of [`PUBKEYS_PER_FILTER`], one
+//! NIP-46 REQ (`nip46-<n>`) per chunk, and one REQ for nsec.app permission
+//! events (`perm`: kind 30078 tagged `nsec.app/perm`, from `since` on,
+//! live) while any key listens there or, on a permission relay, while any
+//! key has an owner. A key that joins the relay (or, for a permission
+//! relay, gets an owner) first gets a one-shot fetch of its stored
+//! permission events (`fetch-<n>`, by author, closed by the pool at EOSE,
+//! never waited for).
+//!
+//! The live permission REQ names no authors: a key costs nothing in it,
+//! so memory per key does not grow with the permission relays (with five
+//! of them, naming every key in an `authors` filter on each doubled it),
+//! and relays are not told which keys have owners. Events by keys we do
+//! not hold are dropped on arrival before any check that costs (their
+//! author is looked up first), under the same per-relay inbox budget as
+//! every other event a stranger can send.
 //!
 //! Each key keeps its chunk for as long as it listens on the relay, and a
 //! change is applied as the keys that came and went, so adding or removing
 //! one key touches one chunk: one REQ re-sent, whatever the number of keys
 //! on the relay.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use nostr::{Alphabet, Filter, Kind, PublicKey, SingleLetterTag, SubscriptionId, Timestamp};
 use verifier::event::{KIND_ADMIN, KIND_NIP46};
@@ -24,8 +34,7 @@ pub const PUBKEYS_PER_FILTER: usize = 256;
 
 const ADMIN_SUB: &str = "admin";
 const NIP46_SUB: &str = "nip46-";
-const PERM_SUB: &str = "perm-";
-const OWNERS_SUB: &str = "owners-";
+const PERM_SUB: &str = "perm";
 const FETCH_SUB: &str = "fetch-";
 
 /// Numbers the one-shot fetches, so their ids never repeat.
@@ -42,64 +51,66 @@ const PERM_EVENTS_PER_FETCH: usize = 500;
 /// Whether `id` is one of the subscriptions made here.
 pub(super) fn is_ours(id: &SubscriptionId) -> bool {
     let id = id.as_str();
-    [NIP46_SUB, PERM_SUB, OWNERS_SUB, FETCH_SUB]
-        .iter()
-        .any(|p| id.starts_with(p))
-        || id == ADMIN_SUB
+    id.starts_with(NIP46_SUB) || id.starts_with(FETCH_SUB) || id == ADMIN_SUB || id == PERM_SUB
 }
 
-/// Keys in stable chunks of at most [`PUBKEYS_PER_FILTER`].
+/// Keys in stable chunks of at most [`PUBKEYS_PER_FILTER`]. A key's
+/// chunk is found by looking (removals are rare and come in batches), not
+/// kept per key.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Chunks {
     chunks: BTreeMap<usize, Vec<PublicKey>>,
-    /// Which chunk each key is in.
-    slot: HashMap<PublicKey, usize>,
 }
 
 impl Chunks {
-    /// Applies `delta`; returns the chunks it touched.
-    fn apply(&mut self, delta: &RelayDelta, added: &mut Vec<PublicKey>) -> BTreeSet<usize> {
+    /// Applies `delta` (whose added keys are not here yet: the store
+    /// reports a key's arrival once); returns the chunks it touched.
+    fn apply(&mut self, delta: &RelayDelta) -> BTreeSet<usize> {
         let mut touched = BTreeSet::new();
-        for key in &delta.removed {
-            if let Some(i) = self.slot.remove(key) {
-                if let Some(chunk) = self.chunks.get_mut(&i) {
-                    chunk.retain(|k| k != key);
-                    touched.insert(i);
+        if !delta.removed.is_empty() {
+            for (i, chunk) in &mut self.chunks {
+                let before = chunk.len();
+                chunk.retain(|k| !delta.removed.contains(k));
+                if chunk.len() != before {
+                    touched.insert(*i);
                 }
             }
         }
-        for key in &delta.added {
-            if self.slot.contains_key(key) {
-                continue;
-            }
-            let room = self
-                .chunks
-                .iter()
-                .find(|(_, chunk)| chunk.len() < PUBKEYS_PER_FILTER)
-                .map(|(i, _)| *i);
-            let i = room.unwrap_or_else(|| {
-                (0..)
-                    .find(|i| !self.chunks.contains_key(i))
-                    .unwrap_or(usize::MAX)
-            });
+        let mut added: Vec<&PublicKey> = delta.added.iter().collect();
+        // The same chunks whatever the set's order.
+        added.sort_unstable_by_key(|k| k.to_bytes());
+        let mut free = 0;
+        for key in added {
+            let i = (free..)
+                .find(|i| {
+                    self.chunks
+                        .get(i)
+                        .is_none_or(|chunk| chunk.len() < PUBKEYS_PER_FILTER)
+                })
+                .unwrap_or(usize::MAX);
+            free = i;
             self.chunks.entry(i).or_default().push(*key);
-            self.slot.insert(*key, i);
             touched.insert(i);
-            added.push(*key);
         }
         self.chunks.retain(|_, chunk| !chunk.is_empty());
         touched
     }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
 }
 
 /// One relay's subscriptions, as sent: the admin REQ, the keys listening
-/// there (NIP-46 and their permission events), and, on a permission relay,
-/// the permission events of every key that has an owner.
+/// there, and the permission REQ while it has keys or owned keys (on a
+/// permission relay).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct RelaySubs {
     admin: bool,
     keys: Chunks,
-    owners: Chunks,
+    /// How many keys with an owner have their permission events read here
+    /// (permission relays only).
+    owners: usize,
 }
 
 /// What applying a change touched: the REQs to send and the
@@ -109,7 +120,12 @@ pub(super) type Touched = (Vec<(SubscriptionId, Filter)>, Vec<SubscriptionId>);
 impl RelaySubs {
     /// No subscription at all.
     pub(super) fn is_empty(&self) -> bool {
-        !self.admin && self.keys.chunks.is_empty() && self.owners.chunks.is_empty()
+        !self.admin && !self.reads_permissions()
+    }
+
+    /// Whether the permission REQ is wanted here.
+    fn reads_permissions(&self) -> bool {
+        !self.keys.is_empty() || self.owners > 0
     }
 
     /// Applies `delta` of the keys listening here and `owners` of the keys
@@ -132,25 +148,20 @@ impl RelaySubs {
             _ => {}
         }
         self.admin = admin;
-        let mut added = Vec::new();
-        for i in self.keys.apply(delta, &mut added) {
+        let reading = self.reads_permissions();
+        for i in self.keys.apply(delta) {
             match self.keys.chunks.get(&i) {
-                Some(chunk) => {
-                    send.push(chunk_request(i, chunk, since));
-                    send.push(perm_request(sub(PERM_SUB, i), chunk, since));
-                }
-                None => {
-                    close.push(sub(NIP46_SUB, i));
-                    close.push(sub(PERM_SUB, i));
-                }
+                Some(chunk) => send.push(chunk_request(i, chunk, since)),
+                None => close.push(sub(NIP46_SUB, i)),
             }
         }
-        for i in self.owners.apply(owners, &mut added) {
-            match self.owners.chunks.get(&i) {
-                Some(chunk) => send.push(perm_request(sub(OWNERS_SUB, i), chunk, since)),
-                None => close.push(sub(OWNERS_SUB, i)),
-            }
+        self.owners = (self.owners + owners.added.len()).saturating_sub(owners.removed.len());
+        match (reading, self.reads_permissions()) {
+            (false, true) => send.push(perm_request(since)),
+            (true, false) => close.push(SubscriptionId::new(PERM_SUB)),
+            _ => {}
         }
+        let mut added: Vec<PublicKey> = delta.added.iter().chain(&owners.added).copied().collect();
         added.sort_unstable_by_key(|k| k.to_bytes());
         added.dedup();
         for batch in added.chunks(PUBKEYS_PER_FILTER) {
@@ -166,20 +177,16 @@ impl RelaySubs {
         since: Timestamp,
     ) -> Vec<(SubscriptionId, Filter)> {
         let admin = self.admin.then(|| admin_request(service, since));
+        let perm = self.reads_permissions().then(|| perm_request(since));
         admin
             .into_iter()
-            .chain(self.keys.chunks.iter().flat_map(|(i, c)| {
-                [
-                    chunk_request(*i, c, since),
-                    perm_request(sub(PERM_SUB, *i), c, since),
-                ]
-            }))
             .chain(
-                self.owners
+                self.keys
                     .chunks
                     .iter()
-                    .map(|(i, c)| perm_request(sub(OWNERS_SUB, *i), c, since)),
+                    .map(|(i, c)| chunk_request(*i, c, since)),
             )
+            .chain(perm)
             .collect()
     }
 }
@@ -204,13 +211,10 @@ fn chunk_request(i: usize, chunk: &[PublicKey], since: Timestamp) -> (Subscripti
     )
 }
 
-/// The permission events of `chunk`'s keys from `since` on.
-fn perm_request(
-    id: SubscriptionId,
-    chunk: &[PublicKey],
-    since: Timestamp,
-) -> (SubscriptionId, Filter) {
-    (id, perm_filter(chunk).since(since))
+/// Every key's new permission events: dropped on arrival unless their
+/// author is held.
+fn perm_request(since: Timestamp) -> (SubscriptionId, Filter) {
+    (SubscriptionId::new(PERM_SUB), perm_filter().since(since))
 }
 
 /// Every stored permission event of `keys` (relays keep one per app).
@@ -218,14 +222,15 @@ fn fetch_request(keys: &[PublicKey]) -> (SubscriptionId, Filter) {
     let n = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     (
         SubscriptionId::new(format!("{FETCH_SUB}{n}")),
-        perm_filter(keys).limit(PERM_EVENTS_PER_FETCH),
+        perm_filter()
+            .authors(keys.iter().copied())
+            .limit(PERM_EVENTS_PER_FETCH),
     )
 }
 
-fn perm_filter(keys: &[PublicKey]) -> Filter {
+fn perm_filter() -> Filter {
     Filter::new()
         .kind(Kind::from(KIND_APP_DATA))
-        .authors(keys.iter().copied())
         .custom_tag(SingleLetterTag::lowercase(Alphabet::T), PERM_TAG)
 }
 
@@ -245,6 +250,14 @@ mod tests {
         }
     }
 
+    fn chunk_of(subs: &RelaySubs, key: &PublicKey) -> Option<usize> {
+        subs.keys
+            .chunks
+            .iter()
+            .find(|(_, c)| c.contains(key))
+            .map(|(i, _)| *i)
+    }
+
     #[test]
     fn a_change_touches_one_chunk() {
         let service = Keys::generate().public_key();
@@ -255,8 +268,8 @@ mod tests {
         let (send, close) = subs.apply(true, &delta(&keys, &[]), &none, &service, t);
         assert_eq!(
             (send.len(), close.len()),
-            (10, 0),
-            "admin, three chunks of two and three fetches"
+            (8, 0),
+            "admin, three chunks, the permission REQ and three fetches"
         );
         assert_eq!(send.iter().filter(|(id, _)| is_fetch(id)).count(), 3);
         assert!(subs
@@ -264,21 +277,29 @@ mod tests {
             .chunks
             .values()
             .all(|c| c.len() <= PUBKEYS_PER_FILTER));
+        assert_eq!(subs.keys.chunks.values().map(Vec::len).sum::<usize>(), 600);
         // One key leaves and another arrives: one chunk each, and the
         // newcomer takes the place the first one left.
-        let freed = subs.keys.slot.get(&keys[10]).copied();
+        let freed = chunk_of(&subs, &keys[10]);
         let (send, close) = subs.apply(true, &delta(&[], &keys[10..11]), &none, &service, t);
-        assert_eq!((send.len(), close.len()), (2, 0));
+        assert_eq!((send.len(), close.len()), (1, 0));
+        assert_eq!(
+            send.first().map(|(id, _)| id.clone()),
+            freed.map(|i| sub(NIP46_SUB, i))
+        );
         let newcomer = Keys::generate().public_key();
         let (send, _) = subs.apply(true, &delta(&[newcomer], &[]), &none, &service, t);
-        assert_eq!(send.len(), 3, "its chunk's two REQs and its fetch");
-        assert_eq!(subs.keys.slot.get(&newcomer).copied(), freed);
-        // Everyone leaves: the chunks are closed, the admin REQ stays.
+        assert_eq!(send.len(), 2, "its chunk's REQ and its fetch");
+        assert_eq!(chunk_of(&subs, &newcomer), freed);
+        assert_eq!(subs.requests(&service, t).len(), 5);
+        // Everyone leaves: the chunks and the permission REQ are closed,
+        // the admin REQ stays.
         let mut all: Vec<PublicKey> = keys.clone();
         all.retain(|k| *k != keys[10]);
         all.push(newcomer);
         let (send, close) = subs.apply(true, &delta(&[], &all), &none, &service, t);
-        assert_eq!((send.len(), close.len()), (0, 6));
+        assert_eq!((send.len(), close.len()), (0, 4));
+        assert!(close.contains(&SubscriptionId::new(PERM_SUB)));
         assert!(!subs.is_empty());
         let (_, close) = subs.apply(false, &none, &none, &service, t);
         assert_eq!(close.len(), 1);
@@ -286,26 +307,42 @@ mod tests {
     }
 
     #[test]
-    fn a_permission_relay_follows_every_owner() {
+    fn a_permission_relay_reads_owned_keys_without_naming_them() {
         let service = Keys::generate().public_key();
         let t = Timestamp::from(0);
         let none = RelayDelta::default();
         let owners: Vec<PublicKey> = (0..300).map(|_| Keys::generate().public_key()).collect();
         let mut subs = RelaySubs::default();
         let (send, _) = subs.apply(false, &none, &delta(&owners, &[]), &service, t);
-        assert_eq!(send.len(), 4, "two live chunks and two one-shot fetches");
+        assert_eq!(send.len(), 3, "the live REQ and two one-shot fetches");
         for (id, f) in &send {
             assert!(f
                 .kinds
                 .as_ref()
                 .is_some_and(|k| k.contains(&Kind::from(KIND_APP_DATA))));
-            // live REQs follow from `since`; fetches take what is stored
+            // live REQs follow from `since` and name no key; fetches take
+            // what is stored by the keys that arrived
             assert_eq!(is_fetch(id), f.since.is_none(), "{id}");
-            assert!(is_fetch(id) || id.as_str().starts_with(OWNERS_SUB));
+            assert_eq!(is_fetch(id), f.authors.is_some(), "{id}");
+            assert!(is_fetch(id) || id.as_str() == PERM_SUB);
         }
-        assert_eq!(subs.requests(&service, t).len(), 2);
+        let fetched: usize = send
+            .iter()
+            .filter_map(|(_, f)| f.authors.as_ref().map(|a| a.len()))
+            .sum();
+        assert_eq!(fetched, 300);
+        assert_eq!(subs.requests(&service, t).len(), 1);
+        // Keys listening here too: still one permission REQ.
+        let (send, _) = subs.apply(false, &delta(&owners[..1], &[]), &none, &service, t);
+        assert!(!send.iter().any(|(id, _)| id.as_str() == PERM_SUB));
         let (send, close) = subs.apply(false, &none, &delta(&[], &owners), &service, t);
-        assert_eq!((send.len(), close.len()), (0, 2));
+        assert_eq!(
+            (send.len(), close.len()),
+            (0, 0),
+            "a key still listens here"
+        );
+        let (_, close) = subs.apply(false, &delta(&[], &owners[..1]), &none, &service, t);
+        assert_eq!(close.len(), 2, "its chunk and the permission REQ");
         assert!(subs.is_empty());
     }
 }

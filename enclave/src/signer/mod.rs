@@ -38,7 +38,7 @@ use verifier::rpc::isolation::{ProtocolKeys, ADMIN_NEEDS_NIP44};
 use verifier::rpc::message::{Malformed, MAX_REQUEST_EVENT};
 use verifier::rpc::{Request, Response};
 
-use crate::custody::{KeyStore, Limits};
+use crate::custody::{signing_keys, KeyStore, Limits, UserKey};
 use seen::{NotNew, Seen};
 
 /// Settings of the handler.
@@ -276,12 +276,14 @@ impl Signer {
             outcome.also = also;
             return Ok(outcome);
         }
-        let keys = event
+        let secret = event
             .tags
             .iter()
             .filter_map(tag_pubkey)
-            .find_map(|p| self.store().get(&p).map(|k| k.keys().clone()))
+            .find_map(|p| self.store().get(&p).map(UserKey::secret_key))
             .ok_or(Dropped::NotOurs)?;
+        // Derived outside the store's lock.
+        let keys = signing_keys(secret);
         let user = keys.public_key();
         // An app the key allows (after this request: a connect may have
         // just allowed it) is answered on the key's relays too. Anyone else

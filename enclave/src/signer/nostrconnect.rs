@@ -13,7 +13,7 @@ use verifier::rpc::cipher::Conversation;
 use verifier::rpc::nostrconnect::NostrConnect;
 
 use super::{Change, Reply};
-use crate::custody::{KeyStore, StoreError};
+use crate::custody::{signing_keys, KeyStore, StoreError};
 
 /// Grants `uri`'s app on `user`'s key and makes its `connect` response.
 pub fn answer(
@@ -24,7 +24,7 @@ pub fn answer(
     pow: u8,
     now: u64,
 ) -> Result<(Reply, Change), StoreError> {
-    let keys = store.get(user).ok_or(StoreError::NoKey)?.keys().clone();
+    let keys = signing_keys(store.get(user).ok_or(StoreError::NoKey)?.secret_key());
     let mut policy = policy.unwrap_or_else(Policy::full);
     let asked = uri.perms.as_deref().and_then(Perms::parse_requested);
     let narrowed = policy.perms.narrow(asked.as_ref());

@@ -19,11 +19,11 @@ pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropp
         return Err(Dropped::Kind);
     }
     let user = event.pubkey;
-    let keys = signer
+    let secret = signer
         .store()
         .get(&user)
         .filter(|k| k.expires_at().is_none())
-        .map(|k| k.keys().clone())
+        .map(|k| k.secret_key())
         .ok_or(Dropped::NotOurs)?;
     // A replay of an event applied lately costs nothing more; one too
     // large to hold a payload is not decrypted.
@@ -38,7 +38,7 @@ pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropp
         [name, value, ..] if name == "d" => Some(value.as_str()),
         _ => None,
     });
-    let plaintext = Conversation::new(Scheme::Nip04, keys.secret_key(), &user)
+    let plaintext = Conversation::new(Scheme::Nip04, &secret, &user)
         .and_then(|c| c.decrypt(&event.content))
         .map_err(|_| Dropped::Undecryptable)?;
     let payload = parse_payload(&plaintext, &user, d).map_err(|_| Dropped::NotARequest)?;
