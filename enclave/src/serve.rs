@@ -105,9 +105,15 @@ impl Service {
 }
 
 /// Subscribes for the service key and every held key, says `ready` once
-/// those subscriptions are queued, and serves requests until aborted.
+/// the admin relay has acknowledged its subscription (or after a bounded
+/// wait: [`Subscriptions::listening`]), and serves requests until aborted.
 pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
     sync(&service).await;
+    // The events the inbox takes meanwhile wait there: nothing is lost.
+    service
+        .subscriptions
+        .listening(service.signer.admin_relay())
+        .await;
     let _ = ready.send(());
     info!(
         admin_relay = %service.signer.admin_relay(),

@@ -466,3 +466,36 @@ async fn an_event_sent_to_each_relay_reaches_one_that_refused_it_at_first() {
     reader.shutdown().await;
     client.shutdown().await;
 }
+
+/// A TCP proxy to `to` that holds each connection for `delay` before
+/// passing anything on: a relay slow to connect.
+async fn slow_proxy(to: std::net::SocketAddr, delay: Duration) -> RelayUrl {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = RelayUrl::parse(&format!("ws://{}", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_means_the_admin_relay_hears_the_first_request() {
+    // The signer's connection to its admin relay takes a second to open.
+    // Ready comes once its subscription is acknowledged, so a request
+    // sent at once (directly to the relay) is heard: kind 24135 is
+    // ephemeral, and one sent before the signer's REQ would be lost.
+    let relay = common::local_relay(parent::dev_stack::relay_builder()).await;
+    let direct = RelayUrl::parse(&relay.url()).unwrap();
+    let slow = slow_proxy(relay.addr(), Duration::from_secs(1)).await;
+    let stack = common::stack_reaching(relay, slow, config(), Default::default()).await;
+    let mut owner = Raw::new(&direct).await;
+    let reply = owner.call(KIND_ADMIN, &stack.service, "ping", &[]).await;
+    assert_eq!(reply.into_result(), Ok("pong".into()));
+}

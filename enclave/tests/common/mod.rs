@@ -64,6 +64,17 @@ pub(crate) async fn stack_with(
 ) -> Stack {
     let relay = local_relay(builder).await;
     let url = RelayUrl::parse(&relay.url()).unwrap();
+    stack_reaching(relay, url, config, outbox).await
+}
+
+/// The signer on `relay`, which it reaches at `url` (the relay's own, or a
+/// proxy's in front of it).
+pub(crate) async fn stack_reaching(
+    relay: DevRelay,
+    url: RelayUrl,
+    config: SignerConfig,
+    outbox: OutboxLimits,
+) -> Stack {
     let service = Keys::generate();
     let parts = serve::Service::direct(service.clone(), url.clone(), config).outbox_limits(outbox);
     let signer = Arc::clone(&parts.signer);
