@@ -235,7 +235,7 @@ fn only_the_keys_own_events_about_itself_count() {
             &perm_event(&other, &pk, &app.public_key(), body.clone()),
             t
         ),
-        Err(Dropped::NotARequest)
+        Err(Dropped::BadPermissions)
     );
     // with a tampered signature
     let mut forged = perm_event(&user, &pk, &app.public_key(), body.clone());
@@ -446,7 +446,7 @@ fn a_permission_event_cannot_make_the_service_key_or_the_users_own_an_app() {
     let body = perms(ms(t), ms(t), &[("sign_event:1", "1")]);
     for app in [e.service, user.public_key()] {
         let event = perm_event(&user, &user.public_key(), &app, body.clone());
-        assert!(deliver(&e, &event, t).is_err());
+        assert_eq!(deliver(&e, &event, t), Err(Dropped::OwnKeyAsApp));
         assert!(!e
             .signer
             .store()

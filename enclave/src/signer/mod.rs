@@ -130,7 +130,7 @@ impl Change {
 /// Why an event was dropped without a reply (for debug logs and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dropped {
-    /// Neither 24133 nor 24135.
+    /// Neither 24133 nor 24135, nor an nsec.app permission event (30078).
     Kind,
     /// Over the size cap.
     TooLarge,
@@ -151,6 +151,12 @@ pub enum Dropped {
     Undecryptable,
     /// The plaintext is not a request with an id.
     NotARequest,
+    /// An nsec.app permission payload that does not parse or names
+    /// another key than its author.
+    BadPermissions,
+    /// An nsec.app permission event that would make an app of the service
+    /// key or of the user's own key.
+    OwnKeyAsApp,
 }
 
 /// The request handler, shared by all relay connections.

@@ -41,11 +41,11 @@ pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropp
     let plaintext = Conversation::new(Scheme::Nip04, &secret, &user)
         .and_then(|c| c.decrypt(&event.content))
         .map_err(|_| Dropped::Undecryptable)?;
-    let payload = parse_payload(&plaintext, &user, d).map_err(|_| Dropped::NotARequest)?;
+    let payload = parse_payload(&plaintext, &user, d).map_err(|_| Dropped::BadPermissions)?;
     drop(plaintext);
     let (Payload::App { app, .. } | Payload::Deleted { app, .. }) = &payload;
     // An app is never one of the enclave's own keys.
-    check_app(signer, &user, app).map_err(|_| Dropped::NotARequest)?;
+    check_app(signer, &user, app).map_err(|_| Dropped::OwnKeyAsApp)?;
     let applied = {
         let mut store = signer.store();
         store.nsec_applied(&user, event.id.to_bytes());
