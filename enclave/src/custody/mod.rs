@@ -180,9 +180,10 @@ pub struct KeyStore {
     log: DecisionLog,
     /// The memory counted for all grants and pending secrets.
     grant_bytes: usize,
-    /// Where every owned key's nsec.app permission events are read, and
-    /// how many keys those are.
+    /// Where every owned key's nsec.app permission events are read too.
     perm_relays: Vec<RelayUrl>,
+    /// How many owned keys (not test keys) have their permission events
+    /// read on each relay: their own relays and the permission relays.
     owners: RelayIndex,
 }
 
@@ -354,6 +355,7 @@ impl KeyStore {
         now: u64,
     ) -> Result<Imported, StoreError> {
         let pubkey = keys.public_key();
+        let relays = distinct(relays);
         let new_relays = self.check_relays(&relays, Some(&pubkey))?;
         let held = self.keys.contains_key(&pubkey);
         let moves = self
@@ -375,16 +377,24 @@ impl KeyStore {
         self.admit(resource, new_relays, pow, now)?;
         self.record(resource, new_relays, now);
         if let Some(existing) = self.keys.get_mut(&pubkey) {
+            let owned = existing.expires_at().is_none();
             if moves {
                 existing.record_relay_change(now);
                 self.relays.remove(&pubkey, existing.relays());
                 self.relays.add(pubkey, &relays);
+                if owned {
+                    let perm = &self.perm_relays;
+                    self.owners
+                        .remove(&pubkey, &read_on(existing.relays(), perm));
+                    self.owners.add(pubkey, &read_on(&relays, perm));
+                }
             }
-            if existing.expires_at().is_some() {
+            if !owned {
                 // Imported by its owner: no longer a throw-away key.
                 self.test_keys = self.test_keys.saturating_sub(1);
                 existing.keep();
-                self.owners.add(pubkey, &self.perm_relays);
+                self.owners
+                    .add(pubkey, &read_on(&relays, &self.perm_relays));
             }
             let old = existing.set_relays(self.lists.share(relays));
             self.lists.release(old);
@@ -402,7 +412,8 @@ impl KeyStore {
             });
         }
         self.relays.add(pubkey, &relays);
-        self.owners.add(pubkey, &self.perm_relays);
+        self.owners
+            .add(pubkey, &read_on(&relays, &self.perm_relays));
         self.keys.insert(
             pubkey,
             UserKey::new(keys.secret_key().clone(), self.lists.share(relays), None),
@@ -450,6 +461,11 @@ impl KeyStore {
             key.record_relay_change(now);
             self.relays.remove(user, key.relays());
             self.relays.add(*user, &relays);
+            if key.expires_at().is_none() {
+                let perm = &self.perm_relays;
+                self.owners.remove(user, &read_on(key.relays(), perm));
+                self.owners.add(*user, &read_on(&relays, perm));
+            }
             let old = key.set_relays(self.lists.share(relays.clone()));
             self.lists.release(old);
         }
@@ -465,8 +481,9 @@ impl KeyStore {
         if key.expires_at().is_some() {
             self.test_keys = self.test_keys.saturating_sub(1);
         } else {
-            // Test keys have no owner: never read on the permission relays.
-            self.owners.remove(pubkey, &self.perm_relays);
+            // Test keys have no owner: their permission events are not read.
+            self.owners
+                .remove(pubkey, &read_on(key.relays(), &self.perm_relays));
         }
         self.lists.release(key.into_relays());
         Ok(())
@@ -498,6 +515,7 @@ impl KeyStore {
         if self.test_keys >= self.limits.max_test_keys {
             return Err(StoreError::TestKeysFull(self.limits.max_test_keys));
         }
+        let relays = distinct(relays);
         let new_relays = self.check_relays(&relays, None)?;
         self.admit(Some(Resource::TestKeys), new_relays, pow, now)?;
         self.record(Some(Resource::TestKeys), new_relays, now);
@@ -540,6 +558,24 @@ impl KeyStore {
             .retain(|_, times| times.back().is_some_and(|t| t + 3600 > now));
         expired.len()
     }
+}
+
+/// `relays` and then the permission relays: where an owned key's nsec.app
+/// permission events are read (the index counts a relay named twice once).
+fn read_on(relays: &[RelayUrl], perm: &[RelayUrl]) -> Vec<RelayUrl> {
+    relays.iter().chain(perm).cloned().collect()
+}
+
+/// `relays` without repeats, in order (the parsers already drop them: the
+/// relay index counts on it).
+fn distinct(relays: Vec<RelayUrl>) -> Vec<RelayUrl> {
+    let mut out: Vec<RelayUrl> = Vec::with_capacity(relays.len());
+    for relay in relays {
+        if !out.contains(&relay) {
+            out.push(relay);
+        }
+    }
+    out
 }
 
 /// Whether two relay lists hold the same relays.

@@ -29,8 +29,9 @@ pub struct RelayDelta {
 pub struct RelayChanges {
     /// Per relay, the keys that started and stopped listening there.
     pub keys: HashMap<RelayUrl, RelayDelta>,
-    /// Per permission relay, the keys (with an owner: not test keys)
-    /// whose nsec.app permission events are to be read there.
+    /// Per relay, the keys with an owner (not test keys) whose nsec.app
+    /// permission events are to be read there: on their own relays and on
+    /// the permission relays.
     pub owners: HashMap<RelayUrl, RelayDelta>,
 }
 

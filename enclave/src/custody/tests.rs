@@ -54,8 +54,10 @@ fn relay_counts_lists_and_owners_follow_every_path_a_key_takes() {
         .unwrap();
     let changes = store.take_relay_changes();
     assert_eq!(changes.keys[&relay(1)].added.len(), 2);
-    let owned: Vec<_> = changes.owners[&relay(9)].added.iter().collect();
-    assert_eq!(owned, vec![&pk], "a test key has no owner");
+    for relay in [relay(9), relay(1)] {
+        let owned: Vec<_> = changes.owners[&relay].added.iter().collect();
+        assert_eq!(owned, vec![&pk], "a test key has no owner");
+    }
     assert_eq!(store.lists.len(), 1, "one list for both keys");
     // A test key that goes takes nothing from the owners.
     store.delete(&test_key).unwrap();
@@ -81,11 +83,15 @@ fn relay_counts_lists_and_owners_follow_every_path_a_key_takes() {
     assert_eq!(store.relays.users(&relay(1)), 1);
     assert_eq!(store.relays.users(&relay(2)), 2);
     assert_eq!(store.lists.len(), 2, "[r2] and [r1, r2]; [r1] is gone");
+    assert_eq!(store.owners.users(&relay(1)), 1);
+    assert_eq!(store.owners.users(&relay(2)), 2);
+    assert_eq!(store.owners.users(&relay(9)), 2);
     store.delete(&pk).unwrap();
     store.delete(&test_key).unwrap();
     assert_eq!((store.relay_count(), store.lists.len()), (0, 0));
     let changes = store.take_relay_changes();
     assert_eq!(changes.owners[&relay(9)].removed.len(), 2);
+    assert_eq!(store.owners.len(), 0);
 }
 
 #[test]

@@ -18,9 +18,11 @@ use super::Limits;
 pub struct UserKey {
     /// Only the secret (32 bytes, erased on drop): the signing keys are
     /// derived when a request needs them, since a key's full `Keys` would
-    /// cost 190 bytes more in the heap, and memory per key bounds how many
-    /// an enclave holds.
-    secret: SecretKey,
+    /// cost 150 bytes more, and memory per key bounds how many an enclave
+    /// holds. Boxed, so that it stays where it was made until it is
+    /// erased: the store's map moves its entries when it grows and does not
+    /// wipe the memory it leaves.
+    secret: Box<SecretKey>,
     /// Shared with every key on the same relays.
     relays: RelayList,
     /// For test keys: when the key is deleted.
@@ -113,7 +115,7 @@ impl std::error::Error for ConnectError {}
 impl UserKey {
     pub(super) fn new(secret: SecretKey, relays: RelayList, expires_at: Option<u64>) -> Self {
         Self {
-            secret,
+            secret: Box::new(secret),
             relays,
             expires_at,
             sessions: None,
@@ -131,7 +133,7 @@ impl UserKey {
     /// A copy of the secret key (erased when dropped), to sign and decrypt
     /// with outside the store's lock: [`signing_keys`] derives the rest.
     pub fn secret_key(&self) -> SecretKey {
-        self.secret.clone()
+        SecretKey::clone(&self.secret)
     }
 
     /// Where its requests arrive and its replies go.

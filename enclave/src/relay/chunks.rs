@@ -2,19 +2,21 @@
 //! the held keys listening there in chunks of [`PUBKEYS_PER_FILTER`], one
 //! NIP-46 REQ (`nip46-<n>`) per chunk, and one REQ for nsec.app permission
 //! events (`perm`: kind 30078 tagged `nsec.app/perm`, from `since` on,
-//! live) while any key listens there or, on a permission relay, while any
-//! key has an owner. A key that joins the relay (or, for a permission
-//! relay, gets an owner) first gets a one-shot fetch of its stored
-//! permission events (`fetch-<n>`, by author, closed by the pool at EOSE,
-//! never waited for).
+//! live) while a key with an owner (not a test key: those have no
+//! permission events) listens there or, on a permission relay, exists at
+//! all. Such a key, as its events start to be read on a relay, first gets a
+//! one-shot fetch of its stored permission events there (`fetch-<n>`, by
+//! author, closed by the pool at EOSE, never waited for).
 //!
 //! The live permission REQ names no authors: a key costs nothing in it,
 //! so memory per key does not grow with the permission relays (with five
 //! of them, naming every key in an `authors` filter on each doubled it),
-//! and relays are not told which keys have owners. Events by keys we do
-//! not hold are dropped on arrival before any check that costs (their
-//! author is looked up first), under the same per-relay inbox budget as
-//! every other event a stranger can send.
+//! and relays are not told which keys have owners. What it costs: the
+//! relay sends every such event it gets. nostr-sdk checks each against the
+//! filter and its signature as for any event; then the handler drops those
+//! whose author we do not hold after one map lookup, before decrypting,
+//! under the same per-relay inbox budget as every other event a stranger
+//! can send.
 //!
 //! Each key keeps its chunk for as long as it listens on the relay, and a
 //! change is applied as the keys that came and went, so adding or removing
@@ -102,14 +104,12 @@ impl Chunks {
 }
 
 /// One relay's subscriptions, as sent: the admin REQ, the keys listening
-/// there, and the permission REQ while it has keys or owned keys (on a
-/// permission relay).
+/// there, and the permission REQ while owned keys are read there.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct RelaySubs {
     admin: bool,
     keys: Chunks,
-    /// How many keys with an owner have their permission events read here
-    /// (permission relays only).
+    /// How many keys with an owner have their permission events read here.
     owners: usize,
 }
 
@@ -120,12 +120,12 @@ pub(super) type Touched = (Vec<(SubscriptionId, Filter)>, Vec<SubscriptionId>);
 impl RelaySubs {
     /// No subscription at all.
     pub(super) fn is_empty(&self) -> bool {
-        !self.admin && !self.reads_permissions()
+        !self.admin && self.keys.is_empty() && !self.reads_permissions()
     }
 
     /// Whether the permission REQ is wanted here.
     fn reads_permissions(&self) -> bool {
-        !self.keys.is_empty() || self.owners > 0
+        self.owners > 0
     }
 
     /// Applies `delta` of the keys listening here and `owners` of the keys
@@ -161,9 +161,8 @@ impl RelaySubs {
             (true, false) => close.push(SubscriptionId::new(PERM_SUB)),
             _ => {}
         }
-        let mut added: Vec<PublicKey> = delta.added.iter().chain(&owners.added).copied().collect();
+        let mut added: Vec<PublicKey> = owners.added.iter().copied().collect();
         added.sort_unstable_by_key(|k| k.to_bytes());
-        added.dedup();
         for batch in added.chunks(PUBKEYS_PER_FILTER) {
             send.push(fetch_request(batch));
         }
@@ -265,11 +264,23 @@ mod tests {
         let keys: Vec<PublicKey> = (0..600).map(|_| Keys::generate().public_key()).collect();
         let mut subs = RelaySubs::default();
         let none = RelayDelta::default();
-        let (send, close) = subs.apply(true, &delta(&keys, &[]), &none, &service, t);
+        // Test keys: their chunks only.
+        let tests: Vec<PublicKey> = (0..3).map(|_| Keys::generate().public_key()).collect();
+        let (send, _) = subs.apply(true, &delta(&tests, &[]), &none, &service, t);
+        assert_eq!(
+            send.len(),
+            2,
+            "admin and one chunk: no permission REQ, no fetch"
+        );
+        let (send, _) = subs.apply(true, &delta(&[], &tests), &none, &service, t);
+        assert_eq!(send.len(), 0, "its chunk is closed");
+        // Owned keys: read for permissions too.
+        let came = delta(&keys, &[]);
+        let (send, close) = subs.apply(true, &came, &came, &service, t);
         assert_eq!(
             (send.len(), close.len()),
-            (8, 0),
-            "admin, three chunks, the permission REQ and three fetches"
+            (7, 0),
+            "three chunks, the permission REQ and three fetches"
         );
         assert_eq!(send.iter().filter(|(id, _)| is_fetch(id)).count(), 3);
         assert!(subs
@@ -281,14 +292,16 @@ mod tests {
         // One key leaves and another arrives: one chunk each, and the
         // newcomer takes the place the first one left.
         let freed = chunk_of(&subs, &keys[10]);
-        let (send, close) = subs.apply(true, &delta(&[], &keys[10..11]), &none, &service, t);
+        let gone = delta(&[], &keys[10..11]);
+        let (send, close) = subs.apply(true, &gone, &gone, &service, t);
         assert_eq!((send.len(), close.len()), (1, 0));
         assert_eq!(
             send.first().map(|(id, _)| id.clone()),
             freed.map(|i| sub(NIP46_SUB, i))
         );
         let newcomer = Keys::generate().public_key();
-        let (send, _) = subs.apply(true, &delta(&[newcomer], &[]), &none, &service, t);
+        let came = delta(&[newcomer], &[]);
+        let (send, _) = subs.apply(true, &came, &came, &service, t);
         assert_eq!(send.len(), 2, "its chunk's REQ and its fetch");
         assert_eq!(chunk_of(&subs, &newcomer), freed);
         assert_eq!(subs.requests(&service, t).len(), 5);
@@ -297,7 +310,8 @@ mod tests {
         let mut all: Vec<PublicKey> = keys.clone();
         all.retain(|k| *k != keys[10]);
         all.push(newcomer);
-        let (send, close) = subs.apply(true, &delta(&[], &all), &none, &service, t);
+        let gone = delta(&[], &all);
+        let (send, close) = subs.apply(true, &gone, &gone, &service, t);
         assert_eq!((send.len(), close.len()), (0, 4));
         assert!(close.contains(&SubscriptionId::new(PERM_SUB)));
         assert!(!subs.is_empty());
@@ -332,17 +346,14 @@ mod tests {
             .sum();
         assert_eq!(fetched, 300);
         assert_eq!(subs.requests(&service, t).len(), 1);
-        // Keys listening here too: still one permission REQ.
-        let (send, _) = subs.apply(false, &delta(&owners[..1], &[]), &none, &service, t);
-        assert!(!send.iter().any(|(id, _)| id.as_str() == PERM_SUB));
+        // A test key listening here does not keep the permission REQ.
+        let test_key = Keys::generate().public_key();
+        let (send, _) = subs.apply(false, &delta(&[test_key], &[]), &none, &service, t);
+        assert_eq!(send.len(), 1, "its chunk only");
         let (send, close) = subs.apply(false, &none, &delta(&[], &owners), &service, t);
-        assert_eq!(
-            (send.len(), close.len()),
-            (0, 0),
-            "a key still listens here"
-        );
-        let (_, close) = subs.apply(false, &delta(&[], &owners[..1]), &none, &service, t);
-        assert_eq!(close.len(), 2, "its chunk and the permission REQ");
+        assert_eq!((send.len(), close.len()), (0, 1), "the permission REQ");
+        let (_, close) = subs.apply(false, &delta(&[], &[test_key]), &none, &service, t);
+        assert_eq!(close.len(), 1, "its chunk");
         assert!(subs.is_empty());
     }
 }

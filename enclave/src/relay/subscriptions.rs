@@ -227,21 +227,19 @@ impl Subscriptions {
     /// most [`EOSE_TIMEOUT`] for each: for the admin relay at start-up, so
     /// that "ready" means a request sent now is heard. REQs queued while
     /// the relay was still connecting count as answered (nothing could
-    /// answer them yet), so they are sent again once it is up, and those
-    /// are waited for.
+    /// answer them yet), and it may have connected since, so its REQs are
+    /// sent again once it is up, and those are waited for.
     pub async fn listening(&self, url: &RelayUrl) {
         let Ok(relay) = self.client.relay(url).await else {
             return;
         };
+        relay.wait_for_connection(EOSE_TIMEOUT).await;
         if !relay.is_connected() {
-            relay.wait_for_connection(EOSE_TIMEOUT).await;
-            if !relay.is_connected() {
-                warn!(%url, "relay not connected within {EOSE_TIMEOUT:?}; going on without it");
-                return;
-            }
-            let since = Timestamp::from(crate::unix_now().saturating_sub(SINCE_MARGIN));
-            self.resubscribe(&relay, since).await;
+            warn!(%url, "relay not connected within {EOSE_TIMEOUT:?}; going on without it");
+            return;
         }
+        let since = Timestamp::from(crate::unix_now().saturating_sub(SINCE_MARGIN));
+        self.resubscribe(&relay, since).await;
         self.ready(std::slice::from_ref(url)).await;
     }
 
