@@ -61,7 +61,7 @@ impl RelayIndex {
     /// `pubkey` now listens on `relays` too (none of which it listened on).
     pub(super) fn add(&mut self, pubkey: PublicKey, relays: &[RelayUrl]) {
         for (i, relay) in relays.iter().enumerate() {
-            if relays[..i].contains(relay) {
+            if relays.get(..i).is_some_and(|seen| seen.contains(relay)) {
                 continue;
             }
             *self.users.entry(relay.clone()).or_default() += 1;
@@ -75,7 +75,7 @@ impl RelayIndex {
     /// `pubkey` no longer listens on `relays` (each of which it listened on).
     pub(super) fn remove(&mut self, pubkey: &PublicKey, relays: &[RelayUrl]) {
         for (i, relay) in relays.iter().enumerate() {
-            if relays[..i].contains(relay) {
+            if relays.get(..i).is_some_and(|seen| seen.contains(relay)) {
                 continue;
             }
             let Some(users) = self.users.get_mut(relay) else {
