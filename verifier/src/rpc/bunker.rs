@@ -109,6 +109,17 @@ mod tests {
     use nostr::Keys;
 
     #[test]
+    fn a_relay_over_the_length_cap_is_refused() {
+        // Bunker URLs have no length cap of their own: their relays are
+        // held to the one of every other relay list.
+        let signer = Keys::generate().public_key();
+        let relay = format!("wss://r.example/{}", "a".repeat(600));
+        let url = format!("bunker://{}?relay={relay}", signer.to_hex());
+        let err = parse_bunker_url(&url).unwrap_err();
+        assert!(err.contains("once normalized"), "{err}");
+    }
+
+    #[test]
     fn a_url_that_does_not_read_back_the_same_is_refused() {
         // Found by fuzzing: NULs in the secret printed as they are, and the
         // printed URL read back without them.
