@@ -277,12 +277,7 @@ fn a_nostrconnect_answer_goes_to_the_apps_relays_and_the_keys_own_only() {
     let event = sealed(&user, &e.service, KIND_ADMIN, &request.to_request(), t);
     let outcome = e.signer.try_handle(&event, &e.relay, t).unwrap();
     assert!(outcome.also.is_none());
-    assert!(!e
-        .signer
-        .store()
-        .get(&user.public_key())
-        .unwrap()
-        .allows(&app.public_key()));
+    assert!(!e.allows(&user.public_key(), &app.public_key()));
 
     let request = AdminRequest::NostrConnect {
         uri: uri("sign_event%3A1%2Csign_event%3A0"),

@@ -111,7 +111,7 @@ fn an_app_cannot_act_as_the_owner_on_the_admin_channel() {
         assert!(forbidden(r).contains(&kind.to_string()));
     }
     // Nothing changed: no other app, the key still held.
-    assert!(!e.signer.store().get(&pk).unwrap().allows(&intruder));
+    assert!(!e.allows(&pk, &intruder));
     // What apps may do still works: encrypt to oneself, to a stranger.
     for peer in [pk, intruder] {
         let sealed = e
@@ -202,12 +202,7 @@ fn neither_the_service_key_nor_the_users_own_becomes_an_app() {
         let event = e.admin_event(&user, &answer);
         let outcome = e.signer.try_handle(&event, &e.relay, now()).unwrap();
         assert!(outcome.also.is_none());
-        assert!(!e
-            .signer
-            .store()
-            .get(&user.public_key())
-            .unwrap()
-            .allows(&app));
+        assert!(!e.allows(&user.public_key(), &app));
     }
 }
 

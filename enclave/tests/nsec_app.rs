@@ -245,12 +245,7 @@ fn only_the_keys_own_events_about_itself_count() {
         .unwrap();
     assert_eq!(deliver(&e, &forged, t), Err(Dropped::Signature));
     assert!(refused(call_at(&e, &app, &pk, "ping", &[], t)).contains("unauthorized"));
-    assert!(!e
-        .signer
-        .store()
-        .get(&other.public_key())
-        .unwrap()
-        .allows(&app.public_key()));
+    assert!(!e.allows(&other.public_key(), &app.public_key()));
 }
 
 #[test]
@@ -447,11 +442,6 @@ fn a_permission_event_cannot_make_the_service_key_or_the_users_own_an_app() {
     for app in [e.service, user.public_key()] {
         let event = perm_event(&user, &user.public_key(), &app, body.clone());
         assert_eq!(deliver(&e, &event, t), Err(Dropped::OwnKeyAsApp));
-        assert!(!e
-            .signer
-            .store()
-            .get(&user.public_key())
-            .unwrap()
-            .allows(&app));
+        assert!(!e.allows(&user.public_key(), &app));
     }
 }

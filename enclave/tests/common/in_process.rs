@@ -87,6 +87,16 @@ impl Enclave {
         assert_eq!(self.admin(user, &grant), Ok("ok".into()));
     }
 
+    /// Whether the held key `user` allows `app` (panics if `user` is not
+    /// held: a key that is gone would allow nothing).
+    pub(crate) fn allows(&self, user: &PublicKey, app: &PublicKey) -> bool {
+        self.signer
+            .store()
+            .get(user)
+            .expect("the user's key is held")
+            .allows(app)
+    }
+
     /// `user` imported with `app` allowed.
     pub(crate) fn user_with_app(&self) -> (Keys, Keys) {
         let (user, app) = (Keys::generate(), Keys::generate());
