@@ -182,9 +182,15 @@ struct LimitArgs {
     /// its oldest allowed entry first; each app's first refusals stay).
     #[arg(long, value_name = "N", default_value_t = LogLimits::default().per_key)]
     log_per_key: usize,
-    /// The decision log: entries kept over all keys.
+    /// The decision log: entries kept over all keys, beyond each key's
+    /// floor (the key with the most loses one first).
     #[arg(long, value_name = "N", default_value_t = LogLimits::default().total)]
     log_total: usize,
+    /// The decision log: entries of each key that other keys never push
+    /// out (at most `--log-per-key`); at most `--log-total` plus this many
+    /// per owned key are held.
+    #[arg(long, value_name = "N", default_value_t = LogLimits::default().floor)]
+    log_floor: usize,
     /// NIP-13 proof of work (bits) asked of the first request past a free
     /// allowance; it grows with how full the resource is, up to 28. 0 turns
     /// admission control off (only the hard limits apply).
@@ -234,6 +240,7 @@ impl LimitArgs {
                 log: LogLimits {
                     per_key: self.log_per_key,
                     total: self.log_total,
+                    floor: self.log_floor,
                 },
                 ..Limits::default()
             },

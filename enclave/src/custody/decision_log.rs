@@ -10,8 +10,16 @@
 //!   entries loses one: its oldest allowed decision, else its oldest
 //!   refusal after its first [`FIRST_REFUSALS_KEPT`], so flooding only ever
 //!   erases the flooder's own history, and an app's first attempts stay;
-//! - past [`LogLimits::total`] entries over all keys, the key with the most
-//!   entries loses one the same way, so keys that log little keep it all.
+//! - every key keeps its first [`LogLimits::floor`] entries whatever other
+//!   keys do: past [`LogLimits::total`] entries beyond the floors, over
+//!   all keys, the key with the most entries loses one the same way, and
+//!   never below its floor. So an app's operator who imports many keys of
+//!   their own and logs on each cannot drain another key's log: keys that
+//!   log little keep it all, and a key that logged much keeps at least its
+//!   floor, its first refusals among it.
+//!
+//! At most `total + floor × keys` entries are held (keys that log are
+//! owned keys, at most `Limits::max_keys`).
 //!
 //! Entries are numbered by one counter over all keys: a cursor never means
 //! two entries, even after a key is deleted and imported again.
@@ -27,8 +35,11 @@ use verifier::grant::{Action, Method, Refusal};
 pub struct LogLimits {
     /// Entries kept per key.
     pub per_key: usize,
-    /// Entries kept over all keys.
+    /// Entries kept over all keys beyond each key's floor.
     pub total: usize,
+    /// Entries of each key that other keys' entries never push out (at
+    /// most `per_key`).
+    pub floor: usize,
 }
 
 impl Default for LogLimits {
@@ -36,6 +47,7 @@ impl Default for LogLimits {
         Self {
             per_key: 1000,
             total: 100_000,
+            floor: 8,
         }
     }
 }
@@ -154,6 +166,8 @@ pub struct DecisionLog {
     /// (entries, key) of every key with entries: the largest is last.
     by_size: BTreeSet<(usize, [u8; 32])>,
     total: usize,
+    /// Entries beyond each key's floor, over all keys.
+    excess: usize,
     next_seq: u64,
 }
 
@@ -190,26 +204,44 @@ impl DecisionLog {
         self.next_seq += 1;
         side.push_back(entry);
         log.len += 1;
-        self.total += 1;
-        if log.len > self.limits.per_key && log.drop_one() {
-            self.total -= 1;
+        if log.len > self.limits.per_key {
+            log.drop_one();
         }
         let after = log.len;
-        self.by_size.remove(&(before, bytes));
-        self.by_size.insert((after, bytes));
-        while self.total > self.limits.total {
+        self.resized(bytes, before, after);
+        while self.excess > self.limits.total {
             if !self.drop_from_largest() {
                 break;
             }
         }
     }
 
-    /// Drops one entry of the key with the most.
+    /// Floor of every key.
+    fn floor(&self) -> usize {
+        self.limits.floor.min(self.limits.per_key)
+    }
+
+    /// Records that the key `bytes` went from `before` to `after` entries.
+    fn resized(&mut self, bytes: [u8; 32], before: usize, after: usize) {
+        let floor = self.floor();
+        self.total = (self.total + after).saturating_sub(before);
+        self.excess = (self.excess + after.saturating_sub(floor))
+            .saturating_sub(before.saturating_sub(floor));
+        self.by_size.remove(&(before, bytes));
+        if after > 0 {
+            self.by_size.insert((after, bytes));
+        }
+    }
+
+    /// Drops one entry of the key with the most, if it has more than its
+    /// floor; whether one was dropped.
     fn drop_from_largest(&mut self) -> bool {
         let Some(&(size, bytes)) = self.by_size.iter().next_back() else {
             return false;
         };
-        self.by_size.remove(&(size, bytes));
+        if size <= self.floor() {
+            return false;
+        }
         let Ok(user) = PublicKey::from_slice(&bytes) else {
             return false;
         };
@@ -217,22 +249,18 @@ impl DecisionLog {
             return false;
         };
         let dropped = log.drop_one();
-        if dropped {
-            self.total -= 1;
-        }
-        if log.len == 0 {
+        let after = log.len;
+        if after == 0 {
             self.keys.remove(&user);
-        } else {
-            self.by_size.insert((log.len, bytes));
         }
+        self.resized(bytes, size, after);
         dropped
     }
 
     /// Forgets `user`'s log (its key was deleted).
     pub fn forget(&mut self, user: &PublicKey) {
         if let Some(log) = self.keys.remove(user) {
-            self.total -= log.len;
-            self.by_size.remove(&(log.len, user.to_bytes()));
+            self.resized(user.to_bytes(), log.len, 0);
         }
     }
 
