@@ -499,3 +499,47 @@ async fn ready_means_the_admin_relay_hears_the_first_request() {
     let reply = owner.call(KIND_ADMIN, &stack.service, "ping", &[]).await;
     assert_eq!(reply.into_result(), Ok("pong".into()));
 }
+
+/// The review's finding: nostr-sdk answered any relay's NIP-42 challenge
+/// with an event signed by the service key, and any relay a stranger names
+/// in an import would get one, with a challenge of its choosing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_that_asks_for_authentication_gets_no_signed_event() {
+    let stack = stack_on(parent::dev_stack::relay_builder(), config()).await;
+    let challenger = FakeRelay::start(Arc::new(|sub: &str| {
+        vec![
+            Message::text(r#"["AUTH","challenge-chosen-by-the-relay"]"#),
+            eose(sub),
+        ]
+    }))
+    .await;
+    let stranger = Keys::generate();
+    let mut owner = Raw::with_keys(&stack.url, stranger.clone()).await;
+    assert_eq!(
+        owner
+            .admin(&stack.service, &import_on(&stranger, &[&challenger.url]))
+            .await,
+        Ok("ok".into())
+    );
+    // The relay was sent the key's subscription, challenged, and has had
+    // time to be answered.
+    let deadline = Instant::now() + WAIT;
+    let subscribed = || {
+        challenger
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.starts_with("[\"REQ\""))
+    };
+    while !subscribed() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(subscribed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let received = challenger.received.lock().unwrap().clone();
+    assert!(
+        !received.iter().any(|m| m.starts_with("[\"AUTH\"")),
+        "the enclave answered the challenge: {received:?}"
+    );
+}

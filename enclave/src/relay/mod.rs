@@ -239,6 +239,12 @@ pub fn client(
 /// they were sent, sizes are capped near the largest request, the pool
 /// holds at most the relays keys may use plus the announce relays, and
 /// request events go to `inbox` instead of the pool's broadcast channel.
+///
+/// NIP-42 authentication is off: nostr-sdk would otherwise answer any
+/// relay's `AUTH` challenge with an event signed by the client's signer,
+/// the service key, and any relay a stranger names in an import would get
+/// one, with a challenge of its choosing. Nothing the enclave does needs
+/// it: requests and replies are public events, p-tagged and encrypted.
 pub fn client_builder(keys: Keys, inbox: &Inbox, limits: PoolLimits) -> ClientBuilder {
     let max_relays = limits
         .max_relays
@@ -251,6 +257,10 @@ pub fn client_builder(keys: Keys, inbox: &Inbox, limits: PoolLimits) -> ClientBu
             ClientOptions::default()
                 .relay_limits(limits.relay_limits())
                 .verify_subscriptions(true)
-                .pool(RelayPoolOptions::default().max_relays(Some(max_relays))),
+                .pool(
+                    RelayPoolOptions::default()
+                        .max_relays(Some(max_relays))
+                        .automatic_authentication(false),
+                ),
         )
 }
