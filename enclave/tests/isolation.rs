@@ -138,7 +138,13 @@ fn an_app_cannot_use_another_held_keys_or_apps_conversations() {
         "nip44_encrypt",
         &[&other.public_key().to_hex(), "hi"],
     );
-    assert!(forbidden(r).contains("another key held"));
+    assert_eq!(
+        r.into_result(),
+        Err(format!(
+            "nip44_encrypt: {}",
+            verifier::rpc::isolation::PROTOCOL_PEER
+        ))
+    );
     // Another app's NIP-46 request to the same user, and the enclave's reply.
     let second = Keys::generate();
     e.grant(&user, &second.public_key());
@@ -163,7 +169,7 @@ fn an_app_cannot_use_another_held_keys_or_apps_conversations() {
             );
             let why = forbidden(r);
             let expected = if connected {
-                "app connected"
+                verifier::rpc::isolation::PROTOCOL_PEER
             } else {
                 "protocol"
             };
@@ -278,8 +284,12 @@ fn nip04_is_refused_on_the_admin_api_and_apps_cannot_use_other_apps_channels() {
     for content in [captured.content.clone(), format!("{first_block}?iv={iv}")] {
         for method in ["nip04_decrypt", "nip44_decrypt", "nip04_encrypt"] {
             let r = e.call(&app, &pk, method, &[&other.public_key().to_hex(), &content]);
-            assert!(
-                forbidden(r).contains("app connected to this key"),
+            assert_eq!(
+                r.into_result(),
+                Err(format!(
+                    "{method}: {}",
+                    verifier::rpc::isolation::PROTOCOL_PEER
+                )),
                 "{method}"
             );
         }
@@ -293,4 +303,146 @@ fn nip04_is_refused_on_the_admin_api_and_apps_cannot_use_other_apps_channels() {
             Err(verifier::rpc::isolation::NIP04_DECRYPT_FAILED.to_owned())
         );
     }
+}
+
+/// `text` sealed with NIP-04 from `from` to `to`, as (ciphertext blocks, iv).
+fn nip04_blocks(from: &Keys, to: &nostr::PublicKey, text: &str) -> (Vec<[u8; 16]>, [u8; 16]) {
+    use base64::Engine;
+    let sealed = Conversation::new(Scheme::Nip04, from.secret_key(), to)
+        .unwrap()
+        .encrypt(text)
+        .unwrap();
+    let (ct, iv) = sealed.split_once("?iv=").unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let ct = b64.decode(ct).unwrap();
+    let iv: [u8; 16] = b64.decode(iv).unwrap().try_into().unwrap();
+    (ct.chunks(16).map(|c| c.try_into().unwrap()).collect(), iv)
+}
+
+/// A NIP-04 content of `blocks` after `iv`.
+fn nip04_content(blocks: &[[u8; 16]], iv: &[u8; 16]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!("{}?iv={}", b64.encode(blocks.concat()), b64.encode(iv))
+}
+
+/// The review's NIP-04 attack: the owner once sent their key over NIP-04 to
+/// their own other device; an app that may decrypt NIP-04 cuts the
+/// ciphertext where the key starts and masks the first block through the
+/// IV, so the plaintext no longer holds the whole key, and XORs it back.
+#[test]
+fn nip04_cut_and_masked_ciphertexts_do_not_give_an_app_the_key() {
+    use verifier::grant::{Perms, Policy, Rates};
+    let e = enclave(SignerConfig::default());
+    let (user, app) = e.user_with_app();
+    let pk = user.public_key();
+    let device = Keys::generate();
+    let hex = user.secret_key().to_secret_hex();
+    // "backup: " is 8 bytes: blocks 1 to 3 hold nothing but the key.
+    let (blocks, _iv) = nip04_blocks(
+        &user,
+        &device.public_key(),
+        &format!("backup: {hex} (keep it safe)"),
+    );
+    let mask = [0x05u8; 16];
+    let masked_iv: [u8; 16] = std::array::from_fn(|i| blocks[0][i] ^ mask[i]);
+    let cut = nip04_content(&blocks[1..], &masked_iv);
+    let scoped = |perms: &str| {
+        let mut policy = Policy::new(Perms::parse(perms).unwrap());
+        policy.rates = Rates::none();
+        let grant = AdminRequest::Grant {
+            app: app.public_key(),
+            policy,
+        };
+        assert_eq!(e.admin(&user, &grant), Ok("ok".into()));
+    };
+    let device_hex = device.public_key().to_hex();
+    let decrypt = |content: &str| e.call(&app, &pk, "nip04_decrypt", &[&device_hex, content]);
+
+    // A scoped app that may decrypt NIP-04 from any peer (nsec.app's
+    // `basic` names it so): NIP-04 only from peers its grant names.
+    scoped("basic");
+    let r = decrypt(&cut);
+    assert!(!r.to_json().contains(&hex[16..32]));
+    assert!(forbidden(r).contains("NIP-04 has no MAC"));
+    // It still decrypts NIP-44, whose MAC stops every cut.
+    let sealed = Conversation::nip44(device.secret_key(), &pk)
+        .unwrap()
+        .encrypt("hello")
+        .unwrap();
+    let back = e.call(&app, &pk, "nip44_decrypt", &[&device_hex, &sealed]);
+    assert_eq!(back.into_result(), Ok("hello".into()));
+
+    // Granted that very peer, or full access: a cut that keeps any 16
+    // characters of the key unmasked is refused, in whatever case.
+    scoped(&format!("nip04_decrypt:{device_hex}"));
+    for grant in ["peer", "full"] {
+        if grant == "full" {
+            e.grant(&user, &app.public_key());
+        }
+        let r = decrypt(&cut);
+        assert!(!r.to_json().contains(&hex[16..32]), "{grant}");
+        assert!(forbidden(r).contains("private key"), "{grant}");
+        // The same key in upper case, and its nsec, cut the same way.
+        let nsec = nostr::ToBech32::to_bech32(user.secret_key()).unwrap();
+        for text in [
+            format!("backup: {} (keep it safe)", hex.to_uppercase()),
+            format!("backup: {nsec} (keep it safe)"),
+        ] {
+            let (blocks, _) = nip04_blocks(&user, &device.public_key(), &text);
+            let masked_iv: [u8; 16] = std::array::from_fn(|i| blocks[0][i] ^ mask[i]);
+            let r = decrypt(&nip04_content(&blocks[1..], &masked_iv));
+            assert!(forbidden(r).contains("private key"), "{grant}: {text}");
+        }
+    }
+    // An ordinary message from that peer is still read.
+    let (blocks, iv) = nip04_blocks(&device, &pk, "see you at 8");
+    assert_eq!(
+        decrypt(&nip04_content(&blocks, &iv)).into_result(),
+        Ok("see you at 8".into())
+    );
+}
+
+/// The isolation check and the decision see one state of the grant: an
+/// owner widening a grant while an app's request is between the two
+/// cannot let that request use the service key's conversation.
+#[test]
+fn a_grant_widened_during_a_request_does_not_skip_the_isolation_rule() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use verifier::grant::{Perms, Policy};
+    let e = enclave(SignerConfig {
+        limits: enclave::custody::Limits {
+            admission: enclave::custody::AdmissionLimits::off(),
+            ..Default::default()
+        },
+        ..SignerConfig::default()
+    });
+    let (user, app) = e.user_with_app();
+    let (pk, apk) = (user.public_key(), app.public_key());
+    let narrow = Policy::new(Perms::parse("sign_event:1").unwrap());
+    let wide = Policy::full();
+    let stop = AtomicBool::new(false);
+    let passed = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut flip = false;
+            while !stop.load(Ordering::Relaxed) {
+                let policy = if flip { &wide } else { &narrow };
+                let _ = e.signer.store().grant(&pk, apk, policy, "grant", 0, now());
+                flip = !flip;
+            }
+        });
+        let mut passed = 0;
+        for _ in 0..1000 {
+            let r = e.call(&app, &pk, "nip44_encrypt", &[&e.service.to_hex(), "hello"]);
+            if r.into_result().is_ok() {
+                passed += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        passed
+    });
+    assert_eq!(
+        passed, 0,
+        "requests that used the service key's conversation"
+    );
 }

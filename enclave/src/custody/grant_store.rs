@@ -176,12 +176,7 @@ impl KeyStore {
         self.keys
             .get(user)
             .and_then(|k| k.app(app).map(|a| a.grant()))
-            .is_some_and(|g| {
-                !g.expired(now)
-                    && g.policy()
-                        .perms
-                        .allows(action.method, action.kind, action.peer.as_ref())
-            })
+            .is_some_and(|g| !g.expired(now) && g.names(action))
     }
 
     /// Logs an allowed `action` by `app` that no grant decides (a

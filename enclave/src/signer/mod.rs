@@ -384,6 +384,34 @@ impl ProtocolKeys for Signer {
     }
 }
 
+/// The enclave's protocol keys as one locked view of the store sees them,
+/// for checks that must agree with a decision made under the same lock.
+pub struct StoreKeys<'a> {
+    store: &'a KeyStore,
+    service: PublicKey,
+}
+
+impl<'a> StoreKeys<'a> {
+    /// The keys of `store` and the service key `service`.
+    pub fn new(store: &'a KeyStore, service: PublicKey) -> Self {
+        Self { store, service }
+    }
+}
+
+impl ProtocolKeys for StoreKeys<'_> {
+    fn is_service_key(&self, key: &PublicKey) -> bool {
+        *key == self.service
+    }
+
+    fn is_held_key(&self, key: &PublicKey) -> bool {
+        self.store.holds(key)
+    }
+
+    fn is_app_of(&self, user: &PublicKey, app: &PublicKey) -> bool {
+        self.store.get(user).is_some_and(|k| k.allows(app))
+    }
+}
+
 /// The error reply of a request whose reply would not fit in NIP-44.
 pub const REPLY_TOO_LARGE: &str =
     "the reply is too large to send (NIP-44 carries at most 65,535 bytes); ask for less";

@@ -26,7 +26,10 @@ use verifier::rpc::isolation::{
 use verifier::rpc::{Request, Response};
 use zeroize::Zeroizing;
 
-use super::{template, Signer};
+use super::{template, Signer, StoreKeys};
+
+/// An isolation check run with the store's view of the enclave's keys.
+type Isolation<'a> = dyn Fn(&StoreKeys<'_>) -> Result<(), String> + 'a;
 
 /// Method names.
 pub mod method {
@@ -107,31 +110,46 @@ fn run(
     let Some(granted) = Method::from_name(method) else {
         return Err(format!("unknown method {method:?}"));
     };
-    // The grant, then the isolation rule (no grant allows breaking it).
     let refuse = |action: &Action, refusal: Refusal, message: String| {
         note_refusal(signer, &user, app, action, refusal, now);
         message
     };
-    let decide = |action: &Action| {
-        // The store's lock is released before a refusal is noted.
-        let decision = signer.store().decide(&user, app, action, now);
-        match decision {
-            Some(Decision::Allowed) => Ok(()),
-            Some(Decision::Refused(r)) => Err(refuse(action, r, r.message(action))),
-            None => Err(format!("unauthorized: {method} needs a connect first")),
-        }
-    };
+    // The grant, then the isolation rule (no grant allows breaking it),
+    // then the decision, all under one hold of the store's lock: a grant
+    // changed between them cannot let a request past the isolation rule.
     // A request the grant names meets the isolation rule before it is
     // counted; one it does not is refused by the grant, so a scoped app
     // learns nothing (such as which keys are held) from requests it may
     // not make anyway. Either way one decision is logged.
-    let guarded = |action: &Action, isolation: &dyn Fn() -> Result<(), String>| {
-        if signer.store().permits(&user, app, action, now) {
-            isolation()
-                .map_err(|e| refuse(action, Refusal::Isolation, format!("{method}: {e}")))?;
-        }
-        decide(action)
+    let guarded = |action: &Action, isolation: Option<&Isolation<'_>>| {
+        let outcome = {
+            let mut store = signer.store();
+            let broken = isolation
+                .filter(|_| store.permits(&user, app, action, now))
+                .and_then(|check| {
+                    check(&StoreKeys::new(&store, signer.service_key()))
+                        .err()
+                        .map(|e| {
+                            store.log_refused(&user, app, action, Refusal::Isolation, now);
+                            format!("{method}: {e}")
+                        })
+                });
+            match broken {
+                Some(message) => Err((Refusal::Isolation, message)),
+                None => match store.decide(&user, app, action, now) {
+                    Some(Decision::Allowed) => Ok(()),
+                    Some(Decision::Refused(r)) => Err((r, r.message(action))),
+                    None => return Err(format!("unauthorized: {method} needs a connect first")),
+                },
+            }
+        };
+        // The store's lock is released before the operator's line.
+        outcome.map_err(|(refusal, message)| {
+            note_operator(signer, &user, app, action, refusal, now);
+            message
+        })
     };
+    let decide = |action: &Action| guarded(action, None);
     let param = |i: usize, name: &str| {
         request
             .params
@@ -142,9 +160,10 @@ fn run(
         let peer = PublicKey::parse(param(i, "pubkey")?)
             .map_err(|_| format!("{method}: the pubkey is not valid"))?;
         let action = Action::crypto(granted, peer);
-        guarded(&action, &|| {
-            check_peer(signer, &user, &peer).map_err(|e| e.to_string())
-        })?;
+        guarded(
+            &action,
+            Some(&|keys: &StoreKeys<'_>| check_peer(keys, &user, &peer).map_err(|e| e.to_string())),
+        )?;
         Ok::<PublicKey, String>(peer)
     };
     match method {
@@ -160,10 +179,13 @@ fn run(
             let unsigned = template::parse(param(0, "event")?, &user)?;
             let kind = unsigned.kind.as_u16();
             let action = Action::sign(kind, Some(unsigned.created_at.as_secs()));
-            guarded(&action, &|| {
-                check_event(kind, unsigned.tags.iter().map(|t| t.as_slice()))
-                    .map_err(|e| e.to_string())
-            })?;
+            guarded(
+                &action,
+                Some(&|_: &StoreKeys<'_>| {
+                    check_event(kind, unsigned.tags.iter().map(|t| t.as_slice()))
+                        .map_err(|e| e.to_string())
+                }),
+            )?;
             let event = unsigned
                 .sign_with_keys(keys)
                 .map_err(|e| format!("sign_event: {e}"))?;
@@ -306,6 +328,19 @@ fn note_refusal(
     if refusal == Refusal::Isolation {
         signer.store().log_refused(user, app, action, refusal, now);
     }
+    note_operator(signer, user, app, action, refusal, now);
+}
+
+/// Logs `app`'s refused `action` on `user`'s key for the operator, within
+/// the lines of this minute.
+fn note_operator(
+    signer: &Signer,
+    user: &PublicKey,
+    app: &PublicKey,
+    action: &Action,
+    refusal: Refusal,
+    now: u64,
+) {
     let mut state = signer
         .refusal_lines
         .0

@@ -74,6 +74,12 @@ pub enum Refusal {
     /// request involved the enclave's own protocol keys or messages. No
     /// grant allows that; logged so the owner sees the attempt.
     Isolation,
+    /// `nip04_decrypt` from a peer the grant does not name, and the owner
+    /// did not grant full access: NIP-04 has no MAC, so an app that may
+    /// decrypt from any peer could cut and mask ciphertexts to read any
+    /// message of a conversation, a private key sent over it included
+    /// (`crate::rpc::isolation`).
+    Nip04NeedsPeer,
     /// The template's `created_at` is too far from the enclave's clock.
     CreatedAtOutOfWindow {
         /// The allowed distance, in seconds.
@@ -85,7 +91,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// A short code for logs and JSON: `not-granted`, `expired`,
-    /// `used-up`, `rate-limited`, `isolation`, `created-at`.
+    /// `used-up`, `rate-limited`, `isolation`, `nip04-peer`, `created-at`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::NotGranted => "not-granted",
@@ -93,6 +99,7 @@ impl Refusal {
             Self::UsedUp { .. } => "used-up",
             Self::RateLimited { .. } => "rate-limited",
             Self::Isolation => "isolation",
+            Self::Nip04NeedsPeer => "nip04-peer",
             Self::CreatedAtOutOfWindow { .. } => "created-at",
         }
     }
@@ -104,6 +111,9 @@ impl Refusal {
             Self::NotGranted => format!("forbidden: {what} is not granted to this app"),
             Self::Isolation => format!(
                 "forbidden: {what} involves the enclave's own protocol keys or messages"
+            ),
+            Self::Nip04NeedsPeer => format!(
+                "forbidden: {what}: NIP-04 has no MAC, so decrypting from any peer would let an app cut and mask ciphertexts to read anything sent over NIP-04, a private key included; only a grant that names this peer (nip04_decrypt:<hex>) or full access decrypts NIP-04"
             ),
             Self::Expired { at } => format!(
                 "forbidden: {what}: this app's grant expired at {} (unix {at})",

@@ -22,6 +22,13 @@
 //! uses and rate log kept. [`Grant::decide`] answers each request with a
 //! [`Decision`]. The checks run in this order: expiry, permission,
 //! `created_at` window, uses, rate.
+//!
+//! One permission rule is not in the perms alone: `nip04_decrypt` from a
+//! peer the grant does not name needs the owner's full access (a `full`
+//! policy, which the app may have narrowed when it connected). NIP-04 has
+//! no MAC, so an app that may decrypt NIP-04 from any peer can cut and
+//! mask ciphertexts block by block (`crate::rpc::isolation`); an owner
+//! who scopes a grant scopes that too.
 
 pub mod decision;
 pub mod duration;
@@ -115,6 +122,8 @@ pub struct Grant {
     policy: Policy,
     /// The resolved expiry.
     expires_at: Option<u64>,
+    /// The owner's policy was full access (before the app narrowed it).
+    owner_full: bool,
     used: u64,
     log: RateLog,
 }
@@ -123,6 +132,7 @@ impl Grant {
     /// `policy`, narrowed to what the app `asked` for (its `connect`
     /// perms), starting at `now`.
     pub fn new(policy: &Policy, asked: Option<&Perms>, now: u64) -> Self {
+        let owner_full = policy.perms.is_full();
         let mut policy = policy.clone();
         policy.perms = policy.perms.narrow(asked);
         let expires_at = policy.expiry.map(|e| match e {
@@ -133,6 +143,7 @@ impl Grant {
         Self {
             policy,
             expires_at,
+            owner_full,
             used: 0,
             log: RateLog::default(),
         }
@@ -167,6 +178,26 @@ impl Grant {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
+    /// Whether the grant names `action` (its perms, and NIP-04's rule),
+    /// whatever its conditions say.
+    pub fn names(&self, action: &Action) -> bool {
+        self.permission(action).is_ok()
+    }
+
+    fn permission(&self, action: &Action) -> Result<(), Refusal> {
+        let (method, peer) = (action.method, action.peer.as_ref());
+        if !self.policy.perms.allows(method, action.kind, peer) {
+            return Err(Refusal::NotGranted);
+        }
+        if method == Method::Nip04Decrypt
+            && !self.owner_full
+            && !self.policy.perms.names_peer(method, peer)
+        {
+            return Err(Refusal::Nip04NeedsPeer);
+        }
+        Ok(())
+    }
+
     /// The decision on `action` at `now`; an allowed counted request is
     /// counted.
     pub fn decide(&mut self, action: &Action, now: u64) -> Decision {
@@ -184,13 +215,7 @@ impl Grant {
         if let Some(at) = self.expires_at.filter(|at| *at <= now) {
             return Err(Refusal::Expired { at });
         }
-        if !self
-            .policy
-            .perms
-            .allows(method, action.kind, action.peer.as_ref())
-        {
-            return Err(Refusal::NotGranted);
-        }
+        self.permission(action)?;
         if let (Some(window), Some(created)) = (self.policy.window, action.created_at) {
             let offset = i128::from(created) - i128::from(now);
             if offset.unsigned_abs() > u128::from(window) {

@@ -339,6 +339,20 @@ impl Perms {
         }
     }
 
+    /// Whether a listed grant names `peer` itself for `method` (not only
+    /// "any peer"); full access names no peer.
+    pub fn names_peer(&self, method: Method, peer: Option<&PublicKey>) -> bool {
+        let Some(peer) = peer else {
+            return false;
+        };
+        match self {
+            Self::Full => false,
+            Self::Listed(perms) => perms.iter().any(
+                |p| matches!(p, Perm::Peer(m, bytes) if *m == method && *bytes == peer.to_bytes()),
+            ),
+        }
+    }
+
     /// This grant narrowed to what `asked` also covers (`None`: not narrowed).
     pub fn narrow(&self, asked: Option<&Self>) -> Self {
         match (self, asked) {

@@ -30,6 +30,9 @@ pub(super) fn describe_perms(perms: &[Perm]) -> String {
     }
     for perm in perms {
         match perm {
+            Perm::Method(Method::Nip04Decrypt) => parts.push(
+                "nip04_decrypt with any peer (but from a peer it does not name only if the owner granted full access: NIP-04 has no MAC)".into(),
+            ),
             Perm::Method(m) if m.has_peer() => parts.push(format!("{m} with any peer")),
             Perm::Peer(m, bytes) => parts.push(format!("{m} with {} only", hex::encode(bytes))),
             _ => {}

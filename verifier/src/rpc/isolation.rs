@@ -34,14 +34,39 @@
 //!    the owner's admin requests to *other* enclaves (whose service keys it
 //!    does not know), and NIP-46 traffic between the user and its other apps.
 //!
+//! "Holds the user's private key" means: any [`KEY_RUN`] (16) or more
+//! consecutive characters of its hex or its nsec, in any letter case, or
+//! 16 consecutive bytes of the raw key ([`holds_key_material`]). A whole
+//! key is not needed to be dangerous: each part returned is a part the app
+//! need not guess.
+//!
 //! Rule 3 holds for NIP-44, whose MAC makes a ciphertext impossible to
-//! alter. NIP-04 has no MAC: an app can cut a NIP-04 ciphertext into blocks
-//! and have each decrypted on its own (CBC with a chosen IV), so no
-//! fragment looks like an envelope or a whole key. For NIP-04 the peer rule
-//! is what protects the enclave's own conversations, and so the admin API
-//! (whose requests carry private keys) accepts NIP-44 only
-//! ([`ADMIN_NEEDS_NIP44`]) and `nip04_decrypt` fails with one message
-//! whatever went wrong, so it is not a padding oracle.
+//! cut or alter: a plaintext is what its sender encrypted, whole. NIP-04
+//! has no MAC. An app can cut a NIP-04 ciphertext at any block and choose
+//! the IV, which XORs the first block with a mask of its choice (CBC), and
+//! even cut a single block out and guess its padding:
+//!
+//! - A cut that keeps the original blocks after the first returns those
+//!   blocks unmasked; a block inside the key is 16 consecutive characters
+//!   of it, so the 16-character rule refuses every such cut. What is left
+//!   to a query is one masked block and at most 15 characters of the key
+//!   around it.
+//! - A single block with a chosen IV is masked whole: nothing in the
+//!   plaintext can tell it from a short message. One query per block (and a
+//!   few guesses of its padding) reads the key 16 characters at a time.
+//!
+//! So no rule on the plaintext alone protects NIP-04, and the grant closes
+//! the second path: `nip04_decrypt` from a peer the grant does not name
+//! needs the owner's full access (`crate::grant`, `Refusal::Nip04NeedsPeer`).
+//! A scoped app decrypts NIP-04 only from the peers its owner named, so it
+//! cannot query the conversations of any other; the 16-character rule then
+//! bounds what cuts of those return. The residual, in the README: an app
+//! with full access, or granted `nip04_decrypt:PEER`, can read every NIP-04
+//! message between the user and that peer, a key once sent over it
+//! included. For the enclave's own conversations the peer rule holds
+//! whatever the scheme, the admin API (whose requests carry private keys)
+//! accepts NIP-44 only ([`ADMIN_NEEDS_NIP44`]), and `nip04_decrypt` fails
+//! with one message whatever went wrong.
 //!
 //! And the rule read the other way ([`check_app`]): the owner's
 //! `connect_key`, `grant` and `nostrconnect`, and nsec.app's permission
@@ -53,6 +78,10 @@
 //! refusal would tell anyone who asks which keys this enclave holds.
 //!
 //! Every refusal is an error reply that says why ([`Refusal`]'s `Display`).
+//! The three peer refusals say the same ([`PROTOCOL_PEER`]): an app learns
+//! that a peer is off limits, not whether it is a key this enclave holds or
+//! another app of this key (what remains learnable is in the README's
+//! security section).
 
 use std::fmt;
 
@@ -90,20 +119,15 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ServiceKeyPeer => f.write_str(
-                "forbidden: the peer is this enclave's service key, whose conversations are the owner's admin channel",
-            ),
-            Self::HeldKeyPeer => f.write_str(
-                "forbidden: the peer is another key held by this enclave; apps may not use its conversations",
-            ),
+            // One text for the three: the app learns that a peer is off
+            // limits, not whether it is a key this enclave holds or another
+            // app of this key.
+            Self::ServiceKeyPeer | Self::HeldKeyPeer | Self::AppPeer => f.write_str(PROTOCOL_PEER),
             Self::ServiceKeyApp => f.write_str(
                 "forbidden: the app's key is this enclave's service key; an app is never one of the enclave's own keys",
             ),
             Self::OwnKeyApp => f.write_str(
                 "forbidden: the app's key is the user's own key; an app is never one of the enclave's own keys",
-            ),
-            Self::AppPeer => f.write_str(
-                "forbidden: the peer is an app connected to this key; its conversation is that app's NIP-46 channel",
             ),
             Self::ProtocolKind(kind) => write!(
                 f,
@@ -121,6 +145,10 @@ impl fmt::Display for Refusal {
 }
 
 impl std::error::Error for Refusal {}
+
+/// The refusal of a peer that is one of the enclave's protocol keys,
+/// whichever it is.
+pub const PROTOCOL_PEER: &str = "forbidden: the peer is one of this signer's protocol keys (its service key, a key it holds, or an app of this key); apps may not use their conversations";
 
 /// What the enclave uses for its own protocols, as the rule needs to see it.
 pub trait ProtocolKeys {
@@ -202,7 +230,7 @@ pub fn check_plaintext(secret: &SecretKey, plaintext: &str) -> Result<(), Refusa
     if is_protocol_message(plaintext) {
         return Err(Refusal::ProtocolMessage);
     }
-    if holds_secret(secret, plaintext) {
+    if holds_key_material(secret, plaintext) {
         return Err(Refusal::SecretKey);
     }
     Ok(())
@@ -244,17 +272,39 @@ pub fn is_protocol_message(text: &str) -> bool {
     request || response
 }
 
-/// Whether `text` contains `secret` as hex or nsec, in any letter case.
-fn holds_secret(secret: &SecretKey, text: &str) -> bool {
+/// Shortest run of a key's hex, nsec or bytes that a plaintext returned to
+/// an app may not hold.
+pub const KEY_RUN: usize = 16;
+
+/// Whether `text` holds [`KEY_RUN`] or more consecutive characters of
+/// `secret`'s hex or nsec, in any letter case, or [`KEY_RUN`] consecutive
+/// bytes of the raw key.
+pub fn holds_key_material(secret: &SecretKey, text: &str) -> bool {
     let lower = Zeroizing::new(text.to_ascii_lowercase());
     let hex = Zeroizing::new(secret.to_secret_hex());
-    if lower.contains(hex.as_str()) {
-        return true;
+    let nsec = Zeroizing::new(secret.to_bech32().unwrap_or_default());
+    let raw = Zeroizing::new(secret.to_secret_bytes());
+    holds_run(lower.as_bytes(), hex.as_bytes())
+        || holds_run(lower.as_bytes(), nsec.as_bytes())
+        || holds_run(text.as_bytes(), raw.as_slice())
+}
+
+/// Whether `haystack` holds any [`KEY_RUN`] consecutive bytes of `key`.
+fn holds_run(haystack: &[u8], key: &[u8]) -> bool {
+    if key.len() < KEY_RUN {
+        return !key.is_empty() && haystack.windows(key.len()).any(|w| w == key);
     }
-    match secret.to_bech32() {
-        Ok(nsec) => lower.contains(Zeroizing::new(nsec).as_str()),
-        Err(_) => false,
-    }
+    // Every run of the key, sorted, wiped when dropped; each window of the
+    // haystack is looked up (a few comparisons for a 64-character key).
+    let mut runs: Zeroizing<Vec<[u8; KEY_RUN]>> = Zeroizing::new(
+        key.windows(KEY_RUN)
+            .filter_map(|w| <[u8; KEY_RUN]>::try_from(w).ok())
+            .collect(),
+    );
+    runs.sort_unstable();
+    haystack
+        .windows(KEY_RUN)
+        .any(|w| runs.binary_search_by(|r| r.as_slice().cmp(w)).is_ok())
 }
 
 /// A parsed JSON value whose strings are wiped when it is dropped.
@@ -352,5 +402,50 @@ mod tests {
             );
         }
         assert_eq!(check_plaintext(keys.secret_key(), "a DM"), Ok(()));
+    }
+
+    #[test]
+    fn sixteen_characters_of_the_key_are_refused_anywhere() {
+        let keys = Keys::generate();
+        let hex = keys.secret_key().to_secret_hex();
+        let nsec = keys.secret_key().to_bech32().unwrap();
+        for start in [0, 1, 17, 31, 48] {
+            let run = &hex[start..start + 16];
+            let text = format!("masked junk then {run} and more");
+            assert_eq!(
+                check_plaintext(keys.secret_key(), &text),
+                Err(Refusal::SecretKey),
+                "{start}"
+            );
+            let upper = format!("x{}y", run.to_ascii_uppercase());
+            assert!(holds_key_material(keys.secret_key(), &upper));
+        }
+        for start in [0, 5, 20, 47] {
+            let run = &nsec[start..start + 16];
+            assert!(holds_key_material(keys.secret_key(), &format!("..{run}..")));
+            let mixed: String = run
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            assert!(holds_key_material(keys.secret_key(), &mixed));
+        }
+        // The raw bytes, where they happen to be valid UTF-8: build a key
+        // whose bytes are ASCII to check it.
+        let ascii = SecretKey::from_slice(b"0123456789abcdefghijklmnopqrstuv").unwrap();
+        assert!(holds_key_material(&ascii, "prefix 89abcdefghijklmn suffix"));
+        assert!(!holds_key_material(&ascii, "89abcdefghijklm"));
+        // Fifteen characters are not a run; other text never is.
+        assert!(!holds_key_material(keys.secret_key(), &hex[3..18]));
+        assert!(!holds_key_material(
+            keys.secret_key(),
+            "a DM about nothing in particular at all"
+        ));
     }
 }
