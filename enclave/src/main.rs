@@ -176,6 +176,9 @@ struct LimitArgs {
     #[arg(long, value_name = "KIB", default_value_t = AdmissionLimits::default().free_grant_kib_per_hour)]
     free_grant_kib_per_hour: usize,
     /// MiB of memory all apps' grants and pending bunker secrets may count.
+    /// nsec.app's permission events may fill at most half of it, and each
+    /// owned key a fair share of that half; owners' grants always have the
+    /// other half.
     #[arg(long, value_name = "MIB", default_value_t = (Limits::default().max_grant_bytes >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..=512))]
     max_grant_mib: u64,
     /// The decision log: entries kept per key (the app that logs most loses
@@ -196,6 +199,15 @@ struct LimitArgs {
     /// admission control off (only the hard limits apply).
     #[arg(long, value_name = "BITS", default_value_t = AdmissionLimits::default().pow_bits, value_parser = clap::value_parser!(u8).range(0..=28))]
     pow_bits: u8,
+    /// NIP-13 proof of work (bits) asked of the last slot of a resource,
+    /// and of a newcomer who takes the slot of a key that serves no one
+    /// when the enclave is full (at least `--pow-bits`).
+    #[arg(long, value_name = "BITS", default_value_t = AdmissionLimits::default().max_bits, value_parser = clap::value_parser!(u8).range(1..=28))]
+    pow_max_bits: u8,
+    /// Days an owned key with no app and no pending bunker secret is kept
+    /// after its owner's last admin request.
+    #[arg(long, value_name = "DAYS", default_value_t = Limits::default().idle_ttl / 86_400, value_parser = clap::value_parser!(u64).range(1..=3650))]
+    idle_days: u64,
 }
 
 fn at_least_one(s: &str) -> Result<usize, String> {
@@ -235,8 +247,10 @@ impl LimitArgs {
                     free_relays_per_hour: self.free_relays_per_hour,
                     free_grant_kib_per_hour: self.free_grant_kib_per_hour,
                     pow_bits: self.pow_bits,
+                    max_bits: self.pow_max_bits.max(self.pow_bits),
                 },
                 max_grant_bytes: usize::try_from(self.max_grant_mib << 20).unwrap_or(usize::MAX),
+                idle_ttl: self.idle_days.saturating_mul(86_400),
                 log: LogLimits {
                     per_key: self.log_per_key,
                     total: self.log_total,

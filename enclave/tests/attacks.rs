@@ -189,6 +189,7 @@ fn strangers_with_fresh_keys_cannot_exhaust_keys_test_keys_or_relays() {
                 free_relays_per_hour: 4,
                 free_grant_kib_per_hour: 64,
                 pow_bits: 8,
+                ..AdmissionLimits::default()
             },
             ..Limits::default()
         },

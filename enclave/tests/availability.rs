@@ -8,17 +8,24 @@
 
 mod common;
 
-use common::in_process::{enclave, Enclave};
-use enclave::custody::{Limits, LogLimits};
+use common::clocked::{admin_at, call_at, note, refused};
+use common::in_process::{enclave, now, Enclave};
+use common::nsec::{imported, ms, perms, set};
+use enclave::custody::{AdmissionLimits, Limits, LogLimits};
 use enclave::signer::SignerConfig;
-use nostr::Keys;
+use nostr::{Keys, RelayUrl};
+use verifier::event::KIND_ADMIN;
 use verifier::grant::{Perms, Policy};
-use verifier::rpc::admin::AdminRequest;
+use verifier::rpc::admin::{AdminRequest, KeptApps};
+use verifier::rpc::admission::parse_pow_required;
+use verifier::rpc::cipher::Scheme;
+use verifier::rpc::seal_request_with_pow;
+use verifier::rpc::status::KeyStatus;
 
 fn template(kind: u16) -> String {
     serde_json::json!({
         "kind": kind, "content": "x", "tags": [],
-        "created_at": common::in_process::now(),
+        "created_at": now(),
     })
     .to_string()
 }
@@ -80,4 +87,391 @@ fn a_strangers_keys_cannot_drain_another_keys_decision_log() {
     assert_eq!(kept.len(), 5, "{kept:?}");
     let refused = kept.iter().filter(|e| e["decision"] == "refused").count();
     assert_eq!(refused, 3);
+}
+
+/// `app` connects to `user`'s key with a fresh bunker URL of the owner's.
+fn mint_and_connect(e: &Enclave, user: &Keys, t: u64) -> Result<Keys, String> {
+    let url = admin_at(e, user, &AdminRequest::CreateBunkerUrl { policy: None }, t)?;
+    let secret = url.split("secret=").nth(1).unwrap().to_owned();
+    let app = Keys::generate();
+    let pk = user.public_key();
+    call_at(e, &app, &pk, "connect", &[&pk.to_hex(), &secret], t).into_result()?;
+    call_at(e, &app, &pk, "sign_event", &[&note(1, t)], t).into_result()?;
+    Ok(app)
+}
+
+/// The review's attack on nsec.app: a stranger imports keys of their own and
+/// publishes permission events on each, naming fresh apps with 64 kinds,
+/// until grant memory is full.
+#[test]
+fn a_strangers_permission_events_leave_owners_room_for_their_grants() {
+    // --max-grant-mib 1
+    let e = enclave(SignerConfig {
+        limits: Limits {
+            max_grant_bytes: 1 << 20,
+            ..Limits::default()
+        },
+        ..SignerConfig::default()
+    });
+    let t = now();
+    let owner = imported(&e, t);
+    let opk = owner.public_key();
+    let early = Keys::generate();
+    set(
+        &e,
+        &owner,
+        &early,
+        perms(ms(t - 60), ms(t - 60), &[("sign_event:1", "1")]),
+        t,
+    );
+    // 64 kinds apart, so none merge into a range: the most a grant holds.
+    let kinds: Vec<String> = (0..64).map(|k| format!("sign_event:{}", 2 * k)).collect();
+    let wide: Vec<(&str, &str)> = kinds.iter().map(|k| (k.as_str(), "1")).collect();
+    for _ in 0..10 {
+        let stranger = imported(&e, t);
+        for _ in 0..64 {
+            set(
+                &e,
+                &stranger,
+                &Keys::generate(),
+                perms(ms(t), ms(t), &wide),
+                t,
+            );
+        }
+    }
+    {
+        let store = e.signer.store();
+        let memory = store.grant_memory();
+        assert!(memory.event <= 512 << 10, "{memory:?}");
+        assert!(memory.total() <= 1 << 20, "{memory:?}");
+    }
+    // The owner mints a bunker URL and an app connects and signs.
+    mint_and_connect(&e, &owner, t).unwrap();
+    // The owner's nsec.app app still signs, and a new one it allows in
+    // nsec.app now takes room from the strangers' keys (each holds more
+    // than its share).
+    call_at(&e, &early, &opk, "sign_event", &[&note(1, t)], t)
+        .into_result()
+        .unwrap();
+    let late = Keys::generate();
+    set(&e, &owner, &late, perms(ms(t), ms(t), &wide), t);
+    call_at(&e, &late, &opk, "sign_event", &[&note(2, t)], t)
+        .into_result()
+        .unwrap();
+    let memory = e.signer.store().grant_memory();
+    assert!(memory.event <= 512 << 10, "{memory:?}");
+}
+
+fn displacing() -> SignerConfig {
+    SignerConfig {
+        limits: Limits {
+            max_keys: 3,
+            admission: AdmissionLimits {
+                pow_bits: 4,
+                max_bits: 10,
+                ..AdmissionLimits::default()
+            },
+            ..Limits::default()
+        },
+        ..SignerConfig::default()
+    }
+}
+
+/// `user`'s import at `t` with `bits` of proof of work.
+fn import_paid(e: &Enclave, user: &Keys, bits: u8, t: u64) -> Result<String, String> {
+    let wire = AdminRequest::ImportKey {
+        keys: user.clone(),
+        relays: vec![e.relay.clone()],
+        apps: KeptApps::Keep,
+    }
+    .to_request();
+    let mut event =
+        seal_request_with_pow(user, &e.service, KIND_ADMIN, &wire, Scheme::Nip44, bits).unwrap();
+    if event.created_at.as_secs() != t {
+        // Dated as the test's clock says, mined again.
+        event = nostr::EventBuilder::new(event.kind, event.content.clone())
+            .tags(
+                event
+                    .tags
+                    .iter()
+                    .filter(|t| t.kind() != nostr::TagKind::Nonce)
+                    .cloned(),
+            )
+            .custom_created_at(nostr::Timestamp::from(t))
+            .pow(bits)
+            .sign_with_keys(user)
+            .unwrap();
+    }
+    e.signer
+        .try_handle(&event, &e.relay, t)
+        .map_err(|d| format!("{d:?}"))?
+        .reply
+        .map(|r| verifier::rpc::open_response(user, &r.event).unwrap())
+        .unwrap()
+        .into_result()
+}
+
+fn status(e: &Enclave, user: &Keys, t: u64) -> KeyStatus {
+    KeyStatus::from_json(&admin_at(e, user, &AdminRequest::KeyStatus, t).unwrap()).unwrap()
+}
+
+#[test]
+fn a_full_enclave_lets_a_paying_newcomer_take_the_slot_of_a_key_that_serves_no_one() {
+    let e = enclave(displacing());
+    let t = now();
+    // A stranger fills every slot (paying as the enclave fills); one of
+    // the keys serves an app.
+    let paid = |t: u64| {
+        let user = Keys::generate();
+        assert_eq!(import_paid(&e, &user, 10, t), Ok("ok".into()));
+        user
+    };
+    let (busy, _app) = {
+        let user = paid(t);
+        let app = Keys::generate();
+        let grant = AdminRequest::Grant {
+            app: app.public_key(),
+            policy: Policy::full(),
+        };
+        admin_at(&e, &user, &grant, t).unwrap();
+        (user, app)
+    };
+    let idle_a = paid(t);
+    let idle_b = paid(t);
+    // The newest keys are never displaced (their owners may be about to
+    // connect an app): full.
+    let newcomer = Keys::generate();
+    let why = admin_at(
+        &e,
+        &newcomer,
+        &common::in_process::import(&e.relay, &newcomer),
+        t + 60,
+    )
+    .unwrap_err();
+    assert!(why.contains("maximum of 3 keys"), "{why}");
+    // Later, the newcomer is asked the price of the last slot, pays it and
+    // takes the slot of the key heard from least lately.
+    let later = t + 3600;
+    admin_at(&e, &idle_a, &AdminRequest::Ping, later - 10).unwrap();
+    let why = admin_at(
+        &e,
+        &newcomer,
+        &common::in_process::import(&e.relay, &newcomer),
+        later,
+    )
+    .unwrap_err();
+    assert_eq!(parse_pow_required(&why), Some(10), "{why}");
+    assert_eq!(import_paid(&e, &newcomer, 10, later), Ok("ok".into()));
+    let store = e.signer.store();
+    assert!(store.holds(&newcomer.public_key()));
+    assert!(
+        !store.holds(&idle_b.public_key()),
+        "the least lately used went"
+    );
+    assert!(store.holds(&idle_a.public_key()));
+    assert!(
+        store.holds(&busy.public_key()),
+        "a key that serves an app stays"
+    );
+}
+
+#[test]
+fn a_key_that_serves_no_one_is_let_go_after_its_idle_days_and_its_owner_can_see_when() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let idle_ttl = Limits::default().idle_ttl;
+    let user = imported(&e, t);
+    let seen = status(&e, &user, t);
+    assert!(seen.held && !seen.test_key);
+    assert_eq!(seen.deleted_after, Some(t + idle_ttl));
+    assert!(
+        seen.describe().contains("deleted after"),
+        "{}",
+        seen.describe()
+    );
+    // Any admin request starts the time again.
+    let later = t + idle_ttl / 2;
+    assert_eq!(
+        status(&e, &user, later).deleted_after,
+        Some(later + idle_ttl)
+    );
+    assert!(!e.signer.expire(t + idle_ttl + 1));
+    assert!(e.signer.store().holds(&user.public_key()));
+    // A key with an app is kept however long its owner is silent.
+    let served = imported(&e, t);
+    let grant = AdminRequest::Grant {
+        app: Keys::generate().public_key(),
+        policy: Policy::full(),
+    };
+    admin_at(&e, &served, &grant, t).unwrap();
+    assert_eq!(status(&e, &served, t).deleted_after, None);
+    assert!(e.signer.expire(later + idle_ttl));
+    let store = e.signer.store();
+    assert!(!store.holds(&user.public_key()));
+    assert!(store.holds(&served.public_key()));
+}
+
+#[test]
+fn a_newcomer_can_always_listen_on_the_admin_relay() {
+    let e = enclave(SignerConfig {
+        limits: Limits {
+            max_relays: 2,
+            admission: AdmissionLimits::off(),
+            ..Limits::default()
+        },
+        ..SignerConfig::default()
+    });
+    let t = now();
+    for n in 0..2 {
+        let stranger = Keys::generate();
+        let import = AdminRequest::ImportKey {
+            keys: stranger.clone(),
+            relays: vec![RelayUrl::parse(&format!("wss://junk{n}.example")).unwrap()],
+            apps: KeptApps::Keep,
+        };
+        admin_at(&e, &stranger, &import, t).unwrap();
+    }
+    let newcomer = Keys::generate();
+    let elsewhere = AdminRequest::ImportKey {
+        keys: newcomer.clone(),
+        relays: vec![RelayUrl::parse("wss://mine.example").unwrap()],
+        apps: KeptApps::Keep,
+    };
+    let why = admin_at(&e, &newcomer, &elsewhere, t).unwrap_err();
+    assert!(why.contains("admin relay"), "{why}");
+    assert_eq!(
+        admin_at(
+            &e,
+            &newcomer,
+            &common::in_process::import(&e.relay, &newcomer),
+            t
+        ),
+        Ok("ok".into())
+    );
+}
+
+fn nostrconnect_uri(
+    app: &Keys,
+    relays: &[&str],
+    perms: Option<&str>,
+) -> verifier::rpc::nostrconnect::NostrConnect {
+    let relays: Vec<String> = relays
+        .iter()
+        .map(|r| format!("relay={}", r.replace(':', "%3A").replace('/', "%2F")))
+        .collect();
+    let perms = perms
+        .map(|p| format!("&perms={}", p.replace(':', "%3A").replace(',', "%2C")))
+        .unwrap_or_default();
+    let uri = format!(
+        "nostrconnect://{}?{}&secret=s3cret{}&name=app",
+        app.public_key().to_hex(),
+        relays.join("&"),
+        perms
+    );
+    verifier::rpc::nostrconnect::NostrConnect::parse(&uri, 8).unwrap()
+}
+
+#[test]
+fn a_nostrconnect_app_without_owner_perms_gets_the_scoped_defaults() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let pk = user.public_key();
+    let app = Keys::generate();
+    let uri = nostrconnect_uri(&app, &[e.relay.as_str()], Some("sign_event:1"));
+    let answer = AdminRequest::NostrConnect { uri, policy: None };
+    admin_at(&e, &user, &answer, t).unwrap();
+    // What it asked for, at a human pace and within the created_at window.
+    for _ in 0..5 {
+        call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)
+            .into_result()
+            .unwrap();
+    }
+    assert!(
+        refused(call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t))
+            .starts_with("rate-limited")
+    );
+    let later = t + 3600;
+    let backdated = refused(call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], later));
+    assert!(backdated.contains("created_at"), "{backdated}");
+    assert!(refused(call_at(
+        &e,
+        &app,
+        &pk,
+        "sign_event",
+        &[&note(0, later)],
+        later
+    ))
+    .starts_with("forbidden"));
+}
+
+#[test]
+fn a_refused_nostrconnect_changes_nothing_and_a_revoked_app_takes_its_relays() {
+    let e = enclave(SignerConfig {
+        limits: Limits {
+            max_relays_per_key: 2,
+            admission: AdmissionLimits::off(),
+            ..Limits::default()
+        },
+        ..SignerConfig::default()
+    });
+    let t = now();
+    let user = imported(&e, t);
+    let pk = user.public_key();
+    let app = Keys::generate();
+    let grant = AdminRequest::Grant {
+        app: app.public_key(),
+        policy: Policy::new(Perms::parse("sign_event:1").unwrap()),
+    };
+    admin_at(&e, &user, &grant, t).unwrap();
+    // Too many relays: refused, and the app keeps the grant it had.
+    let uri = nostrconnect_uri(
+        &app,
+        &["wss://a.example", "wss://b.example"],
+        Some("sign_event:7"),
+    );
+    let answer = AdminRequest::NostrConnect { uri, policy: None };
+    let why = admin_at(&e, &user, &answer, t).unwrap_err();
+    assert!(why.contains("relays per key"), "{why}");
+    call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)
+        .into_result()
+        .unwrap();
+    assert!(
+        refused(call_at(&e, &app, &pk, "sign_event", &[&note(7, t)], t)).starts_with("forbidden")
+    );
+    // One relay: the key listens there for this app, and keeps it when the
+    // owner imports again keeping the apps.
+    let theirs = RelayUrl::parse("wss://a.example").unwrap();
+    let uri = nostrconnect_uri(&app, &["wss://a.example"], Some("sign_event:7"));
+    admin_at(
+        &e,
+        &user,
+        &AdminRequest::NostrConnect { uri, policy: None },
+        t,
+    )
+    .unwrap();
+    let relays = |e: &Enclave| e.signer.store().get(&pk).unwrap().relays().to_vec();
+    assert_eq!(relays(&e), vec![e.relay.clone(), theirs.clone()]);
+    admin_at(&e, &user, &common::in_process::import(&e.relay, &user), t).unwrap();
+    assert_eq!(relays(&e), vec![e.relay.clone(), theirs.clone()]);
+    // Revoked, the app takes its relay with it.
+    let revoke = AdminRequest::RevokeApp {
+        app: app.public_key(),
+    };
+    admin_at(&e, &user, &revoke, t).unwrap();
+    assert_eq!(relays(&e), vec![e.relay.clone()]);
+    // And so when it logs out itself.
+    let uri = nostrconnect_uri(&app, &["wss://a.example"], Some("sign_event:7"));
+    admin_at(
+        &e,
+        &user,
+        &AdminRequest::NostrConnect { uri, policy: None },
+        t,
+    )
+    .unwrap();
+    assert_eq!(relays(&e).len(), 2);
+    call_at(&e, &app, &pk, "logout", &[], t)
+        .into_result()
+        .unwrap();
+    assert_eq!(relays(&e), vec![e.relay.clone()]);
 }

@@ -10,71 +10,13 @@ mod common;
 
 use common::clocked::{admin_at, call_at, note, refused, scoped};
 use common::in_process::{enclave, now, Enclave};
+use common::nsec::{deleted, deliver, imported, ms, perm_event, perms, set};
 use enclave::signer::{Dropped, SignerConfig};
-use nostr::{Event, EventBuilder, Keys, Kind, PublicKey, Tag, Timestamp, ToBech32};
-use verifier::grant::nsecapp::{d_tag, KIND_APP_DATA, PERM_TAG};
+use nostr::{Keys, PublicKey};
+use verifier::grant::nsecapp::{KIND_APP_DATA, PERM_TAG};
 use verifier::grant::wire::{AppView, Page};
 use verifier::rpc::admin::AdminRequest;
 use verifier::rpc::cipher::{Conversation, Scheme};
-
-/// `author`'s permission event about `app`, its payload naming `named`.
-fn perm_event(author: &Keys, named: &PublicKey, app: &PublicKey, body: serde_json::Value) -> Event {
-    let mut body = body;
-    body["npub"] = named.to_bech32().unwrap().into();
-    body["appNpub"] = app.to_bech32().unwrap().into();
-    let content = Conversation::new(Scheme::Nip04, author.secret_key(), &author.public_key())
-        .unwrap()
-        .encrypt(&body.to_string())
-        .unwrap();
-    EventBuilder::new(Kind::from(KIND_APP_DATA), content)
-        .tag(Tag::identifier(d_tag(named, app)))
-        .tag(Tag::hashtag(PERM_TAG))
-        .custom_created_at(Timestamp::from(1_700_000_000))
-        .sign_with_keys(author)
-        .unwrap()
-}
-
-fn perms(updated: u64, perms_updated: u64, perms: &[(&str, &str)]) -> serde_json::Value {
-    let perms: Vec<_> = perms
-        .iter()
-        .map(|(p, v)| serde_json::json!({"id": "1", "perm": p, "value": v, "timestamp": 1}))
-        .collect();
-    serde_json::json!({
-        "name": "Coracle", "icon": "https://coracle.example/i.png", "url": "https://coracle.example",
-        "timestamp": 1, "updateTimestamp": updated, "permUpdateTimestamp": perms_updated,
-        "userAgent": "test", "token": "abc", "perms": perms,
-    })
-}
-
-fn deleted(updated: u64) -> serde_json::Value {
-    serde_json::json!({"updateTimestamp": updated, "deleted": true})
-}
-
-fn imported(e: &Enclave, t: u64) -> Keys {
-    let user = Keys::generate();
-    let import = AdminRequest::ImportKey {
-        keys: user.clone(),
-        relays: vec![e.relay.clone()],
-        apps: Default::default(),
-    };
-    assert_eq!(admin_at(e, &user, &import, t), Ok("ok".into()));
-    user
-}
-
-fn deliver(e: &Enclave, event: &Event, t: u64) -> Result<(), Dropped> {
-    let outcome = e.signer.try_handle(event, &e.relay, t)?;
-    assert!(
-        outcome.reply.is_none(),
-        "permission events are never answered"
-    );
-    Ok(())
-}
-
-/// `user`'s permission event about `app` with `body`, applied at `t`.
-fn set(e: &Enclave, user: &Keys, app: &Keys, body: serde_json::Value, t: u64) {
-    let event = perm_event(user, &user.public_key(), &app.public_key(), body);
-    deliver(e, &event, t).unwrap();
-}
 
 /// `app` signs a note of `kind` dated `at` on `user`'s key at `t`.
 fn signs(e: &Enclave, app: &Keys, user: &PublicKey, kind: u16, at: u64, t: u64) {
@@ -87,11 +29,6 @@ fn signs(e: &Enclave, app: &Keys, user: &PublicKey, kind: u16, at: u64, t: u64) 
 fn forbids(e: &Enclave, app: &Keys, user: &PublicKey, kind: u16, at: u64, t: u64) {
     let r = refused(call_at(e, app, user, "sign_event", &[&note(kind, at)], t));
     assert!(r.starts_with("forbidden"), "{r}");
-}
-
-/// Milliseconds of the unix time `t`.
-fn ms(t: u64) -> u64 {
-    t * 1000
 }
 
 #[test]

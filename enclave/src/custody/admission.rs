@@ -9,8 +9,14 @@
 //! difficulty that grows with how full the resource would be:
 //!
 //! ```text
-//! bits = pow_bits + (MAX_POW_BITS - pow_bits) * used_after / max + ceil(log2(taken))
+//! bits = pow_bits + (max_bits - pow_bits) * used_after / max + ceil(log2(taken))
 //! ```
+//!
+//! and never more than `max_bits` (28 by default, the most a client pays,
+//! `verifier::rpc::admission::MAX_POW_BITS`). The last slot costs
+//! `max_bits`: that is also the price a newcomer pays to take the slot of
+//! a key that serves no one when the enclave is full
+//! (`super::lifecycle`).
 //!
 //! With the defaults (16 bits to 28), the first slots past the allowance
 //! cost about 65 thousand hashes (milliseconds in Rust, a second in a
@@ -70,6 +76,9 @@ pub struct AdmissionLimits {
     /// The difficulty asked of the first request past an allowance; 0
     /// turns admission control off (a private enclave, or a test).
     pub pow_bits: u8,
+    /// The difficulty asked of the last slot of a resource (at most
+    /// [`MAX_POW_BITS`], and at least `pow_bits`).
+    pub max_bits: u8,
 }
 
 impl AdmissionLimits {
@@ -90,6 +99,7 @@ impl Default for AdmissionLimits {
             free_relays_per_hour: 8,
             free_grant_kib_per_hour: 4096,
             pow_bits: 16,
+            max_bits: MAX_POW_BITS,
         }
     }
 }
@@ -165,11 +175,12 @@ impl Admission {
         if taken <= self.free_left(resource, now) && after.saturating_mul(2) <= max {
             return 0;
         }
-        let base = u64::from(self.limits.pow_bits.min(MAX_POW_BITS));
-        let span = u64::from(MAX_POW_BITS) - base;
+        let top = self.limits.max_bits.min(MAX_POW_BITS);
+        let base = u64::from(self.limits.pow_bits.min(top));
+        let span = u64::from(top) - base;
         let fill = span * (after.min(max) as u64) / (max as u64);
         let size = u64::from(usize::BITS - taken.saturating_sub(1).leading_zeros());
-        u8::try_from((base + fill + size).min(u64::from(MAX_POW_BITS))).unwrap_or(MAX_POW_BITS)
+        u8::try_from((base + fill + size).min(u64::from(top))).unwrap_or(top)
     }
 
     /// Checks that `pow` bits pay for `taken` more of `resource`.

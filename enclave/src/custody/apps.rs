@@ -1,7 +1,10 @@
 //! The apps allowed on a key, each with its grant, and the pending bunker
-//! secrets, each with the policy the app that spends it gets.
+//! secrets, each with the policy the app that spends it gets; what an app is
+//! given, and why a `connect` is refused.
 
-use nostr::PublicKey;
+use std::fmt;
+
+use nostr::{PublicKey, RelayUrl};
 use verifier::grant::perms::MAX_PERMS;
 use verifier::grant::wire::{source, AppView};
 use verifier::grant::{Action, Decision, Grant, Method, Perm, Perms, Policy};
@@ -13,6 +16,11 @@ pub const MAX_CLAIMS: usize = 256;
 /// What an app costs besides its policy: the map entry, the grant's state,
 /// its claims (counted at their cap).
 const APP_BYTES: usize = 256 + MAX_CLAIMS;
+
+/// What a relay an app added to its key (a nostrconnect:// app's) is
+/// counted at: a parsed URL of at most `verifier::rpc::relays::MAX_RELAY_URL`
+/// bytes.
+pub const RELAY_BYTES: usize = 128 + verifier::rpc::relays::MAX_RELAY_URL;
 
 /// The memory a grant of `policy` may come to hold, counted when it is
 /// given: its perms and the rate log its largest bucket needs.
@@ -42,6 +50,9 @@ pub struct App {
     since: u64,
     last: Option<(u64, Method)>,
     claims: Option<String>,
+    /// The relays the key listens on for this app only (a nostrconnect://
+    /// app's, not the owner's): they go when it goes.
+    added: Vec<RelayUrl>,
 }
 
 impl App {
@@ -53,6 +64,7 @@ impl App {
             since: now,
             last: None,
             claims: None,
+            added: Vec::new(),
         }
     }
 
@@ -72,11 +84,28 @@ impl App {
         });
     }
 
-    /// The owner's new policy, from `now`.
-    pub fn replace(&mut self, policy: &Policy, source: &'static str, now: u64) {
-        self.grant.replace(policy, now);
+    /// The owner's new policy (narrowed by what the app `asked`), from
+    /// `now`: the rate history is kept.
+    pub fn replace(
+        &mut self,
+        policy: &Policy,
+        asked: Option<&Perms>,
+        source: &'static str,
+        now: u64,
+    ) {
+        self.grant.replace_narrowed(policy, asked, now);
         self.source = source;
         self.since = now;
+    }
+
+    /// The relays the key listens on for this app only.
+    pub fn added_relays(&self) -> &[RelayUrl] {
+        &self.added
+    }
+
+    /// Records the relays the key listens on for this app only.
+    pub(super) fn set_added_relays(&mut self, relays: Vec<RelayUrl>) {
+        self.added = relays;
     }
 
     /// The decision on `action` at `now`.
@@ -102,7 +131,7 @@ impl App {
 
     /// The memory counted for this app.
     pub fn bytes(&self) -> usize {
-        Self::bytes_of(self.grant.policy())
+        Self::bytes_of(self.grant.policy()) + self.added.len() * RELAY_BYTES
     }
 
     /// The memory an app granted `policy` is counted at.
@@ -133,8 +162,71 @@ pub(super) struct Pending {
 
 impl Pending {
     /// The memory counted for a secret of `policy`: the app it becomes,
-    /// whatever perms its connect narrows it to (at most `MAX_PERMS`).
+    /// whatever perms its connect narrows it to (at most `MAX_PERMS`), and
+    /// the owner change its connect remembers.
     pub(super) fn bytes_of(policy: &Policy) -> usize {
-        64 + APP_BYTES + policy_bytes(policy, MAX_PERMS.max(perms_len(&policy.perms)))
+        64 + super::user_key::TRACKED_BYTES
+            + APP_BYTES
+            + policy_bytes(policy, MAX_PERMS.max(perms_len(&policy.perms)))
     }
 }
+
+/// What an app is given: a policy, narrowed by what it asked for, from
+/// one source, with the relays the key listens on for it alone.
+#[derive(Debug)]
+pub struct Granted<'a> {
+    /// The owner's (or nsec.app's) policy.
+    pub policy: &'a Policy,
+    /// What the app asked for (its perms), which narrows the policy.
+    pub asked: Option<&'a Perms>,
+    /// Where it came from (`verifier::grant::wire::source`).
+    pub source: &'static str,
+    /// Relays added to the key for this app only (`None`: those it had).
+    pub added: Option<Vec<RelayUrl>>,
+}
+
+impl<'a> Granted<'a> {
+    /// `policy` from `source`, as it is.
+    pub fn new(policy: &'a Policy, source: &'static str) -> Self {
+        Self {
+            policy,
+            asked: None,
+            source,
+            added: None,
+        }
+    }
+}
+
+/// Why `connect` was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// The secret is not one of the pending ones (wrong, spent or expired).
+    BadSecret,
+    /// No secret, and the app was never allowed.
+    SecretRequired,
+    /// The key has `max_apps_per_key` apps.
+    TooManyApps(usize),
+    /// The perms asked for leave nothing of the bunker URL's grant.
+    NothingGranted(String),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadSecret => f.write_str("connect: the secret is wrong, already used or expired"),
+            Self::SecretRequired => {
+                f.write_str("connect: a secret is required (use a bunker URL from the key's owner)")
+            }
+            Self::NothingGranted(granted) => write!(
+                f,
+                "connect: the perms you ask for leave nothing of what this bunker URL grants ({granted}); ask for some of it, or for nothing to get all of it"
+            ),
+            Self::TooManyApps(n) => write!(
+                f,
+                "connect: this key already has {n} apps; log one out first"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}

@@ -1,46 +1,67 @@
 //! The store's side of grants: giving and replacing them, bunker secrets,
 //! `connect`, decisions and their log, and the count of the memory grants
 //! hold (each counted when given at what it may come to hold; see
-//! `apps::policy_bytes`), bounded by `Limits::max_grant_bytes` and paid
-//! with proof of work past a free hourly allowance, as keys are.
+//! `apps::policy_bytes`), in two classes (`super::grant_memory`): what
+//! owners grant through the admin API is bounded by
+//! `Limits::max_grant_bytes` and paid with proof of work past a free
+//! hourly allowance, as keys are; what nsec.app's events grant is
+//! `super::nsec_store`'s.
 
 use nostr::PublicKey;
-use verifier::grant::nsecapp::{merge, to_policy, Merged, Payload};
-use verifier::grant::wire::source;
 use verifier::grant::{Action, Decision, Method, Perms, Policy, Refusal};
 use zeroize::Zeroizing;
 
-use super::user_key::TRACKED_BYTES;
-use super::{DecisionLog, Entry, KeyStore, Resource, StoreError, UserKey};
+use super::apps::App;
+use super::{DecisionLog, Entry, KeyStore, Memory, Resource, StoreError, UserKey};
+
+/// What removing an app did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Removed {
+    /// The app had a grant.
+    pub had: bool,
+    /// The key's relays changed: relays only that app had added went.
+    pub relays_changed: bool,
+}
 
 impl KeyStore {
     /// Runs `change` on `user`'s key, keeping the count of grant memory.
-    fn update<R>(&mut self, user: &PublicKey, change: impl FnOnce(&mut UserKey) -> R) -> Option<R> {
+    pub(super) fn update<R>(
+        &mut self,
+        user: &PublicKey,
+        change: impl FnOnce(&mut UserKey) -> R,
+    ) -> Option<R> {
         let key = self.keys.get_mut(user)?;
-        let before = key.grant_bytes();
+        let before = key.memory();
         let result = change(key);
-        let after = key.grant_bytes();
-        self.grant_bytes = (self.grant_bytes + after).saturating_sub(before);
+        let after = key.memory();
+        self.memory.changed(user, before, after);
         Some(result)
     }
 
     /// The memory counted for all grants and pending secrets.
     pub fn grant_bytes(&self) -> usize {
-        self.grant_bytes
+        self.memory.counted().total()
     }
 
-    /// Checks that `extra` bytes of grants fit and that `pow` pays for
-    /// them past the free allowance.
-    fn admit_grants(&self, extra: usize, pow: u8, now: u64) -> Result<(), StoreError> {
-        let max = self.limits.max_grant_bytes;
-        if self.grant_bytes.saturating_add(extra) > max {
+    /// The memory counted for all grants and pending secrets, by class.
+    pub fn grant_memory(&self) -> Memory {
+        self.memory.counted()
+    }
+
+    /// Checks that `extra` bytes of owners' grants fit and that `pow`
+    /// pays for them past the free allowance. The price follows how full
+    /// owners' grants are, not nsec.app's: a stranger's permission events
+    /// cannot raise it.
+    pub(super) fn admit_grants(&self, extra: usize, pow: u8, now: u64) -> Result<(), StoreError> {
+        let max = self.memory.max();
+        if !self.memory.owner_fits(extra) {
             return Err(StoreError::GrantsFull(max >> 20));
         }
         self.admission
             .check(
                 Resource::Grants,
                 extra.div_ceil(1024),
-                self.grant_bytes / 1024,
+                self.memory.counted().owner / 1024,
                 max / 1024,
                 pow,
                 now,
@@ -60,11 +81,14 @@ impl KeyStore {
         now: u64,
     ) -> Result<(), StoreError> {
         policy.check_at(now).map_err(StoreError::BadPolicy)?;
-        let extra = self
-            .keys
-            .get(user)
-            .ok_or(StoreError::NoKey)?
-            .grant_cost(&app, policy);
+        let key = self.keys.get(user).ok_or(StoreError::NoKey)?;
+        let max_apps = self.limits.max_apps_per_key;
+        if !key.allows(&app) && key.app_count() >= max_apps {
+            return Err(StoreError::Connect(super::ConnectError::TooManyApps(
+                max_apps,
+            )));
+        }
+        let extra = key.grant_cost(&app, policy, 0);
         self.admit_grants(extra, pow, now)?;
         let limits = self.limits.clone();
         self.update(user, |k| k.grant(app, policy, source, now, &limits))
@@ -122,26 +146,40 @@ impl KeyStore {
         self.update(user, |k| k.set_claims(app, claims));
     }
 
-    /// Ends `app`'s access to `user`'s key; whether it had any.
+    /// Ends `app`'s access to `user`'s key (its `logout`, or the owner's
+    /// `revoke_app`), and the relays only it had added.
     pub fn logout(
         &mut self,
         user: &PublicKey,
         app: &PublicKey,
         now: u64,
-    ) -> Result<bool, StoreError> {
-        self.update(user, |k| k.logout(app, now))
-            .ok_or(StoreError::NoKey)
+    ) -> Result<Removed, StoreError> {
+        let gone = self
+            .update(user, |k| k.logout(app, now))
+            .ok_or(StoreError::NoKey)?;
+        Ok(self.removed(user, gone))
+    }
+
+    /// What removing `gone` from `user`'s key did, its relays dropped.
+    pub(super) fn removed(&mut self, user: &PublicKey, gone: Option<App>) -> Removed {
+        let Some(gone) = gone else {
+            return Removed::default();
+        };
+        Removed {
+            had: true,
+            relays_changed: self.drop_app_relays(user, gone.added_relays()),
+        }
     }
 
     /// Whether `user`'s permission event `id` was applied lately.
     pub fn nsec_seen(&self, user: &PublicKey, id: &[u8; 32]) -> bool {
-        self.keys.get(user).is_some_and(|k| k.nsec_seen(id))
+        self.keys.contains_key(user) && self.nsec_ids.contains(id)
     }
 
     /// Remembers that `user`'s permission event `id` was applied.
     pub fn nsec_applied(&mut self, user: &PublicKey, id: [u8; 32]) {
-        if let Some(key) = self.keys.get_mut(user) {
-            key.nsec_applied(id);
+        if self.keys.contains_key(user) {
+            self.nsec_ids.insert(id);
         }
     }
 
@@ -210,91 +248,5 @@ impl KeyStore {
     /// The decision log.
     pub fn log(&self) -> &DecisionLog {
         &self.log
-    }
-
-    /// Applies `user`'s nsec.app permission event `payload` (see
-    /// `verifier::grant::nsecapp`). The newest change wins: a permission
-    /// change replaces the app's grant unless the owner changed that grant
-    /// later through the admin API, and the reverse. Returns the app and
-    /// what changed; `None` if the key is not held (or is a test key), or
-    /// it already remembers as many apps as it may have.
-    pub fn apply_nsec_app(
-        &mut self,
-        user: &PublicKey,
-        payload: Payload,
-        now: u64,
-    ) -> Option<(PublicKey, Merged)> {
-        let app = match &payload {
-            Payload::App { app, .. } | Payload::Deleted { app, .. } => *app,
-        };
-        let max_apps = self.limits.max_apps_per_key;
-        let key = self
-            .keys
-            .get_mut(user)
-            .filter(|k| k.expires_at().is_none())?;
-        let mut state = key.take_nsec_app(&app);
-        let known = state.is_some();
-        if state.is_none() && key.nsec_app_count() >= max_apps {
-            return None;
-        }
-        let merged = merge(&mut state, payload);
-        let Some(state) = state else {
-            return Some((app, merged));
-        };
-        // A change the owner made through the admin API in the same
-        // second or later stands (the owner's are in seconds, nsec.app's
-        // in ms).
-        let changed_at = match merged {
-            Merged::Deleted => state.updated,
-            _ => state.perms_updated,
-        };
-        let owner_later = key
-            .owner_changed_at(&app)
-            .is_some_and(|at| at.saturating_mul(1000).saturating_add(999) >= changed_at);
-        let from_nsec = key
-            .app(&app)
-            .is_some_and(|a| a.source() == source::NSEC_APP);
-        let claims = state.info.to_json();
-        match merged {
-            Merged::Unchanged => {}
-            Merged::Info if from_nsec => self.set_claims(user, &app, &claims),
-            Merged::Info => {}
-            Merged::Perms | Merged::Deleted if owner_later => {}
-            Merged::Perms => {
-                let applied = to_policy(&state).is_some_and(|policy| {
-                    let extra = self
-                        .keys
-                        .get(user)
-                        .map_or(0, |k| k.grant_cost(&app, &policy));
-                    // Signed by the key itself: the hard bound, no proof of work.
-                    let fits =
-                        self.grant_bytes.saturating_add(extra) <= self.limits.max_grant_bytes;
-                    let limits = self.limits.clone();
-                    let at = (changed_at / 1000).min(now);
-                    fits && self
-                        .update(user, |k| {
-                            k.grant(app, &policy, source::NSEC_APP, at, &limits)
-                        })
-                        .is_some_and(|r| r.is_ok())
-                });
-                if applied {
-                    self.set_claims(user, &app, &claims);
-                } else {
-                    // Refused, or it does not fit: fail closed, never
-                    // leave an older, wider grant in force.
-                    self.update(user, |k| k.forget_app(&app));
-                }
-            }
-            Merged::Deleted => {
-                self.update(user, |k| k.forget_app(&app));
-            }
-        }
-        if let Some(key) = self.keys.get_mut(user) {
-            key.keep_nsec_app(app, state);
-            if !known {
-                self.grant_bytes += TRACKED_BYTES;
-            }
-        }
-        Some((app, merged))
     }
 }

@@ -8,14 +8,21 @@
 //! Every limit here is what a stranger could otherwise exhaust: the number
 //! of imported keys and, separately, of throw-away test keys (so test keys
 //! can never crowd out imports), relays per key, distinct relays overall,
-//! apps and secrets per key, test keys per requester per hour; and, past a
-//! free hourly allowance, proof of work for every new key, test key and
-//! relay ([`admission`]).
+//! apps and secrets per key, test keys per requester per hour; past a free
+//! hourly allowance, proof of work for every new key, test key and relay
+//! ([`admission`]); grant memory in two classes, owners' and events'
+//! ([`grant_memory`]); and keys that serve no one do not hold their slot
+//! for good ([`lifecycle`]).
 
 pub mod admission;
 pub mod apps;
 pub mod decision_log;
+mod grant_memory;
 mod grant_store;
+mod import;
+pub mod lifecycle;
+mod nsec_store;
+mod recent_ids;
 mod relay_index;
 mod relay_lists;
 mod user_key;
@@ -23,17 +30,18 @@ mod user_key;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
-use nostr::{Keys, PublicKey, RelayUrl};
-use verifier::grant::Policy;
-use verifier::rpc::admin::KeptApps;
-use zeroize::Zeroizing;
+use nostr::{PublicKey, RelayUrl};
 
 pub use admission::{AdmissionLimits, PowRequired, Resource};
 pub use apps::App;
+pub use apps::{ConnectError, Granted};
 pub use decision_log::{DecisionLog, Entry, LogLimits};
-pub use user_key::{signing_keys, ConnectError, UserKey};
+pub use grant_memory::{Memory, EVENT_SHARE};
+pub use user_key::{signing_keys, UserKey};
 
 use admission::Admission;
+use grant_memory::GrantMemory;
+use recent_ids::RecentIds;
 use relay_index::RelayIndex;
 pub use relay_index::{RelayChanges, RelayDelta};
 use relay_lists::RelayLists;
@@ -67,8 +75,14 @@ pub struct Limits {
     /// What the decision log keeps.
     pub log: LogLimits,
     /// Memory all grants and pending bunker secrets may count, over all
-    /// keys (see `apps::policy_bytes`).
+    /// keys (see `apps::policy_bytes`); nsec.app's take at most half.
     pub max_grant_bytes: usize,
+    /// How long an owned key with no apps and no pending bunker secret is
+    /// kept after its owner's last admin request, in seconds.
+    pub idle_ttl: u64,
+    /// How long after its import a key that serves no one may be displaced
+    /// by a newcomer who pays the full price of a slot, in seconds.
+    pub displace_after: u64,
 }
 
 impl Default for Limits {
@@ -87,6 +101,8 @@ impl Default for Limits {
             admission: AdmissionLimits::default(),
             log: LogLimits::default(),
             max_grant_bytes: 64 << 20,
+            idle_ttl: 30 * 24 * 3600,
+            displace_after: 600,
         }
     }
 }
@@ -94,7 +110,8 @@ impl Default for Limits {
 /// Why the store refused a change; the message goes back to the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
-    /// The store holds `max_keys` keys.
+    /// The store holds `max_keys` keys, every one of which serves an app
+    /// or was imported too lately to be displaced.
     Full(usize),
     /// The store holds `max_test_keys` test keys.
     TestKeysFull(usize),
@@ -121,13 +138,16 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Full(n) => write!(f, "this enclave holds its maximum of {n} keys"),
+            Self::Full(n) => write!(
+                f,
+                "this enclave holds its maximum of {n} keys, and each serves apps or was imported in the last minutes; try later"
+            ),
             Self::TestKeysFull(n) => write!(f, "this enclave holds its maximum of {n} test keys"),
             Self::TooManyRelaysPerKey(n) => write!(f, "at most {n} relays per key"),
             Self::TooManyRelays(n) => {
                 write!(
                     f,
-                    "this enclave serves at most {n} distinct relays; reuse one of those in use"
+                    "this enclave serves at most {n} distinct relays; reuse one of those in use, such as its admin relay"
                 )
             }
             Self::TestKeyRate(n) => write!(f, "at most {n} test keys per hour; try again later"),
@@ -160,6 +180,8 @@ pub struct Imported {
     pub secrets_kept: usize,
     /// The key's relays changed (or it is new): subscriptions need updating.
     pub relays_changed: bool,
+    /// The key whose slot it took (the enclave was full).
+    pub displaced: Option<PublicKey>,
 }
 
 /// All user keys, by public key.
@@ -179,9 +201,15 @@ pub struct KeyStore {
     /// What each key's apps asked for and what their grants said.
     log: DecisionLog,
     /// The memory counted for all grants and pending secrets.
-    grant_bytes: usize,
+    memory: GrantMemory,
+    /// The nsec.app permission events applied lately, over all keys, so a
+    /// replay costs no decryption.
+    nsec_ids: RecentIds,
     /// Where every owned key's nsec.app permission events are read too.
     perm_relays: Vec<RelayUrl>,
+    /// The admin relay: always served, so it never counts against
+    /// `max_relays` (a newcomer can always listen there).
+    admin_relay: Option<RelayUrl>,
     /// How many owned keys (not test keys) have their permission events
     /// read on each relay: their own relays and the permission relays.
     owners: RelayIndex,
@@ -202,8 +230,10 @@ impl KeyStore {
         Self {
             admission: Admission::new(limits.admission.clone()),
             log: DecisionLog::new(limits.log),
-            grant_bytes: 0,
+            memory: GrantMemory::new(limits.max_grant_bytes),
+            nsec_ids: RecentIds::new(NSEC_IDS_KEPT),
             perm_relays: Vec::new(),
+            admin_relay: None,
             owners: RelayIndex::default(),
             limits,
             keys: HashMap::new(),
@@ -271,317 +301,24 @@ impl KeyStore {
         &self.perm_relays
     }
 
+    /// The admin relay, always served (set before any key is held).
+    pub fn set_admin_relay(&mut self, relay: RelayUrl) {
+        self.admin_relay = Some(relay);
+    }
+
     /// Distinct relays in use.
     pub fn relay_count(&self) -> usize {
         self.relays.len()
     }
 
-    /// Checks the relay limits for a key that will listen on `relays`
-    /// (instead of its current ones, for `replacing`); returns how many of
-    /// them are not served yet.
-    fn check_relays(
-        &self,
-        relays: &[RelayUrl],
-        replacing: Option<&PublicKey>,
-    ) -> Result<usize, StoreError> {
-        if relays.len() > self.limits.max_relays_per_key {
-            return Err(StoreError::TooManyRelaysPerKey(
-                self.limits.max_relays_per_key,
-            ));
-        }
-        let released: Vec<&RelayUrl> = replacing
-            .and_then(|p| self.keys.get(p))
-            .map(|k| {
-                k.relays()
-                    .iter()
-                    .filter(|r| self.relays.users(r) == 1 && !relays.contains(r))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let new = relays.iter().filter(|r| !self.relays.contains(r)).count();
-        if self.relays.len() - released.len() + new > self.limits.max_relays {
-            return Err(StoreError::TooManyRelays(self.limits.max_relays));
-        }
-        Ok(new)
-    }
-
-    /// Checks that `pow` pays for `new_relays` more relays and, if `key`
-    /// is given, one more of that resource.
-    fn admit(
-        &self,
-        key: Option<Resource>,
-        new_relays: usize,
-        pow: u8,
-        now: u64,
-    ) -> Result<(), StoreError> {
-        if let Some(resource) = key {
-            let (used, max) = match resource {
-                Resource::TestKeys => (self.test_keys, self.limits.max_test_keys),
-                _ => (self.keys.len() - self.test_keys, self.limits.max_keys),
-            };
-            self.admission
-                .check(resource, 1, used, max, pow, now)
-                .map_err(StoreError::Pow)?;
-        }
-        self.admission
-            .check(
-                Resource::Relays,
-                new_relays,
-                self.relays.len(),
-                self.limits.max_relays,
-                pow,
-                now,
-            )
-            .map_err(StoreError::Pow)
-    }
-
-    fn record(&mut self, key: Option<Resource>, new_relays: usize, now: u64) {
-        if let Some(resource) = key {
-            self.admission.record(resource, 1, now);
-        }
-        self.admission.record(Resource::Relays, new_relays, now);
-    }
-
-    /// Imports `keys` listening on `relays`, or updates the relays of a
-    /// key already held, keeping or dropping its apps and pending secrets
-    /// as `apps` says. `pow` is the request's proof of work, checked when
-    /// the import takes a new key slot or new relays.
-    pub fn import(
-        &mut self,
-        keys: Keys,
-        relays: Vec<RelayUrl>,
-        apps: KeptApps,
-        pow: u8,
-        now: u64,
-    ) -> Result<Imported, StoreError> {
-        let pubkey = keys.public_key();
-        let relays = distinct(relays);
-        let new_relays = self.check_relays(&relays, Some(&pubkey))?;
-        let held = self.keys.contains_key(&pubkey);
-        let moves = self
-            .keys
-            .get(&pubkey)
-            .is_some_and(|k| !same_relays(k.relays(), &relays));
-        if moves {
-            let limit = self.limits.relay_changes_per_hour;
-            if let Some(key) = self.keys.get_mut(&pubkey) {
-                if !key.may_change_relays(limit, now) {
-                    return Err(StoreError::RelayChangeRate(limit));
-                }
-            }
-        }
-        if !held && self.keys.len() - self.test_keys >= self.limits.max_keys {
-            return Err(StoreError::Full(self.limits.max_keys));
-        }
-        let resource = (!held).then_some(Resource::Keys);
-        self.admit(resource, new_relays, pow, now)?;
-        self.record(resource, new_relays, now);
-        if let Some(existing) = self.keys.get_mut(&pubkey) {
-            let owned = existing.expires_at().is_none();
-            if moves {
-                existing.record_relay_change(now);
-                self.relays.remove(&pubkey, existing.relays());
-                self.relays.add(pubkey, &relays);
-                if owned {
-                    let perm = &self.perm_relays;
-                    self.owners
-                        .remove(&pubkey, &read_on(existing.relays(), perm));
-                    self.owners.add(pubkey, &read_on(&relays, perm));
-                }
-            }
-            if !owned {
-                // Imported by its owner: no longer a throw-away key.
-                self.test_keys = self.test_keys.saturating_sub(1);
-                existing.keep();
-                self.owners
-                    .add(pubkey, &read_on(&relays, &self.perm_relays));
-            }
-            let old = existing.set_relays(self.lists.share(relays));
-            self.lists.release(old);
-            if apps == KeptApps::Drop {
-                let before = existing.grant_bytes();
-                existing.revoke_all(now);
-                self.grant_bytes =
-                    (self.grant_bytes + existing.grant_bytes()).saturating_sub(before);
-            }
-            return Ok(Imported {
-                new: false,
-                apps_kept: existing.app_count(),
-                secrets_kept: existing.secret_count(),
-                relays_changed: moves,
-            });
-        }
-        self.relays.add(pubkey, &relays);
-        self.owners
-            .add(pubkey, &read_on(&relays, &self.perm_relays));
-        self.keys.insert(
-            pubkey,
-            UserKey::new(keys.secret_key().clone(), self.lists.share(relays), None),
-        );
-        Ok(Imported {
-            new: true,
-            apps_kept: 0,
-            secrets_kept: 0,
-            relays_changed: true,
-        })
-    }
-
-    /// Makes `user`'s key listen on `more` relays too (a nostrconnect://
-    /// app's), under the same limits as an import: relays per key, relays
-    /// overall, relay changes per hour, and proof of work `pow` for new
-    /// relays past the free allowance. Returns the key's relays, and
-    /// whether they changed.
-    pub fn add_relays(
-        &mut self,
-        user: &PublicKey,
-        more: &[RelayUrl],
-        pow: u8,
-        now: u64,
-    ) -> Result<(Vec<RelayUrl>, bool), StoreError> {
-        let key = self.keys.get(user).ok_or(StoreError::NoKey)?;
-        let mut relays = key.relays().to_vec();
-        for relay in more {
-            if !relays.contains(relay) {
-                relays.push(relay.clone());
-            }
-        }
-        if relays.len() == key.relays().len() {
-            return Ok((relays, false));
-        }
-        let new_relays = self.check_relays(&relays, Some(user))?;
-        let limit = self.limits.relay_changes_per_hour;
-        if let Some(key) = self.keys.get_mut(user) {
-            if !key.may_change_relays(limit, now) {
-                return Err(StoreError::RelayChangeRate(limit));
-            }
-        }
-        self.admit(None, new_relays, pow, now)?;
-        self.record(None, new_relays, now);
-        if let Some(key) = self.keys.get_mut(user) {
-            key.record_relay_change(now);
-            self.relays.remove(user, key.relays());
-            self.relays.add(*user, &relays);
-            if key.expires_at().is_none() {
-                let perm = &self.perm_relays;
-                self.owners.remove(user, &read_on(key.relays(), perm));
-                self.owners.add(*user, &read_on(&relays, perm));
-            }
-            let old = key.set_relays(self.lists.share(relays.clone()));
-            self.lists.release(old);
-        }
-        Ok((relays, true))
-    }
-
-    /// Deletes the key for `pubkey`, wiping it.
-    pub fn delete(&mut self, pubkey: &PublicKey) -> Result<(), StoreError> {
-        let key = self.keys.remove(pubkey).ok_or(StoreError::NoKey)?;
-        self.log.forget(pubkey);
-        self.grant_bytes = self.grant_bytes.saturating_sub(key.grant_bytes());
-        self.relays.remove(pubkey, key.relays());
-        if key.expires_at().is_some() {
-            self.test_keys = self.test_keys.saturating_sub(1);
-        } else {
-            // Test keys have no owner: their permission events are not read.
-            self.owners
-                .remove(pubkey, &read_on(key.relays(), &self.perm_relays));
-        }
-        self.lists.release(key.into_relays());
-        Ok(())
-    }
-
-    /// A fresh throw-away key for `requester` on `relays`, living
-    /// `test_key_ttl`, with one connect secret. Returns it and the secret.
-    /// `pow` is the request's proof of work (see [`admission`]).
-    pub fn generate_test_key(
-        &mut self,
-        requester: &PublicKey,
-        relays: Vec<RelayUrl>,
-        pow: u8,
-        now: u64,
-    ) -> Result<(PublicKey, Zeroizing<String>), StoreError> {
-        let limit = self.limits.test_keys_per_hour;
-        let recent = self.test_key_requests.entry(*requester).or_default();
-        while recent.front().is_some_and(|t| *t + 3600 <= now) {
-            recent.pop_front();
-        }
-        if recent.len() >= limit {
-            return Err(StoreError::TestKeyRate(limit));
-        }
-        if recent.is_empty() {
-            // Not a requester worth remembering yet: keep the map to those
-            // that did get a test key.
-            self.test_key_requests.remove(requester);
-        }
-        if self.test_keys >= self.limits.max_test_keys {
-            return Err(StoreError::TestKeysFull(self.limits.max_test_keys));
-        }
-        let relays = distinct(relays);
-        let new_relays = self.check_relays(&relays, None)?;
-        self.admit(Some(Resource::TestKeys), new_relays, pow, now)?;
-        self.record(Some(Resource::TestKeys), new_relays, now);
-        self.test_key_requests
-            .entry(*requester)
-            .or_default()
-            .push_back(now);
-        let keys = Keys::generate();
-        let pubkey = keys.public_key();
-        self.relays.add(pubkey, &relays);
-        let relays = self.lists.share(relays);
-        let expires = now + self.limits.test_key_ttl;
-        let mut key = UserKey::new(keys.secret_key().clone(), relays, Some(expires));
-        // Throw-away keys give full access: there is nothing to protect.
-        let secret = key.new_secret(now, &self.limits, Policy::full());
-        self.grant_bytes += key.grant_bytes();
-        self.keys.insert(pubkey, key);
-        self.test_keys += 1;
-        Ok((pubkey, secret))
-    }
-
-    /// Removes expired test keys, secrets and rate-limit records; returns
-    /// how many keys were removed.
-    pub fn expire(&mut self, now: u64) -> usize {
-        let expired: Vec<PublicKey> = self
-            .keys
-            .iter()
-            .filter(|(_, k)| k.expires_at().is_some_and(|t| t <= now))
-            .map(|(p, _)| *p)
-            .collect();
-        for pubkey in &expired {
-            let _ = self.delete(pubkey);
-        }
-        for key in self.keys.values_mut() {
-            let before = key.grant_bytes();
-            key.expire_secrets(now);
-            self.grant_bytes = (self.grant_bytes + key.grant_bytes()).saturating_sub(before);
-        }
-        self.test_key_requests
-            .retain(|_, times| times.back().is_some_and(|t| t + 3600 > now));
-        expired.len()
+    /// How many keys are owned (not test keys).
+    fn owned(&self) -> usize {
+        self.keys.len() - self.test_keys
     }
 }
 
-/// `relays` and then the permission relays: where an owned key's nsec.app
-/// permission events are read (the index counts a relay named twice once).
-fn read_on(relays: &[RelayUrl], perm: &[RelayUrl]) -> Vec<RelayUrl> {
-    relays.iter().chain(perm).cloned().collect()
-}
-
-/// `relays` without repeats, in order (the parsers already drop them: the
-/// relay index counts on it).
-fn distinct(relays: Vec<RelayUrl>) -> Vec<RelayUrl> {
-    let mut out: Vec<RelayUrl> = Vec::with_capacity(relays.len());
-    for relay in relays {
-        if !out.contains(&relay) {
-            out.push(relay);
-        }
-    }
-    out
-}
-
-/// Whether two relay lists hold the same relays.
-fn same_relays(a: &[RelayUrl], b: &[RelayUrl]) -> bool {
-    a.len() == b.len() && a.iter().all(|r| b.contains(r))
-}
+/// nsec.app permission event ids remembered over all keys.
+const NSEC_IDS_KEPT: usize = 65_536;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,5 @@
 use super::*;
+use nostr::Keys;
 use verifier::grant::Policy;
 use verifier::rpc::admin::KeptApps;
 
@@ -79,7 +80,10 @@ fn relay_counts_lists_and_owners_follow_every_path_a_key_takes() {
     store
         .import(owner.clone(), vec![relay(2)], KeptApps::Keep, 0, 0)
         .unwrap();
-    store.add_relays(&test_key, &[relay(2)], 0, 0).unwrap();
+    let app = Keys::generate().public_key();
+    store
+        .nostrconnect(&test_key, app, &Policy::full(), None, &[relay(2)], 0, 0)
+        .unwrap();
     assert_eq!(store.relays.users(&relay(1)), 1);
     assert_eq!(store.relays.users(&relay(2)), 2);
     assert_eq!(store.lists.len(), 2, "[r2] and [r1, r2]; [r1] is gone");
@@ -207,7 +211,7 @@ fn secrets_are_single_use() {
     key.connect(app1, None, None, None, 2, &limits).unwrap();
     key.connect(app1, Some(&secret), None, None, 2, &limits)
         .unwrap();
-    assert!(key.logout(&app1, 3));
+    assert!(key.logout(&app1, 3).is_some());
     assert!(!key.allows(&app1));
 }
 
@@ -384,7 +388,7 @@ fn grant_memory_is_counted_bounded_and_given_back() {
     // Expired secrets, revoked apps and deleted keys give it back.
     store.expire(limits().secret_ttl + 10);
     assert_eq!(store.grant_bytes(), 2 * one);
-    assert_eq!(store.logout(&pk, &app, 20), Ok(true));
+    assert_eq!(store.logout(&pk, &app, 20).map(|r| r.had), Ok(true));
     // The app is gone; the time of the revoke is kept (and counted).
     assert!(store.grant_bytes() < 2 * one && store.grant_bytes() > one);
     assert_eq!(store.grant_bytes(), store.get(&pk).unwrap().grant_bytes());

@@ -10,7 +10,8 @@ use verifier::grant::nsecapp::AppState;
 use verifier::grant::{Action, Decision, Perms, Policy};
 use zeroize::Zeroizing;
 
-use super::apps::{App, Pending};
+use super::apps::{App, ConnectError, Granted, Pending};
+use super::grant_memory::Memory;
 use super::relay_lists::RelayList;
 use super::Limits;
 
@@ -25,12 +26,30 @@ pub struct UserKey {
     secret: Box<SecretKey>,
     /// Shared with every key on the same relays.
     relays: RelayList,
-    /// For test keys: when the key is deleted.
-    expires_at: Option<u64>,
+    /// A test key's expiry, or an owned key's import and last use.
+    life: Life,
     /// Its apps and what goes with them, once it has any: most held keys
     /// are imported and wait, and a key costs less without (memory per
     /// key is what bounds how many an enclave holds).
     sessions: Option<Box<Sessions>>,
+}
+
+/// Whose a key is, and so how it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    /// A throw-away test key, deleted at this time.
+    Test {
+        /// Unix seconds.
+        expires_at: u64,
+    },
+    /// Imported by its owner: deleted only by the owner, or when it has
+    /// no apps and no pending secrets and is idle (see `super::lifecycle`).
+    Owned {
+        /// When it was first imported (or a test key became the owner's).
+        imported: u64,
+        /// Its owner's last admin request (or the import).
+        last_used: u64,
+    },
 }
 
 /// What a key has once apps use it or its relays change.
@@ -49,17 +68,21 @@ struct Sessions {
     /// bunker secret, a revoke), so an older nsec.app event cannot undo
     /// it; at most [`OWNER_CHANGES_KEPT`], the oldest forgotten first.
     owner_at: HashMap<PublicKey, u64>,
-    /// The permission events applied lately, so a replay costs no
-    /// decryption.
-    nsec_seen: VecDeque<[u8; 32]>,
+    /// The newest owner change forgotten (unix seconds): an nsec.app change
+    /// no newer than it, for an app without a remembered owner change, is
+    /// taken to be older than the owner's and does not apply.
+    owner_floor: u64,
+    /// The newest nsec.app timestamp of a state forgotten (ms; for memory,
+    /// see `super::nsec_store`): an event for an app without a remembered
+    /// state, no newer than it, may be older than what was forgotten and is
+    /// not applied.
+    nsec_floor: u64,
 }
 
 /// Owner changes remembered per key.
 pub(super) const OWNER_CHANGES_KEPT: usize = 128;
 /// What one remembered nsec.app state or owner change is counted at.
 pub(super) const TRACKED_BYTES: usize = 96;
-/// Permission event ids remembered per key.
-const NSEC_SEEN_KEPT: usize = 256;
 
 /// The signing keys of `secret` (one point multiplication, about 15 µs:
 /// done per request, outside the store's lock).
@@ -73,51 +96,31 @@ impl fmt::Debug for UserKey {
             .field("relays", &self.relays)
             .field("apps", &self.app_count())
             .field("secrets", &self.secret_count())
-            .field("expires_at", &self.expires_at)
+            .field("life", &self.life)
             .finish()
     }
 }
 
-/// Why `connect` was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnectError {
-    /// The secret is not one of the pending ones (wrong, spent or expired).
-    BadSecret,
-    /// No secret, and the app was never allowed.
-    SecretRequired,
-    /// The key has `max_apps_per_key` apps.
-    TooManyApps(usize),
-    /// The perms asked for leave nothing of the bunker URL's grant.
-    NothingGranted(String),
-}
-
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BadSecret => f.write_str("connect: the secret is wrong, already used or expired"),
-            Self::SecretRequired => {
-                f.write_str("connect: a secret is required (use a bunker URL from the key's owner)")
-            }
-            Self::NothingGranted(granted) => write!(
-                f,
-                "connect: the perms you ask for leave nothing of what this bunker URL grants ({granted}); ask for some of it, or for nothing to get all of it"
-            ),
-            Self::TooManyApps(n) => write!(
-                f,
-                "connect: this key already has {n} apps; log one out first"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ConnectError {}
-
 impl UserKey {
-    pub(super) fn new(secret: SecretKey, relays: RelayList, expires_at: Option<u64>) -> Self {
+    /// A key on `relays`: a test key if it `expires_at`, else its
+    /// owner's, imported at `now`.
+    pub(super) fn new(
+        secret: SecretKey,
+        relays: RelayList,
+        expires_at: Option<u64>,
+        now: u64,
+    ) -> Self {
+        let life = match expires_at {
+            Some(expires_at) => Life::Test { expires_at },
+            None => Life::Owned {
+                imported: now,
+                last_used: now,
+            },
+        };
         Self {
             secret: Box::new(secret),
             relays,
-            expires_at,
+            life,
             sessions: None,
         }
     }
@@ -169,11 +172,44 @@ impl UserKey {
 
     /// When a test key is deleted; `None` for imported keys.
     pub fn expires_at(&self) -> Option<u64> {
-        self.expires_at
+        match self.life {
+            Life::Test { expires_at } => Some(expires_at),
+            Life::Owned { .. } => None,
+        }
     }
 
-    pub(super) fn keep(&mut self) {
-        self.expires_at = None;
+    /// An owned key's import and last use (unix seconds); `None` for test keys.
+    pub fn used(&self) -> Option<(u64, u64)> {
+        match self.life {
+            Life::Test { .. } => None,
+            Life::Owned {
+                imported,
+                last_used,
+            } => Some((imported, last_used)),
+        }
+    }
+
+    /// Its owner made a request at `now`.
+    pub(super) fn touch(&mut self, now: u64) {
+        if let Life::Owned { last_used, .. } = &mut self.life {
+            *last_used = (*last_used).max(now);
+        }
+    }
+
+    /// Imported by its owner at `now`: no longer a throw-away key.
+    pub(super) fn keep(&mut self, now: u64) {
+        if let Life::Test { .. } = self.life {
+            self.life = Life::Owned {
+                imported: now,
+                last_used: now,
+            };
+        }
+    }
+
+    /// Whether it serves no one: no app may use it and no bunker secret
+    /// is pending (what the idle and displacement rules look at).
+    pub fn unused(&self) -> bool {
+        self.app_count() == 0 && self.secret_count() == 0
     }
 
     /// Whether `app` may use the key (its grant decides what it may do).
@@ -191,18 +227,34 @@ impl UserKey {
         now: u64,
         limits: &Limits,
     ) -> Result<(), ConnectError> {
-        if source != verifier::grant::wire::source::NSEC_APP {
+        self.grant_with(app, Granted::new(policy, source), now, limits)
+    }
+
+    /// Gives `app` what `granted` says from `now`, replacing the grant it
+    /// had (and the relays it had added).
+    pub fn grant_with(
+        &mut self,
+        app: PublicKey,
+        granted: Granted<'_>,
+        now: u64,
+        limits: &Limits,
+    ) -> Result<(), ConnectError> {
+        let s = self.sessions_mut();
+        if !s.apps.contains_key(&app) && s.apps.len() >= limits.max_apps_per_key {
+            return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
+        }
+        if granted.source != verifier::grant::wire::source::NSEC_APP {
             self.owner_changed(app, now);
         }
         let s = self.sessions_mut();
-        if let Some(existing) = s.apps.get_mut(&app) {
-            existing.replace(policy, source, now);
-            return Ok(());
+        let entry = s
+            .apps
+            .entry(app)
+            .or_insert_with(|| App::new(granted.policy, granted.asked, granted.source, now));
+        entry.replace(granted.policy, granted.asked, granted.source, now);
+        if let Some(added) = granted.added {
+            entry.set_added_relays(added);
         }
-        if s.apps.len() >= limits.max_apps_per_key {
-            return Err(ConnectError::TooManyApps(limits.max_apps_per_key));
-        }
-        s.apps.insert(app, App::new(policy, None, source, now));
         Ok(())
     }
 
@@ -291,9 +343,9 @@ impl UserKey {
         }
     }
 
-    /// What nsec.app said last about `app`, taken out to be merged.
-    pub(super) fn take_nsec_app(&mut self, app: &PublicKey) -> Option<AppState> {
-        self.sessions.as_deref_mut()?.nsec_app.remove(app)
+    /// What nsec.app said last about `app`.
+    pub(super) fn nsec_app(&self, app: &PublicKey) -> Option<&AppState> {
+        self.sessions()?.nsec_app.get(app)
     }
 
     /// How many apps nsec.app's events are remembered for.
@@ -306,6 +358,52 @@ impl UserKey {
         state.perms = Vec::new();
         state.info = Default::default();
         self.sessions_mut().nsec_app.insert(app, state);
+    }
+
+    /// Whether an event at `at` (ms) for an app with no remembered state
+    /// may be older than a state forgotten.
+    pub(super) fn nsec_stale(&self, at: u64) -> bool {
+        self.sessions().is_some_and(|s| at <= s.nsec_floor)
+    }
+
+    /// An event at `at` (ms) could not be remembered: events no newer, for
+    /// apps with no remembered state, are not applied from now on.
+    pub(super) fn nsec_forgot(&mut self, at: u64) {
+        let s = self.sessions_mut();
+        s.nsec_floor = s.nsec_floor.max(at);
+    }
+
+    /// Frees some of its nsec.app memory: the largest grant nsec.app gave
+    /// (the app then has nothing, and the state that says what nsec.app
+    /// said stays), or with none, the oldest state (forgotten as above).
+    /// The app concerned, and its grant if that went.
+    pub(super) fn evict_nsec(&mut self) -> Option<(PublicKey, Option<App>)> {
+        let s = self.sessions.as_deref_mut()?;
+        let largest = s
+            .apps
+            .iter()
+            .filter(|(_, a)| a.source() == verifier::grant::wire::source::NSEC_APP)
+            .max_by_key(|(_, a)| a.bytes())
+            .map(|(app, _)| *app);
+        if let Some(app) = largest {
+            let gone = s.apps.remove(&app);
+            return Some((app, gone));
+        }
+        self.forget_oldest_nsec().map(|app| (app, None))
+    }
+
+    /// Forgets the oldest nsec.app state (events no newer are then not
+    /// applied for apps it remembers nothing of); the app it was of.
+    pub(super) fn forget_oldest_nsec(&mut self) -> Option<PublicKey> {
+        let s = self.sessions.as_deref_mut()?;
+        let (app, at) = s
+            .nsec_app
+            .iter()
+            .map(|(app, st)| (*app, st.updated.max(st.perms_updated)))
+            .min_by_key(|(_, at)| *at)?;
+        s.nsec_app.remove(&app);
+        s.nsec_floor = s.nsec_floor.max(at);
+        Some(app)
     }
 
     /// When `app`'s grant started, if it has one.
@@ -323,23 +421,48 @@ impl UserKey {
         self.sessions().into_iter().flat_map(|s| s.apps.iter())
     }
 
-    /// The memory counted for its apps' grants and pending secrets.
-    pub fn grant_bytes(&self) -> usize {
+    /// The memory counted for its apps' grants, pending secrets and the
+    /// changes it remembers, by class.
+    pub fn memory(&self) -> Memory {
         let Some(s) = self.sessions() else {
-            return 0;
+            return Memory::default();
         };
-        (s.nsec_app.len() + s.owner_at.len()) * TRACKED_BYTES
-            + s.apps.values().map(App::bytes).sum::<usize>()
-            + s.secrets
-                .iter()
-                .map(|p| Pending::bytes_of(&p.policy))
-                .sum::<usize>()
+        let mut memory = Memory {
+            owner: s.owner_at.len() * TRACKED_BYTES
+                + s.secrets
+                    .iter()
+                    .map(|p| Pending::bytes_of(&p.policy))
+                    .sum::<usize>(),
+            event: s.nsec_app.len() * TRACKED_BYTES,
+        };
+        for app in s.apps.values() {
+            if app.source() == verifier::grant::wire::source::NSEC_APP {
+                memory.event += app.bytes();
+            } else {
+                memory.owner += app.bytes();
+            }
+        }
+        memory
     }
 
-    /// How much more memory granting `policy` to `app` would count.
-    pub fn grant_cost(&self, app: &PublicKey, policy: &Policy) -> usize {
-        let now = self.app(app).map_or(0, App::bytes);
-        App::bytes_of(policy).saturating_sub(now)
+    /// The memory counted for its apps' grants and pending secrets.
+    pub fn grant_bytes(&self) -> usize {
+        self.memory().total()
+    }
+
+    /// How much more owner memory granting `policy` to `app` would count
+    /// (with `relays` added for it).
+    pub fn grant_cost(&self, app: &PublicKey, policy: &Policy, relays: usize) -> usize {
+        let now = self
+            .app(app)
+            .filter(|a| a.source() != verifier::grant::wire::source::NSEC_APP)
+            .map_or(0, App::bytes);
+        let record = if self.owner_changed_at(app).is_some() {
+            0
+        } else {
+            TRACKED_BYTES
+        };
+        (App::bytes_of(policy) + relays * super::apps::RELAY_BYTES + record).saturating_sub(now)
     }
 
     /// How much more memory a new secret for `policy` would count.
@@ -348,27 +471,50 @@ impl UserKey {
     }
 
     /// Ends `app`'s session (its `logout`, or the owner's `revoke_app`);
-    /// returns whether it had one.
-    pub fn logout(&mut self, app: &PublicKey, now: u64) -> bool {
-        self.owner_changed(*app, now);
-        self.sessions_mut().apps.remove(app).is_some()
+    /// returns what it had. A change is remembered for an app the key knew
+    /// (allowed, or named by nsec.app), not for any key a request names.
+    pub(super) fn logout(&mut self, app: &PublicKey, now: u64) -> Option<App> {
+        let s = self.sessions.as_deref_mut()?;
+        let had = s.apps.remove(app);
+        if had.is_some() || s.nsec_app.contains_key(app) {
+            self.owner_changed(*app, now);
+        }
+        had
     }
 
     /// Removes `app` because nsec.app said so (not an owner change here).
-    pub(super) fn forget_app(&mut self, app: &PublicKey) -> bool {
-        self.sessions
-            .as_deref_mut()
-            .is_some_and(|s| s.apps.remove(app).is_some())
+    pub(super) fn forget_app(&mut self, app: &PublicKey) -> Option<App> {
+        self.sessions.as_deref_mut()?.apps.remove(app)
     }
 
     fn owner_changed(&mut self, app: PublicKey, now: u64) {
-        let owner_at = &mut self.sessions_mut().owner_at;
-        if !owner_at.contains_key(&app) && owner_at.len() >= OWNER_CHANGES_KEPT {
-            if let Some(oldest) = owner_at.iter().min_by_key(|(_, t)| **t).map(|(a, _)| *a) {
-                owner_at.remove(&oldest);
+        let s = self.sessions_mut();
+        if !s.owner_at.contains_key(&app) && s.owner_at.len() >= OWNER_CHANGES_KEPT {
+            if let Some((oldest, at)) = s
+                .owner_at
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(a, t)| (*a, *t))
+            {
+                s.owner_at.remove(&oldest);
+                s.owner_floor = s.owner_floor.max(at);
             }
         }
-        owner_at.insert(app, now);
+        s.owner_at.insert(app, now);
+    }
+
+    /// Whether an nsec.app change at `changed_at` (ms) for `app` is no
+    /// newer than the owner's last change of it (in seconds: the owner's
+    /// change wins within its second), or, with none remembered, than the
+    /// newest owner change forgotten.
+    pub(super) fn owner_later(&self, app: &PublicKey, changed_at: u64) -> bool {
+        let in_ms = |at: u64| at.saturating_mul(1000).saturating_add(999);
+        match self.owner_changed_at(app) {
+            Some(at) => in_ms(at) >= changed_at,
+            None => self
+                .sessions()
+                .is_some_and(|s| s.owner_floor > 0 && in_ms(s.owner_floor) >= changed_at),
+        }
     }
 
     /// When the owner last changed `app`'s access (unix seconds).
@@ -376,18 +522,21 @@ impl UserKey {
         self.sessions()?.owner_at.get(app).copied()
     }
 
-    /// Whether the permission event `id` was applied lately.
-    pub(super) fn nsec_seen(&self, id: &[u8; 32]) -> bool {
-        self.sessions().is_some_and(|s| s.nsec_seen.contains(id))
-    }
-
-    /// Remembers that the permission event `id` was applied.
-    pub(super) fn nsec_applied(&mut self, id: [u8; 32]) {
-        let seen = &mut self.sessions_mut().nsec_seen;
-        if seen.len() >= NSEC_SEEN_KEPT {
-            seen.pop_front();
+    /// The owner now lists `relays` as the key's own: no app added them.
+    pub(super) fn claim_relays(&mut self, relays: &[RelayUrl]) {
+        if let Some(s) = self.sessions.as_deref_mut() {
+            for app in s.apps.values_mut() {
+                if app.added_relays().iter().any(|r| relays.contains(r)) {
+                    let kept = app
+                        .added_relays()
+                        .iter()
+                        .filter(|r| !relays.contains(r))
+                        .cloned()
+                        .collect();
+                    app.set_added_relays(kept);
+                }
+            }
         }
-        seen.push_back(id);
     }
 
     /// Revokes every app and every pending connect secret.

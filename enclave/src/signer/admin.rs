@@ -53,6 +53,8 @@ pub fn handle(
     let who = npub(requester);
     let id = &request.id;
     let mut store = signer.store();
+    // Any request the key's owner signs keeps an idle key (custody::lifecycle).
+    store.touch(requester, now);
     let fail = |e: StoreError| (Response::error(id, e.to_string()), Change::None);
     match parsed {
         AdminRequest::Ping => (Response::ok(id, PONG), Change::None),
@@ -67,10 +69,15 @@ pub fn handle(
             ),
             Change::None,
         ),
+        AdminRequest::KeyStatus => (
+            Response::ok(id, store.status(requester, now).to_json()),
+            Change::None,
+        ),
         AdminRequest::ImportKey { keys, relays, apps } => {
             let on = relays.clone();
             match store.import(keys, relays, apps, pow, now) {
                 Ok(imported) => {
+                    note_displaced(&imported);
                     info!(
                         key = %who,
                         new = imported.new,
@@ -97,6 +104,7 @@ pub fn handle(
                 Ok(imported) => imported,
                 Err(e) => return fail(e),
             };
+            note_displaced(&imported);
             let granted = store.grant(requester, app, &policy, source::CONNECT_KEY, pow, now);
             match granted {
                 Ok(()) => {
@@ -156,11 +164,11 @@ pub fn handle(
             }
         }
         AdminRequest::RevokeApp { app } => match store.logout(requester, &app, now) {
-            Ok(true) => {
+            Ok(removed) if removed.had => {
                 info!(key = %who, app = %npub(&app), "app revoked by the owner");
-                (Response::ok(id, OK), Change::None)
+                (Response::ok(id, OK), Change::synced(removed.relays_changed))
             }
-            Ok(false) => (
+            Ok(_) => (
                 Response::error(id, "revoke_app: this app is not allowed on your key"),
                 Change::None,
             ),
@@ -193,6 +201,16 @@ pub fn handle(
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+/// Says in the operator's log which key a full enclave let go for `imported`.
+fn note_displaced(imported: &Imported) {
+    if let Some(gone) = &imported.displaced {
+        info!(
+            key = %npub(gone),
+            "key displaced: the enclave was full and it served no app; a newcomer paid for its slot"
+        );
     }
 }
 

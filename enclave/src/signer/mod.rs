@@ -121,6 +121,16 @@ impl Change {
         }
     }
 
+    /// Subscriptions must be updated if `changed` (relays were dropped:
+    /// nothing to wait for).
+    pub fn synced(changed: bool) -> Self {
+        if changed {
+            Self::Keys(Vec::new())
+        } else {
+            Self::None
+        }
+    }
+
     /// Whether subscriptions must be updated.
     pub fn keys_changed(&self) -> bool {
         matches!(self, Self::Keys(_))
@@ -184,6 +194,7 @@ impl Signer {
         let seen = Seen::new(config.max_request_age, config.max_seen);
         let mut store = KeyStore::new(config.limits.clone());
         store.set_perm_relays(config.perm_relays.clone());
+        store.set_admin_relay(admin_relay.clone());
         Self {
             store: Mutex::new(store),
             seen: Mutex::new(seen),
@@ -303,10 +314,7 @@ impl Signer {
                 .unwrap_or_default()
         };
         self.answer(event, from, &keys, relays, |request| {
-            (
-                nip46::handle(self, &keys, &event.pubkey, request, now),
-                Change::None,
-            )
+            nip46::handle(self, &keys, &event.pubkey, request, now)
         })
     }
 

@@ -26,7 +26,7 @@ use verifier::rpc::isolation::{
 use verifier::rpc::{Request, Response};
 use zeroize::Zeroizing;
 
-use super::{template, Signer, StoreKeys};
+use super::{template, Change, Signer, StoreKeys};
 
 /// An isolation check run with the store's view of the enclave's keys.
 type Isolation<'a> = dyn Fn(&StoreKeys<'_>) -> Result<(), String> + 'a;
@@ -71,18 +71,21 @@ pub mod method {
 /// `connect`'s and `logout`'s result.
 pub const ACK: &str = "ack";
 
-/// Handles `request` from `app` for the key `keys`.
+/// Handles `request` from `app` for the key `keys`; says whether the key's
+/// relays changed (an app that leaves takes the relays it added).
 pub fn handle(
     signer: &Signer,
     keys: &Keys,
     app: &PublicKey,
     request: &Request,
     now: u64,
-) -> Response {
-    match run(signer, keys, app, request, now) {
+) -> (Response, Change) {
+    let mut change = Change::None;
+    let response = match run(signer, keys, app, request, now, &mut change) {
         Ok(result) => Response::ok(&request.id, result),
         Err(e) => Response::error(&request.id, e),
-    }
+    };
+    (response, change)
 }
 
 fn run(
@@ -91,6 +94,7 @@ fn run(
     app: &PublicKey,
     request: &Request,
     now: u64,
+    change: &mut Change,
 ) -> Result<String, String> {
     let user = keys.public_key();
     let method = request.method.as_str();
@@ -243,7 +247,9 @@ fn run(
         }
         method::LOGOUT => {
             decide(&Action::method(granted))?;
-            let _ = signer.store().logout(&user, app, now);
+            if let Ok(removed) = signer.store().logout(&user, app, now) {
+                *change = Change::synced(removed.relays_changed);
+            }
             info!(key = %npub(&user), app = %npub(app), "app logged out");
             Ok(ACK.into())
         }

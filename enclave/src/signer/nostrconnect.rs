@@ -7,7 +7,6 @@
 
 use nostr::{EventBuilder, Kind, PublicKey, Tag};
 use verifier::event::KIND_NIP46;
-use verifier::grant::wire::source;
 use verifier::grant::{Action, Method, Perms, Policy};
 use verifier::rpc::cipher::Conversation;
 use verifier::rpc::nostrconnect::NostrConnect;
@@ -16,6 +15,7 @@ use super::{Change, Reply};
 use crate::custody::{signing_keys, KeyStore, StoreError};
 
 /// Grants `uri`'s app on `user`'s key and makes its `connect` response.
+/// Nothing changes unless every limit holds (`KeyStore::nostrconnect`).
 pub fn answer(
     store: &mut KeyStore,
     user: &PublicKey,
@@ -25,26 +25,24 @@ pub fn answer(
     now: u64,
 ) -> Result<(Reply, Change), StoreError> {
     let keys = signing_keys(store.get(user).ok_or(StoreError::NoKey)?.secret_key());
-    let mut policy = policy.unwrap_or_else(Policy::full);
-    let asked = uri.perms.as_deref().and_then(Perms::parse_requested);
+    let policy = uri.owner_policy(policy.as_ref());
+    let asked = uri.asked();
     let narrowed = policy.perms.narrow(asked.as_ref());
     if narrowed == Perms::Listed(Vec::new()) && policy.perms != narrowed {
         return Err(StoreError::BadPolicy(
             "nostrconnect: the app asks for nothing that this policy grants".into(),
         ));
     }
-    policy.perms = narrowed;
-    let had = store.get(user).is_some_and(|k| k.allows(&uri.client));
-    store.grant(user, uri.client, &policy, source::NOSTRCONNECT, pow, now)?;
-    let (relays, changed) = match store.add_relays(user, &uri.relays, pow, now) {
-        Ok(done) => done,
-        Err(e) => {
-            if !had {
-                let _ = store.logout(user, &uri.client, now);
-            }
-            return Err(e);
-        }
-    };
+    policy.check_at(now).map_err(StoreError::BadPolicy)?;
+    let (relays, changed) = store.nostrconnect(
+        user,
+        uri.client,
+        &policy,
+        asked.as_ref(),
+        &uri.relays,
+        pow,
+        now,
+    )?;
     store.set_claims(user, &uri.client, &uri.claims());
     store.log_allowed(user, &uri.client, &Action::method(Method::Connect), now);
     let content = Conversation::nip44(keys.secret_key(), &uri.client)

@@ -11,7 +11,7 @@ use verifier::grant::nsecapp::{is_perm_event, parse_payload, Merged, Payload, MA
 use verifier::rpc::cipher::{Conversation, Scheme};
 use verifier::rpc::isolation::check_app;
 
-use super::{Dropped, Outcome, Signer};
+use super::{Change, Dropped, Outcome, Signer};
 
 /// Handles `event`, a kind 30078 event, at `now`.
 pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropped> {
@@ -51,13 +51,33 @@ pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropp
         store.nsec_applied(&user, event.id.to_bytes());
         store.apply_nsec_app(&user, payload, now)
     };
-    if let Some((app, merged)) = applied.filter(|(_, m)| *m != Merged::Unchanged) {
+    let Some(applied) = applied else {
+        return Ok(Outcome::default());
+    };
+    let npub = |p: &nostr::PublicKey| p.to_bech32().unwrap_or_default();
+    for (key, app) in &applied.dropped {
         info!(
-            key = %user.to_bech32().unwrap_or_default(),
-            app = %app.to_bech32().unwrap_or_default(),
-            change = ?merged,
+            key = %npub(key),
+            app = %npub(app),
+            "nsec.app grant dropped: nsec.app's share of grant memory is full and this key holds more than its fair share"
+        );
+    }
+    if applied.refused {
+        info!(
+            key = %npub(&user),
+            app = %npub(&applied.app),
+            "nsec.app permissions refused (no room, or too many apps): the app has nothing"
+        );
+    } else if applied.merged != Merged::Unchanged {
+        info!(
+            key = %npub(&user),
+            app = %npub(&applied.app),
+            change = ?applied.merged,
             "nsec.app permissions applied"
         );
     }
-    Ok(Outcome::default())
+    Ok(Outcome {
+        change: Change::synced(applied.relays_changed),
+        ..Outcome::default()
+    })
 }

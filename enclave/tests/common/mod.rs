@@ -11,6 +11,7 @@
 pub(crate) mod clocked;
 pub(crate) mod fake_relay;
 pub(crate) mod in_process;
+pub(crate) mod nsec;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -89,6 +89,15 @@ impl Policy {
         Self::new(Perms::Full)
     }
 
+    /// This policy with the conditions of a scoped grant
+    /// ([`rate::DEFAULT_RATES`] and a ±10 minute `created_at` window),
+    /// for one that an app's request will narrow.
+    pub fn with_scoped_conditions(mut self) -> Self {
+        self.rates = Rates::default_scoped();
+        self.window = Some(DEFAULT_WINDOW);
+        self
+    }
+
     /// Whether the policy can start at `now`: an absolute expiry must be
     /// in the future.
     pub fn check_at(&self, now: u64) -> Result<(), String> {
@@ -158,8 +167,13 @@ impl Grant {
     /// Replaces the policy (the owner's `grant`) from `now`: uses start
     /// again, the rate log is kept.
     pub fn replace(&mut self, policy: &Policy, now: u64) {
+        self.replace_narrowed(policy, None, now);
+    }
+
+    /// Like [`Self::replace`], narrowed to what the app `asked` for.
+    pub fn replace_narrowed(&mut self, policy: &Policy, asked: Option<&Perms>, now: u64) {
         let log = std::mem::take(&mut self.log);
-        *self = Self::new(policy, None, now);
+        *self = Self::new(policy, asked, now);
         self.log = log;
     }
 

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `ping` | | `pong` |
 //! | `has_key` | | `true` or `false` |
+//! | `key_status` | | `super::status::KeyStatus` as JSON |
 //! | `import_key` | privkey, relays_csv, apps? | `ok` (see below) |
 //! | `connect_key` | privkey, app pubkey, relays_csv, policy? | `ok` |
 //! | `delete_key` | | `ok` |
@@ -54,6 +55,8 @@ pub mod method {
     pub const PING: &str = "ping";
     /// Whether the signer's key is held.
     pub const HAS_KEY: &str = "has_key";
+    /// The signer's key: held, its apps, and when it would be let go.
+    pub const KEY_STATUS: &str = "key_status";
     /// Hand over the signer's key.
     pub const IMPORT_KEY: &str = "import_key";
     /// Hand over the signer's key and grant one app full access.
@@ -108,6 +111,8 @@ pub enum AdminRequest {
     Ping,
     /// `has_key`.
     HasKey,
+    /// `key_status`.
+    KeyStatus,
     /// `import_key`.
     ImportKey {
         /// The key (its `Debug` shows only the public key).
@@ -177,6 +182,7 @@ impl AdminRequest {
         match self {
             Self::Ping => method::PING,
             Self::HasKey => method::HAS_KEY,
+            Self::KeyStatus => method::KEY_STATUS,
             Self::ImportKey { .. } => method::IMPORT_KEY,
             Self::ConnectKey { .. } => method::CONNECT_KEY,
             Self::DeleteKey => method::DELETE_KEY,
@@ -196,6 +202,7 @@ impl AdminRequest {
         let params = match self {
             Self::Ping
             | Self::HasKey
+            | Self::KeyStatus
             | Self::DeleteKey
             | Self::CreateBunkerUrl { policy: None }
             | Self::ListApps { cursor: None }
@@ -282,6 +289,7 @@ impl AdminRequest {
         Ok(match request.method.as_str() {
             method::PING => Self::Ping,
             method::HAS_KEY => Self::HasKey,
+            method::KEY_STATUS => Self::KeyStatus,
             method::IMPORT_KEY => Self::ImportKey {
                 keys: keys(0)?,
                 relays: relays(1)?,

@@ -14,7 +14,8 @@
 //!   a peer in an app's request;
 //! - [`relays`]: what a relay URL a user hands over must look like;
 //! - [`bunker`]: bunker URLs (`bunker://<signer>?relay=…&secret=…`);
-//! - [`nostrconnect`]: `nostrconnect://` URIs, the connections apps start.
+//! - [`nostrconnect`]: `nostrconnect://` URIs, the connections apps start;
+//! - [`status`]: what `key_status` says of a key, and when it would go.
 //!
 //! ```text
 //! request   {"id":"…","method":"import_key","params":["<hex>","wss://…"]}
@@ -31,6 +32,7 @@ pub mod message;
 pub mod nip44;
 pub mod nostrconnect;
 pub mod relays;
+pub mod status;
 
 pub use message::{Params, Request, Response};
 

@@ -10,6 +10,7 @@
 //! Everything but the client key, relays and secret is the app's own claim:
 //! shown to the owner, and (for `perms`) only ever narrowing a grant.
 
+use crate::grant::{Perms, Policy};
 use nostr::{PublicKey, RelayUrl};
 use zeroize::Zeroizing;
 
@@ -189,6 +190,34 @@ impl NostrConnect {
             }
         }
         Zeroizing::new(url.to_string())
+    }
+
+    /// What the app asks for in the URI's `perms`, read leniently (what
+    /// cannot be read is not asked for).
+    pub fn asked(&self) -> Option<Perms> {
+        self.perms.as_deref().and_then(Perms::parse_requested)
+    }
+
+    /// The owner's grant for this app, before the URI's perms narrow it:
+    /// `owner`'s policy as given, or without one, what the app asks for
+    /// with the conditions of every scoped grant (the default rate limits
+    /// and `created_at` window), or full access if it asks for nothing in
+    /// particular.
+    pub fn owner_policy(&self, owner: Option<&Policy>) -> Policy {
+        if let Some(policy) = owner {
+            return policy.clone();
+        }
+        match self.asked() {
+            Some(Perms::Listed(_)) => Policy::full().with_scoped_conditions(),
+            _ => Policy::full(),
+        }
+    }
+
+    /// What the app gets: [`Self::owner_policy`] narrowed by the URI's perms.
+    pub fn granted(&self, owner: Option<&Policy>) -> Policy {
+        let mut policy = self.owner_policy(owner);
+        policy.perms = policy.perms.narrow(self.asked().as_ref());
+        policy
     }
 
     /// What the app says about itself, as JSON, for display.
