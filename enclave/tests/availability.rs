@@ -253,6 +253,8 @@ fn a_full_enclave_lets_a_paying_newcomer_take_the_slot_of_a_key_that_serves_no_o
     // takes the slot of the key heard from least lately.
     let later = t + 3600;
     admin_at(&e, &idle_a, &AdminRequest::Ping, later - 10).unwrap();
+    // The minute's sweep sees which keys could go.
+    assert!(!e.signer.expire(later - 5));
     let why = admin_at(
         &e,
         &newcomer,

@@ -97,10 +97,15 @@ async fn real_clients_sign_through_the_stack() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "the enclave holds your key"
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some("the enclave holds your key")
     );
-    assert_eq!(key.ok("status"), "the enclave holds your key");
+    let status = key.ok("status");
+    assert_eq!(status.lines().next(), Some("the enclave holds your key"));
+    assert!(
+        status.contains("it serves no app: deleted after"),
+        "{status}"
+    );
     let pubkey = user.public_key().to_hex();
     let urls: Vec<String> = (0..4).map(|_| key.ok("bunker-url")).collect();
     for u in &urls {

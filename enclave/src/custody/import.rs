@@ -189,20 +189,24 @@ impl KeyStore {
             self.may_change_relays(&pubkey, now)?;
         }
         // At the cap, a newcomer takes the slot of a key that serves no
-        // one, paying the price of the last slot (`admit` asks it).
-        let displaced = if !held && self.owned() >= self.limits.max_keys {
-            Some(
-                self.displaceable(now)
-                    .ok_or(StoreError::Full(self.limits.max_keys))?,
-            )
+        // one, paying the price of the last slot (`admit` asks it). Whether
+        // there is such a key is known from the last sweep, so a request
+        // that has not paid costs no search of every key.
+        let at_cap = !held && self.owned() >= self.limits.max_keys;
+        if at_cap && self.displaceable_seen == 0 {
+            return Err(StoreError::Full(self.limits.max_keys));
+        }
+        let resource = (!held).then_some(Resource::Keys);
+        self.admit(resource, new_relays, pow, now)?;
+        let displaced = if at_cap {
+            let victim = self
+                .displaceable(now)
+                .ok_or(StoreError::Full(self.limits.max_keys))?;
+            let _ = self.delete(&victim);
+            Some(victim)
         } else {
             None
         };
-        let resource = (!held).then_some(Resource::Keys);
-        self.admit(resource, new_relays, pow, now)?;
-        if let Some(victim) = &displaced {
-            let _ = self.delete(victim);
-        }
         self.record(resource, new_relays, now);
         if held {
             let owned_before = self

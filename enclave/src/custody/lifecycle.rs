@@ -17,6 +17,9 @@
 //!   each one's grants too, and honest newcomers can always pay their way
 //!   in past keys that do nothing. Test keys work the same way among
 //!   themselves: at their cap, the one closest to its end makes room.
+//!   Whether any key could be displaced is counted by the sweep that runs
+//!   every minute ([`KeyStore::expire`]), so an import that has not paid
+//!   is told `Full` (or the price) without a search of every key.
 //!   With admission control off (`--pow-bits 0`) nobody pays, and the caps
 //!   are hard limits.
 //!
@@ -168,7 +171,8 @@ impl KeyStore {
     }
 
     /// Removes expired test keys and secrets, idle keys and rate-limit
-    /// records; returns how many keys were removed.
+    /// records, and counts the keys a paying newcomer could displace;
+    /// returns how many keys were removed.
     pub fn expire(&mut self, now: u64) -> usize {
         let idle_ttl = self.limits.idle_ttl;
         let ended: Vec<PublicKey> = self
@@ -197,6 +201,16 @@ impl KeyStore {
         }
         self.test_key_requests
             .retain(|_, times| times.back().is_some_and(|t| t + 3600 > now));
+        let after = self.limits.displace_after;
+        self.displaceable_seen = self
+            .keys
+            .values()
+            .filter(|k| {
+                k.unused()
+                    && k.used()
+                        .is_some_and(|(imported, _)| imported.saturating_add(after) <= now)
+            })
+            .count();
         ended.len()
     }
 }

@@ -210,6 +210,9 @@ pub struct KeyStore {
     /// The admin relay: always served, so it never counts against
     /// `max_relays` (a newcomer can always listen there).
     admin_relay: Option<RelayUrl>,
+    /// How many keys a paying newcomer could displace, as of the last
+    /// [`KeyStore::expire`] sweep.
+    displaceable_seen: usize,
     /// How many owned keys (not test keys) have their permission events
     /// read on each relay: their own relays and the permission relays.
     owners: RelayIndex,
@@ -234,6 +237,7 @@ impl KeyStore {
             nsec_ids: RecentIds::new(NSEC_IDS_KEPT),
             perm_relays: Vec::new(),
             admin_relay: None,
+            displaceable_seen: 0,
             owners: RelayIndex::default(),
             limits,
             keys: HashMap::new(),

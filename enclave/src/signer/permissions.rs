@@ -55,11 +55,13 @@ pub fn handle(signer: &Signer, event: &Event, now: u64) -> Result<Outcome, Dropp
         return Ok(Outcome::default());
     };
     let npub = |p: &nostr::PublicKey| p.to_bech32().unwrap_or_default();
-    for (key, app) in &applied.dropped {
+    if let Some((key, app)) = applied.dropped.first() {
+        // One line per event, however many went (at most a few hundred).
         info!(
-            key = %npub(key),
-            app = %npub(app),
-            "nsec.app grant dropped: nsec.app's share of grant memory is full and this key holds more than its fair share"
+            dropped = applied.dropped.len(),
+            first_key = %npub(key),
+            first_app = %npub(app),
+            "nsec.app grants dropped to make room: nsec.app's share of grant memory is full and those keys held more than their fair share"
         );
     }
     if applied.refused {

@@ -9,7 +9,8 @@
 //!   `nip44_encrypt`/`nip44_decrypt` calls the signer serves;
 //! - [`admin`]: the admin API's methods and their parameters;
 //! - [`admission`]: the proof of work an enclave may ask for before it
-//!   spends a shared resource (a key slot, a relay) on a stranger;
+//!   spends a shared resource (a key slot, a relay) on a stranger, and
+//!   [`pow`], which mines it on every core;
 //! - [`isolation`]: the rule that the enclave's own protocol keys are never
 //!   a peer in an app's request;
 //! - [`relays`]: what a relay URL a user hands over must look like;
@@ -31,6 +32,7 @@ pub mod isolation;
 pub mod message;
 pub mod nip44;
 pub mod nostrconnect;
+pub mod pow;
 pub mod relays;
 pub mod status;
 
@@ -64,11 +66,18 @@ pub fn seal_request_with_pow(
 ) -> Result<Event, CipherError> {
     let conversation = Conversation::new(scheme, keys.secret_key(), to)?;
     let content = conversation.encrypt(&request.to_json())?;
-    EventBuilder::new(Kind::from(kind), content)
-        .tag(Tag::public_key(*to))
-        .pow(pow)
+    let failed =
+        |e: &dyn std::fmt::Display| CipherError::new(format!("cannot sign the request: {e}"));
+    if pow == 0 {
+        return EventBuilder::new(Kind::from(kind), content)
+            .tag(Tag::public_key(*to))
+            .sign_with_keys(keys)
+            .map_err(|e| failed(&e));
+    }
+    let tags = vec![Tag::public_key(*to)];
+    pow::mine(keys.public_key(), Kind::from(kind), tags, &content, pow, 0)
         .sign_with_keys(keys)
-        .map_err(|e| CipherError::new(format!("cannot sign the request: {e}")))
+        .map_err(|e| failed(&e))
 }
 
 /// The response in `event`, sent to `keys`: its signature checked, its

@@ -68,11 +68,11 @@ impl KeyStatus {
     /// In words, for the key's owner.
     pub fn describe(&self) -> String {
         if !self.held {
-            return "not held by this enclave".into();
+            return "the enclave does not hold your key".into();
         }
         let plural = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
         let mut out = format!(
-            "held{}; {}, {}",
+            "the enclave holds your key{}\n{}, {}",
             if self.test_key { " (a test key)" } else { "" },
             plural(self.apps, "app"),
             plural(self.pending_secrets, "pending bunker secret"),
@@ -121,7 +121,7 @@ mod tests {
         assert!(idle.describe().contains("deleted after"));
         assert_eq!(
             KeyStatus::from_json(r#"{"held":false}"#).map(|s| s.describe()),
-            Ok("not held by this enclave".to_owned())
+            Ok("the enclave does not hold your key".to_owned())
         );
         assert!(KeyStatus::from_json("[]").is_err());
     }

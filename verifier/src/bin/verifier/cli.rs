@@ -160,7 +160,12 @@ pub(crate) enum KeyAction {
         #[arg(long, value_name = "NPUB")]
         app: String,
     },
-    /// Say whether the enclave holds your key.
+    /// Say whether the enclave holds your key, with its apps and pending
+    /// bunker secrets, and whether and when the enclave would let it go: a
+    /// key with no app and no pending secret is deleted after some days
+    /// without an admin request from you (any `verifier key` command on it
+    /// starts them again), and when the enclave is full a newcomer who pays
+    /// for the last slot may take its place. Exits 0 if it is held, 1 if not.
     Status {
         #[command(flatten)]
         common: KeyCommon,

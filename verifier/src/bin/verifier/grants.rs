@@ -57,10 +57,7 @@ pub(crate) fn policy(
 /// What the enclave grants `uri`'s app for `policy` (full access without
 /// one), narrowed by what the URI asks for, as the enclave does.
 pub(crate) fn nostrconnect_policy(uri: &NostrConnect, policy: Option<&Policy>) -> Policy {
-    let mut policy = policy.cloned().unwrap_or_else(Policy::full);
-    let asked = uri.perms.as_deref().and_then(Perms::parse_requested);
-    policy.perms = policy.perms.narrow(asked.as_ref());
-    policy
+    uri.granted(policy)
 }
 
 /// What the app behind `uri` says and asks for (its own claims), and what

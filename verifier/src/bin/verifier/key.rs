@@ -21,6 +21,7 @@ use verifier::rpc::admission::parse_pow_required;
 use verifier::rpc::cipher::Scheme;
 use verifier::rpc::nostrconnect::NostrConnect;
 use verifier::rpc::relays::parse_relay_url;
+use verifier::rpc::status::KeyStatus;
 use verifier::rpc::{open_response, seal_request_with_pow};
 use verifier::verify::{verify_instance, CheckTime, Options, VerifiedInstance};
 use zeroize::Zeroizing;
@@ -205,7 +206,9 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
         }
         KeyAction::Delete { .. } => AdminRequest::DeleteKey,
         KeyAction::Revoke { app: given, .. } => AdminRequest::RevokeApp { app: app(given)? },
-        KeyAction::Status { .. } => AdminRequest::HasKey,
+        KeyAction::Status { .. } => {
+            return status(&user, &service, &admin_relay, timeout).await;
+        }
         KeyAction::TestKey { signer_relays, .. } => AdminRequest::GenerateTestKey {
             relays: relays(signer_relays)?,
         },
@@ -248,6 +251,33 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
     }
 }
 
+/// `key status`: `key_status`, or `has_key` from an enclave that does not
+/// know it yet. Exits 0 if the key is held.
+async fn status(
+    user: &Keys,
+    service: &PublicKey,
+    relay: &RelayUrl,
+    timeout: Duration,
+) -> Result<u8, Unusable> {
+    match call(user, service, relay, &AdminRequest::KeyStatus, timeout).await? {
+        Ok(json) => {
+            let status = KeyStatus::from_json(&json).map_err(|e| Unusable::from(printable(&e)))?;
+            println!("{}", status.describe());
+            Ok(if status.held { VALID } else { INVALID })
+        }
+        Err(e) if e.starts_with("unknown method") => {
+            match call(user, service, relay, &AdminRequest::HasKey, timeout).await? {
+                Ok(held) => {
+                    println!("{}", describe(&AdminRequest::HasKey, &held));
+                    Ok(if held == "true" { VALID } else { INVALID })
+                }
+                Err(e) => Ok(refused(&e)),
+            }
+        }
+        Err(e) => Ok(refused(&e)),
+    }
+}
+
 /// The `nostrconnect` request for `uri` and the grant arguments.
 fn nostrconnect_request(
     uri: &str,
@@ -271,7 +301,17 @@ fn nostrconnect_request(
             "the URI is too long to send to the enclave".to_owned(),
         ));
     }
-    let policy = policy(grant.perms.as_deref(), full_access, &grant.conditions)?;
+    let mut policy = policy(grant.perms.as_deref(), full_access, &grant.conditions)?;
+    // Conditions without --perms: what the app asks for, under them, and
+    // under a scoped grant's defaults for those not given.
+    if let (None, false, Some(given)) = (&grant.perms, full_access, policy.as_mut()) {
+        if grant.conditions.rate.is_none() {
+            given.rates = verifier::grant::Rates::default_scoped();
+        }
+        if grant.conditions.created_at_window.is_none() {
+            given.window = Some(verifier::grant::DEFAULT_WINDOW);
+        }
+    }
     // --full-access: everything, whatever the URI asks for.
     let uri = if full_access {
         NostrConnect {
