@@ -45,6 +45,14 @@ fn nip44_benches(c: &mut Criterion) {
                 theirs::decrypt_to_bytes(&their_key, &raw).unwrap()
             })
         });
+        // What the isolation rule adds to every decryption an app asks
+        // for: no run of 16 characters of the key in the plaintext.
+        let plaintext = String::from_utf8(text.clone()).unwrap();
+        group.bench_function("key material check", |bench| {
+            bench.iter(|| {
+                verifier::rpc::isolation::check_plaintext(a.secret_key(), black_box(&plaintext))
+            })
+        });
         group.finish();
     }
 }

@@ -88,7 +88,9 @@ impl KeyStore {
                 max_apps,
             )));
         }
-        let extra = key.grant_cost(&app, policy, 0);
+        // The relays it added for itself stay with it.
+        let added = key.app(&app).map_or(0, |a| a.added_relays().len());
+        let extra = key.grant_cost(&app, policy, added);
         self.admit_grants(extra, pow, now)?;
         let limits = self.limits.clone();
         self.update(user, |k| k.grant(app, policy, source, now, &limits))
@@ -194,6 +196,8 @@ impl KeyStore {
     ) -> Option<Decision> {
         let key = self.keys.get_mut(user)?;
         let decision = key.decide(app, action, now)?;
+        // A request of one of its apps: the key is in use.
+        key.touch(now);
         // Test keys have no owner to read a log; allowed plumbing
         // (get_public_key, ping, switch_relays) says nothing.
         let plumbing = action.method.always_allowed()

@@ -248,15 +248,19 @@ impl KeyStore {
         self.relays.add(pubkey, &relays);
         self.owners
             .add(pubkey, &read_on(&relays, &self.perm_relays));
-        self.keys.insert(
-            pubkey,
-            UserKey::new(
-                keys.secret_key().clone(),
-                self.lists.share(relays),
-                None,
-                now,
-            ),
+        let mut key = UserKey::new(
+            keys.secret_key().clone(),
+            self.lists.share(relays),
+            None,
+            now,
         );
+        if apps == KeptApps::Drop {
+            // A key imported again after it was deleted forgot its owner's
+            // revokes: "drop" says no app from before now, nsec.app's
+            // stored events included.
+            key.drop_changes_before(now);
+        }
+        self.keys.insert(pubkey, key);
         Ok(Imported {
             new: true,
             apps_kept: 0,

@@ -1,21 +1,26 @@
 //! How keys end, so that no slot is held for good by a key that serves no
-//! one:
+//! one.
+//!
+//! What keeps a key is what its owner paid for: an app granted through
+//! the admin API (a bunker URL, `grant`, `connect_key`, `nostrconnect`;
+//! each paid with proof of work past a free allowance) or a pending bunker
+//! secret. nsec.app's grants cost nothing, so they keep a key only while it
+//! is used. "Used" is any admin request the key signs and any request of
+//! one of its apps.
 //!
 //! - **Test keys** are deleted `test_key_ttl` after they were made.
-//! - **Idle keys.** An owned key with no apps and no pending bunker secret
-//!   is deleted `idle_ttl` (30 days) after its owner's last admin request.
-//!   Any admin request the key signs (`ping`, `key_status`, an import …)
-//!   starts the time again; a key with an app, or a pending bunker secret,
-//!   is never idle.
+//! - **Idle keys.** An owned key that nothing its owner paid for keeps is
+//!   deleted `idle_ttl` (30 days) after it was last used. Any admin request
+//!   (`ping`, `key_status`, an import …) starts the time again.
 //! - **Displacement.** When every key slot is taken, a newcomer whose
 //!   import pays the price of the last slot (the most proof of work the
-//!   enclave asks, [`verifier::rpc::admission::MAX_POW_BITS`] bits) takes
-//!   the slot of the key that serves no one (no app, no pending secret),
-//!   imported at least `displace_after` (10 minutes) ago, whose owner was
-//!   heard from least lately. Keys that serve apps are never displaced. So
-//!   a stranger who filled the enclave keeps their keys only by paying for
-//!   each one's grants too, and honest newcomers can always pay their way
-//!   in past keys that do nothing. Test keys work the same way among
+//!   enclave asks, `AdmissionLimits::max_bits`) takes the slot of a key
+//!   with no pending secret, imported at least `displace_after` (10
+//!   minutes) ago, and either kept by no app its owner granted or unused
+//!   for `idle_ttl`: of those, the one used least lately. So a stranger who
+//!   filled the enclave keeps a slot only by paying for a grant on each key
+//!   and using each key, and honest newcomers can pay their way in past
+//!   keys that nobody paid to keep. Test keys work the same way among
 //!   themselves: at their cap, the one closest to its end makes room.
 //!   Whether any key could be displaced is counted by the sweep that runs
 //!   every minute ([`KeyStore::expire`]), so an import that has not paid
@@ -67,16 +72,30 @@ impl KeyStore {
         if self.limits.admission.pow_bits == 0 {
             return None;
         }
-        let after = self.limits.displace_after;
         self.keys
             .iter()
-            .filter_map(|(pubkey, key)| {
-                let (imported, last_used) = key.used()?;
-                (key.unused() && imported.saturating_add(after) <= now)
-                    .then_some((last_used, *pubkey))
-            })
+            .filter(|(_, key)| self.may_displace(key, now))
+            .filter_map(|(pubkey, key)| key.used().map(|(_, last_used)| (last_used, *pubkey)))
             .min()
             .map(|(_, pubkey)| pubkey)
+    }
+
+    /// Whether a paying newcomer may take `key`'s slot at `now`.
+    fn may_displace(&self, key: &UserKey, now: u64) -> bool {
+        let Some((imported, last_used)) = key.used() else {
+            return false;
+        };
+        key.secret_count() == 0
+            && imported.saturating_add(self.limits.displace_after) <= now
+            && (key.owner_apps() == 0 || last_used.saturating_add(self.limits.idle_ttl) <= now)
+    }
+
+    /// Whether `key` is idle at `now`: nothing its owner paid for keeps
+    /// it, and it was not used for `idle_ttl`.
+    fn idle(&self, key: &UserKey, now: u64) -> bool {
+        key.used().is_some_and(|(_, last_used)| {
+            !key.kept_by_owner() && last_used.saturating_add(self.limits.idle_ttl) <= now
+        })
     }
 
     /// What `key_status` says of `user`'s key at `now`.
@@ -87,7 +106,7 @@ impl KeyStore {
         let used = key.used();
         let deleted_after = match (key.expires_at(), used) {
             (Some(at), _) => Some(at),
-            (None, Some((_, last_used))) if key.unused() => {
+            (None, Some((_, last_used))) if !key.kept_by_owner() => {
                 Some(last_used.saturating_add(self.limits.idle_ttl))
             }
             _ => None,
@@ -96,13 +115,12 @@ impl KeyStore {
             held: true,
             test_key: key.expires_at().is_some(),
             apps: key.app_count(),
+            owner_apps: key.owner_apps(),
             pending_secrets: key.secret_count(),
             imported: used.map(|(at, _)| at),
             last_used: used.map(|(_, at)| at),
             deleted_after,
-            displaceable: used.is_some_and(|(imported, _)| {
-                key.unused() && imported.saturating_add(self.limits.displace_after) <= now
-            }),
+            displaceable: self.may_displace(key, now),
             idle_days: self.limits.idle_ttl / 86_400,
         }
     }
@@ -174,16 +192,12 @@ impl KeyStore {
     /// records, and counts the keys a paying newcomer could displace;
     /// returns how many keys were removed.
     pub fn expire(&mut self, now: u64) -> usize {
-        let idle_ttl = self.limits.idle_ttl;
         let ended: Vec<PublicKey> = self
             .keys
             .iter()
-            .filter(|(_, k)| match (k.expires_at(), k.used()) {
-                (Some(at), _) => at <= now,
-                (None, Some((_, last_used))) => {
-                    k.unused() && last_used.saturating_add(idle_ttl) <= now
-                }
-                (None, None) => false,
+            .filter(|(_, k)| {
+                k.expires_at()
+                    .map_or_else(|| self.idle(k, now), |at| at <= now)
             })
             .map(|(p, _)| *p)
             .collect();
@@ -201,15 +215,10 @@ impl KeyStore {
         }
         self.test_key_requests
             .retain(|_, times| times.back().is_some_and(|t| t + 3600 > now));
-        let after = self.limits.displace_after;
         self.displaceable_seen = self
             .keys
             .values()
-            .filter(|k| {
-                k.unused()
-                    && k.used()
-                        .is_some_and(|(imported, _)| imported.saturating_add(after) <= now)
-            })
+            .filter(|k| self.may_displace(k, now))
             .count();
         ended.len()
     }

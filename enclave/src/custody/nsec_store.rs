@@ -83,7 +83,7 @@ impl KeyStore {
             dropped: Vec::new(),
         };
         let key = self.keys.get(user).filter(|k| k.expires_at().is_none())?;
-        let known = key.nsec_app(&app).cloned();
+        let known = key.nsec_app(&app);
         if known.is_none() && key.nsec_stale(at) {
             return Some(applied);
         }
@@ -150,7 +150,7 @@ impl KeyStore {
                     Plan::Forget => gone = k.forget_app(&app),
                 }
                 if room || known.is_some() {
-                    k.keep_nsec_app(app, state);
+                    k.keep_nsec_app(app, &state);
                 } else {
                     k.nsec_forgot(at);
                 }

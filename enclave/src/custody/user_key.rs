@@ -47,7 +47,8 @@ enum Life {
     Owned {
         /// When it was first imported (or a test key became the owner's).
         imported: u64,
-        /// Its owner's last admin request (or the import).
+        /// Its owner's last admin request, or its apps' last request (or
+        /// the import).
         last_used: u64,
     },
 }
@@ -63,7 +64,7 @@ struct Sessions {
     relay_changes: VecDeque<u64>,
     /// What nsec.app's permission events said last, per app (timestamps
     /// only: the permissions themselves live in the apps' grants).
-    nsec_app: HashMap<PublicKey, AppState>,
+    nsec_app: HashMap<PublicKey, NsecRecord>,
     /// When the owner last changed each app's access (a grant, a spent
     /// bunker secret, a revoke), so an older nsec.app event cannot undo
     /// it; at most [`OWNER_CHANGES_KEPT`], the oldest forgotten first.
@@ -77,6 +78,22 @@ struct Sessions {
     /// state, no newer than it, may be older than what was forgotten and is
     /// not applied.
     nsec_floor: u64,
+}
+
+/// What a key remembers of nsec.app's last word on one app: its
+/// timestamps (ms) and whether it deleted the app (the permissions live in
+/// the app's grant).
+#[derive(Debug, Clone, Copy)]
+struct NsecRecord {
+    updated: u64,
+    perms_updated: u64,
+    deleted: bool,
+}
+
+impl NsecRecord {
+    fn newest(&self) -> u64 {
+        self.updated.max(self.perms_updated)
+    }
 }
 
 /// Owner changes remembered per key.
@@ -189,7 +206,7 @@ impl UserKey {
         }
     }
 
-    /// Its owner made a request at `now`.
+    /// Its owner, or one of its apps, made a request at `now`.
     pub(super) fn touch(&mut self, now: u64) {
         if let Life::Owned { last_used, .. } = &mut self.life {
             *last_used = (*last_used).max(now);
@@ -206,10 +223,20 @@ impl UserKey {
         }
     }
 
-    /// Whether it serves no one: no app may use it and no bunker secret
-    /// is pending (what the idle and displacement rules look at).
-    pub fn unused(&self) -> bool {
-        self.app_count() == 0 && self.secret_count() == 0
+    /// How many of its apps the owner granted through the admin API (a
+    /// bunker URL, `grant`, `connect_key`, `nostrconnect`), each paid for:
+    /// nsec.app's grants, which cost nothing, are not among them.
+    pub fn owner_apps(&self) -> usize {
+        self.apps()
+            .filter(|(_, a)| a.source() != verifier::grant::wire::source::NSEC_APP)
+            .count()
+    }
+
+    /// Whether what its owner paid for keeps it: an app the owner granted,
+    /// or a pending bunker secret (what the idle and displacement rules
+    /// look at, `super::lifecycle`).
+    pub fn kept_by_owner(&self) -> bool {
+        self.owner_apps() > 0 || self.secret_count() > 0
     }
 
     /// Whether `app` may use the key (its grant decides what it may do).
@@ -318,8 +345,21 @@ impl UserKey {
             now,
         );
         granted.set_claims(claims);
-        self.sessions_mut().apps.insert(app, granted);
+        let s = self.sessions_mut();
+        // The relays it had added for itself stay with it (and go with it).
+        if let Some(added) = s.apps.get(&app).map(|a| a.added_relays().to_vec()) {
+            granted.set_added_relays(added);
+        }
+        s.apps.insert(app, granted);
         Ok(())
+    }
+
+    /// Its owner imported it anew dropping every app at `now`: nsec.app
+    /// events from before then grant nothing (they may name apps the owner
+    /// had revoked before the key was last deleted).
+    pub(super) fn drop_changes_before(&mut self, now: u64) {
+        let s = self.sessions_mut();
+        s.owner_floor = s.owner_floor.max(now);
     }
 
     /// The decision on `app`'s `action` at `now`; `None` if the app is
@@ -343,9 +383,17 @@ impl UserKey {
         }
     }
 
-    /// What nsec.app said last about `app`.
-    pub(super) fn nsec_app(&self, app: &PublicKey) -> Option<&AppState> {
-        self.sessions()?.nsec_app.get(app)
+    /// What nsec.app said last about `app` (its timestamps, and whether
+    /// it deleted the app), as a state to merge into.
+    pub(super) fn nsec_app(&self, app: &PublicKey) -> Option<AppState> {
+        let record = self.sessions()?.nsec_app.get(app)?;
+        Some(AppState {
+            info: Default::default(),
+            updated: record.updated,
+            perms_updated: record.perms_updated,
+            perms: Vec::new(),
+            deleted: record.deleted,
+        })
     }
 
     /// How many apps nsec.app's events are remembered for.
@@ -354,10 +402,13 @@ impl UserKey {
     }
 
     /// Remembers what nsec.app said about `app` (its timestamps).
-    pub(super) fn keep_nsec_app(&mut self, app: PublicKey, mut state: AppState) {
-        state.perms = Vec::new();
-        state.info = Default::default();
-        self.sessions_mut().nsec_app.insert(app, state);
+    pub(super) fn keep_nsec_app(&mut self, app: PublicKey, state: &AppState) {
+        let record = NsecRecord {
+            updated: state.updated,
+            perms_updated: state.perms_updated,
+            deleted: state.deleted,
+        };
+        self.sessions_mut().nsec_app.insert(app, record);
     }
 
     /// Whether an event at `at` (ms) for an app with no remembered state
@@ -399,7 +450,7 @@ impl UserKey {
         let (app, at) = s
             .nsec_app
             .iter()
-            .map(|(app, st)| (*app, st.updated.max(st.perms_updated)))
+            .map(|(app, record)| (*app, record.newest()))
             .min_by_key(|(_, at)| *at)?;
         s.nsec_app.remove(&app);
         s.nsec_floor = s.nsec_floor.max(at);
@@ -471,12 +522,17 @@ impl UserKey {
     }
 
     /// Ends `app`'s session (its `logout`, or the owner's `revoke_app`);
-    /// returns what it had. A change is remembered for an app the key knew
-    /// (allowed, or named by nsec.app), not for any key a request names.
+    /// returns what it had. A change is remembered only for an app that
+    /// had a grant, not for any key a request names.
     pub(super) fn logout(&mut self, app: &PublicKey, now: u64) -> Option<App> {
         let s = self.sessions.as_deref_mut()?;
         let had = s.apps.remove(app);
-        if had.is_some() || s.nsec_app.contains_key(app) {
+        // Only for an app that had a grant: its grant was paid for, and
+        // goes. Remembering anything for an app with none would let anyone
+        // grow the owner's memory for free (revoking made-up apps); an older
+        // nsec.app event cannot grant it anyway past what nsec.app's own
+        // state says.
+        if had.is_some() {
             self.owner_changed(*app, now);
         }
         had

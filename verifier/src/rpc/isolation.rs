@@ -279,32 +279,67 @@ pub const KEY_RUN: usize = 16;
 /// Whether `text` holds [`KEY_RUN`] or more consecutive characters of
 /// `secret`'s hex or nsec, in any letter case, or [`KEY_RUN`] consecutive
 /// bytes of the raw key.
+///
+/// One pass per form, with little work per byte: a window is looked up
+/// among the key's runs only if its 16 characters are all of the form's
+/// alphabet and its first two bytes begin some run (BENCHMARKS.md).
 pub fn holds_key_material(secret: &SecretKey, text: &str) -> bool {
     let lower = Zeroizing::new(text.to_ascii_lowercase());
     let hex = Zeroizing::new(secret.to_secret_hex());
     let nsec = Zeroizing::new(secret.to_bech32().unwrap_or_default());
     let raw = Zeroizing::new(secret.to_secret_bytes());
-    holds_run(lower.as_bytes(), hex.as_bytes())
-        || holds_run(lower.as_bytes(), nsec.as_bytes())
-        || holds_run(text.as_bytes(), raw.as_slice())
+    // bech32's data characters, and the `1` of `nsec1`: all but b, i, o.
+    let bech32 =
+        |b: u8| (b.is_ascii_lowercase() && !matches!(b, b'b' | b'i' | b'o')) || b.is_ascii_digit();
+    holds_run(lower.as_bytes(), hex.as_bytes(), |b| b.is_ascii_hexdigit())
+        || holds_run(lower.as_bytes(), nsec.as_bytes(), bech32)
+        || holds_run(text.as_bytes(), raw.as_slice(), |_| true)
 }
 
-/// Whether `haystack` holds any [`KEY_RUN`] consecutive bytes of `key`.
-fn holds_run(haystack: &[u8], key: &[u8]) -> bool {
-    if key.len() < KEY_RUN {
-        return !key.is_empty() && haystack.windows(key.len()).any(|w| w == key);
-    }
-    // Every run of the key, sorted, wiped when dropped; each window of the
-    // haystack is looked up (a few comparisons for a 64-character key).
+/// Whether `haystack` holds a run of [`KEY_RUN`] bytes of `key`, whose
+/// bytes are all in `alphabet`.
+fn holds_run(haystack: &[u8], key: &[u8], alphabet: impl Fn(u8) -> bool) -> bool {
+    // Every run of the key, sorted, and which two bytes begin one: both
+    // traces of the key, wiped when dropped.
     let mut runs: Zeroizing<Vec<[u8; KEY_RUN]>> = Zeroizing::new(
         key.windows(KEY_RUN)
             .filter_map(|w| <[u8; KEY_RUN]>::try_from(w).ok())
             .collect(),
     );
     runs.sort_unstable();
-    haystack
-        .windows(KEY_RUN)
-        .any(|w| runs.binary_search_by(|r| r.as_slice().cmp(w)).is_ok())
+    let mut starts: Zeroizing<Vec<u64>> = Zeroizing::new(vec![0; 1024]);
+    let pair = |w: &[u8]| match w {
+        [a, b, ..] => usize::from(*a) << 8 | usize::from(*b),
+        _ => 0,
+    };
+    for run in runs.iter() {
+        let at = pair(run);
+        if let Some(word) = starts.get_mut(at / 64) {
+            *word |= 1 << (at % 64);
+        }
+    }
+    let mut streak = 0usize;
+    for (end, byte) in haystack.iter().enumerate() {
+        if !alphabet(*byte) {
+            streak = 0;
+            continue;
+        }
+        streak += 1;
+        if streak < KEY_RUN {
+            continue;
+        }
+        let Some(window) = haystack.get(end + 1 - KEY_RUN..=end) else {
+            continue;
+        };
+        let at = pair(window);
+        let begins = starts
+            .get(at / 64)
+            .is_some_and(|word| word & (1 << (at % 64)) != 0);
+        if begins && runs.binary_search_by(|r| r.as_slice().cmp(window)).is_ok() {
+            return true;
+        }
+    }
+    false
 }
 
 /// A parsed JSON value whose strings are wiped when it is dropped.

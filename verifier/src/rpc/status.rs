@@ -9,11 +9,12 @@
 //! ```
 //!
 //! `deleted_after` is when the key is deleted if nothing changes: a test
-//! key's end, or for a key with no app and no pending bunker secret, its
-//! owner's last admin request plus `idle_days` (any admin request starts
-//! that again); `null` while it serves an app. `displaceable`: when the
-//! enclave is full, a newcomer who pays for the last slot may take this
-//! key's.
+//! key's end, or for a key that no app granted by its owner through the
+//! admin API and no pending bunker secret keeps (nsec.app's grants cost
+//! nothing and do not), its last use plus `idle_days`: any admin request,
+//! or a request of one of its apps, starts that again; `null` while such an
+//! app keeps it. `displaceable`: when the enclave is full, a newcomer who
+//! pays for the last slot may take this key's.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,10 @@ pub struct KeyStatus {
     /// Apps allowed on it.
     #[serde(default)]
     pub apps: usize,
+    /// Of those, the ones its owner granted through the admin API (not
+    /// nsec.app's): what keeps the key.
+    #[serde(default)]
+    pub owner_apps: usize,
     /// Bunker secrets not spent yet.
     #[serde(default)]
     pub pending_secrets: usize,
@@ -72,25 +77,26 @@ impl KeyStatus {
         }
         let plural = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
         let mut out = format!(
-            "the enclave holds your key{}\n{}, {}",
+            "the enclave holds your key{}\n{} ({} granted by you, the rest by nsec.app), {}",
             if self.test_key { " (a test key)" } else { "" },
             plural(self.apps, "app"),
+            self.owner_apps,
             plural(self.pending_secrets, "pending bunker secret"),
         );
         if let Some(at) = self.last_used {
-            out.push_str(&format!("; last admin request {}", utc(at)));
+            out.push_str(&format!("; last used {}", utc(at)));
         }
         match (self.test_key, self.deleted_after) {
             (true, Some(at)) => out.push_str(&format!("\ndeleted at {}", utc(at))),
             (false, Some(at)) => out.push_str(&format!(
-                "\nit serves no app: deleted after {} unless you use it (any `verifier key` command on it counts; keys with no app are kept {} days after their owner's last request)",
+                "\nno app you granted keeps it: deleted after {} unless it is used (any `verifier key` command on it, or a request of one of its apps, keeps it {} days more)",
                 utc(at),
                 self.idle_days
             )),
-            _ => out.push_str("\nkept while it has apps or pending bunker secrets"),
+            _ => out.push_str("\nkept while an app you granted, or a pending bunker secret, keeps it"),
         }
         if self.displaceable {
-            out.push_str("\nwhile it serves no app, a newcomer who pays for the last slot of a full enclave may take its place");
+            out.push_str("\nwhen the enclave is full, a newcomer who pays for the last slot may take its place");
         }
         out
     }
@@ -111,7 +117,7 @@ mod tests {
             ..KeyStatus::default()
         };
         assert_eq!(KeyStatus::from_json(&status.to_json()), Ok(status.clone()));
-        assert!(status.describe().contains("kept while it has apps"));
+        assert!(status.describe().contains("kept while an app you granted"));
         let idle = KeyStatus {
             apps: 0,
             deleted_after: Some(86_400 * 31),
