@@ -34,6 +34,22 @@ fn nostrconnect_uri(app: &Keys, relays: &[&str], perms: Option<&str>) -> NostrCo
     NostrConnect::parse(&uri, 8).unwrap()
 }
 
+/// An enclave without admission control and at most `relays` relays per
+/// key, a key imported at `t`, and an app for it.
+fn held(relays: usize) -> (Enclave, u64, Keys, Keys) {
+    let e = enclave(SignerConfig {
+        limits: Limits {
+            max_relays_per_key: relays,
+            admission: AdmissionLimits::off(),
+            ..Limits::default()
+        },
+        ..SignerConfig::default()
+    });
+    let t = now();
+    let user = imported(&e, t);
+    (e, t, user, Keys::generate())
+}
+
 #[test]
 fn a_nostrconnect_app_without_owner_perms_gets_the_scoped_defaults() {
     let e = enclave(SignerConfig::default());
@@ -66,22 +82,40 @@ fn a_nostrconnect_app_without_owner_perms_gets_the_scoped_defaults() {
         later
     ))
     .starts_with("forbidden"));
+    // A URI that asks for NIP-04 decryption, answered without --perms, is a
+    // scoped grant: NIP-04 only from peers it names (issue 20: NIP-04 has
+    // no MAC).
+    let dm = Keys::generate();
+    let uri = nostrconnect_uri(
+        &dm,
+        &[e.relay.as_str()],
+        Some("nip04_decrypt,nip44_decrypt"),
+    );
+    admin_at(
+        &e,
+        &user,
+        &AdminRequest::NostrConnect { uri, policy: None },
+        t,
+    )
+    .unwrap();
+    let peer = Keys::generate();
+    let sealed = verifier::rpc::cipher::Conversation::new(
+        verifier::rpc::cipher::Scheme::Nip04,
+        peer.secret_key(),
+        &pk,
+    )
+    .unwrap()
+    .encrypt("hello")
+    .unwrap();
+    let from = peer.public_key().to_hex();
+    let why = refused(call_at(&e, &dm, &pk, "nip04_decrypt", &[&from, &sealed], t));
+    assert!(why.contains("NIP-04 has no MAC"), "{why}");
 }
 
 #[test]
 fn a_refused_nostrconnect_changes_nothing_and_a_revoked_app_takes_its_relays() {
-    let e = enclave(SignerConfig {
-        limits: Limits {
-            max_relays_per_key: 2,
-            admission: AdmissionLimits::off(),
-            ..Limits::default()
-        },
-        ..SignerConfig::default()
-    });
-    let t = now();
-    let user = imported(&e, t);
+    let (e, t, user, app) = held(2);
     let pk = user.public_key();
-    let app = Keys::generate();
     let grant = AdminRequest::Grant {
         app: app.public_key(),
         policy: Policy::new(Perms::parse("sign_event:1").unwrap()),
@@ -141,17 +175,8 @@ fn a_refused_nostrconnect_changes_nothing_and_a_revoked_app_takes_its_relays() {
 
 #[test]
 fn an_app_keeps_its_relays_when_it_connects_again_or_its_grant_changes() {
-    let e = enclave(SignerConfig {
-        limits: Limits {
-            admission: AdmissionLimits::off(),
-            ..Limits::default()
-        },
-        ..SignerConfig::default()
-    });
-    let t = now();
-    let user = imported(&e, t);
+    let (e, t, user, app) = held(Limits::default().max_relays_per_key);
     let pk = user.public_key();
-    let app = Keys::generate();
     let uri = nostrconnect_uri(&app, &["wss://a.example"], Some("sign_event:1"));
     admin_at(
         &e,

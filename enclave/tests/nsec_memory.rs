@@ -37,7 +37,56 @@ fn revoking_apps_that_have_no_grant_keeps_nothing() {
     assert_eq!(memory.owner, 0, "{memory:?}");
     // nsec.app's states: at most one per app slot.
     let limits = Limits::default();
-    assert!(memory.event <= limits.max_apps_per_key * 96, "{memory:?}");
+    assert!(memory.event <= limits.max_apps_per_key * 128, "{memory:?}");
+}
+
+/// The second review's loop: nsec.app grants a made-up app (a free
+/// event), then the app logs out or the owner revokes it (free requests),
+/// again and again. The revoke is remembered in nsec.app's state of the
+/// app, which its event paid for, never in the owner's memory; and an
+/// older event still cannot give the app back.
+#[test]
+fn ending_grants_nsec_app_gave_keeps_nothing_in_the_owners_memory() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let pk = user.public_key();
+    let allow = [("sign_event:1", "1")];
+    for n in 0..200 {
+        // A second a round, as time goes.
+        let now = t + n;
+        let app = Keys::generate();
+        set(
+            &e,
+            &user,
+            &app,
+            perms(ms(now) - 10, ms(now) - 10, &allow),
+            now,
+        );
+        if n % 2 == 0 {
+            call_at(&e, &app, &pk, "logout", &[], now)
+                .into_result()
+                .unwrap();
+        } else {
+            let revoke = AdminRequest::RevokeApp {
+                app: app.public_key(),
+            };
+            admin_at(&e, &user, &revoke, now).unwrap();
+        }
+        // An nsec.app event from before the revoke, seen late: the
+        // owner's revoke stands.
+        set(
+            &e,
+            &user,
+            &app,
+            perms(ms(now) - 5, ms(now) - 5, &allow),
+            now,
+        );
+        let r = call_at(&e, &app, &pk, "sign_event", &[&note(1, now)], now);
+        assert!(refused(r).contains("connect"));
+    }
+    let memory = e.signer.store().grant_memory();
+    assert_eq!(memory.owner, 0, "{memory:?}");
 }
 
 /// nsec.app's grants cost nothing, so they keep a key only while it is

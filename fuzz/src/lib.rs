@@ -44,6 +44,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("policy", grants::policy),
     ("nsec_app_payload", grants::nsec_app_payload),
     ("signer_sequence", signer::signer_sequence),
+    ("key_status", rpc::key_status),
+    ("key_material", rpc::key_material),
 ];
 
 /// The target called `name`.

@@ -6,9 +6,11 @@ use verifier::event::relay_list::{outbox_of, write_relays};
 use verifier::rpc::admin::AdminRequest;
 use verifier::rpc::bunker::{bunker_url, parse_bunker_url};
 use verifier::rpc::cipher::{Conversation, Scheme};
+use verifier::rpc::isolation::{holds_key_material, KEY_RUN};
 use verifier::rpc::nip44::{self, ConversationKey};
 use verifier::rpc::nostrconnect::NostrConnect;
 use verifier::rpc::relays::{parse_relay_url, parse_relays_csv};
+use verifier::rpc::status::KeyStatus;
 use verifier::rpc::{Params, Request, Response};
 
 use crate::support::{fields, fixed_keys, text};
@@ -175,4 +177,60 @@ pub fn relay_list(data: &[u8]) {
         assert!(list.len() <= MAX_RELAYS, "more relays than the cap");
     }
     let _ = parse_relay_url(t);
+}
+
+/// `key_status` results, as `verifier key status` reads them from an
+/// enclave: what parses is described and survives a round trip.
+pub fn key_status(data: &[u8]) {
+    let Some(t) = text(data) else {
+        return;
+    };
+    if let Ok(status) = KeyStatus::from_json(t) {
+        let _ = status.describe();
+        assert!(
+            KeyStatus::from_json(&status.to_json()).as_ref() == Ok(&status),
+            "key status round trip"
+        );
+    }
+}
+
+/// The key-material rule (`isolation::holds_key_material`) on any text,
+/// and on any text with a run of a fixed key's hex, nsec or bytes put in
+/// it (where, which run, which form and case chosen by the input): such a
+/// text is always caught.
+pub fn key_material(data: &[u8]) {
+    let keys = fixed_keys(1);
+    let secret = keys.secret_key();
+    let text_of = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let _ = holds_key_material(secret, &text_of(data));
+    let [form, start, at, case, rest @ ..] = data else {
+        return;
+    };
+    let hex = secret.to_secret_hex();
+    let nsec = nostr::ToBech32::to_bech32(secret).unwrap_or_default();
+    let raw = secret.to_secret_bytes();
+    let run: Vec<u8> = match form % 3 {
+        0 => hex.as_bytes().to_vec(),
+        1 => nsec.as_bytes().to_vec(),
+        // The raw bytes are put in only where they are valid UTF-8.
+        _ => raw.to_vec(),
+    };
+    let from = usize::from(*start) % (run.len() - KEY_RUN + 1);
+    let mut piece = run.get(from..from + KEY_RUN).unwrap_or_default().to_vec();
+    if form % 3 != 2 && case % 2 == 1 {
+        piece.make_ascii_uppercase();
+    }
+    let Ok(piece) = String::from_utf8(piece) else {
+        return;
+    };
+    let mut plain = text_of(rest);
+    let mut cut = usize::from(*at).min(plain.len());
+    while !plain.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    plain.insert_str(cut, &piece);
+    assert!(
+        holds_key_material(secret, &plain),
+        "a run of the key was missed"
+    );
 }

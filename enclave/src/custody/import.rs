@@ -232,7 +232,12 @@ impl KeyStore {
             self.update(&pubkey, |key| {
                 key.touch(now);
                 match apps {
-                    KeptApps::Drop => key.revoke_all(now),
+                    KeptApps::Drop => {
+                        key.revoke_all(now);
+                        // No app from before now: nsec.app's events
+                        // included, even one not seen yet.
+                        key.drop_changes_before(now);
+                    }
                     KeptApps::Keep => key.claim_relays(&claimed),
                 }
             });
@@ -292,12 +297,18 @@ impl KeyStore {
         if !key.allows(&app) && key.app_count() >= max_apps {
             return Err(StoreError::Connect(ConnectError::TooManyApps(max_apps)));
         }
+        // The relays the owner listed stay the owner's; every other relay
+        // of the URI is this app's, even one another app added too (it
+        // stays while either needs it).
+        let owners = owner_relays(key);
         let mut relays = relays_without(key, &app);
         let mut added = Vec::new();
         for relay in distinct(more.to_vec()) {
+            if !owners.contains(&relay) {
+                added.push(relay.clone());
+            }
             if !relays.contains(&relay) {
-                relays.push(relay.clone());
-                added.push(relay);
+                relays.push(relay);
             }
         }
         let changed = !same_relays(key.relays(), &relays);
@@ -353,6 +364,16 @@ impl KeyStore {
         self.set_relays(user, relays, false, 0);
         true
     }
+}
+
+/// The relays of `key` that its owner listed (no app added them).
+fn owner_relays(key: &UserKey) -> Vec<RelayUrl> {
+    let added: HashSet<&RelayUrl> = key.apps().flat_map(|(_, a)| a.added_relays()).collect();
+    key.relays()
+        .iter()
+        .filter(|r| !added.contains(r))
+        .cloned()
+        .collect()
 }
 
 /// The relays `key` listens on but for those only `app` added.

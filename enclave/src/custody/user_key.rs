@@ -88,6 +88,11 @@ struct NsecRecord {
     updated: u64,
     perms_updated: u64,
     deleted: bool,
+    /// When the owner last ended the grant nsec.app gave this app (unix
+    /// seconds; 0: never): kept here, in memory nsec.app's state already
+    /// pays for, not as an owner change, which would cost the owner's
+    /// memory for a grant that cost nothing.
+    owner_at: u64,
 }
 
 impl NsecRecord {
@@ -98,8 +103,10 @@ impl NsecRecord {
 
 /// Owner changes remembered per key.
 pub(super) const OWNER_CHANGES_KEPT: usize = 128;
-/// What one remembered nsec.app state or owner change is counted at.
-pub(super) const TRACKED_BYTES: usize = 96;
+/// What one remembered nsec.app state or owner change is counted at: its
+/// key, its record and the map's spare room (a map of 64 entries has 128
+/// buckets).
+pub(super) const TRACKED_BYTES: usize = 128;
 
 /// The signing keys of `secret` (one point multiplication, about 15 µs:
 /// done per request, outside the store's lock).
@@ -403,12 +410,15 @@ impl UserKey {
 
     /// Remembers what nsec.app said about `app` (its timestamps).
     pub(super) fn keep_nsec_app(&mut self, app: PublicKey, state: &AppState) {
+        let nsec = &mut self.sessions_mut().nsec_app;
+        let owner_at = nsec.get(&app).map_or(0, |r| r.owner_at);
         let record = NsecRecord {
             updated: state.updated,
             perms_updated: state.perms_updated,
             deleted: state.deleted,
+            owner_at,
         };
-        self.sessions_mut().nsec_app.insert(app, record);
+        nsec.insert(app, record);
     }
 
     /// Whether an event at `at` (ms) for an app with no remembered state
@@ -527,15 +537,32 @@ impl UserKey {
     pub(super) fn logout(&mut self, app: &PublicKey, now: u64) -> Option<App> {
         let s = self.sessions.as_deref_mut()?;
         let had = s.apps.remove(app);
-        // Only for an app that had a grant: its grant was paid for, and
-        // goes. Remembering anything for an app with none would let anyone
-        // grow the owner's memory for free (revoking made-up apps); an older
-        // nsec.app event cannot grant it anyway past what nsec.app's own
-        // state says.
-        if had.is_some() {
-            self.owner_changed(*app, now);
+        // Only for an app that had a grant: an older nsec.app event must
+        // not give it back. Nothing is remembered for an app with none,
+        // or anyone could grow the owner's memory by revoking made-up apps
+        // (an older nsec.app event cannot grant it past nsec.app's own
+        // state anyway).
+        if let Some(gone) = &had {
+            self.owner_ended(*app, gone.source(), now);
         }
         had
+    }
+
+    /// The owner ended `app`'s grant from `source` at `now`. A paid grant
+    /// (an owner's) leaves an owner change, which the grant's memory paid
+    /// for; a free one (nsec.app's) leaves the time in nsec.app's state of
+    /// the app, or with none, in the key's watermark: never owner memory
+    /// that nothing paid for.
+    fn owner_ended(&mut self, app: PublicKey, source: &str, now: u64) {
+        if source != verifier::grant::wire::source::NSEC_APP {
+            self.owner_changed(app, now);
+            return;
+        }
+        let s = self.sessions_mut();
+        match s.nsec_app.get_mut(&app) {
+            Some(record) => record.owner_at = record.owner_at.max(now),
+            None => s.owner_floor = s.owner_floor.max(now),
+        }
     }
 
     /// Removes `app` because nsec.app said so (not an owner change here).
@@ -575,7 +602,10 @@ impl UserKey {
 
     /// When the owner last changed `app`'s access (unix seconds).
     pub fn owner_changed_at(&self, app: &PublicKey) -> Option<u64> {
-        self.sessions()?.owner_at.get(app).copied()
+        let s = self.sessions()?;
+        let paid = s.owner_at.get(app).copied();
+        let free = s.nsec_app.get(app).map(|r| r.owner_at).filter(|at| *at > 0);
+        paid.max(free)
     }
 
     /// The owner now lists `relays` as the key's own: no app added them.
@@ -597,9 +627,10 @@ impl UserKey {
 
     /// Revokes every app and every pending connect secret.
     pub(super) fn revoke_all(&mut self, now: u64) {
-        let apps: Vec<PublicKey> = self.apps().map(|(a, _)| *a).collect();
-        for app in apps {
-            self.owner_changed(app, now);
+        let apps: Vec<(PublicKey, &'static str)> =
+            self.apps().map(|(a, app)| (*a, app.source())).collect();
+        for (app, source) in apps {
+            self.owner_ended(app, source, now);
         }
         if let Some(s) = self.sessions.as_deref_mut() {
             s.apps.clear();

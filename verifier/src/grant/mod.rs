@@ -89,15 +89,6 @@ impl Policy {
         Self::new(Perms::Full)
     }
 
-    /// This policy with the conditions of a scoped grant
-    /// ([`rate::DEFAULT_RATES`] and a ±10 minute `created_at` window),
-    /// for one that an app's request will narrow.
-    pub fn with_scoped_conditions(mut self) -> Self {
-        self.rates = Rates::default_scoped();
-        self.window = Some(DEFAULT_WINDOW);
-        self
-    }
-
     /// Whether the policy can start at `now`: an absolute expiry must be
     /// in the future.
     pub fn check_at(&self, now: u64) -> Result<(), String> {

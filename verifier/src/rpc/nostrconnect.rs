@@ -199,16 +199,16 @@ impl NostrConnect {
     }
 
     /// The owner's grant for this app, before the URI's perms narrow it:
-    /// `owner`'s policy as given, or without one, what the app asks for
-    /// with the conditions of every scoped grant (the default rate limits
-    /// and `created_at` window), or full access if it asks for nothing in
-    /// particular.
+    /// `owner`'s policy as given, or without one, what the app asks for as
+    /// a scoped grant (the default rate limits and `created_at` window;
+    /// and, not being full access, NIP-04 decryption only from peers it
+    /// names), or full access if it asks for nothing in particular.
     pub fn owner_policy(&self, owner: Option<&Policy>) -> Policy {
         if let Some(policy) = owner {
             return policy.clone();
         }
         match self.asked() {
-            Some(Perms::Listed(_)) => Policy::full().with_scoped_conditions(),
+            Some(asked @ Perms::Listed(_)) => Policy::new(Perms::Full.narrow(Some(&asked))),
             _ => Policy::full(),
         }
     }

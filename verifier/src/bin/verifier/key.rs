@@ -302,9 +302,11 @@ fn nostrconnect_request(
         ));
     }
     let mut policy = policy(grant.perms.as_deref(), full_access, &grant.conditions)?;
-    // Conditions without --perms: what the app asks for, under them, and
-    // under a scoped grant's defaults for those not given.
+    // Conditions without --perms: what the app asks for as a scoped grant
+    // (not full access), under them and a scoped grant's defaults for
+    // those not given.
     if let (None, false, Some(given)) = (&grant.perms, full_access, policy.as_mut()) {
+        given.perms = Perms::Full.narrow(asked.as_ref());
         if grant.conditions.rate.is_none() {
             given.rates = verifier::grant::Rates::default_scoped();
         }
