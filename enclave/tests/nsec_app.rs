@@ -332,7 +332,10 @@ fn permissions_that_do_not_fit_leave_nothing_in_force() {
     call_at(&e, &first, &pk, "ping", &[], t)
         .into_result()
         .unwrap();
-    // The key's one app slot is taken: the second app gets nothing.
+    // The key remembers nsec.app's word on as many apps as it may have:
+    // a newer app takes the place of the oldest, whose grant goes with
+    // what the key remembered of it (it could not be undone in order any
+    // more), never leaving two in force.
     set(
         &e,
         &user,
@@ -340,7 +343,33 @@ fn permissions_that_do_not_fit_leave_nothing_in_force() {
         perms(ms(t - 50), ms(t - 50), &[("sign_event:1", "1")]),
         t,
     );
-    assert!(refused(call_at(&e, &second, &pk, "ping", &[], t)).contains("unauthorized"));
+    call_at(&e, &second, &pk, "ping", &[], t)
+        .into_result()
+        .unwrap();
+    assert!(refused(call_at(&e, &first, &pk, "ping", &[], t)).contains("unauthorized"));
+    // The slot held by the owner's own grant is not taken by nsec.app.
+    let owner_app = Keys::generate();
+    let revoke = AdminRequest::RevokeApp {
+        app: second.public_key(),
+    };
+    admin_at(&e, &user, &revoke, t).unwrap();
+    let grant = AdminRequest::Grant {
+        app: owner_app.public_key(),
+        policy: scoped("sign_event:1"),
+    };
+    admin_at(&e, &user, &grant, t).unwrap();
+    let third = Keys::generate();
+    set(
+        &e,
+        &user,
+        &third,
+        perms(ms(t - 40), ms(t - 40), &[("sign_event:1", "1")]),
+        t,
+    );
+    assert!(refused(call_at(&e, &third, &pk, "ping", &[], t)).contains("unauthorized"));
+    call_at(&e, &owner_app, &pk, "ping", &[], t)
+        .into_result()
+        .unwrap();
 }
 
 #[test]

@@ -190,3 +190,42 @@ fn an_import_that_drops_apps_is_not_undone_by_stored_permission_events() {
     .into_result()
     .is_ok());
 }
+
+/// The third review's sequence: the owner revokes an app nsec.app granted,
+/// the app's state is later forgotten (the key remembers 64 apps), and an
+/// nsec.app event from before the revoke arrives: the revoke stands.
+#[test]
+fn a_revoke_outlives_the_state_it_was_kept_in() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let user = imported(&e, t);
+    let pk = user.public_key();
+    let allow = [("sign_event:1", "1")];
+    let app = Keys::generate();
+    set(
+        &e,
+        &user,
+        &app,
+        perms(ms(t - 100), ms(t - 100), &allow),
+        t - 100,
+    );
+    let revoke = AdminRequest::RevokeApp {
+        app: app.public_key(),
+    };
+    admin_at(&e, &user, &revoke, t - 50).unwrap();
+    // 64 other apps, newer, deleted in nsec.app (no grant, so the app
+    // slots stay free): the revoked app's state is the oldest, forgotten.
+    for n in 0..64 {
+        set(
+            &e,
+            &user,
+            &Keys::generate(),
+            deleted(ms(t - 40) + n),
+            t - 40,
+        );
+    }
+    // nsec.app's permissions from before the revoke, its info from after.
+    set(&e, &user, &app, perms(ms(t - 20), ms(t - 90), &allow), t);
+    let r = call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t);
+    assert!(refused(r).contains("connect"));
+}

@@ -103,7 +103,15 @@ impl KeyStore {
         let plan = match applied.merged {
             Merged::Unchanged | Merged::Info if nsec_grant.is_none() => Plan::Keep,
             Merged::Unchanged | Merged::Info => Plan::Claims,
-            Merged::Perms | Merged::Deleted if key.owner_later(&app, changed_at) => Plan::Keep,
+            // The owner's change of this app stands if it is newer; the
+            // key's watermark only keeps apps without nsec.app's grant from
+            // coming back, and never freezes a grant nsec.app gave.
+            Merged::Perms | Merged::Deleted
+                if key.owner_later(&app, changed_at)
+                    && (nsec_grant.is_none() || key.owner_changed_at(&app).is_some()) =>
+            {
+                Plan::Keep
+            }
             Merged::Perms => to_policy(&state).map_or(Plan::Forget, Plan::Grant),
             Merged::Deleted => Plan::Forget,
         };
@@ -120,7 +128,11 @@ impl KeyStore {
         if known.is_none() && key.nsec_app_count() >= self.limits.max_apps_per_key {
             // A key remembers at most as many apps as it may have: the
             // oldest state goes.
-            self.update(user, |k| k.forget_oldest_nsec());
+            let gone = self
+                .update(user, |k| k.forget_oldest_nsec())
+                .flatten()
+                .and_then(|(_, gone)| gone);
+            applied.relays_changed |= self.removed(user, gone).relays_changed;
         }
         let room = needed == 0 || self.make_event_room(user, needed, &mut applied);
         let limits = self.limits.clone();

@@ -450,21 +450,43 @@ impl UserKey {
             let gone = s.apps.remove(&app);
             return Some((app, gone));
         }
-        self.forget_oldest_nsec().map(|app| (app, None))
+        self.forget_oldest_nsec()
     }
 
-    /// Forgets the oldest nsec.app state (events no newer are then not
-    /// applied for apps it remembers nothing of); the app it was of.
-    pub(super) fn forget_oldest_nsec(&mut self) -> Option<PublicKey> {
+    /// Forgets the oldest nsec.app state, of an app without nsec.app's
+    /// grant (a deleted one) if there is one: events no newer are then not
+    /// applied for apps it remembers nothing of, an owner's revoke kept in
+    /// it moves to the key's watermark, and a grant nsec.app gave that app
+    /// goes too (it could no longer be undone in order: fail closed). The
+    /// app, and its grant if that went.
+    pub(super) fn forget_oldest_nsec(&mut self) -> Option<(PublicKey, Option<App>)> {
         let s = self.sessions.as_deref_mut()?;
-        let (app, at) = s
+        let granted = |app: &PublicKey| {
+            s.apps
+                .get(app)
+                .is_some_and(|a| a.source() == verifier::grant::wire::source::NSEC_APP)
+        };
+        let (app, record) = s
             .nsec_app
             .iter()
-            .map(|(app, record)| (*app, record.newest()))
-            .min_by_key(|(_, at)| *at)?;
+            .map(|(app, record)| (*app, *record))
+            .min_by_key(|(app, record)| (granted(app), record.newest()))?;
         s.nsec_app.remove(&app);
-        s.nsec_floor = s.nsec_floor.max(at);
-        Some(app)
+        s.nsec_floor = s.nsec_floor.max(record.newest());
+        s.owner_floor = s.owner_floor.max(record.owner_at);
+        let from_nsec = s
+            .apps
+            .get(&app)
+            .is_some_and(|a| a.source() == verifier::grant::wire::source::NSEC_APP);
+        let gone = if from_nsec { s.apps.remove(&app) } else { None };
+        Some((app, gone))
+    }
+
+    /// Whether the owner's change of `app` is remembered as an owner
+    /// change (paid for), not only in nsec.app's state of it.
+    pub(super) fn has_owner_change(&self, app: &PublicKey) -> bool {
+        self.sessions()
+            .is_some_and(|s| s.owner_at.contains_key(app))
     }
 
     /// When `app`'s grant started, if it has one.
@@ -518,7 +540,7 @@ impl UserKey {
             .app(app)
             .filter(|a| a.source() != verifier::grant::wire::source::NSEC_APP)
             .map_or(0, App::bytes);
-        let record = if self.owner_changed_at(app).is_some() {
+        let record = if self.has_owner_change(app) {
             0
         } else {
             TRACKED_BYTES
