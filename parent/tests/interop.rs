@@ -103,7 +103,7 @@ async fn real_clients_sign_through_the_stack() {
     let status = key.ok("status");
     assert_eq!(status.lines().next(), Some("the enclave holds your key"));
     assert!(
-        status.contains("it serves no app: deleted after"),
+        status.contains("no app you granted keeps it: deleted after"),
         "{status}"
     );
     let pubkey = user.public_key().to_hex();
