@@ -6,14 +6,18 @@ use std::fmt;
 
 use nostr::{Keys, PublicKey, RelayUrl, SecretKey};
 use subtle::ConstantTimeEq;
-use verifier::grant::nsecapp::AppState;
 use verifier::grant::{Action, Decision, Perms, Policy};
 use zeroize::Zeroizing;
 
 use super::apps::{App, ConnectError, Granted, Pending};
 use super::grant_memory::Memory;
 use super::relay_lists::RelayList;
+
+mod changes;
+mod nsec;
+
 use super::Limits;
+use nsec::NsecRecord;
 
 /// A held key.
 pub struct UserKey {
@@ -67,7 +71,7 @@ struct Sessions {
     nsec_app: HashMap<PublicKey, NsecRecord>,
     /// When the owner last changed each app's access (a grant, a spent
     /// bunker secret, a revoke), so an older nsec.app event cannot undo
-    /// it; at most [`OWNER_CHANGES_KEPT`], the oldest forgotten first.
+    /// it; at most [`changes::OWNER_CHANGES_KEPT`], the oldest forgotten first.
     owner_at: HashMap<PublicKey, u64>,
     /// The newest owner change forgotten (unix seconds): an nsec.app change
     /// no newer than it, for an app without a remembered owner change, is
@@ -80,29 +84,6 @@ struct Sessions {
     nsec_floor: u64,
 }
 
-/// What a key remembers of nsec.app's last word on one app: its
-/// timestamps (ms) and whether it deleted the app (the permissions live in
-/// the app's grant).
-#[derive(Debug, Clone, Copy)]
-struct NsecRecord {
-    updated: u64,
-    perms_updated: u64,
-    deleted: bool,
-    /// When the owner last ended the grant nsec.app gave this app (unix
-    /// seconds; 0: never): kept here, in memory nsec.app's state already
-    /// pays for, not as an owner change, which would cost the owner's
-    /// memory for a grant that cost nothing.
-    owner_at: u64,
-}
-
-impl NsecRecord {
-    fn newest(&self) -> u64 {
-        self.updated.max(self.perms_updated)
-    }
-}
-
-/// Owner changes remembered per key.
-pub(super) const OWNER_CHANGES_KEPT: usize = 128;
 /// What one remembered nsec.app state or owner change is counted at: its
 /// key, its record and the map's spare room (a map of 64 entries has 128
 /// buckets).
@@ -361,14 +342,6 @@ impl UserKey {
         Ok(())
     }
 
-    /// Its owner imported it anew dropping every app at `now`: nsec.app
-    /// events from before then grant nothing (they may name apps the owner
-    /// had revoked before the key was last deleted).
-    pub(super) fn drop_changes_before(&mut self, now: u64) {
-        let s = self.sessions_mut();
-        s.owner_floor = s.owner_floor.max(now);
-    }
-
     /// The decision on `app`'s `action` at `now`; `None` if the app is
     /// not allowed at all.
     pub fn decide(&mut self, app: &PublicKey, action: &Action, now: u64) -> Option<Decision> {
@@ -388,105 +361,6 @@ impl UserKey {
         {
             a.set_claims(Some(claims));
         }
-    }
-
-    /// What nsec.app said last about `app` (its timestamps, and whether
-    /// it deleted the app), as a state to merge into.
-    pub(super) fn nsec_app(&self, app: &PublicKey) -> Option<AppState> {
-        let record = self.sessions()?.nsec_app.get(app)?;
-        Some(AppState {
-            info: Default::default(),
-            updated: record.updated,
-            perms_updated: record.perms_updated,
-            perms: Vec::new(),
-            deleted: record.deleted,
-        })
-    }
-
-    /// How many apps nsec.app's events are remembered for.
-    pub(super) fn nsec_app_count(&self) -> usize {
-        self.sessions().map_or(0, |s| s.nsec_app.len())
-    }
-
-    /// Remembers what nsec.app said about `app` (its timestamps).
-    pub(super) fn keep_nsec_app(&mut self, app: PublicKey, state: &AppState) {
-        let nsec = &mut self.sessions_mut().nsec_app;
-        let owner_at = nsec.get(&app).map_or(0, |r| r.owner_at);
-        let record = NsecRecord {
-            updated: state.updated,
-            perms_updated: state.perms_updated,
-            deleted: state.deleted,
-            owner_at,
-        };
-        nsec.insert(app, record);
-    }
-
-    /// Whether an event at `at` (ms) for an app with no remembered state
-    /// may be older than a state forgotten.
-    pub(super) fn nsec_stale(&self, at: u64) -> bool {
-        self.sessions().is_some_and(|s| at <= s.nsec_floor)
-    }
-
-    /// An event at `at` (ms) could not be remembered: events no newer, for
-    /// apps with no remembered state, are not applied from now on.
-    pub(super) fn nsec_forgot(&mut self, at: u64) {
-        let s = self.sessions_mut();
-        s.nsec_floor = s.nsec_floor.max(at);
-    }
-
-    /// Frees some of its nsec.app memory: the largest grant nsec.app gave
-    /// (the app then has nothing, and the state that says what nsec.app
-    /// said stays), or with none, the oldest state (forgotten as above).
-    /// The app concerned, and its grant if that went.
-    pub(super) fn evict_nsec(&mut self) -> Option<(PublicKey, Option<App>)> {
-        let s = self.sessions.as_deref_mut()?;
-        let largest = s
-            .apps
-            .iter()
-            .filter(|(_, a)| a.source() == verifier::grant::wire::source::NSEC_APP)
-            .max_by_key(|(_, a)| a.bytes())
-            .map(|(app, _)| *app);
-        if let Some(app) = largest {
-            let gone = s.apps.remove(&app);
-            return Some((app, gone));
-        }
-        self.forget_oldest_nsec()
-    }
-
-    /// Forgets the oldest nsec.app state, of an app without nsec.app's
-    /// grant (a deleted one) if there is one: events no newer are then not
-    /// applied for apps it remembers nothing of, an owner's revoke kept in
-    /// it moves to the key's watermark, and a grant nsec.app gave that app
-    /// goes too (it could no longer be undone in order: fail closed). The
-    /// app, and its grant if that went.
-    pub(super) fn forget_oldest_nsec(&mut self) -> Option<(PublicKey, Option<App>)> {
-        let s = self.sessions.as_deref_mut()?;
-        let granted = |app: &PublicKey| {
-            s.apps
-                .get(app)
-                .is_some_and(|a| a.source() == verifier::grant::wire::source::NSEC_APP)
-        };
-        let (app, record) = s
-            .nsec_app
-            .iter()
-            .map(|(app, record)| (*app, *record))
-            .min_by_key(|(app, record)| (granted(app), record.newest()))?;
-        s.nsec_app.remove(&app);
-        s.nsec_floor = s.nsec_floor.max(record.newest());
-        s.owner_floor = s.owner_floor.max(record.owner_at);
-        let from_nsec = s
-            .apps
-            .get(&app)
-            .is_some_and(|a| a.source() == verifier::grant::wire::source::NSEC_APP);
-        let gone = if from_nsec { s.apps.remove(&app) } else { None };
-        Some((app, gone))
-    }
-
-    /// Whether the owner's change of `app` is remembered as an owner
-    /// change (paid for), not only in nsec.app's state of it.
-    pub(super) fn has_owner_change(&self, app: &PublicKey) -> bool {
-        self.sessions()
-            .is_some_and(|s| s.owner_at.contains_key(app))
     }
 
     /// When `app`'s grant started, if it has one.
@@ -570,64 +444,9 @@ impl UserKey {
         had
     }
 
-    /// The owner ended `app`'s grant from `source` at `now`. A paid grant
-    /// (an owner's) leaves an owner change, which the grant's memory paid
-    /// for; a free one (nsec.app's) leaves the time in nsec.app's state of
-    /// the app, or with none, in the key's watermark: never owner memory
-    /// that nothing paid for.
-    fn owner_ended(&mut self, app: PublicKey, source: &str, now: u64) {
-        if source != verifier::grant::wire::source::NSEC_APP {
-            self.owner_changed(app, now);
-            return;
-        }
-        let s = self.sessions_mut();
-        match s.nsec_app.get_mut(&app) {
-            Some(record) => record.owner_at = record.owner_at.max(now),
-            None => s.owner_floor = s.owner_floor.max(now),
-        }
-    }
-
     /// Removes `app` because nsec.app said so (not an owner change here).
     pub(super) fn forget_app(&mut self, app: &PublicKey) -> Option<App> {
         self.sessions.as_deref_mut()?.apps.remove(app)
-    }
-
-    fn owner_changed(&mut self, app: PublicKey, now: u64) {
-        let s = self.sessions_mut();
-        if !s.owner_at.contains_key(&app) && s.owner_at.len() >= OWNER_CHANGES_KEPT {
-            if let Some((oldest, at)) = s
-                .owner_at
-                .iter()
-                .min_by_key(|(_, t)| **t)
-                .map(|(a, t)| (*a, *t))
-            {
-                s.owner_at.remove(&oldest);
-                s.owner_floor = s.owner_floor.max(at);
-            }
-        }
-        s.owner_at.insert(app, now);
-    }
-
-    /// Whether an nsec.app change at `changed_at` (ms) for `app` is no
-    /// newer than the owner's last change of it (in seconds: the owner's
-    /// change wins within its second), or, with none remembered, than the
-    /// newest owner change forgotten.
-    pub(super) fn owner_later(&self, app: &PublicKey, changed_at: u64) -> bool {
-        let in_ms = |at: u64| at.saturating_mul(1000).saturating_add(999);
-        match self.owner_changed_at(app) {
-            Some(at) => in_ms(at) >= changed_at,
-            None => self
-                .sessions()
-                .is_some_and(|s| s.owner_floor > 0 && in_ms(s.owner_floor) >= changed_at),
-        }
-    }
-
-    /// When the owner last changed `app`'s access (unix seconds).
-    pub fn owner_changed_at(&self, app: &PublicKey) -> Option<u64> {
-        let s = self.sessions()?;
-        let paid = s.owner_at.get(app).copied();
-        let free = s.nsec_app.get(app).map(|r| r.owner_at).filter(|at| *at > 0);
-        paid.max(free)
     }
 
     /// The owner now lists `relays` as the key's own: no app added them.

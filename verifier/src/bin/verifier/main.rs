@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+mod channel;
 mod cli;
 mod discover;
 mod grants;
