@@ -103,15 +103,8 @@ impl KeyStore {
         let plan = match applied.merged {
             Merged::Unchanged | Merged::Info if nsec_grant.is_none() => Plan::Keep,
             Merged::Unchanged | Merged::Info => Plan::Claims,
-            // The owner's change of this app stands if it is newer; the
-            // key's watermark only keeps apps without nsec.app's grant from
-            // coming back, and never freezes a grant nsec.app gave.
-            Merged::Perms | Merged::Deleted
-                if key.owner_later(&app, changed_at)
-                    && (nsec_grant.is_none() || key.owner_changed_at(&app).is_some()) =>
-            {
-                Plan::Keep
-            }
+            // The owner's change of this app stands if it is newer.
+            Merged::Perms | Merged::Deleted if key.owner_later(&app, changed_at) => Plan::Keep,
             Merged::Perms => to_policy(&state).map_or(Plan::Forget, Plan::Grant),
             Merged::Deleted => Plan::Forget,
         };

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nostr::{EventId, Kind, PublicKey, Tag, Tags, Timestamp, UnsignedEvent};
+use nostr::{Kind, PublicKey, Tag, Tags, Timestamp, UnsignedEvent};
 use sha2::{Digest, Sha256};
 
 /// Tries between two looks at the clock (and at whether another thread won).
@@ -169,21 +169,21 @@ fn leading_zero_bits(bytes: &[u8]) -> u8 {
     u8::try_from(bits).unwrap_or(u8::MAX)
 }
 
-/// The id of `unsigned` as nostr computes it (for checking a mined one).
-pub fn id_of(unsigned: &UnsignedEvent) -> EventId {
-    EventId::new(
-        &unsigned.pubkey,
-        &unsigned.created_at,
-        &unsigned.kind,
-        &unsigned.tags,
-        &unsigned.content,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nostr::Keys;
+    use nostr::{EventId, Keys};
+
+    /// The id of `unsigned` as nostr computes it.
+    fn id_of(unsigned: &UnsignedEvent) -> EventId {
+        EventId::new(
+            &unsigned.pubkey,
+            &unsigned.created_at,
+            &unsigned.kind,
+            &unsigned.tags,
+            &unsigned.content,
+        )
+    }
 
     #[test]
     fn nonces_are_written_in_decimal() {

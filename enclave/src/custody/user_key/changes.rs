@@ -62,11 +62,17 @@ impl UserKey {
     /// Whether an nsec.app change at `changed_at` (ms) for `app` is no
     /// newer than the owner's last change of it (in seconds: the owner's
     /// change wins within its second), or, with none remembered, than the
-    /// newest owner change forgotten.
+    /// newest owner change forgotten. That watermark only keeps apps
+    /// without nsec.app's grant from coming back: it never freezes a grant
+    /// nsec.app gave, which nsec.app's own newer word replaces.
     pub(in crate::custody) fn owner_later(&self, app: &PublicKey, changed_at: u64) -> bool {
         let in_ms = |at: u64| at.saturating_mul(1000).saturating_add(999);
+        let from_nsec = self
+            .app(app)
+            .is_some_and(|a| a.source() == verifier::grant::wire::source::NSEC_APP);
         match self.owner_changed_at(app) {
             Some(at) => in_ms(at) >= changed_at,
+            None if from_nsec => false,
             None => self
                 .sessions()
                 .is_some_and(|s| s.owner_floor > 0 && in_ms(s.owner_floor) >= changed_at),
