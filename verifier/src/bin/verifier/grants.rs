@@ -21,19 +21,30 @@ pub(crate) fn policy(
     full: bool,
     conditions: &Conditions,
 ) -> Result<Option<Policy>, Unusable> {
-    let said = conditions.ttl.is_some()
-        || conditions.uses.is_some()
-        || conditions.rate.is_some()
-        || conditions.created_at_window.is_some();
     let perms = match perms {
         Some(list) => Perms::parse(list).map_err(|e| Unusable {
             message: format!("--perms: {e}"),
             hint: Some("see `verifier key grant --help` for the perms syntax"),
         })?,
-        None if full || said => Perms::Full,
+        None if full || said(conditions) => Perms::Full,
         None => return Ok(None),
     };
-    let mut policy = Policy::new(perms);
+    with_conditions(Policy::new(perms), conditions).map(Some)
+}
+
+/// Whether any condition is given.
+pub(crate) fn said(conditions: &Conditions) -> bool {
+    conditions.ttl.is_some()
+        || conditions.uses.is_some()
+        || conditions.rate.is_some()
+        || conditions.created_at_window.is_some()
+}
+
+/// `policy` with the `conditions` given (the others as they are).
+pub(crate) fn with_conditions(
+    mut policy: Policy,
+    conditions: &Conditions,
+) -> Result<Policy, Unusable> {
     if let Some(ttl) = &conditions.ttl {
         let secs = parse_duration(ttl).map_err(|e| Unusable::from(format!("--ttl: {e}")))?;
         policy.expiry = Some(Expiry::After(secs));
@@ -51,7 +62,7 @@ pub(crate) fn policy(
             policy.window = Some(secs);
         }
     }
-    Ok(Some(policy))
+    Ok(policy)
 }
 
 /// What the enclave grants `uri`'s app for `policy` (full access without

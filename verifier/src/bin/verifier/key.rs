@@ -27,7 +27,8 @@ use crate::channel::{call, pages};
 use crate::cli::{KeyAction, KeyCommon};
 use crate::discover::parse_npubs;
 use crate::grants::{
-    describe_nostrconnect, granted, nostrconnect_policy, policy, print_apps, print_log,
+    describe_nostrconnect, granted, nostrconnect_policy, policy, print_apps, print_log, said,
+    with_conditions,
 };
 use crate::input::{read_input, read_text};
 use crate::output::printable;
@@ -296,19 +297,16 @@ fn nostrconnect_request(
             "the URI is too long to send to the enclave".to_owned(),
         ));
     }
-    let mut policy = policy(grant.perms.as_deref(), full_access, &grant.conditions)?;
-    // Conditions without --perms: what the app asks for as a scoped grant
-    // (not full access), under them and a scoped grant's defaults for
-    // those not given.
-    if let (None, false, Some(given)) = (&grant.perms, full_access, policy.as_mut()) {
-        given.perms = Perms::Full.narrow(asked.as_ref());
-        if grant.conditions.rate.is_none() {
-            given.rates = verifier::grant::Rates::default_scoped();
-        }
-        if grant.conditions.created_at_window.is_none() {
-            given.window = Some(verifier::grant::DEFAULT_WINDOW);
-        }
-    }
+    // Conditions without --perms: what the app asks for, as the enclave
+    // grants it without a policy (a scoped grant), under those conditions.
+    let policy = if grant.perms.is_none() && !full_access && said(&grant.conditions) {
+        Some(with_conditions(
+            parsed.owner_policy(None),
+            &grant.conditions,
+        )?)
+    } else {
+        policy(grant.perms.as_deref(), full_access, &grant.conditions)?
+    };
     // --full-access: everything, whatever the URI asks for.
     let uri = if full_access {
         NostrConnect {
