@@ -10,6 +10,7 @@ mod common;
 use common::clocked::{admin_at, call_at, note, refused};
 use common::in_process::{enclave, now, Enclave};
 use common::nsec::imported;
+use enclave::custody::apps::{App, RELAY_BYTES};
 use enclave::custody::{AdmissionLimits, Limits};
 use enclave::signer::SignerConfig;
 use nostr::{Keys, RelayUrl};
@@ -32,6 +33,16 @@ fn nostrconnect_uri(app: &Keys, relays: &[&str], perms: Option<&str>) -> NostrCo
         perms
     );
     NostrConnect::parse(&uri, 8).unwrap()
+}
+
+/// The owner of `user` answers `uri` at `t`, without a policy of its own.
+fn answer(e: &Enclave, user: &Keys, uri: NostrConnect, t: u64) -> Result<String, String> {
+    admin_at(
+        e,
+        user,
+        &AdminRequest::NostrConnect { uri, policy: None },
+        t,
+    )
 }
 
 /// An enclave without admission control and at most `relays` relays per
@@ -58,8 +69,7 @@ fn a_nostrconnect_app_without_owner_perms_gets_the_scoped_defaults() {
     let pk = user.public_key();
     let app = Keys::generate();
     let uri = nostrconnect_uri(&app, &[e.relay.as_str()], Some("sign_event:1"));
-    let answer = AdminRequest::NostrConnect { uri, policy: None };
-    admin_at(&e, &user, &answer, t).unwrap();
+    answer(&e, &user, uri, t).unwrap();
     // What it asked for, at a human pace and within the created_at window.
     for _ in 0..5 {
         call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)
@@ -91,13 +101,7 @@ fn a_nostrconnect_app_without_owner_perms_gets_the_scoped_defaults() {
         &[e.relay.as_str()],
         Some("nip04_decrypt,nip44_decrypt"),
     );
-    admin_at(
-        &e,
-        &user,
-        &AdminRequest::NostrConnect { uri, policy: None },
-        t,
-    )
-    .unwrap();
+    answer(&e, &user, uri, t).unwrap();
     let peer = Keys::generate();
     let sealed = verifier::rpc::cipher::Conversation::new(
         verifier::rpc::cipher::Scheme::Nip04,
@@ -127,8 +131,7 @@ fn a_refused_nostrconnect_changes_nothing_and_a_revoked_app_takes_its_relays() {
         &["wss://a.example", "wss://b.example"],
         Some("sign_event:7"),
     );
-    let answer = AdminRequest::NostrConnect { uri, policy: None };
-    let why = admin_at(&e, &user, &answer, t).unwrap_err();
+    let why = answer(&e, &user, uri, t).unwrap_err();
     assert!(why.contains("relays per key"), "{why}");
     call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t)
         .into_result()
@@ -140,13 +143,7 @@ fn a_refused_nostrconnect_changes_nothing_and_a_revoked_app_takes_its_relays() {
     // owner imports again keeping the apps.
     let theirs = RelayUrl::parse("wss://a.example").unwrap();
     let uri = nostrconnect_uri(&app, &["wss://a.example"], Some("sign_event:7"));
-    admin_at(
-        &e,
-        &user,
-        &AdminRequest::NostrConnect { uri, policy: None },
-        t,
-    )
-    .unwrap();
+    answer(&e, &user, uri, t).unwrap();
     let relays = |e: &Enclave| e.signer.store().get(&pk).unwrap().relays().to_vec();
     assert_eq!(relays(&e), vec![e.relay.clone(), theirs.clone()]);
     admin_at(&e, &user, &common::in_process::import(&e.relay, &user), t).unwrap();
@@ -159,13 +156,7 @@ fn a_refused_nostrconnect_changes_nothing_and_a_revoked_app_takes_its_relays() {
     assert_eq!(relays(&e), vec![e.relay.clone()]);
     // And so when it logs out itself.
     let uri = nostrconnect_uri(&app, &["wss://a.example"], Some("sign_event:7"));
-    admin_at(
-        &e,
-        &user,
-        &AdminRequest::NostrConnect { uri, policy: None },
-        t,
-    )
-    .unwrap();
+    answer(&e, &user, uri, t).unwrap();
     assert_eq!(relays(&e).len(), 2);
     call_at(&e, &app, &pk, "logout", &[], t)
         .into_result()
@@ -178,24 +169,46 @@ fn an_app_keeps_its_relays_when_it_connects_again_or_its_grant_changes() {
     let (e, t, user, app) = held(Limits::default().max_relays_per_key);
     let pk = user.public_key();
     let uri = nostrconnect_uri(&app, &["wss://a.example"], Some("sign_event:1"));
-    admin_at(
-        &e,
-        &user,
-        &AdminRequest::NostrConnect { uri, policy: None },
-        t,
-    )
-    .unwrap();
+    answer(&e, &user, uri, t).unwrap();
     let relays = |e: &Enclave| e.signer.store().get(&pk).unwrap().relays().len();
     assert_eq!(relays(&e), 2);
     // The owner changes its grant: the relay is still its, and counted.
     let before = e.signer.store().grant_bytes();
+    let first = e
+        .signer
+        .store()
+        .get(&pk)
+        .unwrap()
+        .app(&app.public_key())
+        .unwrap()
+        .bytes();
     let grant = AdminRequest::Grant {
         app: app.public_key(),
         policy: Policy::new(Perms::parse("sign_event:1,sign_event:7").unwrap()),
     };
     admin_at(&e, &user, &grant, t).unwrap();
     assert_eq!(relays(&e), 2);
-    assert!(e.signer.store().grant_bytes() >= before);
+    // Counted at its grant and its relay: the memory moved by exactly the
+    // difference of the two policies.
+    {
+        let store = e.signer.store();
+        let counted = store
+            .get(&pk)
+            .unwrap()
+            .app(&app.public_key())
+            .unwrap()
+            .bytes();
+        let policy = store
+            .get(&pk)
+            .unwrap()
+            .app(&app.public_key())
+            .unwrap()
+            .grant()
+            .policy()
+            .clone();
+        assert_eq!(counted, App::bytes_of(&policy) + RELAY_BYTES);
+        assert_eq!(store.grant_bytes(), before + counted - first);
+    }
     // It connects again with a new bunker secret: still its.
     let url = admin_at(
         &e,
