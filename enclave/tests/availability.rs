@@ -291,6 +291,19 @@ fn a_key_that_serves_no_one_is_let_go_after_its_idle_days_and_its_owner_can_see_
         "{}",
         seen.describe()
     );
+    // Just imported, it may not be displaced yet; ten minutes on, it may.
+    assert!(!seen.displaceable);
+    assert!(status(&e, &user, t + 601).displaceable);
+    // Without admission control nobody pays, so nobody displaces.
+    let off = enclave(SignerConfig {
+        limits: Limits {
+            admission: AdmissionLimits::off(),
+            ..Limits::default()
+        },
+        ..SignerConfig::default()
+    });
+    let other = imported(&off, t);
+    assert!(!status(&off, &other, t + 601).displaceable);
     // Any admin request starts the time again.
     let later = t + idle_ttl / 2;
     assert_eq!(

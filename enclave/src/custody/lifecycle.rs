@@ -56,22 +56,17 @@ impl KeyStore {
         Ok(())
     }
 
-    /// The owner of `user` made an admin request at `now`.
+    /// The owner of `user` made an admin request at `now` (its apps'
+    /// requests count too: `KeyStore::decide`).
     pub fn touch(&mut self, user: &PublicKey, now: u64) {
         if let Some(key) = self.keys.get_mut(user) {
             key.touch(now);
         }
     }
 
-    /// The key a newcomer paying for the last slot may displace at `now`:
-    /// the one that serves no one, imported at least `displace_after` ago,
-    /// heard from least lately.
-    /// With admission control off (`pow_bits` 0) the cap is a hard limit:
-    /// nobody pays, so nobody displaces.
+    /// The key a newcomer paying for the last slot may displace at `now`
+    /// ([`Self::may_displace`]): of those, the one used least lately.
     pub(super) fn displaceable(&self, now: u64) -> Option<PublicKey> {
-        if self.limits.admission.pow_bits == 0 {
-            return None;
-        }
         self.keys
             .iter()
             .filter(|(_, key)| self.may_displace(key, now))
@@ -80,12 +75,17 @@ impl KeyStore {
             .map(|(_, pubkey)| pubkey)
     }
 
-    /// Whether a paying newcomer may take `key`'s slot at `now`.
+    /// Whether a paying newcomer may take `key`'s slot at `now`: an owned
+    /// key with no pending secret, imported at least `displace_after` ago,
+    /// kept by no app its owner granted or unused for `idle_ttl`. With
+    /// admission control off (`pow_bits` 0) the cap is a hard limit:
+    /// nobody pays, so nobody displaces.
     fn may_displace(&self, key: &UserKey, now: u64) -> bool {
         let Some((imported, last_used)) = key.used() else {
             return false;
         };
-        key.secret_count() == 0
+        self.limits.admission.pow_bits > 0
+            && key.secret_count() == 0
             && imported.saturating_add(self.limits.displace_after) <= now
             && (key.owner_apps() == 0 || last_used.saturating_add(self.limits.idle_ttl) <= now)
     }
