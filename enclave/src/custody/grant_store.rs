@@ -82,12 +82,6 @@ impl KeyStore {
     ) -> Result<(), StoreError> {
         policy.check_at(now).map_err(StoreError::BadPolicy)?;
         let key = self.keys.get(user).ok_or(StoreError::NoKey)?;
-        let max_apps = self.limits.max_apps_per_key;
-        if !key.allows(&app) && key.app_count() >= max_apps {
-            return Err(StoreError::Connect(super::ConnectError::TooManyApps(
-                max_apps,
-            )));
-        }
         // The relays it added for itself stay with it.
         let added = key.app(&app).map_or(0, |a| a.added_relays().len());
         let extra = key.grant_cost(&app, policy, added);
