@@ -229,3 +229,20 @@ fn a_revoke_outlives_the_state_it_was_kept_in() {
     let r = call_at(&e, &app, &pk, "sign_event", &[&note(1, t)], t);
     assert!(refused(r).contains("connect"));
 }
+
+/// Only the key's owner and its apps keep it in use: a stranger's requests
+/// to it (answered, as any request is) do not keep a dormant key.
+#[test]
+fn a_strangers_requests_do_not_keep_a_key_in_use() {
+    let e = enclave(SignerConfig::default());
+    let t = now();
+    let idle_ttl = Limits::default().idle_ttl;
+    let user = imported(&e, t);
+    let pk = user.public_key();
+    let stranger = Keys::generate();
+    let mid = t + idle_ttl / 2;
+    let r = call_at(&e, &stranger, &pk, "sign_event", &[&note(1, mid)], mid);
+    assert!(refused(r).contains("connect"));
+    assert!(e.signer.expire(t + idle_ttl));
+    assert!(!e.signer.store().holds(&pk));
+}
