@@ -88,6 +88,7 @@ fn main() {
         instance: nostr::Event::from_json(tag_value("instance")).unwrap(),
         announce_relays: vec!["wss://relay.example".into()],
         prod: true,
+        releases: vec![],
     };
     write(
         "metadata_reply",

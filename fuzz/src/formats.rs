@@ -170,6 +170,7 @@ fn server() -> &'static MetadataServer {
             files: SignatureFiles {
                 build: dir.join("build.json"),
                 instance: dir.join("instance.json"),
+                releases: None,
             },
             root: TrustedRoot::aws_nitro_g1(),
             announce_relays: vec!["wss://relay.example".into()],

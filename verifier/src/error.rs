@@ -50,6 +50,10 @@ pub enum Error {
         /// The time of the check (unix seconds).
         time: u64,
     },
+    /// The image is not a release that the caller's release policy accepts:
+    /// too few trusted maintainers signed its measurements, or its version
+    /// is below the floor. The detail says which and why.
+    NotReleased(String),
     /// Two values that must be equal are not.
     Mismatch {
         /// What was compared.
@@ -111,6 +115,7 @@ impl fmt::Display for Error {
                 f,
                 "the {what} expired at {expired_at}; the check is at {time}"
             ),
+            Self::NotReleased(detail) => write!(f, "not a trusted release: {detail}"),
             Self::Mismatch {
                 what,
                 expected,

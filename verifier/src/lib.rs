@@ -12,6 +12,7 @@
 //!   (63795), instance signature (63796) and instance event (63793);
 //! - [`signing_cert`]: the builder's self-signed image signing certificate;
 //! - [`protocol`]: messages between the enclave and the parent;
+//! - [`release`]: release signatures (63794) and the release policy;
 //! - [`grant`]: what an app connected to a key may do (perms, expiry,
 //!   uses, rate limits) and the decision on each request;
 //! - [`rpc`]: the admin API and NIP-46 envelope, its encryption, bunker URLs;
@@ -29,6 +30,7 @@ pub mod event;
 pub mod grant;
 pub mod pcr;
 pub mod protocol;
+pub mod release;
 pub mod rpc;
 pub mod signing_cert;
 pub mod verify;

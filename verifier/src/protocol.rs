@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{malformed, Error};
 use crate::event::parse_event_json;
+use crate::release::MAX_RELEASE_SIGNATURES;
 
 /// vsock CID of the parent instance, as seen from the enclave.
 pub const PARENT_CID: u32 = 3;
@@ -65,6 +66,9 @@ pub struct StartResult {
     pub announce_relays: Vec<String>,
     /// Whether the parent runs a production instance.
     pub prod: bool,
+    /// Maintainers' release signatures (kind 63794) of the image, at most
+    /// [`MAX_RELEASE_SIGNATURES`]; absent from the original's answers.
+    pub releases: Vec<Event>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +79,8 @@ struct StartResultWire {
     instance_announce_relays: Vec<String>,
     #[serde(default)]
     prod: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    releases: Vec<serde_json::Value>,
 }
 
 impl Request {
@@ -134,6 +140,11 @@ impl StartResult {
             instance: serde_json::from_str(&self.instance.as_json()).unwrap_or_default(),
             instance_announce_relays: self.announce_relays.clone(),
             prod: self.prod,
+            releases: self
+                .releases
+                .iter()
+                .map(|e| serde_json::from_str(&e.as_json()).unwrap_or_default())
+                .collect(),
         };
         serde_json::to_string(&wire).unwrap_or_default()
     }
@@ -143,11 +154,24 @@ impl StartResult {
         check_size(text, "start result")?;
         let wire: StartResultWire =
             serde_json::from_str(text).map_err(|e| malformed("start result", e))?;
+        if wire.releases.len() > MAX_RELEASE_SIGNATURES {
+            return Err(Error::TooLarge {
+                what: "release signatures in the start result",
+                size: wire.releases.len(),
+                max: MAX_RELEASE_SIGNATURES,
+            });
+        }
+        let releases = wire
+            .releases
+            .iter()
+            .map(|r| parse_event_json(&r.to_string(), "release signature event"))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             build: parse_event_json(&wire.build.to_string(), "build event")?,
             instance: parse_event_json(&wire.instance.to_string(), "instance signature event")?,
             announce_relays: wire.instance_announce_relays,
             prod: wire.prod,
+            releases,
         })
     }
 }
@@ -202,8 +226,13 @@ mod tests {
             instance: event,
             announce_relays: vec!["wss://relay.example".into()],
             prod: false,
+            releases: vec![],
         };
         let json = result.to_json();
+        assert!(
+            !json.contains("releases"),
+            "the original's answer has no releases"
+        );
         assert!(json.contains("\"instanceAnnounceRelays\""));
         assert_eq!(StartResult::from_json(&json).unwrap(), result);
     }

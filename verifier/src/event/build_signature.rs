@@ -2,12 +2,16 @@
 //! enclave image by signing its PCR8 and the certificate PCR8 measures.
 //!
 //! Tags, in order: `["-"]`, `["t", prod|dev]`, `["cert", base64 DER]`,
-//! `["PCR8", hex]`; content empty.
+//! `["PCR8", hex]`; content empty. The NECS form, kind 23794, adds `r` and
+//! `v` and carries the certificate as PEM; it is read the same way.
 
 use base64::Engine;
 use nostr::{Event, EventBuilder, Kind, Tag};
 
-use super::{check_kind_and_signature, mode_of, npub, single_tag, tag, Mode, KIND_BUILD_SIGNATURE};
+use super::{
+    check_kinds_and_signature, docker_release_error, is_docker_release, mode_of, npub, single_tag,
+    tag, Mode, KIND_BUILD_SIGNATURE, KIND_NECS_BUILD_SIGNATURE,
+};
 use crate::error::{malformed, mismatch, Error};
 use crate::pcr::Pcr;
 use crate::signing_cert::{SigningCert, MAX_CERT_LEN};
@@ -42,24 +46,21 @@ impl BuildSignature {
         )
     }
 
-    /// Checks kind, id, signature and tag shape.
+    /// Checks kind (63795 or NECS 23794), id, signature and tag shape.
     pub fn from_event(event: Event) -> Result<Self, Error> {
-        check_kind_and_signature(&event, KIND_BUILD_SIGNATURE, WHAT)?;
+        check_kinds_and_signature(
+            &event,
+            &[KIND_BUILD_SIGNATURE, KIND_NECS_BUILD_SIGNATURE],
+            WHAT,
+        )?;
+        if is_docker_release(&event) {
+            return Err(docker_release_error("build signature"));
+        }
         let mode = mode_of(&event)?;
         if mode == Mode::Debug {
             return Err(malformed("build signature mode", "must be prod or dev"));
         }
-        let cert_b64 = single_tag(&event, tag::CERT)?;
-        if cert_b64.len() > MAX_CERT_LEN.div_ceil(3) * 4 {
-            return Err(Error::TooLarge {
-                what: "cert tag",
-                size: cert_b64.len(),
-                max: MAX_CERT_LEN.div_ceil(3) * 4,
-            });
-        }
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(cert_b64)
-            .map_err(|e| malformed("cert tag", e))?;
+        let der = cert_der(single_tag(&event, tag::CERT)?)?;
         let cert = SigningCert::from_der(&der)?;
         let pcr8 = single_tag(&event, tag::PCR8)?.parse()?;
         Ok(Self {
@@ -116,6 +117,32 @@ impl BuildSignature {
     pub fn pcr8(&self) -> &Pcr {
         &self.pcr8
     }
+}
+
+/// The `cert` tag's DER: standard base64 (63795), or PEM (NECS 23794).
+fn cert_der(value: &str) -> Result<Vec<u8>, Error> {
+    // PEM adds a header, a footer and a line break every 64 characters.
+    let max = MAX_CERT_LEN.div_ceil(3) * 4 * 65 / 64 + 128;
+    if value.len() > max {
+        return Err(Error::TooLarge {
+            what: "cert tag",
+            size: value.len(),
+            max,
+        });
+    }
+    if value.trim_start().starts_with("-----BEGIN") {
+        let pem = pem::parse(value).map_err(|e| malformed("cert tag", e))?;
+        if pem.tag() != "CERTIFICATE" {
+            return Err(malformed(
+                "cert tag",
+                format!("PEM of a {:?}, not a CERTIFICATE", pem.tag()),
+            ));
+        }
+        return Ok(pem.into_contents());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|e| malformed("cert tag", e))
 }
 
 /// A tag from its strings (name first).

@@ -6,13 +6,15 @@
 //! `x` for PCR0/1/2/4/8 (`["x", hex, "PCR0"]`), `t` (prod|dev|debug),
 //! `relay` (admin API), `expiration`, `alt`, `build` (JSON of the 63795
 //! event), `["p", builder, "builder"]`, `instance` (JSON of the 63796
-//! event), `["p", launcher, "launcher"]`. Content: standard base64 of the raw
-//! attestation document.
+//! event), `["p", launcher, "launcher"]`, then for each maintainer's release
+//! signature `release` (JSON of the 63794 event) and `["p", maintainer,
+//! "releaser"]` (as NECS announcements carry them; older clients ignore
+//! these). Content: standard base64 of the raw attestation document.
 
 use std::collections::BTreeMap;
 
 use base64::Engine;
-use nostr::{Event, EventBuilder, JsonUtil, Kind, PublicKey, Timestamp};
+use nostr::{Event, EventBuilder, JsonUtil, Kind, PublicKey, Tag, Timestamp};
 
 use super::build_signature::tag_of;
 use super::{parse_event_json, single_tag, tag, tags_named, Mode, KIND_INSTANCE};
@@ -47,6 +49,9 @@ pub struct InstanceEvent<'a> {
     pub build: &'a Event,
     /// The launcher's kind 63796 event (`instance`).
     pub instance: &'a Event,
+    /// Maintainers' release signatures (kind 63794), each in a `release`
+    /// tag followed by `["p", <maintainer>, "releaser"]`, after the others.
+    pub releases: &'a [Event],
     /// The raw attestation document (content, base64).
     pub attestation: &'a [u8],
     /// `created_at` of the event.
@@ -56,26 +61,43 @@ pub struct InstanceEvent<'a> {
 impl InstanceEvent<'_> {
     /// The unsigned event with the exact tag list of the format.
     pub fn builder(&self) -> Result<EventBuilder, Error> {
-        let zero = Pcr::ZERO;
         let mut tags = vec![
             tag_of([tag::REPO, self.repo])?,
             tag_of([tag::NAME, self.name])?,
             tag_of([tag::VERSION, self.version])?,
             tag_of([tag::MODULE, self.module_id])?,
         ];
-        for index in ANNOUNCED_PCRS {
-            let value = self.pcrs.get(&index).unwrap_or(&zero).to_string();
-            tags.push(tag_of([
-                tag::PCR,
-                value.as_str(),
-                format!("PCR{index}").as_str(),
-            ])?);
-        }
+        tags.extend(self.pcr_tags()?);
         tags.extend([
             tag_of([tag::MODE, self.mode.as_str()])?,
             tag_of([tag::RELAY, self.admin_relay])?,
             tag_of([tag::EXPIRATION, self.expiration.to_string().as_str()])?,
             tag_of([tag::ALT, self.alt])?,
+        ]);
+        tags.extend(self.signature_tags()?);
+        let content = base64::engine::general_purpose::STANDARD.encode(self.attestation);
+        Ok(EventBuilder::new(Kind::from_u16(KIND_INSTANCE), content)
+            .tags(tags)
+            .custom_created_at(Timestamp::from_secs(self.created_at))
+            .allow_self_tagging())
+    }
+
+    /// `x` tags of PCR0/1/2/4/8.
+    pub(crate) fn pcr_tags(&self) -> Result<Vec<Tag>, Error> {
+        let zero = Pcr::ZERO;
+        ANNOUNCED_PCRS
+            .iter()
+            .map(|index| {
+                let value = self.pcrs.get(index).unwrap_or(&zero).to_string();
+                tag_of([tag::PCR, value.as_str(), format!("PCR{index}").as_str()])
+            })
+            .collect()
+    }
+
+    /// `build`, `p … builder`, `instance`, `p … launcher`, then each
+    /// `release` and its `p … releaser`.
+    pub(crate) fn signature_tags(&self) -> Result<Vec<Tag>, Error> {
+        let mut tags = vec![
             tag_of([tag::BUILD, self.build.as_json().as_str()])?,
             tag_of([
                 tag::PUBKEY,
@@ -88,12 +110,16 @@ impl InstanceEvent<'_> {
                 self.instance.pubkey.to_hex().as_str(),
                 tag::LAUNCHER,
             ])?,
-        ]);
-        let content = base64::engine::general_purpose::STANDARD.encode(self.attestation);
-        Ok(EventBuilder::new(Kind::from_u16(KIND_INSTANCE), content)
-            .tags(tags)
-            .custom_created_at(Timestamp::from_secs(self.created_at))
-            .allow_self_tagging())
+        ];
+        for release in self.releases {
+            tags.push(tag_of([tag::RELEASE, release.as_json().as_str()])?);
+            tags.push(tag_of([
+                tag::PUBKEY,
+                release.pubkey.to_hex().as_str(),
+                tag::RELEASER,
+            ])?);
+        }
+        Ok(tags)
     }
 }
 

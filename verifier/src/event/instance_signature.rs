@@ -1,12 +1,16 @@
 //! Kind 63796, the instance signature: the launcher's Nostr key vouches for
 //! the EC2 instance an enclave runs on by signing its PCR4.
 //!
-//! Tags, in order: `["-"]`, `["t", prod|dev]`, `["PCR4", hex]`; content empty.
+//! Tags, in order: `["-"]`, `["t", prod|dev]`, `["PCR4", hex]`; content
+//! empty. The NECS form, kind 23795, has the same tags.
 
 use nostr::{Event, EventBuilder, Kind};
 
 use super::build_signature::tag_of;
-use super::{check_kind_and_signature, mode_of, single_tag, tag, Mode, KIND_INSTANCE_SIGNATURE};
+use super::{
+    check_kinds_and_signature, docker_release_error, is_docker_release, mode_of, single_tag, tag,
+    Mode, KIND_INSTANCE_SIGNATURE, KIND_NECS_INSTANCE_SIGNATURE,
+};
 use crate::error::{malformed, mismatch, Error};
 use crate::pcr::Pcr;
 
@@ -37,9 +41,16 @@ impl InstanceSignature {
         )
     }
 
-    /// Checks kind, id, signature and tag shape.
+    /// Checks kind (63796 or NECS 23795), id, signature and tag shape.
     pub fn from_event(event: Event) -> Result<Self, Error> {
-        check_kind_and_signature(&event, KIND_INSTANCE_SIGNATURE, WHAT)?;
+        check_kinds_and_signature(
+            &event,
+            &[KIND_INSTANCE_SIGNATURE, KIND_NECS_INSTANCE_SIGNATURE],
+            WHAT,
+        )?;
+        if is_docker_release(&event) {
+            return Err(docker_release_error("instance signature"));
+        }
         let mode = mode_of(&event)?;
         if mode == Mode::Debug {
             return Err(malformed("instance signature mode", "must be prod or dev"));

@@ -6,20 +6,31 @@
 //! - [`instance_signature`]: kind 63796, by the launcher, binds PCR4 (the EC2
 //!   instance) to an npub;
 //! - [`instance`]: kind 63793, by the enclave's service key, carries the
-//!   attestation and both signatures.
+//!   attestation and both signatures;
+//! - [`announcement`]: kind 13793, the NECS form of the same, whose
+//!   attestation is in a kind 23793 [`tee_root`] event;
+//! - release signatures (63794) are in [`crate::release`].
+//!
+//! NECS clients also write the builder's and launcher's signatures as kinds
+//! 23794 and 23795; both kinds are read wherever 63795 and 63796 are.
+//! nostrband's `enclaved` and `encli` use 63795 and 63796 for docker app
+//! releases too: [`build_signature`] and [`instance_signature`] recognise
+//! those by their tags and say so.
 //!
 //! Parsers here check shape and signatures only; how an instance event is
 //! judged as a whole lives in [`crate::verify`].
 
+pub mod announcement;
 pub mod build_signature;
 pub mod instance;
 pub mod instance_signature;
 pub mod relay_list;
+pub mod tee_root;
 
 use std::fmt;
 use std::str::FromStr;
 
-use nostr::{Event, JsonUtil, Kind, PublicKey};
+use nostr::{Event, JsonUtil, PublicKey};
 
 use crate::error::{malformed, mismatch, Error};
 
@@ -29,6 +40,14 @@ pub const KIND_INSTANCE: u16 = 63793;
 pub const KIND_BUILD_SIGNATURE: u16 = 63795;
 /// Kind of the instance signature, published by the launcher.
 pub const KIND_INSTANCE_SIGNATURE: u16 = 63796;
+/// Kind of the NECS service announcement (replaceable), by the service key.
+pub const KIND_ANNOUNCEMENT: u16 = 13793;
+/// Kind of the NECS `tee_root` event: the attestation, by the service key.
+pub const KIND_TEE_ROOT: u16 = 23793;
+/// Kind of the NECS build signature (the builder's, like 63795).
+pub const KIND_NECS_BUILD_SIGNATURE: u16 = 23794;
+/// Kind of the NECS instance signature (the launcher's, like 63796).
+pub const KIND_NECS_INSTANCE_SIGNATURE: u16 = 23795;
 /// Kind of NIP-46 remote signing requests and replies.
 pub const KIND_NIP46: u16 = 24133;
 /// Kind of admin API requests and replies (key import), same framing as NIP-46.
@@ -75,6 +94,12 @@ pub mod tag {
     pub const BUILDER: &str = "builder";
     /// Marker of the launcher's `p` tag.
     pub const LAUNCHER: &str = "launcher";
+    /// JSON of a release signature event (63793 and 13793).
+    pub const RELEASE: &str = "release";
+    /// Marker of a release signer's `p` tag.
+    pub const RELEASER: &str = "releaser";
+    /// JSON of the kind 23793 event holding the attestation (13793).
+    pub const TEE_ROOT: &str = "tee_root";
 }
 
 /// The mode an event declares in its `t` tag.
@@ -135,14 +160,44 @@ pub fn parse_event_json(json: &str, what: &'static str) -> Result<Event, Error> 
 
 /// Checks an event's kind, then its id and BIP-340 signature.
 pub fn check_kind_and_signature(event: &Event, kind: u16, what: &'static str) -> Result<(), Error> {
-    if event.kind != Kind::from_u16(kind) {
+    check_kinds_and_signature(event, &[kind], what)
+}
+
+/// Checks that an event's kind is one of `kinds`, then its id and signature.
+pub fn check_kinds_and_signature(
+    event: &Event,
+    kinds: &[u16],
+    what: &'static str,
+) -> Result<(), Error> {
+    let kind = event.kind.as_u16();
+    if !kinds.contains(&kind) {
+        let expected: Vec<String> = kinds.iter().map(|k| format!("kind {k}")).collect();
         return Err(mismatch(
             what,
+            expected.join(" or "),
             format!("kind {kind}"),
-            format!("kind {}", event.kind.as_u16()),
         ));
     }
     check_signature(event, what)
+}
+
+/// Whether `event` is one of the docker app release events that
+/// nostrband's `enclaved` and `encli` publish as kinds 63795 and 63796
+/// (`["x", <image id>, "docker"]`, a `u` tag), which are not build or
+/// instance signatures.
+pub fn is_docker_release(event: &Event) -> bool {
+    tags_named(event, tag::PCR).any(|t| t.get(2).is_some_and(|l| l == "docker"))
+        || tags_named(event, "u").next().is_some()
+}
+
+/// The error for a docker app release where a signature event belongs.
+pub fn docker_release_error(what: &'static str) -> Error {
+    Error::Unsupported {
+        what,
+        found: "a docker app release of enclaved/encli (kind 63795/63796 with an x \"docker\" or u tag), \
+                not a build or instance signature"
+            .into(),
+    }
 }
 
 /// Checks an event's id (hash of its content) and BIP-340 signature.

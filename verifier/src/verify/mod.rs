@@ -1,26 +1,35 @@
-//! Verification of a kind 63793 instance event: the rules a client applies
-//! before it trusts an enclave with a key. [`verify_instance`] runs every
-//! check in [`Check`] and returns a [`Report`]; the event is valid only when
-//! all of them pass.
+//! Verification of an instance event (kind 63793, or the NECS announcement,
+//! kind 13793): the rules a client applies before it trusts an enclave with
+//! a key. [`verify_instance`] runs every check in [`Check`] and returns a
+//! [`Report`]; the event is valid only when all of them pass. Both kinds go
+//! through the same checks; a 13793 adds `tee_root`, the 23793 event that
+//! carries its attestation.
 
+mod recorder;
+mod release;
 mod report;
+mod rules;
 mod signatures;
-
-use std::collections::BTreeMap;
 
 use nostr::Event;
 
+use self::recorder::Recorder;
+pub use self::release::release_signatures;
 pub use self::report::{Check, CheckResult, Outcome, Report, Summary, VerifiedInstance};
+pub(crate) use self::rules::check_mode;
+use self::rules::{both, check_expected, check_kind, check_marked, check_pcr_tags};
 pub use self::signatures::{check_signatures, Signatures};
 use crate::attestation::{Attestation, TrustedRoot};
 use crate::error::{mismatch, Error};
 use crate::event::build_signature::BuildSignature;
-use crate::event::instance::{embedded_event, expiration, marked_pubkey, pcr_tags, ANNOUNCED_PCRS};
+use crate::event::instance::{embedded_event, expiration, ANNOUNCED_PCRS};
 use crate::event::instance_signature::InstanceSignature;
+use crate::event::tee_root::TeeRoot;
 use crate::event::{
-    check_signature, mode_of, npub, parse_event_json, single_tag, tag, Mode, KIND_INSTANCE,
+    check_signature, mode_of, npub, parse_event_json, single_tag, tag, Mode, KIND_ANNOUNCEMENT,
 };
-use crate::pcr::{Measurements, Pcr};
+use crate::pcr::Measurements;
+use crate::release::ReleaseTrust;
 
 /// When certificates and expiration are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +53,9 @@ pub struct Options {
     pub allow_debug: bool,
     /// Expected measurements (`pcrs.json`); PCR0/1/2 must be given.
     pub expected: Option<Measurements>,
+    /// Trusted release signers: the image must be released by enough of
+    /// them (`release_signatures`), at or above the floor (`release_version`).
+    pub release: Option<ReleaseTrust>,
 }
 
 impl Options {
@@ -54,6 +66,7 @@ impl Options {
             time,
             allow_debug: false,
             expected: None,
+            release: None,
         }
     }
 }
@@ -79,24 +92,35 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
         ..Summary::default()
     };
 
-    r.record(
-        Check::Kind,
-        check_kind(event).map(|()| "kind 63793".to_owned()),
-    );
+    r.record(Check::Kind, check_kind(event));
     r.record(
         Check::EventSignature,
         check_signature(event, "instance event")
             .map(|()| format!("id {} signed by {}", event.id, npub(&event.pubkey))),
     );
 
-    let attestation = r.record(
-        Check::AttestationDecode,
-        Attestation::from_base64(&event.content),
-    );
-    let time = match (options.time, &attestation) {
+    // A 13793 carries its attestation in a tee_root event; a 63793 in its content.
+    let tee_root = (event.kind.as_u16() == KIND_ANNOUNCEMENT)
+        .then(|| embedded_event(event, tag::TEE_ROOT).and_then(TeeRoot::from_event));
+    let attestation_result = match &tee_root {
+        None => Some(Attestation::from_base64(&event.content)),
+        Some(Ok(t)) => Some(Attestation::from_base64(t.attestation_base64())),
+        Some(Err(_)) => None,
+    };
+    let time = match (options.time, &attestation_result) {
         (CheckTime::At(t), _) => Some(t),
-        (CheckTime::Attestation, Some(a)) => Some(a.doc().timestamp_secs()),
-        (CheckTime::Attestation, None) => None,
+        (CheckTime::Attestation, Some(Ok(a))) => Some(a.doc().timestamp_secs()),
+        (CheckTime::Attestation, _) => None,
+    };
+    if let Some(tee_root) = tee_root {
+        r.record(
+            Check::TeeRoot,
+            tee_root.and_then(|t| check_tee_root(event, &t, time)),
+        );
+    }
+    let attestation = match attestation_result {
+        Some(result) => r.record(Check::AttestationDecode, result),
+        None => r.not_run(Check::AttestationDecode, "the tee_root event is not valid"),
     };
     let doc = attestation.as_ref().map(Attestation::doc);
     if let Some(doc) = doc {
@@ -236,6 +260,25 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
             check_expected(expected, &d.pcrs)
         });
     }
+    let release = match &options.release {
+        None => None,
+        Some(trust) => {
+            let release = r.run(
+                Check::ReleaseSignatures,
+                both(doc, mode, no_doc, "the mode tags are not consistent"),
+                |(d, m)| release::check_signatures(event, trust, &d.pcrs, m),
+            );
+            r.run(
+                Check::ReleaseVersion,
+                release.as_ref().ok_or("the release signatures do not hold"),
+                |rel| release::check_version(event, trust, rel),
+            );
+            if let Some(rel) = &release {
+                summary.release_version = Some(rel.version.to_string());
+            }
+            release
+        }
+    };
 
     let admin_relay = single_tag(event, tag::RELAY).map(str::to_owned);
     let verified = match (
@@ -268,6 +311,7 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
                 expiration: exp,
                 mode,
                 pcrs,
+                release,
             })
         }
         _ => None,
@@ -275,243 +319,24 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
     r.finish(time, summary, verified)
 }
 
-fn check_kind(event: &Event) -> Result<(), Error> {
-    let kind = event.kind.as_u16();
-    if kind == KIND_INSTANCE {
-        Ok(())
-    } else {
-        Err(mismatch("event kind", KIND_INSTANCE, kind))
+/// The tee_root is by the announcement's author, unexpired at `time`, and
+/// in the announcement's mode.
+fn check_tee_root(event: &Event, tee_root: &TeeRoot, time: Option<u64>) -> Result<String, Error> {
+    let time = time.ok_or(Error::Missing(
+        "time of the check (attestation not decoded)",
+    ))?;
+    tee_root.check(&event.pubkey, time)?;
+    let mode = mode_of(event)?;
+    if tee_root.mode() != mode {
+        return Err(mismatch(
+            "tee_root mode (announcement's t vs tee_root's t)",
+            mode,
+            tee_root.mode(),
+        ));
     }
-}
-
-/// Every `x` tag equals the attested PCR; every announced PCR has a tag.
-fn check_pcr_tags(event: &Event, attested: &BTreeMap<u8, Pcr>) -> Result<String, Error> {
-    let tags = pcr_tags(event)?;
-    for (index, value) in &tags {
-        let actual = attested.get(index).copied().unwrap_or(Pcr::ZERO);
-        if actual != *value {
-            return Err(mismatch(pcr_what(*index), actual, value));
-        }
-    }
-    if let Some(missing) = ANNOUNCED_PCRS.iter().find(|i| !tags.contains_key(i)) {
-        return Err(Error::Missing(pcr_what(*missing)));
-    }
-    Ok(format!("{} x tags match", tags.len()))
-}
-
-fn pcr_what(index: u8) -> &'static str {
-    match index {
-        0 => "x tag PCR0",
-        1 => "x tag PCR1",
-        2 => "x tag PCR2",
-        4 => "x tag PCR4",
-        8 => "x tag PCR8",
-        _ => "x tag",
-    }
-}
-
-fn check_marked(event: &Event, marker: &'static str, signed: &Event) -> Result<String, Error> {
-    let named = marked_pubkey(event, marker)?;
-    if named == signed.pubkey {
-        Ok(npub(&named))
-    } else {
-        Err(mismatch(
-            if marker == tag::BUILDER {
-                "builder p tag"
-            } else {
-                "launcher p tag"
-            },
-            npub(&signed.pubkey),
-            npub(&named),
-        ))
-    }
-}
-
-/// `debug` exactly when PCR0 is zero; `prod` only with prod signatures.
-pub(crate) fn check_mode(
-    mode: Mode,
-    pcr0_zero: bool,
-    build: Mode,
-    launch: Option<Mode>,
-) -> Result<(), Error> {
-    match (mode, pcr0_zero) {
-        (Mode::Debug, false) => {
-            return Err(mismatch("mode tag", "prod or dev (PCR0 is set)", mode))
-        }
-        (Mode::Prod | Mode::Dev, true) => {
-            return Err(mismatch("mode tag", "debug (PCR0 is all zeros)", mode))
-        }
-        _ => {}
-    }
-    if mode == Mode::Prod {
-        if build != Mode::Prod {
-            return Err(mismatch(
-                "build signature mode for a prod instance",
-                Mode::Prod,
-                build,
-            ));
-        }
-        if let Some(launch) = launch.filter(|m| *m != Mode::Prod) {
-            return Err(mismatch(
-                "instance signature mode for a prod instance",
-                Mode::Prod,
-                launch,
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_expected(expected: &Measurements, attested: &BTreeMap<u8, Pcr>) -> Result<String, Error> {
-    for required in [0u8, 1, 2] {
-        if expected.get(required).is_none() {
-            return Err(Error::Missing(match required {
-                0 => "PCR0 in the expected measurements",
-                1 => "PCR1 in the expected measurements",
-                _ => "PCR2 in the expected measurements",
-            }));
-        }
-    }
-    for (index, value) in &expected.pcrs {
-        let actual = attested.get(index).copied().unwrap_or(Pcr::ZERO);
-        if actual != *value {
-            return Err(Error::Mismatch {
-                what: "expected measurement",
-                expected: format!("PCR{index} {value}"),
-                found: format!("PCR{index} {actual}"),
-            });
-        }
-    }
-    let names: Vec<String> = expected.pcrs.keys().map(|i| format!("PCR{i}")).collect();
-    Ok(format!("{} match", names.join(", ")))
-}
-
-fn both<A, B>(
-    a: Option<A>,
-    b: Option<B>,
-    why_a: &'static str,
-    why_b: &'static str,
-) -> Result<(A, B), &'static str> {
-    match (a, b) {
-        (Some(a), Some(b)) => Ok((a, b)),
-        (None, _) => Err(why_a),
-        (_, None) => Err(why_b),
-    }
-}
-
-/// Collects outcomes in order.
-#[derive(Default)]
-struct Recorder {
-    checks: Vec<CheckResult>,
-}
-
-impl Recorder {
-    /// Records a result; returns the value if the check passed.
-    fn record<T: Describe>(&mut self, check: Check, result: Result<T, Error>) -> Option<T> {
-        let (outcome, value) = match result {
-            Ok(v) => (Outcome::Passed(v.describe()), Some(v)),
-            Err(e) => (Outcome::Failed(e.to_string()), None),
-        };
-        self.checks.push(CheckResult { check, outcome });
-        value
-    }
-
-    /// Runs `f` on a prerequisite, or records that the check could not run.
-    fn run<P, T: Describe>(
-        &mut self,
-        check: Check,
-        prerequisite: Result<P, &'static str>,
-        f: impl FnOnce(P) -> Result<T, Error>,
-    ) -> Option<T> {
-        match prerequisite {
-            Ok(p) => self.record(check, f(p)),
-            Err(why) => self.not_run(check, why),
-        }
-    }
-
-    fn not_run<T>(&mut self, check: Check, why: &str) -> Option<T> {
-        self.checks.push(CheckResult {
-            check,
-            outcome: Outcome::NotRun(why.to_owned()),
-        });
-        None
-    }
-
-    fn all_passed(&self) -> bool {
-        self.checks
-            .iter()
-            .all(|c| matches!(c.outcome, Outcome::Passed(_)))
-    }
-
-    fn finish(
-        self,
-        time: Option<u64>,
-        summary: Summary,
-        verified: Option<VerifiedInstance>,
-    ) -> Report {
-        Report {
-            checks: self.checks,
-            time,
-            summary,
-            verified,
-        }
-    }
-}
-
-/// How a passing value reads in a report.
-trait Describe {
-    fn describe(&self) -> String;
-}
-
-impl Describe for String {
-    fn describe(&self) -> String {
-        self.clone()
-    }
-}
-
-impl Describe for Attestation {
-    fn describe(&self) -> String {
-        format!(
-            "module {}, timestamp {} ms",
-            self.doc().module_id,
-            self.doc().timestamp_ms
-        )
-    }
-}
-
-impl Describe for (i64, u64) {
-    fn describe(&self) -> String {
-        format!(
-            "valid at {}; leaf certificate expires at {}",
-            self.1, self.0
-        )
-    }
-}
-
-impl Describe for u64 {
-    fn describe(&self) -> String {
-        format!("expires at {self}")
-    }
-}
-
-impl Describe for BuildSignature {
-    fn describe(&self) -> String {
-        describe_event(self.event(), self.mode())
-    }
-}
-
-impl Describe for InstanceSignature {
-    fn describe(&self) -> String {
-        describe_event(self.event(), self.mode())
-    }
-}
-
-impl Describe for Mode {
-    fn describe(&self) -> String {
-        format!("mode {self}")
-    }
-}
-
-fn describe_event(event: &Event, mode: Mode) -> String {
-    format!("{} by {} ({mode})", event.id, npub(&event.pubkey))
+    Ok(format!(
+        "kind 23793 {} by the service key, expires at {}",
+        tee_root.event().id,
+        tee_root.expiration()
+    ))
 }

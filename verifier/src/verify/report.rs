@@ -11,16 +11,20 @@ use crate::event::build_signature::BuildSignature;
 use crate::event::instance_signature::InstanceSignature;
 use crate::event::Mode;
 use crate::pcr::Pcr;
+use crate::release::Release;
 
 /// The checks an instance event must pass, in the order they run.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
-    /// The event is kind 63793.
+    /// The event is kind 63793, or the NECS announcement, kind 13793.
     Kind,
     /// The event id is the hash of its content and the BIP-340 signature verifies.
     EventSignature,
+    /// 13793 only: the `tee_root` tag holds a valid kind 23793 event by the
+    /// service key, unexpired, in the announcement's mode.
+    TeeRoot,
     /// The content decodes as a bounded attestation document.
     AttestationDecode,
     /// The document's ES384 signature verifies with its leaf certificate.
@@ -55,6 +59,12 @@ pub enum Check {
     Mode,
     /// PCR0/1/2/8 (and any other PCR given) equal the expected measurements.
     ExpectedPcrs,
+    /// Enough trusted maintainers signed the attested PCR0/1/2 (kind 63794
+    /// in `release` tags), with `t=prod` for a prod instance.
+    ReleaseSignatures,
+    /// The release's version is at or above the floor and is the one the
+    /// event's `v` tag names.
+    ReleaseVersion,
 }
 
 impl Check {
@@ -63,6 +73,7 @@ impl Check {
         match self {
             Self::Kind => "kind",
             Self::EventSignature => "event_signature",
+            Self::TeeRoot => "tee_root",
             Self::AttestationDecode => "attestation_decode",
             Self::AttestationSignature => "attestation_signature",
             Self::CertificateChain => "certificate_chain",
@@ -80,14 +91,17 @@ impl Check {
             Self::LauncherTag => "launcher_tag",
             Self::Mode => "mode",
             Self::ExpectedPcrs => "expected_pcrs",
+            Self::ReleaseSignatures => "release_signatures",
+            Self::ReleaseVersion => "release_version",
         }
     }
 
     /// What the check establishes, in plain words.
     pub fn description(&self) -> &'static str {
         match self {
-            Self::Kind => "the event is an instance event (kind 63793)",
+            Self::Kind => "the event is an instance event (kind 63793 or 13793)",
             Self::EventSignature => "the event id and signature are valid",
+            Self::TeeRoot => "the tee_root event (kind 23793) is the service key's and current",
             Self::AttestationDecode => "the content is a well-formed attestation document",
             Self::AttestationSignature => "the attestation is signed by its leaf certificate",
             Self::CertificateChain => "the attestation's certificates chain to the trusted root",
@@ -107,6 +121,8 @@ impl Check {
             Self::LauncherTag => "the launcher p tag names the instance signature's author",
             Self::Mode => "the prod/dev/debug mode tags are consistent",
             Self::ExpectedPcrs => "the PCRs equal the expected measurements",
+            Self::ReleaseSignatures => "enough trusted maintainers released this code",
+            Self::ReleaseVersion => "the release's version is accepted and announced",
         }
     }
 }
@@ -166,6 +182,9 @@ pub struct Summary {
     pub attestation_timestamp_ms: Option<u64>,
     /// Leaf certificate notAfter, unix seconds.
     pub leaf_not_after: Option<i64>,
+    /// The release's version, when release signers were given and it holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_version: Option<String>,
 }
 
 /// The result of [`super::verify_instance`].
@@ -227,4 +246,6 @@ pub struct VerifiedInstance {
     pub mode: Mode,
     /// Attested PCRs.
     pub pcrs: BTreeMap<u8, Pcr>,
+    /// The release, when the caller gave release signers.
+    pub release: Option<Release>,
 }

@@ -17,8 +17,10 @@ use verifier::attestation::{AttestationDoc, TrustedRoot};
 use verifier::event::build_signature::BuildSignature;
 use verifier::event::instance::InstanceEvent;
 use verifier::event::instance_signature::InstanceSignature;
-use verifier::event::{npub, Mode, KIND_INSTANCE};
+use verifier::event::tee_root::TeeRoot;
+use verifier::event::{npub, Mode, KIND_ANNOUNCEMENT, KIND_INSTANCE};
 use verifier::pcr::{pcr4_from_instance_id, pcr8_from_cert_der, pcr_digest, Pcr};
+use verifier::release::ReleaseSignature;
 use verifier::signing_cert::SigningCert;
 use verifier::verify::{verify_instance, Check, CheckTime, Options, Outcome, Report};
 
@@ -26,6 +28,29 @@ use verifier::verify::{verify_instance, Check, CheckTime, Options, Outcome, Repo
 pub const T0: i64 = 1_790_000_000;
 pub const CHECK_AT: u64 = T0 as u64 + 60;
 pub const INSTANCE_ID: &str = "i-0123456789abcdef0";
+
+/// The kind the world announces in: test targets whose name ends in
+/// `_necs` (which include the same cases) make NECS announcements (13793),
+/// the others instance events (63793).
+pub const ANNOUNCEMENT_KIND: u16 = if ends_with_necs(env!("CARGO_CRATE_NAME").as_bytes()) {
+    KIND_ANNOUNCEMENT
+} else {
+    KIND_INSTANCE
+};
+
+const fn ends_with_necs(name: &[u8]) -> bool {
+    let n = name.len();
+    n >= 5
+        && name[n - 5] == b'_'
+        && name[n - 4] == b'n'
+        && name[n - 3] == b'e'
+        && name[n - 2] == b'c'
+        && name[n - 1] == b's'
+}
+
+/// When the tee_root of a 13793 expires (independent of the event's own
+/// expiration, so that each check can fail alone).
+pub const TEE_ROOT_EXPIRATION: u64 = CHECK_AT + 3 * 3600;
 
 pub struct World {
     pub chain: DevChain,
@@ -46,6 +71,13 @@ pub struct Parts {
     pub instance: Event,
     /// Replaces the base64 of the signed document.
     pub content: Option<String>,
+    /// Release signatures, in `release` tags.
+    pub releases: Vec<Event>,
+    /// 13793 only: passes the tee_root's tags through this before the
+    /// service key (or `tee_root_signer`) signs it.
+    pub tee_root_edit: fn(&mut Vec<Vec<String>>),
+    /// 13793 only: who signs the tee_root (default: the service key).
+    pub tee_root_signer: Option<Keys>,
 }
 
 impl World {
@@ -102,7 +134,7 @@ impl World {
         Parts {
             doc: self.doc(),
             high_s: false,
-            kind: KIND_INSTANCE,
+            kind: ANNOUNCEMENT_KIND,
             mode: Mode::Dev,
             expiration: CHECK_AT + 3 * 3600,
             build: self.build_event(&self.cert_der, Mode::Dev, &self.builder),
@@ -112,7 +144,31 @@ impl World {
                 &self.launcher,
             ),
             content: None,
+            releases: Vec::new(),
+            tee_root_edit: |_| {},
+            tee_root_signer: None,
         }
+    }
+
+    /// A maintainer's release signature of `pcrs` (PCR0/1/2).
+    pub fn release_event(&self, keys: &Keys, version: &str, mode: Mode, pcrs: [Pcr; 3]) -> Event {
+        let version = verifier::release::parse_version(version).unwrap();
+        sign(
+            ReleaseSignature::builder(
+                "https://github.com/nostrband/noauth-enclaved",
+                &version,
+                mode,
+                &pcrs,
+            )
+            .unwrap(),
+            keys,
+        )
+    }
+
+    /// PCR0/1/2 of this world's image.
+    pub fn code_pcrs(&self) -> [Pcr; 3] {
+        let doc = self.doc();
+        [doc.pcr(0), doc.pcr(1), doc.pcr(2)]
     }
 
     /// The instance event of `parts`, with its tags passed through `edit`
@@ -134,17 +190,41 @@ impl World {
             alt: "enclaved instance",
             build: &parts.build,
             instance: &parts.instance,
+            releases: &parts.releases,
             attestation: &document,
             created_at: T0 as u64,
         };
-        let unsigned = template.builder().unwrap().build(self.service.public_key());
+        let unsigned = if ANNOUNCEMENT_KIND == KIND_ANNOUNCEMENT {
+            let root = TeeRoot::builder(&document, parts.mode, TEE_ROOT_EXPIRATION, T0 as u64)
+                .unwrap()
+                .build(self.service.public_key());
+            let mut root_tags: Vec<Vec<String>> =
+                root.tags.iter().map(|t| t.as_slice().to_vec()).collect();
+            (parts.tee_root_edit)(&mut root_tags);
+            let content = parts.content.clone().unwrap_or(root.content);
+            let tee_root = sign(
+                EventBuilder::new(root.kind, content)
+                    .tags(root_tags.into_iter().map(|t| Tag::parse(t).unwrap())),
+                parts.tee_root_signer.as_ref().unwrap_or(&self.service),
+            );
+            template
+                .announcement_builder(&tee_root)
+                .unwrap()
+                .build(self.service.public_key())
+        } else {
+            let mut unsigned = template.builder().unwrap().build(self.service.public_key());
+            if let Some(content) = &parts.content {
+                unsigned.content = content.clone();
+            }
+            unsigned
+        };
         let mut tags: Vec<Vec<String>> = unsigned
             .tags
             .iter()
             .map(|t| t.as_slice().to_vec())
             .collect();
         edit(&mut tags);
-        let content = parts.content.clone().unwrap_or(unsigned.content);
+        let content = unsigned.content;
         let builder = EventBuilder::new(Kind::from_u16(parts.kind), content)
             .tags(tags.into_iter().map(|t| Tag::parse(t).unwrap()))
             .custom_created_at(Timestamp::from_secs(T0 as u64))
