@@ -1,8 +1,10 @@
-//! The kind 63793 instance event: made with a fresh attestation each time,
-//! checked with the verifier library before it leaves (a self-check: the
-//! enclave never publishes what a client would refuse), published to the
-//! announce relays and the admin relay, repeated on a schedule and retried
-//! with backoff when relays fail.
+//! The announcements: the kind 63793 instance event and, for NECS clients,
+//! the kind 13793 announcement with its 23793 tee_root, both over one fresh
+//! attestation each time, each checked with the verifier library before it
+//! leaves (a self-check: the enclave never publishes what a client would
+//! refuse), published to the announce relays and the admin relay, repeated
+//! on a schedule and retried with backoff when relays fail. Both carry the
+//! maintainers' release signatures of the enclave's image.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -13,6 +15,7 @@ use nostr::{Event, JsonUtil, Keys, RelayUrl};
 use nostr_sdk::Client;
 use tracing::{info, warn};
 use verifier::event::instance::InstanceEvent;
+use verifier::event::tee_root::TeeRoot;
 use verifier::verify::{verify_instance, CheckTime, Options};
 
 use crate::attester::Attester;
@@ -32,9 +35,20 @@ pub struct AnnounceConfig {
     pub retry_initial: Duration,
     /// Longest delay between retries.
     pub retry_max: Duration,
-    /// Where to write each published event (JSON), for operators and the
-    /// dev stack. Events hold no secrets.
+    /// Where to write each published 63793 event (JSON), for operators and
+    /// the dev stack. Events hold no secrets.
     pub event_file: Option<PathBuf>,
+    /// Where to write each published 13793 announcement (JSON).
+    pub announcement_file: Option<PathBuf>,
+}
+
+/// The two events of one round, over the same attestation.
+#[derive(Debug, Clone)]
+pub struct Announcements {
+    /// Kind 63793.
+    pub instance: Event,
+    /// Kind 13793, with its tee_root.
+    pub announcement: Event,
 }
 
 /// Why no event could be made.
@@ -57,14 +71,14 @@ pub fn expiration(now: u64, leaf_not_after: i64) -> Option<u64> {
     (expiration > now).then_some(expiration)
 }
 
-/// Makes and self-checks an instance event at `now`.
+/// Makes and self-checks the instance event and the announcement at `now`.
 pub async fn instance_event(
     attester: &Arc<dyn Attester>,
     keys: &Keys,
     admitted: &Admitted,
     admin_relay: &RelayUrl,
     now: u64,
-) -> Result<Event, AnnounceError> {
+) -> Result<Announcements, AnnounceError> {
     let (document, attestation) = attest(attester, keys, now)
         .await
         .map_err(|e| AnnounceError(e.to_string()))?;
@@ -76,7 +90,13 @@ pub async fn instance_event(
         .instance_mode(&attestation, admitted.prod)
         .map_err(|e| AnnounceError(e.to_string()))?;
     let alt = format!("{} instance", crate::SOFTWARE_NAME);
-    let event = InstanceEvent {
+    let releases: Vec<Event> = admitted
+        .release
+        .signatures
+        .iter()
+        .map(|s| s.event().clone())
+        .collect();
+    let fields = InstanceEvent {
         repo: crate::SOURCE_REPOSITORY,
         name: crate::SOFTWARE_NAME,
         version: crate::SOFTWARE_VERSION,
@@ -88,25 +108,45 @@ pub async fn instance_event(
         alt: &alt,
         build: admitted.signatures.build.event(),
         instance: admitted.signatures.instance.event(),
+        releases: &releases,
         attestation: &document,
         created_at: now,
-    }
-    .builder()
-    .map_err(|e| AnnounceError(e.to_string()))?
-    .sign_with_keys(keys)
-    .map_err(|e| AnnounceError(format!("cannot sign the instance event: {e}")))?;
+    };
+    let sign_error = |what: &str, e: &dyn std::fmt::Display| {
+        AnnounceError(format!("cannot sign the {what}: {e}"))
+    };
+    let instance = fields
+        .builder()
+        .map_err(|e| AnnounceError(e.to_string()))?
+        .sign_with_keys(keys)
+        .map_err(|e| sign_error("instance event", &e))?;
+    let tee_root = TeeRoot::builder(&document, mode, expiration, now)
+        .map_err(|e| AnnounceError(e.to_string()))?
+        .sign_with_keys(keys)
+        .map_err(|e| sign_error("tee_root event", &e))?;
+    let announcement = fields
+        .announcement_builder(&tee_root)
+        .map_err(|e| AnnounceError(e.to_string()))?
+        .sign_with_keys(keys)
+        .map_err(|e| sign_error("announcement", &e))?;
     let mut options = Options::new(attester.root(), CheckTime::At(now));
     // An enclave in debug mode says so (t=debug); clients decide.
     options.allow_debug = true;
-    let report = verify_instance(&event, &options);
-    if let Some(failure) = report.first_failure() {
-        return Err(AnnounceError(format!(
-            "self-check failed, not publishing: {}: {}",
-            failure.check.name(),
-            failure.outcome
-        )));
+    for event in [&instance, &announcement] {
+        let report = verify_instance(event, &options);
+        if let Some(failure) = report.first_failure() {
+            return Err(AnnounceError(format!(
+                "self-check of kind {} failed, not publishing: {}: {}",
+                event.kind.as_u16(),
+                failure.check.name(),
+                failure.outcome
+            )));
+        }
     }
-    Ok(event)
+    Ok(Announcements {
+        instance,
+        announcement,
+    })
 }
 
 /// Every relay the event goes to: the announce relays and the admin relay.
@@ -162,13 +202,33 @@ pub async fn run(
                 }
             }
         };
-        if let Some(event) = event {
-            publish_until_done(&client, &relays, &event, &config, next).await;
+        if let Some(events) = event {
+            write_files(&events, &config);
+            let now = tokio::time::Instant::now();
+            let half = now + next.saturating_duration_since(now) / 2;
+            publish_until_done(&client, &relays, &events.instance, &config, half).await;
+            publish_until_done(&client, &relays, &events.announcement, &config, next).await;
         }
         tokio::time::sleep_until(next).await;
     }
 }
 
+fn write_files(events: &Announcements, config: &AnnounceConfig) {
+    for (file, event) in [
+        (&config.event_file, &events.instance),
+        (&config.announcement_file, &events.announcement),
+    ] {
+        if let Some(path) = file {
+            if let Err(e) = write_atomically(path, &event.as_json()) {
+                warn!("cannot write {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Publishes `event` until every relay took it or `deadline`. The 63793
+/// event of a round gets half of the time left, so a failing relay cannot
+/// keep the 13793 one from being sent.
 async fn publish_until_done(
     client: &Client,
     relays: &[RelayUrl],
@@ -176,11 +236,6 @@ async fn publish_until_done(
     config: &AnnounceConfig,
     deadline: tokio::time::Instant,
 ) {
-    if let Some(path) = &config.event_file {
-        if let Err(e) = write_atomically(path, &event.as_json()) {
-            warn!("cannot write {}: {e}", path.display());
-        }
-    }
     let mut pending: Vec<RelayUrl> = relays.to_vec();
     let mut delay = config.retry_initial;
     loop {

@@ -8,7 +8,9 @@
 //! Start-up ([`startup`]): make the service key, take an attestation that
 //! binds it ([`attester`]), ask the parent for the builder's and launcher's
 //! signature events ([`metadata`]) and check them against that attestation
-//! with the `verifier` library. A parent that lies can only make it stop.
+//! with the `verifier` library, with the maintainers' release signatures
+//! (a prod instance must be released under [`RELEASE_POLICY_JSON`]). A
+//! parent that lies can only make it stop.
 //! Then it announces itself ([`announce`]): a kind 63793 event with a fresh
 //! attestation, self-checked with the verifier before it is published, every
 //! hour.
@@ -31,6 +33,17 @@ pub const SOFTWARE_NAME: &str = "enclaved";
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Source repository in the instance event's `r` tag.
 pub const SOURCE_REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
+
+/// The project's release policy (`release-policy.json` at the top of the
+/// repository), compiled into the binary so that it is covered by the
+/// image's measurements: who the maintainers are, how many must sign a
+/// release, and the lowest version accepted as a successor.
+pub const RELEASE_POLICY_JSON: &str = include_str!("../../release-policy.json");
+
+/// The built-in release policy, parsed.
+pub fn built_in_release_policy() -> Result<verifier::release::ReleasePolicy, verifier::Error> {
+    verifier::release::ReleasePolicy::from_json(RELEASE_POLICY_JSON.as_bytes())
+}
 
 /// Unix time in seconds.
 pub fn unix_now() -> u64 {

@@ -26,6 +26,7 @@ use verifier::event::npub;
 use verifier::grant::nsecapp::DEFAULT_PERM_RELAYS;
 use verifier::pcr::cert_der_from_der_or_pem;
 use verifier::protocol::{METADATA_PORT, SOCKS_PORT};
+use verifier::release::ReleasePolicy;
 use verifier::rpc::message::MAX_REQUEST_EVENT;
 use verifier::rpc::relays::parse_relay_url;
 
@@ -94,6 +95,9 @@ struct RunArgs {
     /// Write each published instance event (JSON) here.
     #[arg(long, value_name = "FILE")]
     event_file: Option<PathBuf>,
+    /// Write each published kind 13793 announcement (NECS) here as JSON.
+    #[arg(long, value_name = "FILE")]
+    announcement_file: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
     /// Dev attester: the EC2 instance id it measures into PCR4.
@@ -126,6 +130,12 @@ struct RunArgs {
     /// `verifier check --pcrs`.
     #[arg(long, value_name = "FILE", help_heading = "Dev attester")]
     dev_pcrs_out: Option<PathBuf>,
+    /// Dev attester: use this release policy (a release-policy.json, such
+    /// as the throw-away one dev-stack writes) instead of the one built
+    /// into the binary. Refused with --attester nsm: a production image
+    /// trusts only its built-in policy, which its measurements cover.
+    #[arg(long, value_name = "FILE", help_heading = "Dev attester")]
+    dev_release_policy: Option<PathBuf>,
 }
 
 /// Limits on what users and strangers can make the signer hold.
@@ -317,6 +327,7 @@ async fn run(args: RunArgs) -> Result<()> {
         .context("--perm-relay")?;
     let attester = make_attester(&args)?;
     info!("attester: {attester:?}");
+    let policy = release_policy(&args)?;
     let keys = Keys::generate();
     info!(
         "service key {}",
@@ -328,6 +339,7 @@ async fn run(args: RunArgs) -> Result<()> {
         &keys,
         args.metadata,
         Duration::from_secs(args.parent_wait),
+        &policy,
         ) => r.context("refusing to start")?,
         () = &mut stop => {
             info!("stopped during start-up");
@@ -360,6 +372,7 @@ async fn run(args: RunArgs) -> Result<()> {
         retry_initial: Duration::from_secs(args.retry_initial),
         retry_max: Duration::from_secs(args.retry_max.max(args.retry_initial)),
         event_file: args.event_file,
+        announcement_file: args.announcement_file,
     };
     info!(
         relays = announce::targets(&admitted, &announce_config).len(),
@@ -398,6 +411,32 @@ async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// The release policy: the built-in one, or with the dev attester the one
+/// in --dev-release-policy.
+fn release_policy(args: &RunArgs) -> Result<ReleasePolicy> {
+    let policy = match (&args.dev_release_policy, args.attester) {
+        (Some(path), AttesterKind::Dev) => {
+            let json = std::fs::read(path)
+                .with_context(|| format!("--dev-release-policy {}", path.display()))?;
+            ReleasePolicy::from_json(&json)
+                .with_context(|| format!("--dev-release-policy {}", path.display()))?
+        }
+        (Some(_), AttesterKind::Nsm) => bail!("--dev-* options need --attester dev"),
+        (None, _) => enclave::built_in_release_policy()
+            .context("the release policy built into this binary does not parse")?,
+    };
+    if policy.is_empty() {
+        info!("release policy: no maintainers yet, so this code can run only as a dev instance");
+    } else {
+        info!(
+            maintainers = policy.trust.signers().len(),
+            threshold = policy.trust.threshold(),
+            "release policy"
+        );
+    }
+    Ok(policy)
+}
+
 fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
     match args.attester {
         AttesterKind::Nsm => {
@@ -405,6 +444,7 @@ fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
                 || args.dev_signing_cert.is_some()
                 || args.dev_root_out.is_some()
                 || args.dev_pcrs_out.is_some()
+                || args.dev_release_policy.is_some()
             {
                 bail!("--dev-* options need --attester dev");
             }

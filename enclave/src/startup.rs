@@ -1,18 +1,20 @@
 //! Start-up: attest the service key, ask the parent for the signature
 //! events, and check them against our own attestation with the verifier
-//! library. Anything that does not match stops the enclave with a clear
+//! library: the builder's and launcher's, and the maintainers' release
+//! signatures under the release policy built into the image. Anything that does not match stops the enclave with a clear
 //! message; a lying parent can only stop it, never make it serve.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::info;
+use tracing::{info, warn};
 use verifier::rpc::relays::parse_relay_url;
 
 use nostr::{Keys, RelayUrl};
 use verifier::attestation::{Attestation, TrustedRoot, VerifiedAttestation};
 use verifier::event::Mode;
 use verifier::protocol::{StartResult, MAX_ANNOUNCE_RELAYS};
+use verifier::release::{check_own_release, OwnRelease, ReleasePolicy};
 use verifier::verify::{check_signatures, Signatures};
 
 use crate::attester::Attester;
@@ -49,6 +51,9 @@ pub struct Admitted {
     pub prod: bool,
     /// The instance event's mode.
     pub mode: Mode,
+    /// The release signatures of our own measurements, and whether they
+    /// make a release under the policy built into the image.
+    pub release: OwnRelease,
 }
 
 /// The x-only service public key, as the attestation's `public_key` carries it.
@@ -88,10 +93,12 @@ fn verify_own(
     Ok(verified)
 }
 
-/// Checks the parent's answer against our verified attestation.
+/// Checks the parent's answer against our verified attestation and, for
+/// the release signatures, against `policy`.
 pub fn admit(
     attestation: &VerifiedAttestation,
     start: StartResult,
+    policy: &ReleasePolicy,
 ) -> Result<Admitted, StartupError> {
     let signatures = check_signatures(attestation, start.build, start.instance).map_err(|e| {
         fail(format!(
@@ -105,6 +112,30 @@ pub fn admit(
                 "cannot announce in the mode the parent asks for: {e}"
             ))
         })?;
+    let release = check_own_release(
+        policy,
+        start.releases,
+        &attestation.doc().pcrs,
+        mode,
+        crate::SOFTWARE_VERSION,
+    )
+    .map_err(|e| {
+        fail(format!(
+            "a prod instance must run a release signed by the maintainers in its built-in policy: {e}"
+        ))
+    })?;
+    for why in &release.ignored {
+        warn!("release signature set aside: {why}");
+    }
+    match &release.release {
+        Ok(r) => info!(
+            version = %r.version,
+            signers = r.signers.len(),
+            threshold = r.threshold,
+            "this code is a release under the built-in policy"
+        ),
+        Err(e) => info!("{mode} instance, not a release under the built-in policy: {e}"),
+    }
     if start.announce_relays.is_empty() {
         return Err(fail("the parent gave no relays to announce on"));
     }
@@ -124,6 +155,7 @@ pub fn admit(
         announce_relays,
         prod: start.prod,
         mode,
+        release,
     })
 }
 
@@ -134,11 +166,12 @@ pub async fn start(
     keys: &Keys,
     metadata: ParentAddr,
     wait: Duration,
+    policy: &ReleasePolicy,
 ) -> Result<Admitted, StartupError> {
     let (document, verified) = attest(attester, keys, crate::unix_now()).await?;
     let stream = connect_patiently(metadata, wait).await?;
     let answer = metadata::start(stream, &document).await.map_err(fail)?;
-    admit(&verified, answer)
+    admit(&verified, answer, policy)
 }
 
 /// Connects to the parent, retrying while it starts, for up to `wait`.

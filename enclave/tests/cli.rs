@@ -56,6 +56,7 @@ async fn exits_non_zero_when_the_parent_lies() {
             instance: theirs.instance.clone(),
             announce_relays: vec!["ws://127.0.0.1:1".into()],
             prod: false,
+            releases: vec![],
         },
     )
     .to_json();

@@ -155,6 +155,8 @@ async fn real_stack(
         echo_logs: false,
         enclave_args: Vec::new(),
         parent_args: Vec::new(),
+        prod: false,
+        release: parent::dev_stack::ReleaseSetup::default(),
     };
     let mut stack = parent::dev_stack::Stack::start(&config)
         .await
