@@ -19,7 +19,7 @@ use parent::socks::{SocksConfig, SocksProxy};
 use parent::transport::{ListenAddr, Listener};
 use tracing::info;
 use verifier::attestation::TrustedRoot;
-use verifier::event::Mode;
+use verifier::event::{npub, Mode};
 use verifier::pcr::{cert_der_from_der_or_pem, Measurements};
 use verifier::protocol::MAX_ANNOUNCE_RELAYS;
 use verifier::rpc::relays::parse_relay_url;
@@ -68,8 +68,39 @@ enum Command {
     /// this EC2 instance, through NIP-46, and write it as JSON. An existing
     /// file that is valid for this instance (and --launcher) is kept.
     SignInstance(SignInstanceArgs),
+    /// As a maintainer, sign a release (kind 63794) through NIP-46: that an
+    /// image with the PCR0, PCR1 and PCR2 of a build's pcrs.json is VERSION
+    /// of the repository, for prod or dev. Written to
+    /// OUT/<version>/<maintainer npub>.json; each maintainer signs the same
+    /// release on their own, and `parent run --release-dir` serves them.
+    SignRelease(SignReleaseArgs),
     /// Print this EC2 instance's id, from the instance metadata service (IMDSv2).
     InstanceId(ImdsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SignReleaseArgs {
+    /// nitro-cli's pcrs.json of the release build (PCR0, PCR1 and PCR2).
+    #[arg(long, value_name = "FILE")]
+    pcrs: PathBuf,
+    /// The release's version (semver), which must be the version the code
+    /// says it is: an enclave refuses a release of another version.
+    #[arg(long = "release-version", value_name = "SEMVER")]
+    version: String,
+    /// `prod` or `dev`. A prod instance needs prod release signatures.
+    #[arg(long)]
+    mode: Mode,
+    /// The source repository (`r` tag).
+    #[arg(long, value_name = "URL", default_value = env!("CARGO_PKG_REPOSITORY"))]
+    repo: String,
+    #[command(flatten)]
+    signer: SignerArgs,
+    /// The directory the signature goes under, in <version>/<npub>.json.
+    #[arg(long, value_name = "DIR", default_value = "release")]
+    out: PathBuf,
+    /// Seconds to wait for the remote signer.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    timeout: u64,
 }
 
 /// The remote signer: a bunker URL, or relays for a nostrconnect:// URI.
@@ -176,6 +207,12 @@ struct RunArgs {
     /// The launcher's kind 63796 instance signature event.
     #[arg(long, value_name = "FILE", default_value = "instance/instance.json")]
     instance: PathBuf,
+    /// A directory of maintainers' release signatures (kind 63794, every
+    /// *.json in it, as `parent sign-release` writes them under
+    /// release/<version>/). Those of the enclave's measurements are handed
+    /// to it; a prod enclave refuses to start without enough of them.
+    #[arg(long, value_name = "DIR")]
+    release_dir: Option<PathBuf>,
     /// Trust this root (DER or PEM) for the enclave's attestation instead of
     /// AWS Nitro Enclaves Root-G1: the dev root of a local stack.
     #[arg(long, value_name = "FILE")]
@@ -234,6 +271,7 @@ fn main() -> ExitCode {
         Command::SigningCert(args) => parent::runtime::run_to_exit(signing_cert(args)),
         Command::SignBuild(args) => parent::runtime::run_to_exit(sign_build(args)),
         Command::SignInstance(args) => parent::runtime::run_to_exit(sign_instance(args)),
+        Command::SignRelease(args) => parent::runtime::run_to_exit(sign_release(args)),
         Command::InstanceId(args) => parent::runtime::run_to_exit(async move {
             println!("{}", parent::imds::instance_id(&args.imds).await?);
             Ok(())
@@ -283,6 +321,33 @@ async fn sign_build(args: SignBuildArgs) -> Result<()> {
     let event = event?;
     sign::write_event(&args.out, &event)?;
     info!("build signature written to {}", args.out.display());
+    Ok(())
+}
+
+async fn sign_release(args: SignReleaseArgs) -> Result<()> {
+    let version = verifier::release::parse_version(&args.version).context("--release-version")?;
+    let bytes =
+        std::fs::read(&args.pcrs).with_context(|| format!("--pcrs {}", args.pcrs.display()))?;
+    let measurements = Measurements::from_json(&bytes)
+        .with_context(|| format!("--pcrs {}", args.pcrs.display()))?;
+    let pcr = |i: u8| {
+        measurements
+            .get(i)
+            .copied()
+            .with_context(|| format!("--pcrs {} has no PCR{i}", args.pcrs.display()))
+    };
+    let pcrs = [pcr(0)?, pcr(1)?, pcr(2)?];
+    let signer = sign::connect(&args.signer.signer()?, Duration::from_secs(args.timeout)).await?;
+    let event = sign::sign_release(&signer, &args.repo, &version, args.mode, &pcrs).await;
+    signer.shutdown().await;
+    let event = event?;
+    let out = args
+        .out
+        .join(version.to_string())
+        .join(format!("{}.json", npub(&event.pubkey)));
+    sign::write_event(&out, &event)?;
+    info!("release signature written to {}", out.display());
+    println!("{}", out.display());
     Ok(())
 }
 
@@ -336,9 +401,18 @@ async fn run(args: RunArgs) -> Result<()> {
     let files = SignatureFiles {
         build: args.build,
         instance: args.instance,
+        releases: args.release_dir,
     };
     // Fail now, not when the enclave asks, if a file is missing or invalid.
     let loaded = files.load().map_err(anyhow::Error::msg)?;
+    for release in &loaded.releases {
+        info!(
+            maintainer = %npub(&release.event().pubkey),
+            version = %release.version(),
+            mode = %release.mode(),
+            "release signature"
+        );
+    }
     let announce = if announce.is_empty() {
         let authors = [loaded.build.pubkey, loaded.instance.pubkey];
         outbox::announce_relays(&outbox, &authors).await

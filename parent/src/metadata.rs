@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{info, warn};
 use verifier::attestation::{Attestation, TrustedRoot};
+use verifier::event::npub;
 use verifier::protocol::{Reply, Request, StartResult, MAX_MESSAGE, METHOD_START};
 use verifier::verify::check_signatures;
 
@@ -136,11 +137,31 @@ impl MetadataServer {
         check_signatures(&attestation, files.build.clone(), files.instance.clone()).map_err(
             |e| format!("build.json or instance.json does not match the attestation: {e}"),
         )?;
+        // Release signatures of other images are the operator's mistake:
+        // say so here; the enclave would set them aside anyway.
+        let pcrs = &attestation.doc().pcrs;
+        let mut releases = Vec::new();
+        for release in files.releases {
+            if release.signs(pcrs) {
+                releases.push(release.event().clone());
+            } else {
+                warn!(
+                    id = %release.event().id,
+                    maintainer = %npub(&release.event().pubkey),
+                    version = %release.version(),
+                    "a release signature signs other measurements than the enclave's; not served"
+                );
+            }
+        }
+        if releases.is_empty() && self.config.prod {
+            warn!("no release signature of the enclave's measurements: a prod enclave will refuse to start");
+        }
         Ok(StartResult {
             build: files.build,
             instance: files.instance,
             announce_relays: self.config.announce_relays.clone(),
             prod: self.config.prod,
+            releases,
         })
     }
 }

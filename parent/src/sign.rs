@@ -1,4 +1,5 @@
-//! The builder's and launcher's signature events (kinds 63795 and 63796),
+//! The builder's and launcher's signature events (kinds 63795 and 63796)
+//! and the maintainers' release signatures (kind 63794),
 //! signed remotely through NIP-46 with rust-nostr's `NostrConnect`: from a
 //! bunker URL, or from a `nostrconnect://` URI the user's signer app
 //! scans. The private keys never touch this machine. The formats are the
@@ -18,6 +19,7 @@ use verifier::event::build_signature::BuildSignature;
 use verifier::event::instance_signature::InstanceSignature;
 use verifier::event::{npub, Mode};
 use verifier::pcr::{pcr4_from_instance_id, Pcr};
+use verifier::release::ReleaseSignature;
 use verifier::signing_cert::SigningCert;
 
 /// Where the remote signer is.
@@ -122,6 +124,34 @@ pub async fn sign_instance(
     }
     InstanceSignature::from_event(event.clone())?.check_pcr4(&pcr4)?;
     info!(launcher = %npub(&key), instance_id, "instance signature signed");
+    Ok(event)
+}
+
+/// Kind 63794: the maintainer behind `signer` vouches that an image with
+/// PCR0/1/2 `pcrs` is version `version` of `repo`, for `mode`.
+pub async fn sign_release(
+    signer: &NostrConnect,
+    repo: &str,
+    version: &semver::Version,
+    mode: Mode,
+    pcrs: &[Pcr; 3],
+) -> Result<Event> {
+    if mode == Mode::Debug {
+        bail!("a release is signed as prod or dev");
+    }
+    let key = signer_key(signer).await?;
+    let event = ReleaseSignature::builder(repo, version, mode, pcrs)?
+        .sign(signer)
+        .await
+        .map_err(|e| anyhow!("the remote signer refused: {e}"))?;
+    if event.pubkey != key {
+        bail!("the remote signer signed with another key");
+    }
+    let checked = ReleaseSignature::from_event(event.clone())?;
+    if checked.pcrs() != pcrs || checked.version() != version || checked.mode() != mode {
+        bail!("the remote signer changed the release it signed");
+    }
+    info!(maintainer = %npub(&key), %version, %mode, "release signature signed");
     Ok(event)
 }
 

@@ -20,6 +20,7 @@ use verifier::event::instance_signature::InstanceSignature;
 use verifier::event::{npub, Mode};
 use verifier::pcr::{pcr4_from_instance_id, pcr8_from_cert_der, pcr_digest};
 use verifier::protocol::{Reply, Request, StartResult};
+use verifier::release::{parse_version, ReleaseSignature};
 use verifier::signing_cert::SigningCert;
 
 const INSTANCE_ID: &str = "i-0123456789abcdef0";
@@ -86,6 +87,7 @@ impl Setup {
         SignatureFiles {
             build: self.dir.join("build.json"),
             instance: self.dir.join("instance.json"),
+            releases: self.dir.join("release").is_dir().then(|| self.dir.join("release")),
         }
     }
 
@@ -93,6 +95,8 @@ impl Setup {
     fn attestation(&self, instance_id: &str) -> Vec<u8> {
         let pcrs = BTreeMap::from([
             (0, pcr_digest(b"image")),
+            (1, pcr_digest(b"kernel")),
+            (2, pcr_digest(b"application")),
             (4, pcr4_from_instance_id(instance_id)),
             (8, pcr8_from_cert_der(&self.cert)),
         ]);
@@ -151,6 +155,69 @@ async fn answers_start_with_the_signature_events() {
     assert_eq!(result.instance, s.instance);
     assert_eq!(result.announce_relays, vec!["ws://127.0.0.1:1/".to_owned()]);
     assert!(!result.prod);
+}
+
+/// A release signature by a fresh maintainer of an image whose PCR0 is
+/// the digest of `image` (PCR1 and PCR2 as [`Setup::attestation`]'s).
+fn release_of(image: &[u8]) -> nostr::Event {
+    let pcrs = [
+        pcr_digest(image),
+        pcr_digest(b"kernel"),
+        pcr_digest(b"application"),
+    ];
+    ReleaseSignature::builder(
+        "https://github.com/example/enclaved",
+        &parse_version("1.2.3").unwrap(),
+        Mode::Dev,
+        &pcrs,
+    )
+    .unwrap()
+    .custom_created_at(Timestamp::now())
+    .sign_with_keys(&Keys::generate())
+    .unwrap()
+}
+
+#[tokio::test]
+async fn serves_only_the_release_signatures_of_the_attested_image() {
+    let s = Setup::new("releases");
+    let dir = s.dir.join("release");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ours = [release_of(b"image"), release_of(b"image")];
+    let other = release_of(b"another image");
+    for (i, event) in ours.iter().chain([&other]).enumerate() {
+        std::fs::write(dir.join(format!("{i}.json")), event.as_json()).unwrap();
+    }
+    // Not JSON signatures: ignored by name.
+    std::fs::write(dir.join("README.txt"), "notes").unwrap();
+    let url = s.server().await;
+    let reply = start(&url, &s.attestation(INSTANCE_ID)).await;
+    assert_eq!(reply.error, None);
+    let result = StartResult::from_json(&reply.result).unwrap();
+    let mut served: Vec<_> = result.releases.iter().map(|e| e.id).collect();
+    let mut expected: Vec<_> = ours.iter().map(|e| e.id).collect();
+    served.sort();
+    expected.sort();
+    assert_eq!(served, expected);
+
+    // A file in the directory that is not a release signature stops the
+    // answer with its name, rather than being passed on or dropped silently.
+    std::fs::write(dir.join("bad.json"), s.build.as_json()).unwrap();
+    let reply = start(&url, &s.attestation(INSTANCE_ID)).await;
+    let error = reply.error.unwrap();
+    assert!(
+        error.contains("bad.json") && error.contains("not a valid release signature"),
+        "{error}"
+    );
+    std::fs::remove_file(dir.join("bad.json")).unwrap();
+
+    // More signatures than an enclave accepts.
+    for i in 0..17 {
+        let e = release_of(b"image");
+        std::fs::write(dir.join(format!("many-{i}.json")), e.as_json()).unwrap();
+    }
+    let reply = start(&url, &s.attestation(INSTANCE_ID)).await;
+    let error = reply.error.unwrap();
+    assert!(error.contains("more than the 16"), "{error}");
 }
 
 #[tokio::test]

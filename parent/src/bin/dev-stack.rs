@@ -72,6 +72,8 @@ async fn run(cli: Cli) -> Result<()> {
         echo_logs: !cli.quiet,
         enclave_args: Vec::new(),
         parent_args: Vec::new(),
+        prod: false,
+        release: parent::dev_stack::ReleaseSetup::default(),
     };
     let mut stack = Stack::start(&config).await?;
     let event = tokio::select! {

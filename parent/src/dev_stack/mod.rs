@@ -1,12 +1,14 @@
 //! The whole system on one machine, as separate processes like production:
-//! `parent run` on TCP and `enclave run --attester dev`, with dev signature
-//! events from throw-away builder and launcher keys. The relay is the
+//! `parent run` on TCP and `enclave run --attester dev`, with signature
+//! events from throw-away builder and launcher keys, and release signatures
+//! from throw-away maintainers under a dev release policy. The relay is the
 //! caller's (the `dev-stack` binary embeds nostr-relay-builder's LocalRelay;
 //! tests bring their own). Used by `dev-stack` and by the stack tests.
 
 pub mod faults;
 pub mod process;
 pub mod relay;
+pub mod release;
 pub mod signatures;
 
 use std::net::{SocketAddr, TcpListener};
@@ -19,7 +21,10 @@ use nostr_relay_builder::builder::RateLimit;
 use nostr_relay_builder::RelayBuilder;
 
 use self::process::Process;
+use self::release::{write_releases, DevMaintainers};
 use self::signatures::DevSignatures;
+use verifier::event::Mode;
+use verifier::pcr::Measurements;
 
 /// The embedded relay of the dev stack and its tests, on 127.0.0.1.
 ///
@@ -56,6 +61,42 @@ pub struct StackConfig {
     pub enclave_args: Vec<String>,
     /// More arguments for `parent run` (such as another `--allow-egress`).
     pub parent_args: Vec<String>,
+    /// Run a production instance: prod build and instance signatures and
+    /// `parent run --prod`. The enclave then needs a release.
+    pub prod: bool,
+    /// The throw-away maintainers and what they sign.
+    pub release: ReleaseSetup,
+}
+
+/// The dev release policy and the signatures the stack makes under it.
+#[derive(Debug, Clone)]
+pub struct ReleaseSetup {
+    /// How many maintainers the policy names.
+    pub maintainers: usize,
+    /// How many of them must sign.
+    pub threshold: usize,
+    /// How many of them sign the dev enclave's measurements.
+    pub signers: usize,
+    /// The `t` of their signatures; default: the stack's mode.
+    pub mode: Option<Mode>,
+    /// The version they sign; default: this code's.
+    pub version: Option<String>,
+    /// The policy's lowest accepted version.
+    pub min_version: String,
+}
+
+impl Default for ReleaseSetup {
+    /// Two of three maintainers must sign; two do, this code's version.
+    fn default() -> Self {
+        Self {
+            maintainers: 3,
+            threshold: 2,
+            signers: 2,
+            mode: None,
+            version: None,
+            min_version: "0.1.0".to_owned(),
+        }
+    }
 }
 
 /// The files of a running stack.
@@ -73,6 +114,12 @@ pub struct StackPaths {
     pub pcrs: PathBuf,
     /// The latest published instance event.
     pub event: PathBuf,
+    /// The latest published NECS announcement (kind 13793).
+    pub announcement: PathBuf,
+    /// The dev release policy the enclave runs under.
+    pub release_policy: PathBuf,
+    /// Where the maintainers' release signatures go (`<version>/<npub>.json`).
+    pub releases: PathBuf,
 }
 
 impl StackPaths {
@@ -84,6 +131,9 @@ impl StackPaths {
             dev_root: dir.join("dev-root.der"),
             pcrs: dir.join("pcrs.json"),
             event: dir.join("instance-event.json"),
+            announcement: dir.join("announcement.json"),
+            release_policy: dir.join("release-policy.json"),
+            releases: dir.join("release"),
         }
     }
 }
@@ -95,6 +145,8 @@ pub struct Stack {
     pub paths: StackPaths,
     /// The signature events served by the parent.
     pub signatures: DevSignatures,
+    /// The throw-away maintainers of the dev release policy.
+    pub maintainers: DevMaintainers,
     /// The parent's metadata server.
     pub metadata: SocketAddr,
     /// The parent's SOCKS5 proxy.
@@ -127,10 +179,22 @@ impl Stack {
         std::fs::create_dir_all(&config.dir)
             .with_context(|| format!("cannot create {}", config.dir.display()))?;
         let paths = StackPaths::in_dir(&config.dir);
-        for stale in [&paths.dev_root, &paths.event, &paths.pcrs] {
+        for stale in [
+            &paths.dev_root,
+            &paths.event,
+            &paths.announcement,
+            &paths.pcrs,
+        ] {
             let _ = std::fs::remove_file(stale);
         }
-        let signatures = DevSignatures::generate(signatures::DEV_INSTANCE_ID, crate::unix_now())?;
+        let _ = std::fs::remove_dir_all(&paths.releases);
+        let mode = if config.prod { Mode::Prod } else { Mode::Dev };
+        let now = crate::unix_now();
+        let signatures = DevSignatures::generate_in(signatures::DEV_INSTANCE_ID, now, mode)?;
+        let setup = &config.release;
+        let maintainers =
+            DevMaintainers::generate(setup.maintainers, setup.threshold, &setup.min_version)?;
+        std::fs::write(&paths.release_policy, maintainers.policy.to_json())?;
         std::fs::write(&paths.signing_cert, &signatures.cert_der)?;
         std::fs::write(&paths.build, signatures.build.as_json())?;
         std::fs::write(&paths.instance, signatures.instance.as_json())?;
@@ -161,6 +225,10 @@ impl Stack {
             "10".into(),
             "--event-file".into(),
             path(&paths.event),
+            "--announcement-file".into(),
+            path(&paths.announcement),
+            "--dev-release-policy".into(),
+            path(&paths.release_policy),
             "--dev-instance-id".into(),
             signatures.instance_id.clone(),
             "--dev-signing-cert".into(),
@@ -179,7 +247,22 @@ impl Stack {
             config.echo_logs,
         )?;
         wait_for_file(&paths.dev_root, &mut enclave, START_TIMEOUT).await?;
-        let parent_args = vec![
+        // The maintainers sign what the dev enclave measures to.
+        wait_for_file(&paths.pcrs, &mut enclave, START_TIMEOUT).await?;
+        let measurements = Measurements::from_json(&std::fs::read(&paths.pcrs)?)?;
+        let version = setup
+            .version
+            .clone()
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
+        let releases = maintainers.sign(
+            setup.signers,
+            &measurements,
+            &version,
+            setup.mode.unwrap_or(mode),
+            now,
+        )?;
+        let release_dir = write_releases(&paths.releases, &version, &releases)?;
+        let mut parent_args = vec![
             "run".into(),
             "--build".into(),
             path(&paths.build),
@@ -195,7 +278,12 @@ impl Stack {
             format!("tcp:{socks}"),
             "--allow-egress".into(),
             config.relay_addr.to_string(),
+            "--release-dir".into(),
+            path(&release_dir),
         ];
+        if config.prod {
+            parent_args.push("--prod".into());
+        }
         let parent_args = [parent_args, config.parent_args.clone()].concat();
         let parent = Process::spawn(
             "parent",
@@ -207,6 +295,7 @@ impl Stack {
         Ok(Self {
             paths,
             signatures,
+            maintainers,
             metadata,
             socks,
             parent,

@@ -27,8 +27,13 @@ pub struct DevSignatures {
 }
 
 impl DevSignatures {
-    /// Fresh keys, certificate and events at `now` (unix seconds).
+    /// Fresh keys, certificate and dev events at `now` (unix seconds).
     pub fn generate(instance_id: &str, now: u64) -> anyhow::Result<Self> {
+        Self::generate_in(instance_id, now, Mode::Dev)
+    }
+
+    /// The same, with both events signed for `mode` (prod or dev).
+    pub fn generate_in(instance_id: &str, now: u64, mode: Mode) -> anyhow::Result<Self> {
         let builder = Keys::generate();
         let launcher = Keys::generate();
         let now_i = i64::try_from(now)?;
@@ -37,10 +42,10 @@ impl DevSignatures {
             Validity::from(now_i - 86_400, 10 * 365 * 86_400),
         )?;
         let created_at = Timestamp::from_secs(now);
-        let build = BuildSignature::builder(&SigningCert::from_der(&cert_der)?, Mode::Dev)?
+        let build = BuildSignature::builder(&SigningCert::from_der(&cert_der)?, mode)?
             .custom_created_at(created_at)
             .sign_with_keys(&builder)?;
-        let instance = InstanceSignature::builder(&pcr4_from_instance_id(instance_id), Mode::Dev)?
+        let instance = InstanceSignature::builder(&pcr4_from_instance_id(instance_id), mode)?
             .custom_created_at(created_at)
             .sign_with_keys(&launcher)?;
         Ok(Self {

@@ -90,6 +90,8 @@ pub(crate) fn stack_config(
         echo_logs: false,
         enclave_args: Vec::new(),
         parent_args: Vec::new(),
+        prod: false,
+        release: parent::dev_stack::ReleaseSetup::default(),
     }
 }
 
