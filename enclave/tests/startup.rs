@@ -352,10 +352,7 @@ async fn prod_refuses_a_dev_release() {
 async fn prod_refuses_a_release_of_another_version() {
     let s = ProdSetup::new();
     let releases = s.sign(2, "99.0.0", Mode::Prod);
-    refused_admission(
-        s.start(true, releases).await,
-        "but this code is version",
-    );
+    refused_admission(s.start(true, releases).await, "but this code is version");
 }
 
 #[tokio::test]
@@ -377,7 +374,13 @@ async fn prod_refuses_signatures_by_strangers_or_of_other_measurements() {
     };
     let of_other = s
         .maintainers
-        .sign(3, &other.measurements(), enclave::SOFTWARE_VERSION, Mode::Prod, now())
+        .sign(
+            3,
+            &other.measurements(),
+            enclave::SOFTWARE_VERSION,
+            Mode::Prod,
+            now(),
+        )
         .unwrap();
     refused_admission(s.start(true, of_other).await, "0 of the 2");
 }
@@ -418,7 +421,13 @@ async fn keeps_only_valid_signatures_of_its_own_measurements() {
     };
     releases.extend(
         maintainers
-            .sign(1, &other.measurements(), enclave::SOFTWARE_VERSION, Mode::Dev, now())
+            .sign(
+                1,
+                &other.measurements(),
+                enclave::SOFTWARE_VERSION,
+                Mode::Dev,
+                now(),
+            )
             .unwrap(),
     );
     // Not a release signature at all.
@@ -428,7 +437,12 @@ async fn keeps_only_valid_signatures_of_its_own_measurements() {
         .await
         .unwrap();
     assert_eq!(admitted.release.signatures.len(), 2);
-    assert_eq!(admitted.release.ignored.len(), 2, "{:?}", admitted.release.ignored);
+    assert_eq!(
+        admitted.release.ignored.len(),
+        2,
+        "{:?}",
+        admitted.release.ignored
+    );
     assert!(admitted.release.release.is_ok());
 }
 
