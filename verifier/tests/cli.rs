@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
-use nostr::JsonUtil;
+use nostr::{JsonUtil, ToBech32};
 use support::fixture::{fixture_build_cert, fixture_document, FIXTURE};
 use support::World;
 
@@ -315,7 +315,9 @@ fn key_refuses_unpinned_code_and_nostrconnect_uris() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("pinned code measurements") && err.contains("--pcrs"),
+        err.contains("without pinned code")
+            && err.contains("--release-signer")
+            && err.contains("--pcrs"),
         "{err}"
     );
     // A pcrs.json without PCR0/1/2 does not pin the code.
@@ -354,4 +356,80 @@ fn key_refuses_unpinned_code_and_nostrconnect_uris() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("verifier key nostrconnect"));
+}
+
+#[test]
+fn release_flags_that_cannot_be_used_exit_2() {
+    let w = World::new();
+    let event = fixture_file(&w.valid().as_json(), "release-event.json");
+    let a = nostr::Keys::generate().public_key().to_bech32().unwrap();
+    let b = nostr::Keys::generate().public_key().to_bech32().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["--release-signer", &a], "needs --threshold"),
+        (&["--threshold", "1"], "--release-signer"),
+        (
+            &[
+                "--release-signer",
+                &a,
+                "--release-signer",
+                &b,
+                "--threshold",
+                "3",
+            ],
+            "between 1 and the number of release signers (2)",
+        ),
+        (
+            &[
+                "--release-signer",
+                &a,
+                "--release-signer",
+                &a,
+                "--threshold",
+                "1",
+            ],
+            "named twice",
+        ),
+        (
+            &["--release-signer", "npub1nonsense", "--threshold", "1"],
+            "not an npub",
+        ),
+        (
+            &[
+                "--release-signer",
+                &a,
+                "--threshold",
+                "1",
+                "--min-version",
+                "one",
+            ],
+            "version",
+        ),
+    ];
+    for (flags, expect) in cases {
+        let mut args = vec!["check", event.as_str()];
+        args.extend_from_slice(flags);
+        let o = verifier(&args, None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(expect), "{flags:?}: {expect:?} not in {err}");
+    }
+    // A release signer and --any-code contradict each other.
+    let o = verifier(
+        &[
+            "key",
+            "status",
+            "--instance",
+            &event,
+            "--key-file",
+            "-",
+            "--any-code",
+            "--release-signer",
+            &a,
+            "--threshold",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
 }

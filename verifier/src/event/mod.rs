@@ -42,6 +42,8 @@ pub const KIND_BUILD_SIGNATURE: u16 = 63795;
 pub const KIND_INSTANCE_SIGNATURE: u16 = 63796;
 /// Kind of the NECS service announcement (replaceable), by the service key.
 pub const KIND_ANNOUNCEMENT: u16 = 13793;
+/// The kinds an instance announces itself with, both verified alike.
+pub const ANNOUNCEMENT_KINDS: [u16; 2] = [KIND_INSTANCE, KIND_ANNOUNCEMENT];
 /// Kind of the NECS `tee_root` event: the attestation, by the service key.
 pub const KIND_TEE_ROOT: u16 = 23793;
 /// Kind of the NECS build signature (the builder's, like 63795).

@@ -110,12 +110,12 @@ impl Check {
             Self::DebugMode => "the enclave is not in debug mode",
             Self::PcrTags => "the x tags are the attested PCRs",
             Self::Expiration => "the event has not expired",
-            Self::BuildEvent => "the build tag holds a valid build signature (kind 63795)",
+            Self::BuildEvent => "the build tag holds a valid build signature (kind 63795 or 23794)",
             Self::BuildPcr8 => "the builder signed the attested PCR8",
             Self::BuildCert => "the signing certificate hashes to PCR8 and names the builder",
             Self::BuilderTag => "the builder p tag names the build signature's author",
             Self::InstanceSignature => {
-                "the instance tag holds a valid instance signature (kind 63796)"
+                "the instance tag holds a valid instance signature (kind 63796 or 23795)"
             }
             Self::InstancePcr4 => "the launcher signed the attested PCR4 (EC2 instance)",
             Self::LauncherTag => "the launcher p tag names the instance signature's author",

@@ -21,9 +21,11 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Check an instance event (kind 63793) before trusting the enclave it
-    /// announces: its signature, its AWS attestation and certificate chain,
-    /// the builder's and launcher's signature events, and its PCR tags.
+    /// Check an instance event (kind 63793, or a NECS 13793 announcement
+    /// with its tee_root) before trusting the enclave it announces: its
+    /// signature, its AWS attestation and certificate chain, the builder's
+    /// and launcher's signature events, its PCR tags and, with
+    /// --release-signer, the maintainers' release signatures.
     ///
     /// Prints every check; on failure, the first failing check in plain words.
     Check(CheckArgs),
@@ -32,7 +34,7 @@ pub(crate) enum Command {
     /// user_data, nonce, and the certificates with their validity.
     Attestation(AttestationArgs),
     /// Find enclaved instances on relays: fetch recent instance events
-    /// (kind 63793), verify each, and print the newest valid one per service
+    /// (kinds 63793 and 13793), verify each, and print the newest valid one per service
     /// key (instance, builder, launcher, PCRs, admin relay, expiry) and every
     /// invalid one with the reason.
     ///
@@ -45,7 +47,8 @@ pub(crate) enum Command {
     /// Hand your key to an enclave, or manage it there, through its admin
     /// API (kind 24135). The instance is verified first (as `check` does)
     /// and its code must be the release you pin: PCR0, PCR1 and PCR2 from
-    /// --pcrs (or the release measurements built into this verifier);
+    /// --pcrs, or released by --threshold of the --release-signer
+    /// maintainers (or, without either, what is built into this verifier);
     /// nothing is sent to one that fails. Your key is read from
     /// --key-file (a file, or `-` for standard input), never from the
     /// command line.
@@ -278,15 +281,18 @@ pub(crate) struct KeyCommon {
     #[arg(long, value_name = "FILE")]
     pub(crate) root: Option<PathBuf>,
     /// The pcrs.json of the release you mean to trust: the enclave must run
-    /// exactly this code (PCR0, PCR1 and PCR2 must be given). Without it,
-    /// the release measurements built into this verifier are used, if it
-    /// has them.
+    /// exactly this code (PCR0, PCR1 and PCR2 must be given). Without it
+    /// or --release-signer, this verifier's built-in release policy (once
+    /// it names maintainers) or release measurements are used, if it has
+    /// them; otherwise nothing is sent.
     #[arg(long, value_name = "FILE")]
     pub(crate) pcrs: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) release: ReleaseArgs,
     /// DANGER: send your key to any genuine Nitro enclave whatever code it
     /// runs. Anyone can build an image that leaks keys, sign it and run it;
-    /// only pinned PCRs tell you what the code is.
-    #[arg(long, conflicts_with = "pcrs")]
+    /// only pinned PCRs or a trusted release tell you what the code is.
+    #[arg(long, conflicts_with_all = ["pcrs", "signers"])]
     pub(crate) any_code: bool,
     /// Accept only an instance built by this npub. Repeat for several.
     #[arg(long = "builder", value_name = "NPUB")]
@@ -315,6 +321,8 @@ pub(crate) struct DiscoverArgs {
     /// instances that run anything else are listed as invalid.
     #[arg(long, value_name = "FILE")]
     pub(crate) pcrs: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) release: ReleaseArgs,
     /// Accept only instances built by this npub. Repeat for several.
     #[arg(long = "builder", value_name = "NPUB")]
     pub(crate) builders: Vec<String>,
@@ -346,6 +354,8 @@ pub(crate) struct CheckArgs {
     /// of the release you mean to trust; the attestation must match it.
     #[arg(long, value_name = "FILE")]
     pub(crate) pcrs: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) release: ReleaseArgs,
     /// Accept an enclave in debug mode (PCR0 all zeros). Its memory is
     /// readable by whoever runs it: for development only.
     #[arg(long)]
@@ -353,6 +363,25 @@ pub(crate) struct CheckArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Trust releases: at least K of these maintainers signed (kind 63794)
+/// the PCR0, PCR1 and PCR2 that the instance's attestation carries, as one
+/// version at or above --min-version. Checked as `release_signatures` and
+/// `release_version`; with --pcrs, both must hold.
+#[derive(Debug, Args)]
+pub(crate) struct ReleaseArgs {
+    /// A maintainer whose release signatures count (npub or hex). Repeat
+    /// for several; needs --threshold.
+    #[arg(long = "release-signer", value_name = "NPUB")]
+    pub(crate) signers: Vec<String>,
+    /// How many distinct --release-signer maintainers must have signed the
+    /// same release (1 to their number).
+    #[arg(long, value_name = "K", requires = "signers")]
+    pub(crate) threshold: Option<usize>,
+    /// The lowest release version accepted (semver, e.g. 1.2.0).
+    #[arg(long, value_name = "VERSION", requires = "signers")]
+    pub(crate) min_version: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,4 @@
-//! `verifier discover`: fetch kind 63793 events from relays and sort them
+//! `verifier discover`: fetch kind 63793 and 13793 events from relays and sort them
 //! out with [`verifier::discover`]. This is the only part of the verifier
 //! that uses the network.
 
@@ -9,12 +9,12 @@ use nostr_sdk::{Client, Filter, RelayStatus};
 use serde::Serialize;
 use verifier::discover::{Accept, Discovery};
 use verifier::event::instance::ANNOUNCED_PCRS;
-use verifier::event::{npub, KIND_INSTANCE};
+use verifier::event::{npub, ANNOUNCEMENT_KINDS};
 use verifier::verify::{CheckTime, Options, VerifiedInstance};
 
 use crate::cli::DiscoverArgs;
 use crate::output::{printable, root_name, when};
-use crate::{expected_pcrs, now, trusted_root_file, Unusable, INVALID, VALID};
+use crate::{now, trusted_root_file, Unusable, INVALID, VALID};
 
 /// Runs `discover`.
 pub(crate) fn discover(args: DiscoverArgs) -> Result<u8, Unusable> {
@@ -31,7 +31,9 @@ pub(crate) fn discover(args: DiscoverArgs) -> Result<u8, Unusable> {
     let checked_at = now();
     let mut options = Options::new(root.clone(), CheckTime::At(checked_at));
     options.allow_debug = args.allow_debug;
-    options.expected = expected_pcrs(args.pcrs.as_deref())?;
+    let pins = crate::pins::given(args.pcrs.as_deref(), &args.release)?;
+    options.expected = pins.expected;
+    options.release = pins.release;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Unusable::from(format!("cannot start the runtime: {e}")))?;
     let timeout = Duration::from_secs(args.timeout);
@@ -85,7 +87,7 @@ async fn fetch(
     client.connect().await;
     client.wait_for_connection(timeout).await;
     let mut filter = Filter::new()
-        .kind(Kind::from_u16(KIND_INSTANCE))
+        .kinds(ANNOUNCEMENT_KINDS.map(Kind::from_u16))
         .limit(usize::try_from(limit).unwrap_or(500));
     // Narrow on the relay side when the builders are known (they are p-tagged).
     if !accept.builders.is_empty() {
@@ -115,8 +117,12 @@ struct JsonInstance {
     admin_relay: String,
     expiration: u64,
     event_id: String,
+    kind: u16,
     created_at: u64,
     pcrs: std::collections::BTreeMap<String, String>,
+    /// The release version, when release signers were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -148,6 +154,7 @@ fn json_instance(i: &VerifiedInstance) -> JsonInstance {
         admin_relay: i.admin_relay.clone(),
         expiration: i.expiration,
         event_id: i.event.id.to_hex(),
+        kind: i.event.kind.as_u16(),
         created_at: i.event.created_at.as_secs(),
         pcrs: i
             .pcrs
@@ -155,6 +162,14 @@ fn json_instance(i: &VerifiedInstance) -> JsonInstance {
             .filter(|(n, _)| ANNOUNCED_PCRS.contains(n))
             .map(|(n, p)| (format!("PCR{n}"), p.to_string()))
             .collect(),
+        release: i.release.as_ref().map(|r| {
+            format!(
+                "{} signed by {} of {} needed",
+                r.version,
+                r.signers.len(),
+                r.threshold
+            )
+        }),
     }
 }
 
@@ -211,7 +226,15 @@ fn print_text(
         println!("  module       {}", printable(&j.module_id));
         println!("  admin relay  {}", printable(&j.admin_relay));
         println!("  expires      {}", secs(j.expiration));
-        println!("  event        {} ({})", j.event_id, secs(j.created_at));
+        println!(
+            "  event        {} (kind {}, {})",
+            j.event_id,
+            j.kind,
+            secs(j.created_at)
+        );
+        if let Some(release) = &j.release {
+            println!("  release      {release}");
+        }
         for (name, value) in &j.pcrs {
             println!("  {name:12} {value}");
         }

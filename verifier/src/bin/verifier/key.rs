@@ -13,9 +13,8 @@ use std::time::Duration;
 use nostr::{Event, FromBech32, JsonUtil, Keys, Kind, PublicKey, RelayUrl};
 use nostr_sdk::{Client, Filter};
 use verifier::discover::{Accept, Discovery};
-use verifier::event::{npub, KIND_INSTANCE};
+use verifier::event::{npub, ANNOUNCEMENT_KINDS};
 use verifier::grant::{Perms, Policy};
-use verifier::pcr::Measurements;
 use verifier::rpc::admin::{AdminRequest, KeptApps};
 use verifier::rpc::nostrconnect::NostrConnect;
 use verifier::rpc::relays::parse_relay_url;
@@ -32,11 +31,8 @@ use crate::grants::{
 };
 use crate::input::{read_input, read_text};
 use crate::output::printable;
-use crate::{expected_pcrs, now, trusted_root_file, Unusable, INVALID, VALID};
-
-/// The measurements of the release this verifier was built with
-/// (`pcrs.json` at the top of the repository), if one exists.
-const RELEASE_PCRS: Option<&str> = include!(concat!(env!("OUT_DIR"), "/release_pcrs.rs"));
+use crate::pins::CodePins;
+use crate::{now, trusted_root_file, Unusable, INVALID, VALID};
 
 /// Runs `key`.
 pub(crate) fn key(action: KeyAction) -> Result<u8, Unusable> {
@@ -87,7 +83,7 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
         _ => {}
     }
     let timeout = Duration::from_secs(common.timeout);
-    let pins = code_pins(common)?;
+    let pins = crate::pins::for_secrets(common.pcrs.as_deref(), &common.release, common.any_code)?;
     let accept = Accept {
         builders: parse_npubs(&common.builders, "--builder")?,
         launchers: parse_npubs(&common.launchers, "--launcher")?,
@@ -102,8 +98,20 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
     let service = instance.event.pubkey;
     let admin_relay = parse_relay_url(&instance.admin_relay)
         .map_err(|e| Unusable::from(format!("the instance's admin relay: {e}")))?;
+    let release = instance
+        .release
+        .as_ref()
+        .map(|r| {
+            format!(
+                ", release {} signed by {} of the {} needed",
+                r.version,
+                r.signers.len(),
+                r.threshold
+            )
+        })
+        .unwrap_or_default();
     eprintln!(
-        "instance {} verified (builder {}, launcher {}, {}); admin relay {}",
+        "instance {} verified (builder {}, launcher {}, {}{release}); admin relay {}",
         npub(&service),
         npub(&instance.build.event().pubkey),
         npub(&instance.instance.event().pubkey),
@@ -366,41 +374,6 @@ fn describe(request: &AdminRequest, result: &str) -> String {
     }
 }
 
-/// The measurements the instance's code must match: `--pcrs`, else the
-/// release built into this verifier; `None` only with `--any-code`.
-fn code_pins(common: &KeyCommon) -> Result<Option<Measurements>, Unusable> {
-    if let Some(given) = expected_pcrs(common.pcrs.as_deref())? {
-        given.pins_code().map_err(|e| Unusable {
-            message: format!("--pcrs: {e}"),
-            hint: Some("use the release's pcrs.json from nitro-cli build-enclave, with PCR0, PCR1 and PCR2"),
-        })?;
-        return Ok(Some(given));
-    }
-    if common.any_code {
-        eprintln!(
-            "WARNING: --any-code: the enclave's code is NOT checked. Any genuine Nitro enclave \
-             running ANY code, including one built to leak keys, passes. Do not use this with a real key."
-        );
-        return Ok(None);
-    }
-    match RELEASE_PCRS {
-        Some(json) => {
-            let release = Measurements::from_json(json.as_bytes())
-                .and_then(|m| m.pins_code().map(|()| m))
-                .map_err(|e| Unusable::from(format!("the built-in release measurements: {e}")))?;
-            eprintln!("checking the enclave's code against the release measurements built into this verifier");
-            Ok(Some(release))
-        }
-        None => Err(Unusable {
-            message: "refusing to send a secret without pinned code measurements".into(),
-            hint: Some(
-                "pass --pcrs with the pcrs.json of the release you trust (this verifier has none built in); \
-                 --any-code skips the check and is unsafe",
-            ),
-        }),
-    }
-}
-
 /// The user's key from `path` (`-` for standard input): nsec or hex.
 fn read_key(path: &Path) -> Result<Keys, Unusable> {
     let bytes = Zeroizing::new(read_input(path)?);
@@ -415,14 +388,17 @@ fn read_key(path: &Path) -> Result<Keys, Unusable> {
 /// The instance, verified; the inner error says why it is refused.
 async fn instance(
     common: &KeyCommon,
-    pins: Option<Measurements>,
+    pins: Option<CodePins>,
     accept: &Accept,
     timeout: Duration,
 ) -> Result<Result<VerifiedInstance, String>, Unusable> {
     let root = trusted_root_file(common.root.as_deref())?;
     let mut options = Options::new(root, CheckTime::At(now()));
     options.allow_debug = common.allow_debug;
-    options.expected = pins;
+    if let Some(pins) = pins {
+        options.expected = pins.expected;
+        options.release = pins.release;
+    }
     if let Some(path) = &common.instance {
         let event = Event::from_json(read_text(path)?.trim())
             .map_err(|e| Unusable::from(format!("{} is not an event: {e}", path.display())))?;
@@ -454,7 +430,7 @@ async fn instance(
     }
     client.connect().await;
     let filter = Filter::new()
-        .kind(Kind::from(KIND_INSTANCE))
+        .kinds(ANNOUNCEMENT_KINDS.map(Kind::from_u16))
         .author(service)
         .limit(20);
     let events = client

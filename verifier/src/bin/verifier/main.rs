@@ -11,6 +11,7 @@ mod grants;
 mod input;
 mod key;
 mod output;
+mod pins;
 
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -117,7 +118,9 @@ fn check(args: CheckArgs) -> Result<u8, Unusable> {
     let (time, time_source) = check_time(args.trust.at);
     let mut options = Options::new(root.clone(), time);
     options.allow_debug = args.allow_debug;
-    options.expected = expected_pcrs(args.pcrs.as_deref())?;
+    let pins = pins::given(args.pcrs.as_deref(), &args.release)?;
+    options.expected = pins.expected;
+    options.release = pins.release;
     let report = verify_instance_json(json.trim(), &options);
     if args.json {
         let out = JsonReport {

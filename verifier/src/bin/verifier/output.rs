@@ -76,12 +76,13 @@ pub(crate) fn print_report(report: &Report, root: &TrustedRoot, time_source: &st
     }
     println!();
     let s = &report.summary;
-    let rows: [(&str, Option<String>); 8] = [
+    let rows: [(&str, Option<String>); 9] = [
         ("service", s.service.clone()),
         ("builder", s.builder.clone()),
         ("launcher", s.launcher.clone()),
         ("module", s.module_id.clone()),
         ("mode", s.mode.clone()),
+        ("release", s.release_version.clone()),
         ("admin relay", s.admin_relay.clone()),
         (
             "expires",
@@ -103,7 +104,16 @@ pub(crate) fn print_report(report: &Report, root: &TrustedRoot, time_source: &st
         println!("  {name:12} {}", printable(value));
     }
     println!();
+    let pinned = report
+        .checks
+        .iter()
+        .any(|c| matches!(c.check, Check::ExpectedPcrs | Check::ReleaseSignatures));
     match report.first_failure() {
+        None if !pinned => println!(
+            "VALID: every check passed. The code was not pinned: a genuine enclave runs the \
+             image with the PCRs above, whatever it is; pass --pcrs or --release-signer with \
+             --threshold to say which code you trust."
+        ),
         None => println!("VALID: every check passed."),
         Some(f) => {
             let reason = match &f.outcome {
@@ -136,6 +146,16 @@ fn hint(check: Check, reason: &str, root: &TrustedRoot) -> Option<&'static str> 
         Check::Expiration => Some("look for a newer instance event from the same service key"),
         Check::ExpectedPcrs => {
             Some("the enclave runs another image than the one in --pcrs; rebuild it to compare")
+        }
+        Check::ReleaseSignatures if reason.contains("not a trusted maintainer") => Some(
+            "the release is signed by others than your --release-signer npubs; check whom you trust",
+        ),
+        Check::ReleaseSignatures => Some(
+            "the announcement carries the maintainers' release signatures (kind 63794) of its \
+             PCR0/1/2; an unreleased or unknown build has too few of yours",
+        ),
+        Check::ReleaseVersion if reason.contains("below") => {
+            Some("the enclave runs an older release than --min-version accepts")
         }
         _ => None,
     }
