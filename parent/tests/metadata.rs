@@ -87,7 +87,11 @@ impl Setup {
         SignatureFiles {
             build: self.dir.join("build.json"),
             instance: self.dir.join("instance.json"),
-            releases: self.dir.join("release").is_dir().then(|| self.dir.join("release")),
+            releases: self
+                .dir
+                .join("release")
+                .is_dir()
+                .then(|| self.dir.join("release")),
         }
     }
 

@@ -15,7 +15,9 @@ use tracing::info;
 
 /// Runs enclaved locally: an embedded relay on 127.0.0.1, `parent run` on
 /// TCP, and `enclave run --attester dev` as separate processes, with dev
-/// build and instance signature events from throw-away keys. Prints where
+/// build and instance signature events from throw-away keys, and release
+/// signatures (kind 63794) by throw-away maintainers (2 of 3 sign) under a
+/// dev release policy. Prints where
 /// the instance event, the dev root and the relay are, then runs until
 /// Ctrl-C. Needs the `parent` and `enclave` binaries next to this one
 /// (`cargo build --release --workspace`).
@@ -38,6 +40,11 @@ struct Cli {
     /// always in DIR/parent.log and DIR/enclave.log).
     #[arg(long)]
     quiet: bool,
+    /// Run a prod instance (prod build, instance and release signatures):
+    /// the enclave then starts only as a release that enough of the dev
+    /// maintainers signed, as a production one must.
+    #[arg(long)]
+    prod: bool,
 }
 
 fn main() -> ExitCode {
@@ -47,7 +54,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     let mut shutdown = parent::runtime::Shutdown::install()?;
-    let bin_dir = match cli.bin_dir {
+    let bin_dir = match cli.bin_dir.clone() {
         Some(d) => d,
         None => std::env::current_exe()?
             .parent()
@@ -72,7 +79,7 @@ async fn run(cli: Cli) -> Result<()> {
         echo_logs: !cli.quiet,
         enclave_args: Vec::new(),
         parent_args: Vec::new(),
-        prod: false,
+        prod: cli.prod,
         release: parent::dev_stack::ReleaseSetup::default(),
     };
     let mut stack = Stack::start(&config).await?;
@@ -88,37 +95,7 @@ async fn run(cli: Cli) -> Result<()> {
             return Err(e);
         }
     };
-    let dir = cli.dir.display();
-    let p = &stack.paths;
-    println!(
-        "\nenclaved dev stack is running (service key {}).\n\
-         \x20 relay           {relay_url}  (announce and admin relay)\n\
-         \x20 instance event  {}  (also on the relay, every {}s)\n\
-         \x20 dev root        {}\n\
-         \x20 measurements    {}\n\
-         \x20 logs            {dir}/parent.log, {dir}/enclave.log\n\
-         Verify it:\n\
-         \x20 target/release/verifier check {} --root {} --pcrs {}\n\
-         Hand it a key (nsec or hex in KEYFILE) and get a bunker URL for a NIP-46 app:\n\
-         \x20 target/release/verifier key import --instance {} --root {} --pcrs {} --key-file KEYFILE\n\
-         \x20 target/release/verifier key bunker-url --instance {} --root {} --pcrs {} --key-file KEYFILE\n\
-         \x20 (add --perms sign_event:1,… --ttl 8h to limit what the app may do; see the README)\n\
-         Stop with Ctrl-C.",
-        verifier::event::npub(&event.pubkey),
-        p.event.display(),
-        cli.announce_interval,
-        p.dev_root.display(),
-        p.pcrs.display(),
-        p.event.display(),
-        p.dev_root.display(),
-        p.pcrs.display(),
-        p.event.display(),
-        p.dev_root.display(),
-        p.pcrs.display(),
-        p.event.display(),
-        p.dev_root.display(),
-        p.pcrs.display(),
-    );
+    print_running(&cli, &stack, &event, &relay_url);
     let outcome = tokio::select! {
         r = shutdown.wait() => r.map(|()| info!("stopping")),
         r = watch(&mut stack) => r,
@@ -127,6 +104,44 @@ async fn run(cli: Cli) -> Result<()> {
     relay.stop();
     outcome?;
     stopped
+}
+
+/// Says where everything is and how to use it.
+fn print_running(cli: &Cli, stack: &Stack, event: &nostr::Event, relay_url: &str) {
+    let dir = cli.dir.display();
+    let p = &stack.paths;
+    let (event_file, root, pcrs) = (p.event.display(), p.dev_root.display(), p.pcrs.display());
+    let signers: String = stack
+        .maintainers
+        .npubs()
+        .iter()
+        .map(|n| format!(" --release-signer {n}"))
+        .collect();
+    let threshold = stack.maintainers.policy.trust.threshold();
+    println!(
+        "\nenclaved dev stack is running ({} instance, service key {}).\n\
+         \x20 relay           {relay_url}  (announce and admin relay)\n\
+         \x20 instance event  {event_file}  (kind 63793, also on the relay, every {}s)\n\
+         \x20 announcement    {}  (kind 13793, NECS)\n\
+         \x20 dev root        {root}\n\
+         \x20 measurements    {pcrs}\n\
+         \x20 release policy  {}  (signatures in {})\n\
+         \x20 logs            {dir}/parent.log, {dir}/enclave.log\n\
+         Verify it, pinning the measurements or the release by {threshold} of the dev maintainers:\n\
+         \x20 target/release/verifier check {event_file} --root {root} --pcrs {pcrs}\n\
+         \x20 target/release/verifier check {event_file} --root {root}{signers} --threshold {threshold}\n\
+         Hand it a key (nsec or hex in KEYFILE) and get a bunker URL for a NIP-46 app:\n\
+         \x20 target/release/verifier key import --instance {event_file} --root {root} --pcrs {pcrs} --key-file KEYFILE\n\
+         \x20 target/release/verifier key bunker-url --instance {event_file} --root {root} --pcrs {pcrs} --key-file KEYFILE\n\
+         \x20 (add --perms sign_event:1,… --ttl 8h to limit what the app may do; see the README)\n\
+         Stop with Ctrl-C.",
+        if cli.prod { "prod" } else { "dev" },
+        verifier::event::npub(&event.pubkey),
+        cli.announce_interval,
+        p.announcement.display(),
+        p.release_policy.display(),
+        p.releases.display(),
+    );
 }
 
 /// Returns an error as soon as the parent or the enclave exits by itself.
