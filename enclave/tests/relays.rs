@@ -117,7 +117,10 @@ async fn a_reply_refused_on_one_relay_arrives_through_the_keys_other_relay() {
     while refuser.refused() == 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(refuser.refused() >= 1, "the refusing relay was offered the reply");
+    assert!(
+        refuser.refused() >= 1,
+        "the refusing relay was offered the reply"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
