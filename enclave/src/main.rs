@@ -136,6 +136,12 @@ struct RunArgs {
     /// trusts only its built-in policy, which its measurements cover.
     #[arg(long, value_name = "FILE", help_heading = "Dev attester")]
     dev_release_policy: Option<PathBuf>,
+    /// Dev attester: give the dev root this serial number (hex), e.g. AWS's
+    /// root's `00f93175681b90afe11d46ccb4e4e7f856`, for testing validators
+    /// that recognise AWS's root by its serial alone (nostr-enclaves does).
+    /// The root is still a fresh key: this verifier refuses it without --root.
+    #[arg(long, value_name = "HEX", help_heading = "Dev attester")]
+    dev_root_serial: Option<String>,
 }
 
 /// Limits on what users and strangers can make the signer hold.
@@ -445,6 +451,7 @@ fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
                 || args.dev_root_out.is_some()
                 || args.dev_pcrs_out.is_some()
                 || args.dev_release_policy.is_some()
+                || args.dev_root_serial.is_some()
             {
                 bail!("--dev-* options need --attester dev");
             }
@@ -465,7 +472,20 @@ fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
             let cert = cert_der_from_der_or_pem(&cert).context("--dev-signing-cert")?;
             let exe = std::env::current_exe().context("cannot find the running binary")?;
             let measurements = DevMeasurements::of_binary(&exe, instance_id.clone(), cert)?;
-            let attester = DevAttester::new(&measurements, enclave::unix_now())?;
+            let serial = match &args.dev_root_serial {
+                None => None,
+                Some(hex) => Some(
+                    hex::decode(hex.trim())
+                        .ok()
+                        .filter(|b| !b.is_empty() && b.len() <= 20)
+                        .context("--dev-root-serial takes 1 to 20 bytes in hex")?,
+                ),
+            };
+            let attester = DevAttester::with_root_serial(
+                &measurements,
+                enclave::unix_now(),
+                serial.as_deref(),
+            )?;
             std::fs::write(root_out, attester.root_der())
                 .with_context(|| format!("--dev-root-out {}", root_out.display()))?;
             info!("dev root written to {}", root_out.display());

@@ -109,8 +109,21 @@ impl fmt::Debug for DevAttester {
 impl DevAttester {
     /// A fresh chain at time `now` (unix seconds) for an enclave measured as `m`.
     pub fn new(m: &DevMeasurements, now: u64) -> Result<Self, AttestError> {
+        Self::with_root_serial(m, now, None)
+    }
+
+    /// The same, with a root whose serial number is `root_serial`: for the
+    /// interop test with a validator that knows AWS's root by its serial
+    /// alone. The root is still a fresh key; nothing that checks the root
+    /// itself (as this project's verifier does) mistakes it for AWS's.
+    pub fn with_root_serial(
+        m: &DevMeasurements,
+        now: u64,
+        root_serial: Option<&[u8]>,
+    ) -> Result<Self, AttestError> {
         let now = i64::try_from(now).map_err(|_| AttestError("clock out of range".into()))?;
-        let chain = DevChain::generate(now).map_err(|e| AttestError(e.to_string()))?;
+        let chain = DevChain::generate_with_root_serial(now, root_serial)
+            .map_err(|e| AttestError(e.to_string()))?;
         let root = TrustedRoot::from_der_or_pem(chain.root.der())
             .map_err(|e| AttestError(format!("dev root: {e}")))?;
         // Unique per run, like the NSM's: the root is made of fresh keys.

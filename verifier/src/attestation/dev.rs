@@ -74,6 +74,22 @@ impl DevIssuer {
         })
     }
 
+    /// A new self-signed root named `common_name` with serial number
+    /// `serial` (big-endian, unsigned): what a validator that recognises
+    /// AWS's root by its serial alone cannot tell from AWS's.
+    pub fn new_root_with_serial(
+        common_name: &str,
+        validity: Validity,
+        serial: &[u8],
+    ) -> Result<Self, DevCaError> {
+        let mut params = ca_params(common_name, validity, None)?;
+        params.serial_number = Some(serial.to_vec().into());
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
+        Ok(Self {
+            issuer: CertifiedIssuer::self_signed(params, key).map_err(err)?,
+        })
+    }
+
     /// A root with the subject, serial number and validity of `root_der`
     /// but a new key: what an attacker who copies the AWS root's name makes.
     pub fn forge_root_like(root_der: &[u8]) -> Result<Self, DevCaError> {
@@ -185,8 +201,22 @@ impl DevChain {
     /// A fresh chain whose leaf is valid from `now` for three hours, like an
     /// NSM leaf, and whose CAs are valid from a day before `now` for years.
     pub fn generate(now: i64) -> Result<Self, DevCaError> {
+        Self::generate_with_root_serial(now, None)
+    }
+
+    /// The same, with the root's serial number `root_serial` if given
+    /// (see [`DevIssuer::new_root_with_serial`]).
+    pub fn generate_with_root_serial(
+        now: i64,
+        root_serial: Option<&[u8]>,
+    ) -> Result<Self, DevCaError> {
         let ca_validity = Validity::from(now - 86_400, 10 * 365 * 86_400);
-        let root = DevIssuer::new_root("enclaved dev root", ca_validity)?;
+        let root = match root_serial {
+            None => DevIssuer::new_root("enclaved dev root", ca_validity)?,
+            Some(serial) => {
+                DevIssuer::new_root_with_serial("enclaved dev root", ca_validity, serial)?
+            }
+        };
         let intermediate = root.new_intermediate("enclaved dev intermediate", ca_validity)?;
         let leaf = intermediate.new_leaf("enclaved dev enclave", Validity::from(now, 3 * 3600))?;
         Ok(Self {
