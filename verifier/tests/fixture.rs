@@ -177,3 +177,26 @@ fn our_builders_write_the_tags_of_the_production_events() {
         assert_eq!(ours["content"], "");
     }
 }
+
+/// encli's own `build/build.json` (nostrband/encli at 3547f86): a real
+/// kind 23794 build signature with a PEM certificate, and the `pcrs.json`
+/// of the image it signed.
+#[test]
+fn reads_encli_real_23794_build_signature() {
+    use nostr::JsonUtil;
+    use verifier::event::build_signature::BuildSignature;
+    use verifier::pcr::Measurements;
+    let json = include_str!("data/encli-build-2025-06-12.json");
+    let event = nostr::Event::from_json(json).unwrap();
+    event.verify().unwrap();
+    let build = BuildSignature::from_event(event).unwrap();
+    assert_eq!(build.mode(), verifier::event::Mode::Dev);
+    build.check_cert().unwrap();
+    let pcrs = Measurements::from_json(include_bytes!("data/encli-pcrs-2025-06-12.json")).unwrap();
+    let pcr8 = *pcrs.get(8).unwrap();
+    build.check_pcr8(&pcr8).unwrap();
+    assert_eq!(build.pcr8(), &pcr8);
+    // Another image's PCR8 is refused.
+    let pcr0 = *pcrs.get(0).unwrap();
+    assert!(build.check_pcr8(&pcr0).is_err());
+}
