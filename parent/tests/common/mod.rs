@@ -156,7 +156,8 @@ pub(crate) fn interop_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop");
     assert!(
         dir.join("node_modules/nostr-tools").is_dir()
-            && dir.join("node_modules/@nostr-dev-kit/ndk").is_dir(),
+            && dir.join("node_modules/@nostr-dev-kit/ndk").is_dir()
+            && dir.join("node_modules/nostr-enclaves").is_dir(),
         "the interop clients are not installed: run `npm ci --prefix interop` (as .ci/run does)"
     );
     dir
