@@ -6,8 +6,11 @@
 #   ./launch-parent.sh --install [--prod]   as the systemd service enclaved-parent
 #                                           (restarts on failure, logs to the journal)
 #
-# It serves build/build.json (./build-enclave-signed.sh) and
-# instance/instance.json (./launch-enclave-signed.sh).
+# It serves build/build.json (./build-enclave-signed.sh),
+# instance/instance.json (./launch-enclave-signed.sh) and the maintainers'
+# release signatures in release/<version>/ (parent sign-release), where
+# <version> is the enclave crate's. A prod enclave refuses to start
+# without enough of them (release-policy.json).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,12 +20,18 @@ for a in "$@"; do
   case "$a" in
     --install) install=true ;;
     --prod) args+=(--prod) ;;
-    *) sed -n '2,11p' "$0"; exit 2 ;;
+    *) sed -n '2,14p' "$0"; exit 2 ;;
   esac
 done
 
 cargo build --release --locked -p parent
 dir=$PWD
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' enclave/Cargo.toml | head -1)
+if [ -d "release/$version" ]; then
+  args+=(--release-dir "$dir/release/$version")
+else
+  echo "warning: no release/$version/: no release signatures to serve; a prod enclave will refuse to start" >&2
+fi
 cmd=("$dir/target/release/parent" run --build "$dir/build/build.json" --instance "$dir/instance/instance.json" ${args[@]+"${args[@]}"})
 
 if [ "$install" = false ]; then
