@@ -51,8 +51,14 @@ impl Discovery {
     ) -> Self {
         let mut newest: BTreeMap<PublicKey, VerifiedInstance> = BTreeMap::new();
         let mut discovery = Self::default();
+        // Instances share AWS's intermediates and their builders'
+        // certificates: those are checked once per run.
+        let mut options = options.clone();
+        options
+            .cache
+            .get_or_insert_with(|| std::sync::Arc::new(crate::cache::VerifyCache::new()));
         for event in events {
-            let report = verify_instance(event, options);
+            let report = verify_instance(event, &options);
             let Some(instance) = report.verified() else {
                 let (check, reason) = match report.first_failure() {
                     Some(f) => (f.check.name().to_owned(), f.outcome.to_string()),

@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod attestation;
+pub mod cache;
 pub mod discover;
 pub mod error;
 pub mod event;

@@ -61,8 +61,32 @@ impl SigningCert {
     /// exactly one `O` equal to `Nostr`, and that the npubs among its `OU`
     /// and `CN` values are all `builder_npub`, with at least one present.
     pub fn check_builder(&self, builder_npub: &str) -> Result<(), Error> {
+        self.check_builder_cached(builder_npub, None)
+    }
+
+    /// The same, reusing a self-signature of these exact bytes that
+    /// verified earlier in this run (see [`crate::cache`]).
+    pub fn check_builder_cached(
+        &self,
+        builder_npub: &str,
+        cache: Option<&crate::cache::VerifyCache>,
+    ) -> Result<(), Error> {
         let cert = self.parsed()?;
-        check_self_signed(&cert)?;
+        let key = cache.map(|c| {
+            (
+                c,
+                crate::cache::key("self-signed P-384 certificate v1", &[self.der()]),
+            )
+        });
+        match &key {
+            Some((cache, key)) if cache.knows(key) => {}
+            _ => {
+                check_self_signed(&cert)?;
+                if let Some((cache, key)) = key {
+                    cache.remember(key);
+                }
+            }
+        }
         let subject = cert.subject();
         let orgs = values(subject.iter_by_oid(&OID_X509_ORGANIZATION_NAME))?;
         if orgs != [ORGANIZATION] {

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use webpki::{EndEntityCert, KeyPurposeIdIter};
 use x509_parser::certificate::X509Certificate;
 
+use crate::cache::{self, VerifyCache};
 use crate::error::{malformed, CertificateError, Error};
 use crate::pcr::cert_der_from_der_or_pem;
 
@@ -78,11 +79,19 @@ impl std::fmt::Debug for TrustedRoot {
 
 /// Checks the path `leaf ← cabundle[n-1] ← … ← cabundle[0] = root` at `time`
 /// (unix seconds). Returns the leaf's notAfter (unix seconds).
+///
+/// With a `cache`, a bundle whose full path (with some leaf) verified
+/// earlier in the run, against the same root at the same time, is not
+/// checked again: the leaf is checked against its last certificate as
+/// the anchor (its signature, validity and usage), and every certificate's
+/// validity as always. Bundles with name constraints, which would bind
+/// the leaf from above that anchor, are always checked in full.
 pub(crate) fn verify_chain(
     leaf: &[u8],
     cabundle: &[Vec<u8>],
     root: &TrustedRoot,
     time: u64,
+    cache: Option<&VerifyCache>,
 ) -> Result<i64, Error> {
     let Some((bundle_root, intermediates)) = cabundle.split_first() else {
         return Err(malformed("cabundle", "empty"));
@@ -107,7 +116,50 @@ pub(crate) fn verify_chain(
         }
     }
 
-    let anchor_der = CertificateDer::from(root.der());
+    let bundle_key = cache
+        .filter(|_| !has_name_constraints(cabundle))
+        .map(|c| (c, bundle_key(cabundle, root, time)));
+    if let Some((cache, key)) = &bundle_key {
+        if cache.knows(key) {
+            let last = cabundle.last().unwrap_or(bundle_root);
+            verify_path(leaf, last, &[], time)?;
+            return Ok(leaf_not_after);
+        }
+    }
+    verify_path(leaf, root.der(), intermediates, time)?;
+    if let Some((cache, key)) = bundle_key {
+        cache.remember(key);
+    }
+    Ok(leaf_not_after)
+}
+
+/// The cache key of a bundle's path to `root` at `time`.
+fn bundle_key(cabundle: &[Vec<u8>], root: &TrustedRoot, time: u64) -> [u8; 32] {
+    let time = time.to_be_bytes();
+    let mut inputs: Vec<&[u8]> = vec![root.der(), &time];
+    inputs.extend(cabundle.iter().map(Vec::as_slice));
+    cache::key("attestation bundle path v1", &inputs)
+}
+
+/// Whether any certificate of the bundle has a name constraints extension
+/// (or cannot be read to tell).
+fn has_name_constraints(cabundle: &[Vec<u8>]) -> bool {
+    cabundle.iter().any(|der| {
+        x509_parser::parse_x509_certificate(der)
+            .map(|(_, c)| !matches!(c.name_constraints(), Ok(None)))
+            .unwrap_or(true)
+    })
+}
+
+/// rustls-webpki's check of `leaf ← intermediates[n-1] ← … ← anchor`, which
+/// must use every intermediate, in order.
+fn verify_path(
+    leaf: &[u8],
+    anchor_der: &[u8],
+    intermediates: &[Vec<u8>],
+    time: u64,
+) -> Result<(), Error> {
+    let anchor_der = CertificateDer::from(anchor_der);
     let anchor = webpki::anchor_from_trusted_cert(&anchor_der)
         .map_err(|e| malformed("root certificate", e))?;
     let leaf_der = CertificateDer::from(leaf);
@@ -156,7 +208,7 @@ pub(crate) fn verify_chain(
                 e => e.to_string(),
             })
         })?;
-    Ok(leaf_not_after)
+    Ok(())
 }
 
 /// Checks that `der` is valid at `time`; returns its notAfter.

@@ -74,7 +74,18 @@ impl Attestation {
     /// Checks the certificate path from the leaf through `cabundle` to
     /// `root` at `time` (unix seconds). Returns the leaf's notAfter.
     pub fn verify_chain(&self, root: &TrustedRoot, time: u64) -> Result<i64, Error> {
-        chain::verify_chain(&self.doc.certificate, &self.doc.cabundle, root, time)
+        chain::verify_chain(&self.doc.certificate, &self.doc.cabundle, root, time, None)
+    }
+
+    /// The same, reusing the bundle paths that verified earlier in this
+    /// run (see [`crate::cache`]).
+    pub fn verify_chain_cached(
+        &self,
+        root: &TrustedRoot,
+        time: u64,
+        cache: Option<&crate::cache::VerifyCache>,
+    ) -> Result<i64, Error> {
+        chain::verify_chain(&self.doc.certificate, &self.doc.cabundle, root, time, cache)
     }
 
     /// Checks that the PCRs are SHA-384 digests.

@@ -87,6 +87,15 @@ impl BuildSignature {
     /// The certificate must hash to the `PCR8` tag, be self-signed and name
     /// the event's author as builder.
     pub fn check_cert(&self) -> Result<(), Error> {
+        self.check_cert_cached(None)
+    }
+
+    /// The same, reusing a self-signature that verified earlier in this
+    /// run (see [`crate::cache`]).
+    pub fn check_cert_cached(
+        &self,
+        cache: Option<&crate::cache::VerifyCache>,
+    ) -> Result<(), Error> {
         let measured = self.cert.pcr8();
         if measured != self.pcr8 {
             return Err(mismatch(
@@ -95,7 +104,8 @@ impl BuildSignature {
                 measured,
             ));
         }
-        self.cert.check_builder(&npub(&self.event.pubkey))
+        self.cert
+            .check_builder_cached(&npub(&self.event.pubkey), cache)
     }
 
     /// The signed event.

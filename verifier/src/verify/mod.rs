@@ -56,6 +56,9 @@ pub struct Options {
     /// Trusted release signers: the image must be released by enough of
     /// them (`release_signatures`), at or above the floor (`release_version`).
     pub release: Option<ReleaseTrust>,
+    /// Checks that passed earlier in this run, for many checks at once
+    /// (`discover`): certificate paths and builder certificates.
+    pub cache: Option<std::sync::Arc<crate::cache::VerifyCache>>,
 }
 
 impl Options {
@@ -67,6 +70,7 @@ impl Options {
             allow_debug: false,
             expected: None,
             release: None,
+            cache: None,
         }
     }
 }
@@ -145,7 +149,7 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
     let chain = match (&attestation, time) {
         (Some(a), Some(t)) => r.record(
             Check::CertificateChain,
-            a.verify_chain(&options.root, t)
+            a.verify_chain_cached(&options.root, t, options.cache.as_deref())
                 .map(|not_after| (not_after, t)),
         ),
         _ => r.not_run(Check::CertificateChain, no_doc),
@@ -215,7 +219,7 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
         },
     );
     r.run(Check::BuildCert, build.as_ref().ok_or(no_build), |b| {
-        b.check_cert()
+        b.check_cert_cached(options.cache.as_deref())
             .map(|()| format!("self-signed, O=Nostr, names {}", npub(&b.event().pubkey)))
     });
     r.run(Check::BuilderTag, build.as_ref().ok_or(no_build), |b| {
