@@ -16,7 +16,9 @@ use fuzz::support::{
 use nostr::{EventBuilder, JsonUtil, Kind, RelayUrl, Tag, ToBech32};
 use sha2::{Digest, Sha256};
 use verifier::attestation::dev::{nsm_document, DevChain};
+use verifier::event::Mode;
 use verifier::protocol::{Reply, Request as StartRequest, StartResult};
+use verifier::release::ReleaseSignature;
 use verifier::rpc::bunker::bunker_url;
 use verifier::rpc::cipher::{Conversation, Scheme};
 use verifier::rpc::nip44::{self, ConversationKey};
@@ -76,6 +78,48 @@ fn main() {
     write("instance_event", FIXTURE.as_bytes());
     write("signature_events", tag_value("build").as_bytes());
     write("signature_events", tag_value("instance").as_bytes());
+
+    // Release signatures of the fixture's PCR0/1/2, prod and dev, one of
+    // other PCRs, and a docker release (the kind collision); policies.
+    let pcrs = [real.pcr(0), real.pcr(1), real.pcr(2)];
+    let version = verifier::release::parse_version("1.2.3").unwrap();
+    let repo = "https://github.com/nostrband/noauth-enclaved";
+    for (n, mode) in [(0, Mode::Prod), (1, Mode::Dev)] {
+        let event = ReleaseSignature::builder(repo, &version, mode, &pcrs)
+            .unwrap()
+            .custom_created_at(nostr::Timestamp::from_secs(1_800_000_000))
+            .sign_with_keys(&fixed_keys(n))
+            .unwrap();
+        write("release_signature", event.as_json().as_bytes());
+    }
+    let other = [real.pcr(1), real.pcr(0), real.pcr(2)];
+    let event = ReleaseSignature::builder(repo, &version, Mode::Prod, &other)
+        .unwrap()
+        .sign_with_keys(&fixed_keys(2))
+        .unwrap();
+    write("release_signature", event.as_json().as_bytes());
+    let docker = EventBuilder::new(Kind::from_u16(63795), "")
+        .tags([
+            Tag::parse(["t", "prod"]).unwrap(),
+            Tag::parse(["r", repo]).unwrap(),
+            Tag::parse(["v", "1.2.3"]).unwrap(),
+            Tag::parse(["x", &"ab".repeat(32), "docker"]).unwrap(),
+        ])
+        .sign_with_keys(&fixed_keys(3))
+        .unwrap();
+    write("release_signature", docker.as_json().as_bytes());
+    write(
+        "release_policy",
+        include_bytes!("../../release-policy.json"),
+    );
+    let maintainers: Vec<String> = (0..3)
+        .map(|n| fixed_keys(n).public_key().to_bech32().unwrap())
+        .collect();
+    let policy = verifier::release::ReleasePolicy {
+        repository: repo.into(),
+        trust: verifier::release::ReleaseTrust::new(&maintainers, 2, Some("0.1.0")).unwrap(),
+    };
+    write("release_policy", policy.to_json().as_bytes());
 
     // The metadata protocol, both ways.
     let start = StartRequest::start(doc);

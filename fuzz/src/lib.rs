@@ -16,6 +16,7 @@
 
 pub mod formats;
 pub mod grants;
+pub mod releases;
 pub mod rpc;
 pub mod signer;
 pub mod support;
@@ -46,6 +47,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("signer_sequence", signer::signer_sequence),
     ("key_status", rpc::key_status),
     ("key_material", rpc::key_material),
+    ("release_signature", releases::release_signature),
+    ("release_policy", releases::release_policy),
+    ("announcement_event", releases::announcement_event),
 ];
 
 /// The target called `name`.

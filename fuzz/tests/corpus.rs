@@ -79,6 +79,7 @@ fn module_of(name: &str) -> &'static str {
         | "metadata_reply" => "formats",
         "perms" | "policy" | "nsec_app_payload" => "grants",
         "signer_sequence" => "signer",
+        "release_signature" | "release_policy" | "announcement_event" => "releases",
         _ => "rpc",
     }
 }
