@@ -133,6 +133,16 @@ pub async fn instance_event(
     // An enclave in debug mode says so (t=debug); clients decide.
     options.allow_debug = true;
     for event in [&instance, &announcement] {
+        // What clients parse is capped: one they would refuse unread is
+        // not published either.
+        let size = JsonUtil::as_json(event).len();
+        if size > verifier::event::MAX_EVENT_JSON {
+            return Err(AnnounceError(format!(
+                "kind {} would be {size} bytes, more than the {} clients read; not publishing",
+                event.kind.as_u16(),
+                verifier::event::MAX_EVENT_JSON
+            )));
+        }
         let report = verify_instance(event, &options);
         if let Some(failure) = report.first_failure() {
             return Err(AnnounceError(format!(

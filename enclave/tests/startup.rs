@@ -345,14 +345,17 @@ async fn prod_refuses_to_start_without_a_release() {
 async fn prod_refuses_a_dev_release() {
     let s = ProdSetup::new();
     let releases = s.sign(3, enclave::SOFTWARE_VERSION, Mode::Dev);
-    refused_admission(s.start(true, releases).await, "needs prod");
+    refused_admission(
+        s.start(true, releases).await,
+        "where only prod releases count",
+    );
 }
 
 #[tokio::test]
 async fn prod_refuses_a_release_of_another_version() {
     let s = ProdSetup::new();
     let releases = s.sign(2, "99.0.0", Mode::Prod);
-    refused_admission(s.start(true, releases).await, "but this code is version");
+    refused_admission(s.start(true, releases).await, "signed version 99.0.0 of");
 }
 
 #[tokio::test]

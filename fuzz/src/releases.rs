@@ -35,7 +35,7 @@ pub fn release_signature(data: &[u8]) {
     for mode in [Mode::Dev, Mode::Prod] {
         let list = std::slice::from_ref(&signature);
         if let Ok(trust) = &own {
-            if let Ok(release) = trust.release(list, attested, mode) {
+            if let Ok(release) = trust.release(list, attested, mode, None) {
                 assert!(signs, "a release of other PCRs than the attested ones");
                 assert!(
                     mode == Mode::Dev || signature.mode() == Mode::Prod,
@@ -48,7 +48,7 @@ pub fn release_signature(data: &[u8]) {
         if let Ok(trust) = &others {
             if !strangers.contains(&author) {
                 assert!(
-                    trust.release(list, attested, mode).is_err(),
+                    trust.release(list, attested, mode, None).is_err(),
                     "a release by an untrusted author"
                 );
             }

@@ -148,7 +148,11 @@ pub async fn sign_release(
         bail!("the remote signer signed with another key");
     }
     let checked = ReleaseSignature::from_event(event.clone())?;
-    if checked.pcrs() != pcrs || checked.version() != version || checked.mode() != mode {
+    if checked.pcrs() != pcrs
+        || checked.version() != version
+        || checked.mode() != mode
+        || checked.repo() != repo
+    {
         bail!("the remote signer changed the release it signed");
     }
     info!(maintainer = %npub(&key), %version, %mode, "release signature signed");

@@ -94,5 +94,37 @@ async fn nostr_enclaves_accepts_both_announcements_and_our_verifier_refuses_the_
             String::from_utf8_lossy(&o.stdout)
         );
     }
+    // This dev stack's maintainers signed dev releases: a client counts
+    // them only when told to.
+    let root = p.dev_root.display().to_string();
+    let mut args = vec![
+        "check".to_owned(),
+        announcement.clone(),
+        "--root".into(),
+        root,
+    ];
+    for n in stack.maintainers.npubs() {
+        args.extend(["--release-signer".into(), n]);
+    }
+    args.extend(["--threshold".into(), "2".into()]);
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        verifier(&args)
+    };
+    let o = run(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("where only prod releases count"),
+        "{stdout}"
+    );
+    args.push("--allow-dev-release".into());
+    let o = run(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     stack.stop().await.unwrap();
 }

@@ -118,6 +118,13 @@ fn print_running(cli: &Cli, stack: &Stack, event: &nostr::Event, relay_url: &str
         .map(|n| format!(" --release-signer {n}"))
         .collect();
     let threshold = stack.maintainers.policy.trust.threshold();
+    // A dev stack's maintainers sign dev releases, which count for a dev
+    // instance only when the client says so.
+    let signers = if cli.prod {
+        signers
+    } else {
+        format!("{signers} --allow-dev-release")
+    };
     println!(
         "\nenclaved dev stack is running ({} instance, service key {}).\n\
          \x20 relay           {relay_url}  (announce and admin relay)\n\

@@ -1,8 +1,9 @@
 //! Releases: maintainers sign what an image measures to (kind 63794), and
 //! a release policy says whose signatures count, how many are needed and
 //! which versions are accepted. The enclave checks its own release at
-//! start-up; clients check an instance's; key continuity hands state only
-//! to code released under the policy it was sealed with.
+//! start-up; clients check an instance's. The policy's `min_version` is
+//! for key continuity (not built yet), which is to hand state only to code
+//! released under the policy it was sealed with.
 //!
 //! - [`signature`]: the kind 63794 event;
 //! - [`policy`]: `release-policy.json`, [`ReleaseTrust`] and the rule that

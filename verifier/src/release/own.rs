@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use nostr::Event;
 
-use super::{Release, ReleasePolicy, ReleaseSignature, MAX_RELEASE_SIGNATURES};
+use super::{parse_version, Release, ReleasePolicy, ReleaseSignature, MAX_RELEASE_SIGNATURES};
 use crate::error::Error;
 use crate::event::{npub, Mode};
 use crate::pcr::Pcr;
@@ -51,19 +51,18 @@ pub fn check_own_release(
             Ok(s) => signatures.push(s),
         }
     }
-    let release = policy
-        .trust()
-        .and_then(|trust| trust.release(&signatures, attested, mode))
-        .and_then(|release| {
-            if release.version.to_string() == own_version {
-                Ok(release)
-            } else {
-                Err(Error::NotReleased(format!(
-                    "the maintainers released these measurements as version {}, but this code is version {own_version}",
-                    release.version
-                )))
-            }
-        });
+    // Only a release of this code's own version, of the policy's
+    // repository, counts: the highest version signed might be another.
+    let release = parse_version(own_version).and_then(|version| {
+        policy.trust().and_then(|trust| {
+            trust.release(
+                &signatures,
+                attested,
+                mode,
+                Some((&version, &policy.repository)),
+            )
+        })
+    });
     if mode == Mode::Prod {
         if let Err(e) = &release {
             return Err(e.clone());

@@ -129,16 +129,19 @@ impl ReleaseTrust {
     }
 
     /// The release that `signatures` make of an image attested with
-    /// `attested` PCRs, running as an instance in `mode`: at least
-    /// `threshold` trusted maintainers signed its PCR0/1/2 with the same
-    /// version and repository, and, for a prod instance, with `t=prod`.
-    /// Of several such versions, the highest. The error says how many
-    /// signed and why each other signature did not count.
+    /// `attested` PCRs, for an instance in `mode`: at least `threshold`
+    /// trusted maintainers signed its PCR0/1/2 as the same version of the
+    /// same repository. Unless `mode` is dev, only `t=prod` signatures
+    /// count. With `claimed`, only signatures of that version and
+    /// repository count (what the code or its announcement says it is);
+    /// without, the highest version that has enough. The error says how
+    /// many signed and why each other signature did not count.
     pub fn release(
         &self,
         signatures: &[ReleaseSignature],
         attested: &BTreeMap<u8, Pcr>,
         mode: Mode,
+        claimed: Option<(&Version, &str)>,
     ) -> Result<Release, Error> {
         let mut groups: BTreeMap<(&Version, &str), BTreeSet<PublicKey>> = BTreeMap::new();
         let mut refused: Vec<String> = Vec::new();
@@ -151,10 +154,18 @@ impl ReleaseTrust {
                     "{who} signed other measurements (PCR0 {})",
                     s.pcrs()[0]
                 ));
-            } else if mode == Mode::Prod && s.mode() != Mode::Prod {
+            } else if mode != Mode::Dev && s.mode() != Mode::Prod {
                 refused.push(format!(
-                    "{who} signed a {} release; a prod instance needs prod",
+                    "{who} signed a {} release, where only prod releases count",
                     s.mode()
+                ));
+            } else if let Some((version, repo)) =
+                claimed.filter(|(v, r)| s.version() != *v || s.repo() != *r)
+            {
+                refused.push(format!(
+                    "{who} signed version {} of {}, not version {version} of {repo}",
+                    s.version(),
+                    s.repo()
                 ));
             } else {
                 groups
@@ -179,13 +190,16 @@ impl ReleaseTrust {
         let mut detail = format!(
             "{most} of the {} trusted maintainer signatures needed sign these measurements{}",
             self.threshold,
-            if mode == Mode::Prod { " for prod" } else { "" }
+            if mode == Mode::Dev { "" } else { " for prod" }
         );
+        if let Some((version, _)) = claimed {
+            detail.push_str(&format!(" as version {version}"));
+        }
         if groups.len() > 1 {
             detail.push_str(" with one version (they name different versions or repositories)");
         }
         if signatures.is_empty() {
-            detail.push_str("; the announcement carries no release signature");
+            detail.push_str("; no release signature was given");
         }
         for why in refused.iter().take(8) {
             detail.push_str("; ");

@@ -23,6 +23,9 @@ pub const KIND_RELEASE_SIGNATURE: u16 = 63794;
 
 /// Longest `r` and `v` values accepted.
 pub const MAX_TAG_VALUE: usize = 256;
+/// Largest release signature event accepted, as JSON: one is about 800
+/// bytes, and an announcement carries up to 16 of them.
+pub const MAX_RELEASE_JSON: usize = 2048;
 
 const WHAT: &str = "release signature event";
 
@@ -50,6 +53,7 @@ impl ReleaseSignature {
             return Err(malformed("release signature mode", "must be prod or dev"));
         }
         check_value("r tag", repo)?;
+        check_not_debug(pcrs)?;
         let version = version.to_string();
         let mut tags = vec![
             tag_of([tag::REPO, repo])?,
@@ -69,6 +73,14 @@ impl ReleaseSignature {
 
     /// Checks kind, id, signature and tag shape.
     pub fn from_event(event: Event) -> Result<Self, Error> {
+        let size = nostr::JsonUtil::as_json(&event).len();
+        if size > MAX_RELEASE_JSON {
+            return Err(Error::TooLarge {
+                what: WHAT,
+                size,
+                max: MAX_RELEASE_JSON,
+            });
+        }
         check_kind_and_signature(&event, KIND_RELEASE_SIGNATURE, WHAT)?;
         let mode = mode_of(&event)?;
         if mode == Mode::Debug {
@@ -80,6 +92,7 @@ impl ReleaseSignature {
         check_value("v tag", version)?;
         let version = parse_version(version)?;
         let pcrs = code_pcrs(&pcr_tags(&event)?)?;
+        check_not_debug(&pcrs)?;
         Ok(Self {
             repo: repo.to_owned(),
             event,
@@ -121,6 +134,18 @@ impl ReleaseSignature {
             .zip(&self.pcrs)
             .all(|(index, pcr)| attested.get(index) == Some(pcr))
     }
+}
+
+/// Zero PCRs are what every debug-mode enclave measures, and no real
+/// image does: a release of them would release every debug enclave.
+fn check_not_debug(pcrs: &[Pcr; 3]) -> Result<(), Error> {
+    if pcrs.iter().any(Pcr::is_zero) {
+        return Err(malformed(
+            "release signature PCRs",
+            "a PCR is all zeros, as a debug-mode enclave measures; no release may sign that",
+        ));
+    }
+    Ok(())
 }
 
 /// A semver version (`1.2.3`, `1.2.3-rc.1`), with a plain-words error.

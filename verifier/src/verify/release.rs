@@ -40,42 +40,36 @@ pub fn release_signatures(event: &Event) -> (Vec<ReleaseSignature>, Vec<String>)
 }
 
 /// The `release_signatures` check: at least the threshold of trusted
-/// maintainers signed the attested PCR0/1/2, for an instance in `mode`.
+/// maintainers signed the attested PCR0/1/2 as the version and repository
+/// the announcement says it runs (`v`, `r`); with `mode` dev, dev releases
+/// count too, else only prod ones.
 pub(super) fn check_signatures(
     event: &Event,
     trust: &ReleaseTrust,
     attested: &BTreeMap<u8, Pcr>,
     mode: Mode,
 ) -> Result<Release, Error> {
+    let claimed = parse_version(single_tag(event, tag::VERSION)?)?;
+    let repo = single_tag(event, tag::REPO)?;
     let (valid, invalid) = release_signatures(event);
-    trust.release(&valid, attested, mode).map_err(|e| match e {
-        Error::NotReleased(mut detail) if !invalid.is_empty() => {
-            for why in invalid.iter().take(4) {
-                detail.push_str("; ");
-                detail.push_str(why);
+    trust
+        .release(&valid, attested, mode, Some((&claimed, repo)))
+        .map_err(|e| match e {
+            Error::NotReleased(mut detail) if !invalid.is_empty() => {
+                for why in invalid.iter().take(4) {
+                    detail.push_str("; ");
+                    detail.push_str(why);
+                }
+                Error::NotReleased(detail)
             }
-            Error::NotReleased(detail)
-        }
-        other => other,
-    })
+            other => other,
+        })
 }
 
-/// The `release_version` check: at or above the floor, and the version
-/// the announcement says it runs.
-pub(super) fn check_version(
-    event: &Event,
-    trust: &ReleaseTrust,
-    release: &Release,
-) -> Result<String, Error> {
+/// The `release_version` check: the release (whose version is the one the
+/// announcement says it runs) is at or above the floor.
+pub(super) fn check_version(trust: &ReleaseTrust, release: &Release) -> Result<String, Error> {
     trust.check_version(release)?;
-    let claimed = single_tag(event, tag::VERSION)?;
-    let claimed = parse_version(claimed)?;
-    if claimed != release.version {
-        return Err(Error::NotReleased(format!(
-            "the announcement says version {claimed}, but the maintainers released these measurements as {}",
-            release.version
-        )));
-    }
     Ok(match trust.min_version() {
         Some(min) => format!("version {} (at least {min})", release.version),
         None => format!("version {} (no minimum given)", release.version),

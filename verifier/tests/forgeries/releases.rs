@@ -30,10 +30,30 @@ impl Maintainers {
     }
 }
 
+/// Checked as `--release-signer … --allow-dev-release` does: the world's
+/// instance is dev, and most cases sign dev releases.
 fn checked(w: &World, parts: &Parts, trust: ReleaseTrust) -> Report {
     let mut options = w.options();
     options.release = Some(trust);
+    options.allow_dev_release = true;
     verify_instance(&w.event(parts, |_| {}), &options)
+}
+
+/// Checked without `--allow-dev-release`: only prod releases count.
+fn checked_strictly(w: &World, parts: &Parts, trust: ReleaseTrust) -> Report {
+    let mut options = w.options();
+    options.release = Some(trust);
+    verify_instance(&w.event(parts, |_| {}), &options)
+}
+
+/// A release signature of this world's code for another repository.
+fn release_of_repo(w: &World, keys: &Keys, repo: &str) -> nostr::Event {
+    let version = verifier::release::parse_version("0.1.0").unwrap();
+    sign(
+        verifier::release::ReleaseSignature::builder(repo, &version, Mode::Dev, &w.code_pcrs())
+            .unwrap(),
+        keys,
+    )
 }
 
 fn failure(report: &Report, check: Check) -> String {
@@ -126,7 +146,7 @@ fn a_dev_release_for_a_prod_instance() {
     );
     parts.releases = released(&w, &m, 2, "0.1.0", Mode::Dev);
     let why = failure(&checked(&w, &parts, m.trust(2, None)), Check::ReleaseSignatures);
-    assert!(why.contains("a prod instance needs prod"), "{why}");
+    assert!(why.contains("where only prod releases count"), "{why}");
     parts.releases = released(&w, &m, 2, "0.1.0", Mode::Prod);
     assert!(checked(&w, &parts, m.trust(2, None)).is_valid());
 }
@@ -140,10 +160,54 @@ fn version_below_the_minimum_or_not_the_announced_one() {
     let why = failure(&checked(&w, &parts, m.trust(2, Some("0.2.0"))), Check::ReleaseVersion);
     assert!(why.contains("below the lowest accepted, 0.2.0"), "{why}");
     // The world announces v 0.1.0; maintainers who call it 0.3.0 do not
-    // make it 0.3.0.
+    // make it 0.3.0, nor a release of 0.1.0.
     parts.releases = released(&w, &m, 2, "0.3.0", Mode::Dev);
-    let why = failure(&checked(&w, &parts, m.trust(2, Some("0.2.0"))), Check::ReleaseVersion);
-    assert!(why.contains("announcement says version 0.1.0"), "{why}");
+    let why = failure(&checked(&w, &parts, m.trust(2, Some("0.2.0"))), Check::ReleaseSignatures);
+    assert!(why.contains("signed version 0.3.0 of"), "{why}");
+    assert!(why.contains("not version 0.1.0 of"), "{why}");
+}
+
+#[test]
+fn the_announced_version_counts_when_the_same_code_is_signed_as_two() {
+    let w = World::new();
+    let m = Maintainers::new(2);
+    let mut parts = w.parts();
+    parts.releases = released(&w, &m, 2, "0.3.0", Mode::Dev);
+    parts.releases.extend(released(&w, &m, 2, "0.1.0", Mode::Dev));
+    let report = checked(&w, &parts, m.trust(2, None));
+    assert!(report.is_valid(), "{:#?}", report.checks);
+    let release = report.verified().unwrap().release.clone().unwrap();
+    assert_eq!(release.version.to_string(), "0.1.0");
+}
+
+#[test]
+fn a_release_of_another_repository() {
+    let w = World::new();
+    let m = Maintainers::new(2);
+    let mut parts = w.parts();
+    parts.releases = m
+        .keys
+        .iter()
+        .map(|k| release_of_repo(&w, k, "https://github.com/example/other"))
+        .collect();
+    let why = failure(&checked(&w, &parts, m.trust(2, None)), Check::ReleaseSignatures);
+    assert!(why.contains("of https://github.com/example/other, not version 0.1.0 of https://github.com/nostrband/noauth-enclaved"), "{why}");
+}
+
+#[test]
+fn a_dev_release_counts_only_when_the_client_allows_it() {
+    // The launcher chooses the instance's mode: by default a client counts
+    // only prod releases, even for a dev instance.
+    let w = World::new();
+    let m = Maintainers::new(2);
+    let mut parts = w.parts();
+    parts.releases = released(&w, &m, 2, "0.1.0", Mode::Dev);
+    let why = failure(&checked_strictly(&w, &parts, m.trust(2, None)), Check::ReleaseSignatures);
+    assert!(why.contains("where only prod releases count"), "{why}");
+    assert!(checked(&w, &parts, m.trust(2, None)).is_valid());
+    // Prod releases count for a dev instance either way.
+    parts.releases = released(&w, &m, 2, "0.1.0", Mode::Prod);
+    assert!(checked_strictly(&w, &parts, m.trust(2, None)).is_valid());
 }
 
 #[test]

@@ -382,6 +382,11 @@ pub(crate) struct ReleaseArgs {
     /// The lowest release version accepted (semver, e.g. 1.2.0).
     #[arg(long, value_name = "VERSION", requires = "signers")]
     pub(crate) min_version: Option<String>,
+    /// Let the maintainers' dev releases (`t=dev`) count for a dev
+    /// instance. Without it only prod releases count, whatever mode the
+    /// instance announces (the launcher chooses that, not you).
+    #[arg(long, requires = "signers")]
+    pub(crate) allow_dev_release: bool,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,7 @@ pub(crate) fn discover(args: DiscoverArgs) -> Result<u8, Unusable> {
     let pins = crate::pins::given(args.pcrs.as_deref(), &args.release)?;
     options.expected = pins.expected;
     options.release = pins.release;
+    options.allow_dev_release = pins.allow_dev_release;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Unusable::from(format!("cannot start the runtime: {e}")))?;
     let timeout = Duration::from_secs(args.timeout);

@@ -398,6 +398,7 @@ async fn instance(
     if let Some(pins) = pins {
         options.expected = pins.expected;
         options.release = pins.release;
+        options.allow_dev_release = pins.allow_dev_release;
     }
     if let Some(path) = &common.instance {
         let event = Event::from_json(read_text(path)?.trim())

@@ -121,6 +121,7 @@ fn check(args: CheckArgs) -> Result<u8, Unusable> {
     let pins = pins::given(args.pcrs.as_deref(), &args.release)?;
     options.expected = pins.expected;
     options.release = pins.release;
+    options.allow_dev_release = pins.allow_dev_release;
     let report = verify_instance_json(json.trim(), &options);
     if args.json {
         let out = JsonReport {

@@ -148,11 +148,12 @@ fn hint(check: Check, reason: &str, root: &TrustedRoot) -> Option<&'static str> 
             Some("the enclave runs another image than the one in --pcrs; rebuild it to compare")
         }
         Check::ReleaseSignatures if reason.contains("not a trusted maintainer") => Some(
-            "the release is signed by others than your --release-signer npubs; check whom you trust",
+            "some release signatures are by others than your --release-signer npubs; check whom you trust",
         ),
         Check::ReleaseSignatures => Some(
             "the announcement carries the maintainers' release signatures (kind 63794) of its \
-             PCR0/1/2; an unreleased or unknown build has too few of yours",
+             PCR0/1/2; an unreleased or unknown build has too few of yours (a dev release counts \
+             for a dev instance only with --allow-dev-release)",
         ),
         Check::ReleaseVersion if reason.contains("below") => {
             Some("the enclave runs an older release than --min-version accepts")

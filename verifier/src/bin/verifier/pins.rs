@@ -25,6 +25,8 @@ pub(crate) struct CodePins {
     pub(crate) expected: Option<Measurements>,
     /// Maintainers of whom enough must have released its PCR0/1/2.
     pub(crate) release: Option<ReleaseTrust>,
+    /// Whether their dev releases count for a dev instance.
+    pub(crate) allow_dev_release: bool,
 }
 
 impl CodePins {
@@ -42,6 +44,7 @@ pub(crate) fn given(
     Ok(CodePins {
         expected: expected_pcrs(pcrs)?,
         release: release_trust(release)?,
+        allow_dev_release: release.allow_dev_release,
     })
 }
 
@@ -109,6 +112,7 @@ pub(crate) fn for_secrets(
         return Ok(Some(CodePins {
             expected: None,
             release: Some(trust.clone()),
+            allow_dev_release: false,
         }));
     }
     match RELEASE_PCRS {
@@ -120,6 +124,7 @@ pub(crate) fn for_secrets(
             Ok(Some(CodePins {
                 expected: Some(release),
                 release: None,
+                allow_dev_release: false,
             }))
         }
         None => Err(Unusable {
