@@ -1,17 +1,23 @@
 #!/usr/bin/env python3
-"""Keeps a fuzz corpus small: runs every input of fuzz/corpus/TARGET once
+"""Keeps the committed fuzz corpus small: runs every input of a corpus once
 through the cargo-fuzz binary (libFuzzer's merge, which records the edges
 and features each input covers), then keeps the inputs that cover the most
 edges, greedily (each pick adds the most edges not yet covered, the
 smaller input on a tie), until every edge is covered or MAX are kept.
-The rest are deleted. Prints what the kept inputs retain.
+Full coverage takes hundreds of inputs per target (a long tail of inputs
+that each reach one error branch), so the committed corpus is this seed
+set; scripts/fuzz.sh keeps the whole corpus in target/fuzz-corpus/.
 
-Usage: scripts/fuzz-select.py [--max N] [--dry-run] TARGET...
+The corpus read is --from DIR (default fuzz/corpus/TARGET); fuzz/corpus/
+TARGET is left holding exactly the kept inputs. Prints what they retain.
+
+Usage: scripts/fuzz-select.py [--max N] [--from DIR] [--dry-run] TARGET...
 Needs the binaries `cargo +nightly fuzz build --fuzz-dir fuzz/libfuzzer`
 makes (scripts/fuzz.sh builds them).
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,12 +72,16 @@ def select(info, most):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--max", type=int, default=16)
+    parser.add_argument("--max", type=int, default=20)
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--from", dest="source", default=None)
     parser.add_argument("targets", nargs="+")
     args = parser.parse_args()
+    if args.source and len(args.targets) != 1:
+        sys.exit("--from takes one target")
     for target in args.targets:
-        corpus = os.path.join(ROOT, "fuzz/corpus", target)
+        committed = os.path.join(ROOT, "fuzz/corpus", target)
+        corpus = os.path.abspath(args.source) if args.source else committed
         info = coverage(target, corpus)
         kept = select(info, args.max)
         edges = set().union(*(e for _, e, _ in info.values()))
@@ -80,10 +90,17 @@ def main():
         kept_feats = set().union(set(), *(info[p][2] for p in kept))
         print(f"{target}: {len(info)} -> {len(kept)} files, "
               f"edges {len(kept_edges)}/{len(edges)}, features {len(kept_feats)}/{len(feats)}")
-        if not args.dry_run:
-            for path in info:
-                if path not in kept:
-                    os.remove(path)
+        if args.dry_run:
+            continue
+        os.makedirs(committed, exist_ok=True)
+        keep = {os.path.basename(p) for p in kept}
+        for name in os.listdir(committed):
+            if name not in keep:
+                os.remove(os.path.join(committed, name))
+        for path in kept:
+            target_path = os.path.join(committed, os.path.basename(path))
+            if os.path.abspath(path) != os.path.abspath(target_path):
+                shutil.copyfile(path, target_path)
 
 
 if __name__ == "__main__":

@@ -189,31 +189,25 @@ async fn a_prod_stack_starts_with_k_signatures_and_clients_pin_the_release() {
     }
     // Without any pin, this verifier (whose built-in policy names no
     // maintainers yet) sends nothing.
-    let (code, _, stderr) = run(&[
-        "key".into(),
-        "status".into(),
-        "--instance".into(),
-        s(&p.event),
-        "--root".into(),
-        s(&p.dev_root),
-        "--key-file".into(),
-        s(&key_file),
-    ]);
+    let status = |extra: Vec<String>| {
+        let mut args = vec![
+            "key".to_owned(),
+            "status".into(),
+            "--instance".into(),
+            s(&p.event),
+            "--root".into(),
+            s(&p.dev_root),
+            "--key-file".into(),
+            s(&key_file),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let (code, _, stderr) = status(vec![]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("without pinned code"), "{stderr}");
     // Three of three is more than signed: refused before anything is sent.
-    let mut args = vec![
-        "key".to_owned(),
-        "status".into(),
-        "--instance".into(),
-        s(&p.event),
-        "--root".into(),
-        s(&p.dev_root),
-        "--key-file".into(),
-        s(&key_file),
-    ];
-    args.extend(release_args(&stack, 3));
-    let (code, stdout, stderr) = run(&args);
+    let (code, stdout, stderr) = status(release_args(&stack, 3));
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("release_signatures"), "{stdout}{stderr}");
     stack.stop().await.unwrap();
