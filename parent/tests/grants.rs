@@ -55,7 +55,7 @@ async fn an_agent_gets_only_what_its_bunker_url_grants() {
         );
         assert!(
             stderr.contains("gets: sign_event of kinds 1 and 1111")
-                && stderr.contains("for 8 h from when it starts")
+                && stderr.contains("for 8 h from when the app connects")
                 && stderr.contains("5 per 10 s, 10 per 1 min, 100 per 1 h"),
             "{stderr}"
         );

@@ -433,3 +433,35 @@ fn release_flags_that_cannot_be_used_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
 }
+
+#[test]
+fn grant_arguments_say_what_is_wrong() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--uses", "-3"], "-3 uses would allow nothing"),
+        (&["--uses", "0"], "0 uses would allow nothing"),
+        (
+            &["--perms", "sign_event:0-70000"],
+            "kind 70000 is past the largest kind, 65535",
+        ),
+        (
+            &["--perms", "sign_event:1", "--created-at-window", "soon"],
+            "or `none` for no limit",
+        ),
+        (&["--perms", "sign_event:x"], "not a kind or a kind range"),
+    ];
+    for (flags, expect) in cases {
+        let mut args = vec![
+            "key",
+            "bunker-url",
+            "--instance",
+            "absent.json",
+            "--key-file",
+            "absent.key",
+        ];
+        args.extend_from_slice(flags);
+        let o = verifier(&args, None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(expect), "{flags:?}: {expect:?} not in {err}");
+    }
+}

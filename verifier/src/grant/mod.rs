@@ -101,9 +101,22 @@ impl Policy {
         }
     }
 
-    /// This policy in words, for people: what, until when, how often.
+    /// This policy in words, for people: what, until when, how often. A
+    /// lifetime not yet started (a bunker secret's) runs from when the app
+    /// connects.
     pub fn describe(&self, now: u64) -> String {
         words::describe_policy(self, now)
+    }
+
+    /// The policy as a grant given at `now` holds it: a lifetime then
+    /// becomes an end time (`key grant`, `connect`, `nostrconnect` start
+    /// their grant when the enclave takes them, not later).
+    pub fn started(&self, now: u64) -> Self {
+        let mut started = self.clone();
+        if let Some(Expiry::After(ttl)) = started.expiry {
+            started.expiry = Some(Expiry::At(now.saturating_add(ttl)));
+        }
+        started
     }
 }
 

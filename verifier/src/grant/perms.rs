@@ -168,8 +168,15 @@ impl Perm {
                 "sign_event needs its kinds, like sign_event:1 or sign_event:30000-39999".into(),
             ),
             (Method::SignEvent, Some(kinds)) => {
-                let bad = || format!("{:?}: not a kind or a kind range", short(entry));
-                let kind = |s: &str| s.trim().parse::<u16>().map_err(|_| bad());
+                let bad = |s: &str| match s.trim().parse::<u64>() {
+                    Ok(n) if n > u64::from(u16::MAX) => format!(
+                        "{:?}: kind {n} is past the largest kind, {}",
+                        short(entry),
+                        u16::MAX
+                    ),
+                    _ => format!("{:?}: not a kind or a kind range", short(entry)),
+                };
+                let kind = |s: &str| s.trim().parse::<u16>().map_err(|_| bad(s));
                 let range = match kinds.split_once('-') {
                     Some((a, b)) => kind(a).and_then(|a| Ok((a, kind(b)?))),
                     None => kind(kinds).map(|k| (k, k)),

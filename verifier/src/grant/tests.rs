@@ -180,7 +180,13 @@ fn in_words() {
         words.starts_with("sign_event of kinds 1 and 1111"),
         "{words}"
     );
-    assert!(words.contains("for 8 h from when it starts"), "{words}");
+    assert!(
+        words.contains("for 8 h from when the app connects"),
+        "{words}"
+    );
+    // Given now (key grant), it runs from now.
+    let words = p.started(NOW).describe(NOW);
+    assert!(words.contains("(8 h from now)"), "{words}");
     assert!(
         words.contains("at most 5 per 10 s, 10 per 1 min, 100 per 1 h"),
         "{words}"

@@ -55,7 +55,7 @@ pub(super) fn describe_policy(policy: &Policy, now: u64) -> String {
     parts.push(match policy.expiry {
         None => "no expiry".into(),
         Some(Expiry::After(ttl)) => {
-            format!("for {} from when it starts", describe_duration(ttl))
+            format!("for {} from when the app connects", describe_duration(ttl))
         }
         Some(Expiry::At(at)) if at <= now => format!("expired at {}", utc(at)),
         Some(Expiry::At(at)) => format!(

@@ -178,7 +178,10 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
     });
     r.run(Check::DebugMode, doc.ok_or(no_doc), |d| {
         match (d.pcr(0).is_zero(), options.allow_debug) {
-            (false, _) => Ok("PCR0 is set: production enclave".to_owned()),
+            (false, _) => Ok(
+                "PCR0 is set: not a debug-mode enclave (its memory is closed to the host)"
+                    .to_owned(),
+            ),
             (true, true) => Ok("debug mode (PCR0 all zeros), allowed by the caller".to_owned()),
             (true, false) => Err(Error::Unsupported {
                 what: "enclave mode",

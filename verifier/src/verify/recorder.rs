@@ -123,7 +123,13 @@ impl Describe for InstanceSignature {
 
 impl Describe for Mode {
     fn describe(&self) -> String {
-        format!("mode {self}")
+        match self {
+            Mode::Debug => "mode debug (a debug-mode enclave, PCR0 all zeros)".to_owned(),
+            mode => format!(
+                "mode {mode} (what the builder's and launcher's signatures are for; \
+                 not the same as debug_mode)"
+            ),
+        }
     }
 }
 

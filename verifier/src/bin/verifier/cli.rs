@@ -246,8 +246,8 @@ pub(crate) struct Conditions {
     /// now for `connect` and `grant`): seconds, or 30m, 8h, 7d.
     #[arg(long, value_name = "DURATION")]
     pub(crate) ttl: Option<String>,
-    /// Most signing and decryption requests in all.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Most signing and decryption requests in all (1 or more).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_uses)]
     pub(crate) uses: Option<u64>,
     /// Rate limits over signing and decryption requests, like
     /// 5/10s,10/min,100/h, or `none`. Default: 5/10s,10/min,100/h, except for
@@ -451,5 +451,18 @@ impl FromStr for At {
                 format!("{n:?} is not `now`, `attestation` or a unix time in seconds")
             }),
         }
+    }
+}
+
+/// `--uses N`: a count of 1 or more, said in words when it is not.
+fn parse_uses(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<i128>() {
+        Ok(n) if n >= 1 => {
+            u64::try_from(n).map_err(|_| format!("{n} is more uses than can be counted"))
+        }
+        Ok(n) => Err(format!(
+            "{n} uses would allow nothing; give 1 or more, or leave --uses out for no limit"
+        )),
+        Err(_) => Err(format!("{text:?} is not a whole number of uses")),
     }
 }

@@ -57,8 +57,9 @@ pub(crate) fn with_conditions(
         None => {}
         Some("none") => policy.window = None,
         Some(w) => {
-            let secs = parse_duration(w)
-                .map_err(|e| Unusable::from(format!("--created-at-window: {e}")))?;
+            let secs = parse_duration(w).map_err(|e| {
+                Unusable::from(format!("--created-at-window: {e}, or `none` for no limit"))
+            })?;
             policy.window = Some(secs);
         }
     }
@@ -86,13 +87,17 @@ pub(crate) fn describe_nostrconnect(
         claim(&uri.url),
         claim(&uri.perms),
         uri.relays.iter().map(|r| printable(r.as_str())).collect::<Vec<_>>().join(", "),
-        nostrconnect_policy(uri, policy).describe(now)
+        nostrconnect_policy(uri, policy).started(now).describe(now)
     )
 }
 
 /// `granted to npub…: <policy in words>`.
 pub(crate) fn granted(app: &PublicKey, policy: &Policy, now: u64) -> String {
-    format!("granted to {}: {}", npub(app), policy.describe(now))
+    format!(
+        "granted to {}: {}",
+        npub(app),
+        policy.started(now).describe(now)
+    )
 }
 
 /// Parses one page of `list_apps` or `get_log`.
