@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use nostr::{Keys, ToBech32};
 use parent::dev_stack::Stack;
-use verifier::grant::wire::{AppView, LogEntry};
+use verifier::grant::wire::{AppReport, LogEntry};
 
 mod common;
 use common::{interop_dir, node, relay, stack_config, test_dir, Key, Writers};
@@ -95,9 +95,14 @@ async fn an_agent_gets_only_what_its_bunker_url_grants() {
         .map(|e| e.count)
         .sum();
     assert_eq!(allowed, 12);
-    let apps: Vec<AppView> = serde_json::from_str(&key.ok_with("apps", &["--json"])).unwrap();
+    let apps: Vec<AppReport> = serde_json::from_str(&key.ok_with("apps", &["--json"])).unwrap();
     assert_eq!(apps.len(), 2);
     assert!(apps.iter().all(|a| a.used == 5 && a.source == "bunker-url"));
+    // The policy is a JSON object, not a string holding JSON.
+    assert!(
+        apps.iter().all(|a| a.policy["perms"].is_string()),
+        "{apps:?}"
+    );
     let words = key.ok_with("apps", &[]);
     assert!(
         words.contains("may: sign_event of kinds 1 and 1111"),

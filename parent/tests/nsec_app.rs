@@ -14,7 +14,7 @@ use nostr_connect::client::NostrConnect;
 use nostr_sdk::Client;
 use parent::dev_stack::Stack;
 use verifier::grant::nsecapp::{d_tag, KIND_APP_DATA, PERM_TAG};
-use verifier::grant::wire::AppView;
+use verifier::grant::wire::AppReport;
 use verifier::rpc::cipher::{Conversation, Scheme};
 
 mod common;
@@ -54,9 +54,9 @@ fn allow(kinds: &[u16], at_ms: u64) -> serde_json::Value {
 }
 
 /// The apps on the key, once `done` holds of them (within 20 s).
-async fn apps_until(key: &Key, done: impl Fn(&[AppView]) -> bool) -> Vec<AppView> {
+async fn apps_until(key: &Key, done: impl Fn(&[AppReport]) -> bool) -> Vec<AppReport> {
     for _ in 0..40 {
-        let apps: Vec<AppView> = serde_json::from_str(&key.ok_with("apps", &["--json"])).unwrap();
+        let apps: Vec<AppReport> = serde_json::from_str(&key.ok_with("apps", &["--json"])).unwrap();
         if done(&apps) {
             return apps;
         }

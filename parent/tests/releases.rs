@@ -210,5 +210,17 @@ async fn a_prod_stack_starts_with_k_signatures_and_clients_pin_the_release() {
     let (code, stdout, stderr) = status(release_args(&stack, 3));
     assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("release_signatures"), "{stdout}{stderr}");
+    // A key file others can read is used, with a warning, as ssh does.
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, warned) in [(0o644, true), (0o600, false)] {
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let (code, stdout, stderr) = status(release_args(&stack, 2));
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert_eq!(
+            stderr.contains("can be read by others than you"),
+            warned,
+            "mode {mode:o}: {stderr}"
+        );
+    }
     stack.stop().await.unwrap();
 }

@@ -131,6 +131,49 @@ pub struct AppView {
     pub claims: Option<String>,
 }
 
+/// One app as `verifier key apps --json` prints it: [`AppView`] with its
+/// policy and claims as JSON objects rather than strings holding JSON
+/// (until issue 24 it printed `AppView` itself, with strings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppReport {
+    /// The app's client public key, hex.
+    pub app: String,
+    /// Where its grant came from ([`source`]).
+    pub source: String,
+    /// The policy in force (its expiry absolute); a string if the enclave
+    /// sent one that is not JSON.
+    pub policy: Value,
+    /// Signing and decryption requests allowed so far.
+    pub used: u64,
+    /// When the grant started (unix seconds).
+    pub since: u64,
+    /// When the app last made a request, and which method.
+    pub last_request: Option<(u64, String)>,
+    /// What the app says about itself: an object if it is JSON, else the
+    /// text.
+    pub claims: Option<Value>,
+}
+
+impl From<&AppView> for AppReport {
+    fn from(view: &AppView) -> Self {
+        let json = |text: &str| {
+            serde_json::from_str::<Value>(text)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| Value::String(text.to_owned()))
+        };
+        Self {
+            app: view.app.clone(),
+            source: view.source.clone(),
+            policy: json(&view.policy),
+            used: view.used,
+            since: view.since,
+            last_request: view.last_request.clone(),
+            claims: view.claims.as_deref().map(json),
+        }
+    }
+}
+
 /// One decision, as `get_log` reports it: never parameters, plaintexts
 /// or ciphertexts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,7 @@ use nostr::{Event, FromBech32, JsonUtil, Keys, Kind, PublicKey, RelayUrl};
 use nostr_sdk::{Client, Filter};
 use verifier::discover::{Accept, Discovery};
 use verifier::event::{npub, ANNOUNCEMENT_KINDS};
+use verifier::grant::wire::AppReport;
 use verifier::grant::{Perms, Policy};
 use verifier::rpc::admin::{AdminRequest, KeptApps};
 use verifier::rpc::nostrconnect::NostrConnect;
@@ -199,7 +200,11 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
                 AdminRequest::ListApps { cursor }
             })
             .await?;
-            return Ok(show(apps, *json, |apps| print_apps(apps, now())));
+            if *json {
+                let reports = apps.map(|a| a.iter().map(AppReport::from).collect::<Vec<_>>());
+                return Ok(show(reports, true, |_| {}));
+            }
+            return Ok(show(apps, false, |apps| print_apps(apps, now())));
         }
         KeyAction::Log { json, .. } => {
             let entries = pages(&user, &service, &admin_relay, timeout, |cursor| {
@@ -376,6 +381,7 @@ fn describe(request: &AdminRequest, result: &str) -> String {
 
 /// The user's key from `path` (`-` for standard input): nsec or hex.
 fn read_key(path: &Path) -> Result<Keys, Unusable> {
+    warn_if_readable_by_others(path);
     let bytes = Zeroizing::new(read_input(path)?);
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Unusable::from(format!("{} is not text", path.display())))?;
@@ -383,6 +389,30 @@ fn read_key(path: &Path) -> Result<Keys, Unusable> {
         message: format!("{} does not hold a private key", path.display()),
         hint: Some("the key file holds one nsec1… or 64 hex characters"),
     })
+}
+
+/// Says so, as ssh does, when a key file can be read by its group or by
+/// others (it is still used: the warning is for the next time).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if path == Path::new("-") {
+            return;
+        }
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                eprintln!(
+                    "WARNING: {} holds a private key and can be read by others than you \
+                     (mode {mode:03o}); run chmod 600 on it",
+                    printable(&path.display().to_string())
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// The instance, verified; the inner error says why it is refused.
