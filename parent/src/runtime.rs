@@ -9,14 +9,56 @@ use tracing::error;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::registry()
+        .with(QuietDisconnects)
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .try_init();
+}
+
+/// The embedded relay (nostr-relay-builder) logs every client that leaves
+/// without a WebSocket closing handshake as an error, and most clients
+/// leave that way: shown only when debug logging is on.
+struct QuietDisconnects;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for QuietDisconnects {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        if !event.metadata().target().starts_with("nostr_relay_builder") {
+            return true;
+        }
+        let mut message = MessageHas {
+            needle: "without closing handshake",
+            found: false,
+        };
+        event.record(&mut message);
+        !message.found || tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
+    }
+}
+
+/// Whether an event's `message` field contains `needle`.
+struct MessageHas {
+    needle: &'static str,
+    found: bool,
+}
+
+impl tracing::field::Visit for MessageHas {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" && format!("{value:?}").contains(self.needle) {
+            self.found = true;
+        }
+    }
 }
 
 /// Runs `work` on a new runtime; an error is logged and exits 1.
