@@ -224,3 +224,66 @@ fn dev_stack_runs_and_stops_cleanly_on_ctrl_c() {
     let (_, logged) = dev_stack_run("dev-stack-debug", "info,nostr_relay_builder=debug");
     assert!(logged.contains("without closing handshake"), "{logged}");
 }
+
+/// `verifier key` against a stack that is gone: a relay that refuses the
+/// connection is named at once, and a request the relay took but nobody
+/// answers is "no reply", both within `--timeout` (bounded here loosely:
+/// this is about hanging, not speed).
+#[tokio::test(flavor = "multi_thread")]
+async fn key_names_a_refused_relay_and_keeps_to_its_timeout() {
+    let (relay, url, relay_addr) = relay(Writers::default()).await;
+    let dir = test_dir("key-timeout");
+    let config = stack_config(dir.clone(), url.clone(), relay_addr, 3600);
+    let mut stack = Stack::start(&config).await.unwrap();
+    stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
+    let p = stack.paths.clone();
+    stack.stop().await.unwrap();
+    let key_file = dir.join("user.key");
+    std::fs::write(&key_file, "11".repeat(32)).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let (event, root, pcrs, key) = (s(&p.event), s(&p.dev_root), s(&p.pcrs), s(&key_file));
+    let status = || {
+        let started = std::time::Instant::now();
+        let out = verifier(&[
+            "key",
+            "status",
+            "--instance",
+            &event,
+            "--root",
+            &root,
+            "--pcrs",
+            &pcrs,
+            "--key-file",
+            &key,
+            "--timeout",
+            "2",
+        ]);
+        (out, started.elapsed())
+    };
+    // The relay is up, the enclave is not: the request is delivered and
+    // nobody answers.
+    let (out, took) = status();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no reply from the enclave within --timeout 2s")
+            && stderr.contains("took the request"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    // The relay is gone too: said at once, naming it.
+    relay.stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (out, took) = status();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "could not connect to {}",
+            url.trim_end_matches('/')
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no reply"), "{stderr}");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+}

@@ -18,6 +18,67 @@ use crate::{now, Unusable};
 /// Most proof-of-work rounds asked for before giving up.
 const MAX_POW_ROUNDS: usize = 3;
 
+/// When the whole command must be done by: `--timeout` bounds all of it,
+/// not each step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    at: tokio::time::Instant,
+    secs: u64,
+}
+
+impl Deadline {
+    /// `secs` from now.
+    pub(crate) fn after(secs: u64) -> Self {
+        Self {
+            at: tokio::time::Instant::now() + Duration::from_secs(secs),
+            secs,
+        }
+    }
+
+    /// What is left of it.
+    pub(crate) fn left(&self) -> Duration {
+        self.at
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+
+    /// The `--timeout` it was made from, in seconds.
+    pub(crate) fn secs(&self) -> u64 {
+        self.secs
+    }
+}
+
+/// Adds `relays` to `client` and connects to each, without retrying: a
+/// relay that refuses or drops the connection is named at once (and the
+/// others are used); none reachable is an error.
+pub(crate) async fn connect(
+    client: &Client,
+    relays: &[RelayUrl],
+    deadline: Deadline,
+) -> Result<(), Unusable> {
+    let mut failures = Vec::new();
+    let mut connected = 0;
+    for url in relays {
+        client
+            .add_relay(url.clone())
+            .await
+            .map_err(|e| Unusable::from(format!("{url}: {e}")))?;
+        match client.try_connect_relay(url.clone(), deadline.left()).await {
+            Ok(()) => connected += 1,
+            Err(e) => failures.push(format!("could not connect to {url}: {e}")),
+        }
+    }
+    if connected == 0 {
+        return Err(Unusable {
+            message: failures.join("; "),
+            hint: Some("is the relay (or the local stack) running, and is the URL right?"),
+        });
+    }
+    for failure in failures {
+        eprintln!("warning: {failure}");
+    }
+    Ok(())
+}
+
 /// Sends `request` to the admin API and waits for its reply; when the
 /// enclave asks for proof of work (it does for new keys and relays when it
 /// is busy or filling up), mines it and sends the request again.
@@ -26,11 +87,11 @@ pub(crate) async fn call(
     service: &PublicKey,
     relay: &RelayUrl,
     request: &AdminRequest,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<Result<String, String>, Unusable> {
     let mut pow = 0;
     for _ in 0..MAX_POW_ROUNDS {
-        let reply = call_once(user, service, relay, request, pow, timeout).await?;
+        let reply = call_once(user, service, relay, request, pow, deadline).await?;
         match reply.as_ref().err().and_then(|e| parse_pow_required(e)) {
             Some(bits) if bits > pow => {
                 eprintln!("the enclave asks for {bits} bits of proof of work; computing it");
@@ -50,18 +111,13 @@ async fn call_once(
     relay: &RelayUrl,
     request: &AdminRequest,
     pow: u8,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<Result<String, String>, Unusable> {
     let wire = request.to_request();
     let event = seal_request_with_pow(user, service, KIND_ADMIN, &wire, Scheme::Nip44, pow)
         .map_err(|e| Unusable::from(e.to_string()))?;
     let client = Client::default();
-    client
-        .add_relay(relay.clone())
-        .await
-        .map_err(|e| Unusable::from(format!("{relay}: {e}")))?;
-    client.connect().await;
-    client.wait_for_connection(timeout).await;
+    connect(&client, std::slice::from_ref(relay), deadline).await?;
     let mut notifications = client.notifications();
     let filter = Filter::new()
         .kind(Kind::from(KIND_ADMIN))
@@ -72,11 +128,18 @@ async fn call_once(
         .subscribe(filter, None)
         .await
         .map_err(|e| Unusable::from(format!("cannot subscribe on {relay}: {e}")))?;
-    client
+    let sent = client
         .send_event(&event)
         .await
         .map_err(|e| Unusable::from(format!("cannot send the request to {relay}: {e}")))?;
-    let reply = tokio::time::timeout(timeout, async {
+    if !sent.success.contains(relay) {
+        client.shutdown().await;
+        let why = sent.failed.get(relay).map_or("no answer", String::as_str);
+        return Err(Unusable::from(format!(
+            "{relay} did not take the request: {why}"
+        )));
+    }
+    let reply = tokio::time::timeout(deadline.left(), async {
         while let Ok(notification) = notifications.recv().await {
             if let RelayPoolNotification::Event { event, .. } = notification {
                 if event.pubkey != *service {
@@ -96,9 +159,12 @@ async fn call_once(
     match reply {
         Ok(Some(result)) => Ok(result),
         _ => Err(Unusable {
-            message: format!("no reply from the enclave within {}s", timeout.as_secs()),
+            message: format!(
+                "no reply from the enclave within --timeout {}s; {relay} took the request",
+                deadline.secs()
+            ),
             hint: Some(
-                "the instance may be down or not reading its admin relay; try --timeout or later",
+                "the instance may be down or not reading its admin relay; try a longer --timeout or later",
             ),
         }),
     }
@@ -112,13 +178,13 @@ pub(crate) async fn pages<T: serde::de::DeserializeOwned>(
     user: &Keys,
     service: &PublicKey,
     relay: &RelayUrl,
-    timeout: Duration,
+    deadline: Deadline,
     request: impl Fn(Option<u64>) -> AdminRequest,
 ) -> Result<Result<Vec<T>, String>, Unusable> {
     let mut items = Vec::new();
     let mut cursor = None;
     for _ in 0..MAX_PAGES {
-        let result = match call(user, service, relay, &request(cursor), timeout).await? {
+        let result = match call(user, service, relay, &request(cursor), deadline).await? {
             Ok(result) => result,
             Err(e) => return Ok(Err(e)),
         };

@@ -303,7 +303,9 @@ pub(crate) struct KeyCommon {
     /// Accept an enclave in debug mode (development only).
     #[arg(long)]
     pub(crate) allow_debug: bool,
-    /// Seconds to wait for relays and for the enclave's reply.
+    /// Seconds the whole command may take: connecting to the relays,
+    /// fetching the instance event and the enclave's reply. A relay that
+    /// refuses the connection is named at once.
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub(crate) timeout: u64,
 }

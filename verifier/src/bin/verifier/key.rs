@@ -23,7 +23,7 @@ use verifier::rpc::status::KeyStatus;
 use verifier::verify::{verify_instance, CheckTime, Options, VerifiedInstance};
 use zeroize::Zeroizing;
 
-use crate::channel::{call, pages};
+use crate::channel::{call, connect, pages, Deadline};
 use crate::cli::{KeyAction, KeyCommon};
 use crate::discover::parse_npubs;
 use crate::grants::{
@@ -40,7 +40,18 @@ pub(crate) fn key(action: KeyAction) -> Result<u8, Unusable> {
     let common = action.common();
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Unusable::from(format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(run(&action, common))
+    // --timeout bounds the whole command; each step also waits only for
+    // what is left of it, so the step that ran out is the one named.
+    let secs = common.timeout;
+    runtime.block_on(async {
+        match tokio::time::timeout(Duration::from_secs(secs + 2), run(&action, common)).await {
+            Ok(done) => done,
+            Err(_) => Err(Unusable {
+                message: format!("gave up: --timeout {secs}s has passed"),
+                hint: Some("the relays or the enclave are slow or down; try a longer --timeout"),
+            }),
+        }
+    })
 }
 
 async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
@@ -83,7 +94,7 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
         }
         _ => {}
     }
-    let timeout = Duration::from_secs(common.timeout);
+    let timeout = Deadline::after(common.timeout);
     let pins = crate::pins::for_secrets(common.pcrs.as_deref(), &common.release, common.any_code)?;
     let accept = Accept {
         builders: parse_npubs(&common.builders, "--builder")?,
@@ -266,7 +277,7 @@ async fn status(
     user: &Keys,
     service: &PublicKey,
     relay: &RelayUrl,
-    timeout: Duration,
+    timeout: Deadline,
 ) -> Result<u8, Unusable> {
     match call(user, service, relay, &AdminRequest::KeyStatus, timeout).await? {
         Ok(json) => {
@@ -420,7 +431,7 @@ async fn instance(
     common: &KeyCommon,
     pins: Option<CodePins>,
     accept: &Accept,
-    timeout: Duration,
+    timeout: Deadline,
 ) -> Result<Result<VerifiedInstance, String>, Unusable> {
     let root = trusted_root_file(common.root.as_deref())?;
     let mut options = Options::new(root, CheckTime::At(now()));
@@ -454,18 +465,19 @@ async fn instance(
     let service = PublicKey::from_bech32(service)
         .or_else(|_| PublicKey::from_hex(service))
         .map_err(|e| Unusable::from(format!("--service {service:?} is not an npub: {e}")))?;
+    let relays = common
+        .relays
+        .iter()
+        .map(|url| parse_relay_url(url).map_err(|e| Unusable::from(format!("--relay: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     let client = Client::default();
-    for url in &common.relays {
-        let url = parse_relay_url(url).map_err(|e| Unusable::from(format!("--relay: {e}")))?;
-        let _ = client.add_relay(url).await;
-    }
-    client.connect().await;
+    connect(&client, &relays, timeout).await?;
     let filter = Filter::new()
         .kinds(ANNOUNCEMENT_KINDS.map(Kind::from_u16))
         .author(service)
         .limit(20);
     let events = client
-        .fetch_events(filter, timeout)
+        .fetch_events(filter, timeout.left())
         .await
         .map_err(|e| Unusable::from(format!("cannot fetch the instance event: {e}")))?;
     client.shutdown().await;
