@@ -31,8 +31,17 @@ fn the_owner_revokes_one_app_and_reimports_say_what_is_kept() {
         app: app.public_key(),
     };
     assert_eq!(e.admin(&user, &revoke), Ok("ok".into()));
+    // The revoked app is told its access ended, not that it never connected.
     let r = e.call(&app, &pk, "get_public_key", &[]);
-    assert!(r.into_result().unwrap_err().contains("unauthorized"));
+    let err = r.into_result().unwrap_err();
+    assert!(
+        err.contains("unauthorized") && err.contains("access to the key has ended"),
+        "{err}"
+    );
+    // An app that never connected is told that.
+    let never = Keys::generate();
+    let err = e.call(&never, &pk, "ping", &[]).into_result().unwrap_err();
+    assert!(err.contains("needs a connect first"), "{err}");
     assert!(e.call(&second, &pk, "ping", &[]).into_result().is_ok());
     assert!(e.signer.store().holds(&pk));
     // Revoking an app that is not there says so; a stranger revokes nothing.
@@ -61,7 +70,8 @@ fn the_owner_revokes_one_app_and_reimports_say_what_is_kept() {
     };
     assert_eq!(e.admin(&user, &drop_all), Ok("ok".into()));
     let r = e.call(&second, &pk, "ping", &[]);
-    assert!(r.into_result().unwrap_err().contains("unauthorized"));
+    let err = r.into_result().unwrap_err();
+    assert!(err.contains("access to the key has ended"), "{err}");
 }
 
 #[test]

@@ -108,7 +108,7 @@ fn run(
         let store = signer.store();
         let key = store.get(&user).ok_or("this key is no longer held")?;
         if !key.allows(app) {
-            return Err(format!("unauthorized: {method} needs a connect first"));
+            return Err(not_connected(key, app, method));
         }
     }
     let Some(granted) = Method::from_name(method) else {
@@ -143,7 +143,12 @@ fn run(
                 None => match store.decide(&user, app, action, now) {
                     Some(Decision::Allowed) => Ok(()),
                     Some(Decision::Refused(r)) => Err((r, r.message(action))),
-                    None => return Err(format!("unauthorized: {method} needs a connect first")),
+                    None => {
+                        return Err(match store.get(&user) {
+                            Some(key) => not_connected(key, app, method),
+                            None => "this key is no longer held".to_owned(),
+                        })
+                    }
                 },
             }
         };
@@ -258,6 +263,22 @@ fn run(
 }
 
 /// `connect [signer pubkey or "", secret?, perms?, metadata?]`.
+/// Why `app` may not make `method` on `key`: it never connected, or its
+/// access ended (the owner's revoke, or its own logout), which the key
+/// remembers for the apps whose access the owner last changed (a bounded
+/// record it keeps anyway). Only the app itself can ask (the request is
+/// signed by it), and it knew it had been connected: nothing leaks.
+fn not_connected(key: &crate::custody::UserKey, app: &PublicKey, method: &str) -> String {
+    if key.owner_changed_at(app).is_some() {
+        format!(
+            "unauthorized: this app's access to the key has ended (revoked, or it logged out); \
+             {method} needs a new connect, with a new bunker URL from the key's owner"
+        )
+    } else {
+        format!("unauthorized: {method} needs a connect first")
+    }
+}
+
 fn connect(
     signer: &Signer,
     user: &PublicKey,
