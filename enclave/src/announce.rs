@@ -82,6 +82,9 @@ pub async fn instance_event(
     let (document, attestation) = attest(attester, keys, now)
         .await
         .map_err(|e| AnnounceError(e.to_string()))?;
+    // The events are made and self-checked at the document's time or
+    // later, never before its leaf starts.
+    let now = now.max(crate::unix_now());
     let doc = attestation.doc();
     let expiration = expiration(now, attestation.leaf_not_after())
         .ok_or_else(|| AnnounceError("the attestation's certificate has already expired".into()))?;
