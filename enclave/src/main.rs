@@ -142,6 +142,11 @@ struct RunArgs {
     /// The root is still a fresh key: this verifier refuses it without --root.
     #[arg(long, value_name = "HEX", help_heading = "Dev attester")]
     dev_root_serial: Option<String>,
+    /// Dev attester: keep the dev CA (root and intermediate, with their
+    /// keys) in this folder, made there on first use, so that the root and
+    /// the events it signed stay valid across restarts (`dev-stack` does).
+    #[arg(long, value_name = "DIR", help_heading = "Dev attester")]
+    dev_ca_dir: Option<PathBuf>,
 }
 
 /// Limits on what users and strangers can make the signer hold.
@@ -452,6 +457,7 @@ fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
                 || args.dev_pcrs_out.is_some()
                 || args.dev_release_policy.is_some()
                 || args.dev_root_serial.is_some()
+                || args.dev_ca_dir.is_some()
             {
                 bail!("--dev-* options need --attester dev");
             }
@@ -481,11 +487,19 @@ fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
                         .context("--dev-root-serial takes 1 to 20 bytes in hex")?,
                 ),
             };
-            let attester = DevAttester::with_root_serial(
-                &measurements,
-                enclave::unix_now(),
-                serial.as_deref(),
-            )?;
+            let attester = match &args.dev_ca_dir {
+                Some(dir) => DevAttester::with_ca_dir(
+                    &measurements,
+                    enclave::unix_now(),
+                    dir,
+                    serial.as_deref(),
+                )?,
+                None => DevAttester::with_root_serial(
+                    &measurements,
+                    enclave::unix_now(),
+                    serial.as_deref(),
+                )?,
+            };
             std::fs::write(root_out, attester.root_der())
                 .with_context(|| format!("--dev-root-out {}", root_out.display()))?;
             info!("dev root written to {}", root_out.display());

@@ -287,3 +287,81 @@ async fn key_names_a_refused_relay_and_keeps_to_its_timeout() {
     assert!(!stderr.contains("no reply"), "{stderr}");
     assert!(took < Duration::from_secs(8), "took {took:?}");
 }
+
+/// A stack started again in the same folder keeps its builder, launcher,
+/// maintainers and dev CA: a saved `pcrs.json` and instance event still
+/// verify. Without the kept identities (`dev-stack --fresh`), the image is
+/// the same but PCR8 is not, and the hint says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_stack_keeps_what_users_saved_valid() {
+    let (_relay, url, relay_addr) = relay(Writers::default()).await;
+    let dir = test_dir("restart");
+    let config = stack_config(dir.clone(), url, relay_addr, 3600);
+    let mut stack = Stack::start(&config).await.unwrap();
+    stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
+    let saved = dir.join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    for file in ["pcrs.json", "instance-event.json", "dev-root.der"] {
+        std::fs::copy(dir.join(file), saved.join(file)).unwrap();
+    }
+    let first_builder = stack.signatures.build.pubkey;
+    let first_maintainers = stack.maintainers.npubs();
+    stack.stop().await.unwrap();
+
+    let mut stack = Stack::start(&config).await.unwrap();
+    stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(stack.signatures.build.pubkey, first_builder);
+    assert_eq!(stack.maintainers.npubs(), first_maintainers);
+    assert_eq!(
+        std::fs::read(dir.join("dev-root.der")).unwrap(),
+        std::fs::read(saved.join("dev-root.der")).unwrap()
+    );
+    let s = |p: &Path| p.display().to_string();
+    let (root, pcrs) = (s(&dir.join("dev-root.der")), s(&saved.join("pcrs.json")));
+    for event in [
+        saved.join("instance-event.json"),
+        dir.join("instance-event.json"),
+    ] {
+        let out = verifier(&["check", &s(&event), "--root", &root, "--pcrs", &pcrs]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // `key` on a saved dev event without --root: refused, with the hint
+    // `check` gives.
+    let key_file = dir.join("user.key");
+    std::fs::write(&key_file, "11".repeat(32)).unwrap();
+    let out = verifier(&[
+        "key",
+        "status",
+        "--instance",
+        &s(&saved.join("instance-event.json")),
+        "--pcrs",
+        &pcrs,
+        "--key-file",
+        &s(&key_file),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("need --root"), "{stderr}");
+    stack.stop().await.unwrap();
+
+    // Started over: same image, another builder certificate.
+    std::fs::remove_dir_all(parent::dev_stack::identity::dir_of(&dir)).unwrap();
+    let mut stack = Stack::start(&config).await.unwrap();
+    stack.wait_for_event(Duration::from_secs(60)).await.unwrap();
+    assert_ne!(stack.signatures.build.pubkey, first_builder);
+    let event = s(&dir.join("instance-event.json"));
+    let root = s(&dir.join("dev-root.der"));
+    let out = verifier(&["check", &event, "--root", &root, "--pcrs", &pcrs]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("(expected_pcrs)") && stdout.contains("another builder certificate (PCR8)"),
+        "{stdout}"
+    );
+    stack.stop().await.unwrap();
+}

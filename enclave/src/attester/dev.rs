@@ -24,6 +24,8 @@ use verifier::pcr::{pcr4_from_instance_id, pcr8_from_cert_der, pcr_digest, Measu
 
 use super::{AttestError, Attester};
 
+mod ca_store;
+
 /// How long each document's leaf certificate lives, like the NSM's.
 pub const LEAF_LIFETIME_SECS: i64 = 3 * 3600;
 
@@ -124,10 +126,40 @@ impl DevAttester {
         let now = i64::try_from(now).map_err(|_| AttestError("clock out of range".into()))?;
         let chain = DevChain::generate_with_root_serial(now, root_serial)
             .map_err(|e| AttestError(e.to_string()))?;
+        Self::with_chain(m, chain)
+    }
+
+    /// The same with the dev CA kept in `dir` (made there on first use,
+    /// with `root_serial` if given): the root stays the same from run to
+    /// run, so events and roots saved from an earlier run still verify.
+    pub fn with_ca_dir(
+        m: &DevMeasurements,
+        now: u64,
+        dir: &Path,
+        root_serial: Option<&[u8]>,
+    ) -> Result<Self, AttestError> {
+        let at = i64::try_from(now).map_err(|_| AttestError("clock out of range".into()))?;
+        let chain = match ca_store::load(dir, at)? {
+            Some(chain) => chain,
+            None => {
+                let chain = DevChain::generate_with_root_serial(at, root_serial)
+                    .map_err(|e| AttestError(e.to_string()))?;
+                ca_store::save(dir, &chain)?;
+                chain
+            }
+        };
+        Self::with_chain(m, chain)
+    }
+
+    fn with_chain(m: &DevMeasurements, chain: DevChain) -> Result<Self, AttestError> {
         let root = TrustedRoot::from_der_or_pem(chain.root.der())
             .map_err(|e| AttestError(format!("dev root: {e}")))?;
-        // Unique per run, like the NSM's: the root is made of fresh keys.
-        let suffix: String = root.sha256_hex().chars().take(16).collect();
+        // Unique per run, like the NSM's: the leaf is a fresh key (the
+        // root may be kept from an earlier run).
+        let suffix: String = hex::encode(sha2::Sha256::digest(chain.leaf.der()))
+            .chars()
+            .take(16)
+            .collect();
         Ok(Self {
             chain: Mutex::new(chain),
             root,

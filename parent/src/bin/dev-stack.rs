@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use parent::dev_stack::identity;
 use parent::dev_stack::relay::DevRelay;
 use parent::dev_stack::{Stack, StackConfig};
 use tracing::info;
@@ -27,9 +28,16 @@ struct Cli {
     /// Where the signature events, dev root, instance event and logs go.
     #[arg(long, value_name = "DIR", default_value = "build/dev")]
     dir: PathBuf,
-    /// Port of the embedded relay on 127.0.0.1 (0: any free port).
+    /// Port of the embedded relay on 127.0.0.1 (0: the port of the last
+    /// run in DIR if it is free, else any free port).
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     relay_port: u16,
+    /// Start over: forget the builder, launcher and maintainer keys, the
+    /// dev CA and the relay port kept in DIR/identity from earlier runs
+    /// (kept so that a saved pcrs.json, instance event or dev root stays
+    /// valid across restarts).
+    #[arg(long)]
+    fresh: bool,
     /// Seconds between announcements.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     announce_interval: u64,
@@ -61,12 +69,17 @@ async fn run(cli: Cli) -> Result<()> {
             .context("cannot find this binary's directory")?
             .to_owned(),
     };
-    let relay = DevRelay::start(
-        parent::dev_stack::relay_builder(),
-        SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, cli.relay_port)),
-    )
-    .await
-    .context("cannot start the embedded relay")?;
+    if cli.fresh {
+        let kept = identity::dir_of(&cli.dir);
+        if kept.exists() {
+            std::fs::remove_dir_all(&kept)
+                .with_context(|| format!("cannot delete {}", kept.display()))?;
+            info!("--fresh: deleted {}", kept.display());
+        }
+    }
+    let relay = start_relay(&cli)
+        .await
+        .context("cannot start the embedded relay")?;
     let relay_url = relay.url();
     let relay_addr = relay.addr();
     info!("embedded relay at {relay_url}");
@@ -104,6 +117,34 @@ async fn run(cli: Cli) -> Result<()> {
     relay.stop();
     outcome?;
     stopped
+}
+
+/// The embedded relay: on --relay-port, else on the last run's port if it
+/// is free, else on any; the port is kept for the next run.
+async fn start_relay(cli: &Cli) -> Result<DevRelay> {
+    let port_file = identity::relay_port_file(&cli.dir);
+    let kept: Option<u16> = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    let at = |port: u16| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let relay = match (cli.relay_port, kept) {
+        (0, Some(port)) => {
+            match DevRelay::start(parent::dev_stack::relay_builder(), at(port)).await {
+                Ok(relay) => relay,
+                Err(e) => {
+                    info!("the last run's relay port {port} is not free ({e}); taking another");
+                    DevRelay::start(parent::dev_stack::relay_builder(), at(0)).await?
+                }
+            }
+        }
+        (port, _) => DevRelay::start(parent::dev_stack::relay_builder(), at(port)).await?,
+    };
+    if let Some(dir) = port_file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    std::fs::write(&port_file, relay.addr().port().to_string())
+        .with_context(|| format!("{}", port_file.display()))?;
+    Ok(relay)
 }
 
 /// Says where everything is and how to use it.

@@ -6,6 +6,7 @@
 //! tests bring their own). Used by `dev-stack` and by the stack tests.
 
 pub mod faults;
+pub mod identity;
 pub mod process;
 pub mod relay;
 pub mod release;
@@ -20,6 +21,7 @@ use nostr::{Event, JsonUtil};
 use nostr_relay_builder::builder::RateLimit;
 use nostr_relay_builder::RelayBuilder;
 
+use self::identity::Identity;
 use self::process::Process;
 use self::release::{write_releases, DevMaintainers};
 use self::signatures::DevSignatures;
@@ -190,10 +192,23 @@ impl Stack {
         let _ = std::fs::remove_dir_all(&paths.releases);
         let mode = if config.prod { Mode::Prod } else { Mode::Dev };
         let now = crate::unix_now();
-        let signatures = DevSignatures::generate_in(signatures::DEV_INSTANCE_ID, now, mode)?;
+        // The same builder, launcher, maintainers and dev CA as the last
+        // run in this folder: what a user saved from it stays valid.
         let setup = &config.release;
-        let maintainers =
-            DevMaintainers::generate(setup.maintainers, setup.threshold, &setup.min_version)?;
+        let identity = Identity::load_or_create(&config.dir, setup.maintainers, now)?;
+        let signatures = DevSignatures::sign(
+            &identity.builder,
+            &identity.launcher,
+            identity.cert_der.clone(),
+            signatures::DEV_INSTANCE_ID,
+            now,
+            mode,
+        )?;
+        let maintainers = DevMaintainers::with_keys(
+            identity.maintainers.clone(),
+            setup.threshold,
+            &setup.min_version,
+        )?;
         std::fs::write(&paths.release_policy, maintainers.policy.to_json())?;
         std::fs::write(&paths.signing_cert, &signatures.cert_der)?;
         std::fs::write(&paths.build, signatures.build.as_json())?;
@@ -235,6 +250,8 @@ impl Stack {
             path(&paths.signing_cert),
             "--dev-root-out".into(),
             path(&paths.dev_root),
+            "--dev-ca-dir".into(),
+            path(&identity::ca_dir(&config.dir)),
             "--dev-pcrs-out".into(),
             path(&paths.pcrs),
         ];

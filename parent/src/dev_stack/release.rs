@@ -23,7 +23,16 @@ pub struct DevMaintainers {
 impl DevMaintainers {
     /// `n` fresh maintainers of whom `threshold` must sign, with `min_version`.
     pub fn generate(n: usize, threshold: usize, min_version: &str) -> Result<Self> {
-        let keys: Vec<Keys> = (0..n).map(|_| Keys::generate()).collect();
+        Self::with_keys(
+            (0..n).map(|_| Keys::generate()).collect(),
+            threshold,
+            min_version,
+        )
+    }
+
+    /// These maintainers (kept from an earlier run), `threshold` of whom
+    /// must sign, with `min_version`.
+    pub fn with_keys(keys: Vec<Keys>, threshold: usize, min_version: &str) -> Result<Self> {
         let npubs: Vec<String> = keys.iter().map(|k| npub(&k.public_key())).collect();
         let policy = ReleasePolicy {
             repository: env!("CARGO_PKG_REPOSITORY").to_owned(),

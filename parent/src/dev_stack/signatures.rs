@@ -35,19 +35,44 @@ impl DevSignatures {
     /// The same, with both events signed for `mode` (prod or dev).
     pub fn generate_in(instance_id: &str, now: u64, mode: Mode) -> anyhow::Result<Self> {
         let builder = Keys::generate();
-        let launcher = Keys::generate();
-        let now_i = i64::try_from(now)?;
-        let cert_der = builder_certificate(
+        let cert_der = Self::certificate(&builder, now)?;
+        Self::sign(
+            &builder,
+            &Keys::generate(),
+            cert_der,
+            instance_id,
+            now,
+            mode,
+        )
+    }
+
+    /// A builder certificate for `builder`, valid from a day before `now`
+    /// for ten years.
+    pub fn certificate(builder: &Keys, now: u64) -> anyhow::Result<Vec<u8>> {
+        let now = i64::try_from(now)?;
+        Ok(builder_certificate(
             &npub(&builder.public_key()),
-            Validity::from(now_i - 86_400, 10 * 365 * 86_400),
-        )?;
+            Validity::from(now - 86_400, 10 * 365 * 86_400),
+        )?)
+    }
+
+    /// Events signed at `now` for `mode` by `builder` (whose certificate is
+    /// `cert_der`) and `launcher`, which may be kept from an earlier run.
+    pub fn sign(
+        builder: &Keys,
+        launcher: &Keys,
+        cert_der: Vec<u8>,
+        instance_id: &str,
+        now: u64,
+        mode: Mode,
+    ) -> anyhow::Result<Self> {
         let created_at = Timestamp::from_secs(now);
         let build = BuildSignature::builder(&SigningCert::from_der(&cert_der)?, mode)?
             .custom_created_at(created_at)
-            .sign_with_keys(&builder)?;
+            .sign_with_keys(builder)?;
         let instance = InstanceSignature::builder(&pcr4_from_instance_id(instance_id), mode)?
             .custom_created_at(created_at)
-            .sign_with_keys(&launcher)?;
+            .sign_with_keys(launcher)?;
         Ok(Self {
             cert_der,
             instance_id: instance_id.to_owned(),

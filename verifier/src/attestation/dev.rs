@@ -10,9 +10,11 @@ use std::fmt;
 use p384::ecdsa::{Signature, SigningKey};
 use p384::pkcs8::DecodePrivateKey;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P384_SHA384,
 };
+use rustls_pki_types::CertificateDer;
+use zeroize::Zeroizing;
 
 use super::cose::{encode_sign1, es384_protected_header, sig_structure};
 use super::{AttestationDoc, DIGEST_SHA384};
@@ -55,7 +57,8 @@ impl Validity {
 
 /// A CA certificate with its key: a root or an intermediate.
 pub struct DevIssuer {
-    issuer: CertifiedIssuer<'static, KeyPair>,
+    issuer: Issuer<'static, KeyPair>,
+    der: Vec<u8>,
 }
 
 impl fmt::Debug for DevIssuer {
@@ -67,11 +70,26 @@ impl fmt::Debug for DevIssuer {
 impl DevIssuer {
     /// A new self-signed root named `common_name`.
     pub fn new_root(common_name: &str, validity: Validity) -> Result<Self, DevCaError> {
-        let params = ca_params(common_name, validity, None)?;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
-        Ok(Self {
-            issuer: CertifiedIssuer::self_signed(params, key).map_err(err)?,
-        })
+        self_signed(ca_params(common_name, validity, None)?)
+    }
+
+    /// A CA certificate and its key kept from an earlier run (the key as
+    /// PKCS#8 PEM, as [`Self::key_pem`] gives it), to sign with again.
+    pub fn from_der_and_key_pem(der: &[u8], key_pem: &str) -> Result<Self, DevCaError> {
+        let key = KeyPair::from_pem(key_pem).map_err(err)?;
+        Self::certified(der.to_vec(), key)
+    }
+
+    /// The certificate's key as PKCS#8 PEM, to keep a dev CA across runs
+    /// (`dev-stack`; never for anything real).
+    pub fn key_pem(&self) -> Zeroizing<String> {
+        Zeroizing::new(self.issuer.key().serialize_pem())
+    }
+
+    fn certified(der: Vec<u8>, key: KeyPair) -> Result<Self, DevCaError> {
+        let issuer =
+            Issuer::from_ca_cert_der(&CertificateDer::from(der.as_slice()), key).map_err(err)?;
+        Ok(Self { issuer, der })
     }
 
     /// A new self-signed root named `common_name` with serial number
@@ -84,20 +102,13 @@ impl DevIssuer {
     ) -> Result<Self, DevCaError> {
         let mut params = ca_params(common_name, validity, None)?;
         params.serial_number = Some(serial.to_vec().into());
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
-        Ok(Self {
-            issuer: CertifiedIssuer::self_signed(params, key).map_err(err)?,
-        })
+        self_signed(params)
     }
 
     /// A root with the subject, serial number and validity of `root_der`
     /// but a new key: what an attacker who copies the AWS root's name makes.
     pub fn forge_root_like(root_der: &[u8]) -> Result<Self, DevCaError> {
-        let params = copy_of_root(root_der)?;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
-        Ok(Self {
-            issuer: CertifiedIssuer::self_signed(params, key).map_err(err)?,
-        })
+        self_signed(copy_of_root(root_der)?)
     }
 
     /// A CA certificate signed by this one.
@@ -108,9 +119,8 @@ impl DevIssuer {
     ) -> Result<DevIssuer, DevCaError> {
         let params = ca_params(common_name, validity, Some(4))?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
-        Ok(DevIssuer {
-            issuer: CertifiedIssuer::signed_by(params, key, &self.issuer).map_err(err)?,
-        })
+        let cert = params.signed_by(&key, &self.issuer).map_err(err)?;
+        Self::certified(cert.der().to_vec(), key)
     }
 
     /// An end-entity certificate signed by this one, with its signing key,
@@ -133,8 +143,15 @@ impl DevIssuer {
 
     /// The certificate's DER.
     pub fn der(&self) -> &[u8] {
-        self.issuer.der()
+        &self.der
     }
+}
+
+/// A new key and a self-signed certificate of `params`.
+fn self_signed(params: CertificateParams) -> Result<DevIssuer, DevCaError> {
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(err)?;
+    let cert = params.self_signed(&key).map_err(err)?;
+    DevIssuer::certified(cert.der().to_vec(), key)
 }
 
 /// A leaf certificate and the key that signs attestation documents.
@@ -218,6 +235,21 @@ impl DevChain {
             }
         };
         let intermediate = root.new_intermediate("enclaved dev intermediate", ca_validity)?;
+        let leaf = intermediate.new_leaf("enclaved dev enclave", Validity::from(now, 3 * 3600))?;
+        Ok(Self {
+            root,
+            intermediate,
+            leaf,
+        })
+    }
+
+    /// A chain of a root and intermediate kept from an earlier run, with a
+    /// fresh leaf valid from `now` for three hours.
+    pub fn with_cas(
+        root: DevIssuer,
+        intermediate: DevIssuer,
+        now: i64,
+    ) -> Result<Self, DevCaError> {
         let leaf = intermediate.new_leaf("enclaved dev enclave", Validity::from(now, 3 * 3600))?;
         Ok(Self {
             root,

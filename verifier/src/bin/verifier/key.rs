@@ -104,6 +104,15 @@ async fn run(action: &KeyAction, common: &KeyCommon) -> Result<u8, Unusable> {
         Ok(instance) => instance,
         Err(why) => {
             eprintln!("refusing to talk to this instance: {}", printable(&why));
+            if why.starts_with("certificate_chain")
+                && why.contains("trusted root")
+                && common.root.is_none()
+            {
+                eprintln!(
+                    "hint: this document is not signed by AWS; a local dev stack's events need \
+                     --root <its dev-root.der>"
+                );
+            }
             return Ok(INVALID);
         }
     };

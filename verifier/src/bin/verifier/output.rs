@@ -144,6 +144,11 @@ fn hint(check: Check, reason: &str, root: &TrustedRoot) -> Option<&'static str> 
         ),
         Check::DebugMode => Some("only for development: --allow-debug accepts a debug enclave"),
         Check::Expiration => Some("look for a newer instance event from the same service key"),
+        // The first PCR that differs is named, in order: PCR8 means PCR0/1/2 matched.
+        Check::ExpectedPcrs if reason.contains("PCR8 ") => Some(
+            "the image is the one in --pcrs (PCR0/1/2 match), but it was signed with another \
+             builder certificate (PCR8): another builder, or a dev stack that made a new one",
+        ),
         Check::ExpectedPcrs => {
             Some("the enclave runs another image than the one in --pcrs; rebuild it to compare")
         }
