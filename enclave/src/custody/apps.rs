@@ -200,8 +200,15 @@ impl<'a> Granted<'a> {
 /// Why `connect` was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectError {
-    /// The secret is not one of the pending ones (wrong, spent or expired).
+    /// The secret is not one of the pending ones, nor one the key
+    /// remembers ending.
     BadSecret,
+    /// The secret was spent by an app's connect.
+    SecretSpent,
+    /// The secret expired unused.
+    SecretExpired,
+    /// The owner revoked it, or newer secrets replaced it.
+    SecretDropped,
     /// No secret, and the app was never allowed.
     SecretRequired,
     /// The key has `max_apps_per_key` apps.
@@ -214,6 +221,15 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadSecret => f.write_str("connect: the secret is wrong, already used or expired"),
+            Self::SecretSpent => f.write_str(
+                "connect: this bunker URL's secret was already used by an app's connect; ask the key's owner for a new bunker URL",
+            ),
+            Self::SecretExpired => f.write_str(
+                "connect: this bunker URL's secret expired unused (a bunker URL lasts a day); ask the key's owner for a new one",
+            ),
+            Self::SecretDropped => f.write_str(
+                "connect: this bunker URL's secret was revoked by the key's owner or replaced by newer ones; ask for a new bunker URL",
+            ),
             Self::SecretRequired => {
                 f.write_str("connect: a secret is required (use a bunker URL from the key's owner)")
             }

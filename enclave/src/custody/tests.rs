@@ -202,9 +202,10 @@ fn secrets_are_single_use() {
     key.connect(app1, Some(&secret), None, None, 1, &limits)
         .unwrap();
     assert!(key.allows(&app1));
+    // Another app with the spent secret is told it was used.
     assert_eq!(
         key.connect(app2, Some(&secret), None, None, 1, &limits),
-        Err(ConnectError::BadSecret)
+        Err(ConnectError::SecretSpent)
     );
     assert!(!key.allows(&app2));
     // An app already allowed reconnects with or without its spent secret.
@@ -232,12 +233,26 @@ fn secrets_expire_and_are_bounded() {
     let second = key.new_secret(0, &limits, Policy::full());
     let _third = key.new_secret(0, &limits, Policy::full());
     let app = Keys::generate().public_key();
+    // The oldest was dropped for the third; the second expired unused.
     assert_eq!(
         key.connect(app, Some(&first), None, None, 1, &limits),
-        Err(ConnectError::BadSecret)
+        Err(ConnectError::SecretDropped)
     );
     assert_eq!(
         key.connect(app, Some(&second), None, None, 10, &limits),
+        Err(ConnectError::SecretExpired)
+    );
+    // One never made is wrong.
+    assert_eq!(
+        key.connect(app, Some("a guess"), None, None, 10, &limits),
+        Err(ConnectError::BadSecret)
+    );
+    // Only the last few ends are remembered; older ones are just wrong.
+    for _ in 0..user_key::ENDED_SECRETS_KEPT + 2 {
+        let _ = key.new_secret(20, &limits, Policy::full());
+    }
+    assert_eq!(
+        key.connect(app, Some(&second), None, None, 20, &limits),
         Err(ConnectError::BadSecret)
     );
 }

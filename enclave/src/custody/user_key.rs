@@ -82,6 +82,34 @@ struct Sessions {
     /// state, no newer than it, may be older than what was forgotten and is
     /// not applied.
     nsec_floor: u64,
+    /// How the last few bunker secrets ended (a fingerprint of each), so an
+    /// app that brings one back is told it was used or expired rather than
+    /// wrong; at most [`ENDED_SECRETS_KEPT`], the oldest forgotten first.
+    ended_secrets: VecDeque<([u8; 8], SecretEnd)>,
+}
+
+/// How many ended bunker secrets a key remembers (a fixed part of its
+/// bookkeeping, about 100 bytes).
+pub(super) const ENDED_SECRETS_KEPT: usize = 4;
+
+/// How a bunker secret ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SecretEnd {
+    Spent,
+    Expired,
+    Dropped,
+}
+
+/// What identifies a secret among the few a key remembers: not enough of
+/// it to connect with (8 bytes of its SHA-256).
+fn fingerprint(secret: &str) -> [u8; 8] {
+    use sha2::Digest;
+    let digest: [u8; 32] = sha2::Sha256::digest(secret.as_bytes()).into();
+    let mut out = [0; 8];
+    for (o, d) in out.iter_mut().zip(digest) {
+        *o = d;
+    }
+    out
 }
 
 /// What one remembered nsec.app state or owner change is counted at: its
@@ -300,7 +328,7 @@ impl UserKey {
                 return Ok(());
             }
             return Err(match secret.filter(|s| !s.is_empty()) {
-                Some(_) => ConnectError::BadSecret,
+                Some(secret) => self.ended(secret),
                 None => ConnectError::SecretRequired,
             });
         };
@@ -325,6 +353,7 @@ impl UserKey {
             return Err(ConnectError::NothingGranted(shown));
         }
         let pending = s.secrets.remove(found);
+        remember_end(s, &pending.secret, SecretEnd::Spent);
         self.owner_changed(app, now);
         let mut granted = App::new(
             &pending.policy,
@@ -475,7 +504,9 @@ impl UserKey {
         }
         if let Some(s) = self.sessions.as_deref_mut() {
             s.apps.clear();
-            s.secrets.clear();
+            for pending in std::mem::take(&mut s.secrets) {
+                remember_end(s, &pending.secret, SecretEnd::Dropped);
+            }
         }
     }
 
@@ -494,11 +525,12 @@ impl UserKey {
     /// many.
     pub fn new_secret(&mut self, now: u64, limits: &Limits, policy: Policy) -> Zeroizing<String> {
         let secret = verifier::rpc::bunker::new_secret();
-        let secrets = &mut self.sessions_mut().secrets;
-        while !secrets.is_empty() && secrets.len() >= limits.max_secrets_per_key.max(1) {
-            secrets.remove(0);
+        let s = self.sessions_mut();
+        while !s.secrets.is_empty() && s.secrets.len() >= limits.max_secrets_per_key.max(1) {
+            let oldest = s.secrets.remove(0);
+            remember_end(s, &oldest.secret, SecretEnd::Dropped);
         }
-        secrets.push(Pending {
+        s.secrets.push(Pending {
             secret: secret.clone(),
             until: now + limits.secret_ttl,
             policy,
@@ -508,7 +540,35 @@ impl UserKey {
 
     pub(super) fn expire_secrets(&mut self, now: u64) {
         if let Some(s) = self.sessions.as_deref_mut() {
-            s.secrets.retain(|p| p.until > now);
+            let (live, gone): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut s.secrets)
+                .into_iter()
+                .partition(|p| p.until > now);
+            s.secrets = live;
+            for pending in gone {
+                remember_end(s, &pending.secret, SecretEnd::Expired);
+            }
         }
     }
+
+    /// Why `secret`, which is not pending, does not connect.
+    fn ended(&self, secret: &str) -> ConnectError {
+        let print = fingerprint(secret);
+        let end = self
+            .sessions()
+            .and_then(|s| s.ended_secrets.iter().find(|(f, _)| *f == print))
+            .map(|(_, end)| *end);
+        match end {
+            Some(SecretEnd::Spent) => ConnectError::SecretSpent,
+            Some(SecretEnd::Expired) => ConnectError::SecretExpired,
+            Some(SecretEnd::Dropped) => ConnectError::SecretDropped,
+            None => ConnectError::BadSecret,
+        }
+    }
+}
+
+fn remember_end(s: &mut Sessions, secret: &str, end: SecretEnd) {
+    if s.ended_secrets.len() >= ENDED_SECRETS_KEPT {
+        s.ended_secrets.pop_front();
+    }
+    s.ended_secrets.push_back((fingerprint(secret), end));
 }
