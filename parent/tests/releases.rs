@@ -94,7 +94,14 @@ async fn a_prod_stack_starts_with_k_signatures_and_clients_pin_the_release() {
     for file in [&p.event, &p.announcement] {
         let (code, stdout, _) = check(file, &p, &two);
         assert_eq!(code, Some(0), "{}: {stdout}", file.display());
-        for line in ["release_signatures", "release_version", "mode         prod"] {
+        for line in [
+            "release_signatures",
+            "release_version",
+            "mode         prod",
+            // The two kinds of "prod" are told apart.
+            "not a debug-mode enclave",
+            "not the same as debug_mode",
+        ] {
             assert!(stdout.contains(line), "{line:?} not in {stdout}");
         }
         assert!(

@@ -164,15 +164,15 @@ async fn discover_finds_the_instance_and_lists_a_planted_forgery() {
 /// Runs `dev-stack` with `RUST_LOG=rust_log` until it is ready, lets a
 /// client connect to its relay and leave without a closing handshake, stops
 /// it with Ctrl-C, and returns what it printed and logged.
-fn dev_stack_run(name: &str, rust_log: &str) -> (String, String) {
+fn dev_stack_run(dir: &Path, rust_log: &str, extra: &[&str]) -> (String, String) {
     use std::io::{BufRead, BufReader};
     bin_dir();
-    let dir = test_dir(name);
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     let log = dir.join("dev-stack.stderr");
     let mut child = Command::new(env!("CARGO_BIN_EXE_dev-stack"))
         .args(["--quiet", "--dir"])
-        .arg(&dir)
+        .arg(dir)
+        .args(extra)
         .env("RUST_LOG", rust_log)
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -211,18 +211,44 @@ fn dev_stack_run(name: &str, rust_log: &str) -> (String, String) {
     (printed, std::fs::read_to_string(&log).unwrap())
 }
 
+/// The relay URL and the `--release-signer` npubs `dev-stack` printed.
+fn identity_printed(printed: &str) -> (String, Vec<String>) {
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let relay = words
+        .iter()
+        .find(|w| w.starts_with("ws://127.0.0.1:"))
+        .unwrap()
+        .to_string();
+    let signers = words
+        .windows(2)
+        .filter(|w| w[0] == "--release-signer")
+        .map(|w| w[1].to_owned())
+        .collect();
+    (relay, signers)
+}
+
 #[test]
 fn dev_stack_runs_and_stops_cleanly_on_ctrl_c() {
-    let (printed, logged) = dev_stack_run("dev-stack", "info");
+    let dir = test_dir("dev-stack");
+    let (printed, logged) = dev_stack_run(&dir, "info", &[]);
     for what in ["relay", "instance event", "dev root", "verifier check"] {
         assert!(printed.contains(what), "{what:?} not in {printed}");
     }
     // A client that leaves without a closing handshake is not an error.
     assert!(!logged.contains("without closing handshake"), "{logged}");
     assert!(!logged.contains("ERROR"), "{logged}");
-    // It is still there for whoever asks for debug logs.
-    let (_, logged) = dev_stack_run("dev-stack-debug", "info,nostr_relay_builder=debug");
+    // Started again in the same folder: the same relay port, maintainers
+    // and dev root. The disconnect is still logged for whoever asks for
+    // debug logs.
+    let root = std::fs::read(dir.join("dev-root.der")).unwrap();
+    let (again, logged) = dev_stack_run(&dir, "info,nostr_relay_builder=debug", &[]);
     assert!(logged.contains("without closing handshake"), "{logged}");
+    assert_eq!(identity_printed(&again), identity_printed(&printed));
+    assert_eq!(std::fs::read(dir.join("dev-root.der")).unwrap(), root);
+    // --fresh starts over.
+    let (fresh, _) = dev_stack_run(&dir, "info", &["--fresh"]);
+    assert_ne!(identity_printed(&fresh).1, identity_printed(&printed).1);
+    assert_ne!(std::fs::read(dir.join("dev-root.der")).unwrap(), root);
 }
 
 /// `verifier key` against a stack that is gone: a relay that refuses the
