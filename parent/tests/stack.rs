@@ -312,6 +312,22 @@ async fn key_names_a_refused_relay_and_keeps_to_its_timeout() {
     );
     assert!(!stderr.contains("no reply"), "{stderr}");
     assert!(took < Duration::from_secs(8), "took {took:?}");
+    // discover names it too, and says that no relay could be read.
+    let out = verifier(&[
+        "discover",
+        "--relay",
+        &url,
+        "--root",
+        &root,
+        "--timeout",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("could not connect") && stderr.contains("no relay could be read"),
+        "{stderr}"
+    );
 }
 
 /// A stack started again in the same folder keeps its builder, launcher,

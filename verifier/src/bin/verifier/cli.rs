@@ -337,7 +337,8 @@ pub(crate) struct DiscoverArgs {
     /// Most events to fetch from each relay.
     #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=5000))]
     pub(crate) limit: u64,
-    /// Seconds to wait for relays to connect and answer.
+    /// Seconds the fetch may take, connecting and answering together; a
+    /// relay that refuses the connection is named at once.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub(crate) timeout: u64,
     /// Print the result as JSON.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use nostr::{Event, FromBech32, Kind, PublicKey, RelayUrl};
-use nostr_sdk::{Client, Filter, RelayStatus};
+use nostr_sdk::{Client, Filter};
 use serde::Serialize;
 use verifier::discover::{Accept, Discovery};
 use verifier::event::instance::ANNOUNCED_PCRS;
@@ -85,8 +85,16 @@ async fn fetch(
             .await
             .map_err(|e| Unusable::from(format!("--relay {url}: {e}")))?;
     }
-    client.connect().await;
-    client.wait_for_connection(timeout).await;
+    // --timeout bounds connecting and fetching together; a relay that
+    // refuses the connection is named at once, not waited for.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let connected = client.try_connect(timeout).await;
+    let mut unreachable: Vec<(RelayUrl, String)> = connected
+        .failed
+        .into_iter()
+        .map(|(url, e)| (url, format!("could not connect: {e}")))
+        .collect();
+    unreachable.sort();
     let mut filter = Filter::new()
         .kinds(ANNOUNCEMENT_KINDS.map(Kind::from_u16))
         .limit(usize::try_from(limit).unwrap_or(500));
@@ -94,14 +102,15 @@ async fn fetch(
     if !accept.builders.is_empty() {
         filter = filter.pubkeys(accept.builders.clone());
     }
-    let mut unreachable = Vec::new();
-    for (url, relay) in client.relays().await {
-        if relay.status() != RelayStatus::Connected {
-            unreachable.push((url, format!("not connected ({})", relay.status())));
-        }
+    if unreachable.len() == relays.len() {
+        client.shutdown().await;
+        return Ok((Vec::new(), unreachable));
     }
     let events = client
-        .fetch_events(filter, timeout)
+        .fetch_events(
+            filter,
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+        )
         .await
         .map_err(|e| Unusable::from(format!("cannot fetch events: {e}")))?;
     client.shutdown().await;
