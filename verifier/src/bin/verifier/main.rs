@@ -33,6 +33,7 @@ pub(crate) const INVALID: u8 = 1;
 const UNUSABLE: u8 = 2;
 
 /// An argument or file that cannot be used, with what to do about it.
+#[derive(Debug)]
 pub(crate) struct Unusable {
     pub(crate) message: String,
     pub(crate) hint: Option<&'static str>,

@@ -83,7 +83,22 @@ pub(crate) fn for_secrets(
     release: &ReleaseArgs,
     any_code: bool,
 ) -> Result<Option<CodePins>, Unusable> {
-    let given = given(pcrs, release)?;
+    choose(
+        given(pcrs, release)?,
+        any_code,
+        built_in_policy()?,
+        RELEASE_PCRS,
+    )
+}
+
+/// [`for_secrets`]'s choice, given what is built in: the project's release
+/// policy (`None` while it names no maintainers) and release measurements.
+fn choose(
+    given: CodePins,
+    any_code: bool,
+    built_in_policy: Option<ReleasePolicy>,
+    release_pcrs: Option<&str>,
+) -> Result<Option<CodePins>, Unusable> {
     if let Some(m) = &given.expected {
         m.pins_code().map_err(|e| Unusable {
             message: format!("--pcrs: {e}"),
@@ -100,7 +115,7 @@ pub(crate) fn for_secrets(
         );
         return Ok(None);
     }
-    if let Some(policy) = built_in_policy()? {
+    if let Some(policy) = built_in_policy {
         let trust = policy
             .trust()
             .map_err(|e| Unusable::from(format!("the built-in release policy: {e}")))?;
@@ -115,7 +130,7 @@ pub(crate) fn for_secrets(
             allow_dev_release: false,
         }));
     }
-    match RELEASE_PCRS {
+    match release_pcrs {
         Some(json) => {
             let release = Measurements::from_json(json.as_bytes())
                 .and_then(|m| m.pins_code().map(|()| m))
@@ -135,5 +150,78 @@ pub(crate) fn for_secrets(
                  verifier's release policy names no maintainers yet); --any-code skips the check and is unsafe",
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use nostr::Keys;
+    use verifier::event::npub;
+
+    fn policy(n: usize, k: usize) -> ReleasePolicy {
+        let npubs: Vec<String> = (0..n)
+            .map(|_| npub(&Keys::generate().public_key()))
+            .collect();
+        ReleasePolicy {
+            repository: "https://github.com/nostrband/noauth-enclaved".into(),
+            trust: ReleaseTrust::new(&npubs, k, Some("0.1.0")).unwrap(),
+        }
+    }
+
+    const PCRS: &str = r#"{"Measurements":{"HashAlgorithm":"Sha384 { ... }","PCR0":"111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111","PCR1":"222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222","PCR2":"333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333"}}"#;
+
+    #[test]
+    fn the_embedded_policy_pins_releases_once_it_names_maintainers() {
+        let p = policy(3, 2);
+        let pins = choose(CodePins::default(), false, Some(p.clone()), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(pins.release.as_ref(), Some(&p.trust));
+        assert!(pins.expected.is_none());
+        // Only prod releases count for it.
+        assert!(!pins.allow_dev_release);
+        // It comes before the embedded measurements.
+        let pins = choose(CodePins::default(), false, Some(p), Some(PCRS))
+            .unwrap()
+            .unwrap();
+        assert!(pins.release.is_some() && pins.expected.is_none());
+    }
+
+    #[test]
+    fn without_a_policy_the_embedded_measurements_or_nothing() {
+        let pins = choose(CodePins::default(), false, None, Some(PCRS))
+            .unwrap()
+            .unwrap();
+        assert!(pins.expected.is_some() && pins.release.is_none());
+        let err = choose(CodePins::default(), false, None, None).unwrap_err();
+        assert!(err.message.contains("without pinned code"));
+        // --any-code, loudly, and only then: nothing pinned.
+        assert!(choose(CodePins::default(), true, None, None)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn the_repositorys_policy_parses() {
+        // Empty (None) until the first release names maintainers.
+        assert!(built_in_policy().is_ok());
+    }
+
+    #[test]
+    fn what_the_user_gives_comes_first() {
+        let mine = policy(2, 2);
+        let given = CodePins {
+            expected: None,
+            release: Some(mine.trust.clone()),
+            allow_dev_release: true,
+        };
+        let pins = choose(given, false, Some(policy(3, 2)), Some(PCRS))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pins.release.as_ref(), Some(&mine.trust));
+        assert!(pins.allow_dev_release);
     }
 }
