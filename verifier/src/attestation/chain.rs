@@ -104,20 +104,24 @@ pub(crate) fn verify_chain(
         .into());
     }
 
-    // Validity of every certificate, with the subject named in the error.
+    // Validity of every certificate, with the subject named in the error;
+    // whether a bundle certificate has name constraints, read in the same pass.
     let mut leaf_not_after = 0;
+    let mut constrained = false;
     for (i, der) in std::iter::once(leaf)
         .chain(cabundle.iter().map(Vec::as_slice))
         .enumerate()
     {
-        let not_after = check_validity(der, time)?;
+        let (not_after, has_constraints) = check_validity(der, time)?;
         if i == 0 {
             leaf_not_after = not_after;
+        } else {
+            constrained |= has_constraints;
         }
     }
 
     let bundle_key = cache
-        .filter(|_| !has_name_constraints(cabundle))
+        .filter(|_| !constrained)
         .map(|c| (c, bundle_key(cabundle, root, time)));
     if let Some((cache, key)) = &bundle_key {
         if cache.knows(key) {
@@ -139,16 +143,6 @@ fn bundle_key(cabundle: &[Vec<u8>], root: &TrustedRoot, time: u64) -> [u8; 32] {
     let mut inputs: Vec<&[u8]> = vec![root.der(), &time];
     inputs.extend(cabundle.iter().map(Vec::as_slice));
     cache::key("attestation bundle path v1", &inputs)
-}
-
-/// Whether any certificate of the bundle has a name constraints extension
-/// (or cannot be read to tell).
-fn has_name_constraints(cabundle: &[Vec<u8>]) -> bool {
-    cabundle.iter().any(|der| {
-        x509_parser::parse_x509_certificate(der)
-            .map(|(_, c)| !matches!(c.name_constraints(), Ok(None)))
-            .unwrap_or(true)
-    })
 }
 
 /// rustls-webpki's check of `leaf ← intermediates[n-1] ← … ← anchor`, which
@@ -211,8 +205,9 @@ fn verify_path(
     Ok(())
 }
 
-/// Checks that `der` is valid at `time`; returns its notAfter.
-fn check_validity(der: &[u8], time: u64) -> Result<i64, Error> {
+/// Checks that `der` is valid at `time`; returns its notAfter, and whether
+/// it has a name constraints extension (or cannot be read to tell).
+fn check_validity(der: &[u8], time: u64) -> Result<(i64, bool), Error> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| malformed("certificate in attestation path", e))?;
     let not_before = cert.validity().not_before.timestamp();
@@ -227,7 +222,7 @@ fn check_validity(der: &[u8], time: u64) -> Result<i64, Error> {
         }
         .into());
     }
-    Ok(not_after)
+    Ok((not_after, !matches!(cert.name_constraints(), Ok(None))))
 }
 
 /// What a person wants to see of a certificate.
