@@ -51,12 +51,19 @@ impl Identity {
     pub fn load_or_create(stack_dir: &Path, maintainers: usize, now: u64) -> Result<Self> {
         let dir = dir_of(stack_dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
-        let builder = key(&dir.join("builder.key"))?;
-        let launcher = key(&dir.join("launcher.key"))?;
+        let (builder, new_builder) = key(&dir.join("builder.key"))?;
+        let (launcher, _) = key(&dir.join("launcher.key"))?;
         let cert_path = dir.join("signing-cert.der");
-        let cert_der = match std::fs::read(&cert_path) {
-            Ok(der) => der,
-            Err(_) => {
+        // A new builder needs its own certificate: the kept one names the
+        // old builder.
+        let kept_cert = if new_builder {
+            None
+        } else {
+            std::fs::read(&cert_path).ok()
+        };
+        let cert_der = match kept_cert {
+            Some(der) => der,
+            None => {
                 let der = DevSignatures::certificate(&builder, now)?;
                 std::fs::write(&cert_path, &der)
                     .with_context(|| format!("{}", cert_path.display()))?;
@@ -73,7 +80,7 @@ impl Identity {
             }
         }
         let maintainers = (0..maintainers)
-            .map(|i| key(&dir.join(format!("maintainer-{i}.key"))))
+            .map(|i| key(&dir.join(format!("maintainer-{i}.key"))).map(|(k, _)| k))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             builder,
@@ -84,13 +91,14 @@ impl Identity {
     }
 }
 
-/// The key in `path` (hex), made and written there (owner-only) if absent.
-fn key(path: &Path) -> Result<Keys> {
+/// The key in `path` (hex), made and written there (owner-only) if absent;
+/// says whether it was made now.
+fn key(path: &Path) -> Result<(Keys, bool)> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let text = Zeroizing::new(String::from_utf8(bytes).unwrap_or_default());
             match Keys::parse(text.trim()) {
-                Ok(keys) => Ok(keys),
+                Ok(keys) => Ok((keys, false)),
                 Err(_) => bail!(
                     "{} does not hold a key; delete it, or run dev-stack --fresh",
                     path.display()
@@ -112,7 +120,7 @@ fn key(path: &Path) -> Result<Keys> {
             let hex = Zeroizing::new(keys.secret_key().to_secret_hex());
             file.write_all(hex.as_bytes())
                 .with_context(|| format!("cannot write {}", path.display()))?;
-            Ok(keys)
+            Ok((keys, true))
         }
     }
 }
