@@ -435,3 +435,26 @@ fn grants_past_the_free_allowance_need_proof_of_work() {
     assert!(e.to_string().contains("new grants"), "{e}");
     assert!(store.new_secret(&pk, scoped, 28, 0).is_ok());
 }
+
+#[test]
+fn secrets_revoked_by_a_reimport_say_so() {
+    let limits = limits();
+    let mut store = KeyStore::new(limits.clone());
+    let k = Keys::generate();
+    store
+        .import(k.clone(), vec![relay(1)], KeptApps::Keep, 0, 0)
+        .unwrap();
+    let secret = store
+        .get_mut(&k.public_key())
+        .unwrap()
+        .new_secret(0, &limits, Policy::full());
+    store
+        .import(k.clone(), vec![relay(1)], KeptApps::Drop, 1, 1)
+        .unwrap();
+    let key = store.get_mut(&k.public_key()).unwrap();
+    let app = Keys::generate().public_key();
+    assert_eq!(
+        key.connect(app, Some(&secret), None, None, 2, &limits),
+        Err(ConnectError::SecretDropped)
+    );
+}

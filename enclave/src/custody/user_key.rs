@@ -525,6 +525,8 @@ impl UserKey {
     /// many.
     pub fn new_secret(&mut self, now: u64, limits: &Limits, policy: Policy) -> Zeroizing<String> {
         let secret = verifier::rpc::bunker::new_secret();
+        // Expired ones end as expired, not as replaced by this one.
+        self.expire_secrets(now);
         let s = self.sessions_mut();
         while !s.secrets.is_empty() && s.secrets.len() >= limits.max_secrets_per_key.max(1) {
             let oldest = s.secrets.remove(0);
@@ -539,7 +541,11 @@ impl UserKey {
     }
 
     pub(super) fn expire_secrets(&mut self, now: u64) {
-        if let Some(s) = self.sessions.as_deref_mut() {
+        if let Some(s) = self
+            .sessions
+            .as_deref_mut()
+            .filter(|s| s.secrets.iter().any(|p| p.until <= now))
+        {
             let (live, gone): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut s.secrets)
                 .into_iter()
                 .partition(|p| p.until > now);

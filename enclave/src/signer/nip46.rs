@@ -262,7 +262,6 @@ fn run(
     }
 }
 
-/// `connect [signer pubkey or "", secret?, perms?, metadata?]`.
 /// Why `app` may not make `method` on `key`: it never connected, or its
 /// access ended (the owner's revoke, or its own logout), which the key
 /// remembers for the apps whose access the owner last changed (a bounded
@@ -279,6 +278,7 @@ fn not_connected(key: &crate::custody::UserKey, app: &PublicKey, method: &str) -
     }
 }
 
+/// `connect [signer pubkey or "", secret?, perms?, metadata?]`.
 fn connect(
     signer: &Signer,
     user: &PublicKey,
