@@ -47,26 +47,35 @@ impl Deadline {
     }
 }
 
-/// Adds `relays` to `client` and connects to each, without retrying: a
-/// relay that refuses or drops the connection is named at once (and the
-/// others are used); none reachable is an error.
+/// Adds `relays` to `client` and connects to all of them at once, without
+/// retrying: a relay that refuses or drops the connection is named at once
+/// (and the others are used); none reachable is an error. With several
+/// relays, one that never finishes its handshake takes at most half of
+/// what is left, not all of it.
 pub(crate) async fn connect(
     client: &Client,
     relays: &[RelayUrl],
     deadline: Deadline,
 ) -> Result<(), Unusable> {
-    let mut failures = Vec::new();
-    let mut connected = 0;
     for url in relays {
         client
             .add_relay(url.clone())
             .await
             .map_err(|e| Unusable::from(format!("{url}: {e}")))?;
-        match client.try_connect_relay(url.clone(), deadline.left()).await {
-            Ok(()) => connected += 1,
-            Err(e) => failures.push(format!("could not connect to {url}: {e}")),
-        }
     }
+    let budget = if relays.len() > 1 {
+        deadline.left() / 2
+    } else {
+        deadline.left()
+    };
+    let output = client.try_connect(budget).await;
+    let connected = output.success.len();
+    let mut failures: Vec<String> = output
+        .failed
+        .iter()
+        .map(|(url, e)| format!("could not connect to {url}: {e}"))
+        .collect();
+    failures.sort();
     if connected == 0 {
         return Err(Unusable {
             message: failures.join("; "),

@@ -88,7 +88,9 @@ async fn fetch(
     // --timeout bounds connecting and fetching together; a relay that
     // refuses the connection is named at once, not waited for.
     let deadline = tokio::time::Instant::now() + timeout;
-    let connected = client.try_connect(timeout).await;
+    // Half the budget at most: a relay that never finishes its handshake
+    // must leave time to fetch from the others.
+    let connected = client.try_connect(timeout / 2).await;
     let mut unreachable: Vec<(RelayUrl, String)> = connected
         .failed
         .into_iter()
