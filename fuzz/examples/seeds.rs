@@ -2,7 +2,8 @@
 //! (the fuzzer grows and minimizes them from there; see FUZZING.md):
 //!
 //! ```sh
-//! cargo run -p fuzz --example seeds
+//! cargo run -p fuzz --example seeds            # every target
+//! cargo run -p fuzz --example seeds -- TARGET  # one target (a new one)
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -23,8 +24,12 @@ use verifier::rpc::bunker::bunker_url;
 use verifier::rpc::cipher::{Conversation, Scheme};
 use verifier::rpc::nip44::{self, ConversationKey};
 use verifier::rpc::{Params, Request, Response};
+use verifier::state::{ChunkHeader, SealedChunk, StateIdentity};
 
 fn write(target: &str, data: &[u8]) {
+    if std::env::args().nth(1).is_some_and(|only| only != target) {
+        return;
+    }
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("corpus")
         .join(target);
@@ -120,6 +125,24 @@ fn main() {
         trust: verifier::release::ReleaseTrust::new(&maintainers, 2, Some("0.1.0")).unwrap(),
     };
     write("release_policy", policy.to_json().as_bytes());
+
+    // Sealed state chunks, under the fixed state key: an empty one and one
+    // of two with a payload.
+    let key = fuzz::state::fixed_state_key();
+    let identity = StateIdentity::new(fixed_keys(0).public_key(), "main").unwrap();
+    for (index, count, plaintext) in [(0, 1, &b""[..]), (1, 2, &b"{\"keys\":[]}"[..])] {
+        let header = ChunkHeader {
+            identity: identity.clone(),
+            epoch: 1,
+            version: 7,
+            policy: [9; 32],
+            key_id: key.id(),
+            index,
+            count,
+        };
+        let chunk = SealedChunk::seal(&key, header, plaintext).unwrap();
+        write("state_chunk", &chunk.bytes);
+    }
 
     // The metadata protocol, both ways.
     let start = StartRequest::start(doc);

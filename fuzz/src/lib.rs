@@ -19,6 +19,7 @@ pub mod grants;
 pub mod releases;
 pub mod rpc;
 pub mod signer;
+pub mod state;
 pub mod support;
 
 /// A fuzz target: any bytes in, a panic only on a bug.
@@ -50,6 +51,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("release_signature", releases::release_signature),
     ("release_policy", releases::release_policy),
     ("announcement_event", releases::announcement_event),
+    ("state_chunk", state::state_chunk),
 ];
 
 /// The target called `name`.

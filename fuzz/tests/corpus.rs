@@ -80,6 +80,7 @@ fn module_of(name: &str) -> &'static str {
         "perms" | "policy" | "nsec_app_payload" => "grants",
         "signer_sequence" => "signer",
         "release_signature" | "release_policy" | "announcement_event" => "releases",
+        "state_chunk" => "state",
         _ => "rpc",
     }
 }

@@ -13,6 +13,7 @@
 //! - [`signing_cert`]: the builder's self-signed image signing certificate;
 //! - [`protocol`]: messages between the enclave and the parent;
 //! - [`release`]: release signatures (63794) and the release policy;
+//! - [`state`]: sealed snapshots of an enclave's state (key continuity);
 //! - [`grant`]: what an app connected to a key may do (perms, expiry,
 //!   uses, rate limits) and the decision on each request;
 //! - [`rpc`]: the admin API and NIP-46 envelope, its encryption, bunker URLs;
@@ -34,6 +35,7 @@ pub mod protocol;
 pub mod release;
 pub mod rpc;
 pub mod signing_cert;
+pub mod state;
 pub mod verify;
 
 pub use crate::error::Error;

@@ -260,6 +260,31 @@ impl ReleasePolicy {
         serde_json::to_string_pretty(&file).unwrap_or_default() + "\n"
     }
 
+    /// What names this policy in sealed state: SHA-256 over a domain and
+    /// each field, length-prefixed, with the maintainers sorted, so that
+    /// the same policy always has the same digest and two policies never
+    /// share one.
+    pub fn digest(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        };
+        field(b"enclaved-release-policy/1");
+        field(self.repository.as_bytes());
+        let mut signers: Vec<[u8; 32]> = self.trust.signers.iter().map(|k| k.to_bytes()).collect();
+        signers.sort_unstable();
+        field(&(signers.len() as u64).to_be_bytes());
+        for signer in &signers {
+            field(signer);
+        }
+        field(&(self.trust.threshold as u64).to_be_bytes());
+        let floor = self.trust.min_version.as_ref().map(Version::to_string);
+        field(floor.as_deref().unwrap_or("").as_bytes());
+        hasher.finalize().into()
+    }
+
     /// Whether the policy names no maintainer: nothing is released under it.
     pub fn is_empty(&self) -> bool {
         self.trust.signers.is_empty()
@@ -273,6 +298,50 @@ impl ReleasePolicy {
             ))
         } else {
             Ok(&self.trust)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(maintainers: &[String], threshold: usize, floor: &str) -> ReleasePolicy {
+        let json = serde_json::json!({
+            "repository": "https://example.org/enclaved",
+            "maintainers": maintainers,
+            "threshold": threshold,
+            "min_version": floor,
+        });
+        ReleasePolicy::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_digest_names_a_policy_and_nothing_else() {
+        let keys: Vec<String> = (0..3)
+            .map(|_| nostr::Keys::generate().public_key().to_hex())
+            .collect();
+        let reversed: Vec<String> = keys.iter().rev().cloned().collect();
+        let base = policy(&keys, 2, "1.0.0");
+        assert_eq!(base.digest(), policy(&reversed, 2, "1.0.0").digest());
+        assert_eq!(
+            base.digest(),
+            ReleasePolicy::from_json(base.to_json().as_bytes())
+                .unwrap()
+                .digest()
+        );
+        let others = [
+            policy(&keys, 3, "1.0.0"),
+            policy(&keys, 2, "1.0.1"),
+            policy(&keys[..2], 2, "1.0.0"),
+            policy(&[], 0, "1.0.0"),
+            ReleasePolicy {
+                repository: "https://example.org/other".into(),
+                ..base.clone()
+            },
+        ];
+        for other in others {
+            assert_ne!(base.digest(), other.digest(), "{other:?}");
         }
     }
 }
