@@ -180,6 +180,7 @@ fn server() -> &'static MetadataServer {
             announce_relays: vec!["wss://relay.example".into()],
             prod: true,
             max_connections: 4,
+            state: None,
         })
     })
 }

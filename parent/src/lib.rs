@@ -19,6 +19,7 @@ pub mod sign;
 pub mod signature_files;
 pub mod signing;
 pub mod socks;
+pub mod state_store;
 pub mod transport;
 
 /// Unix time in seconds.

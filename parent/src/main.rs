@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -16,6 +17,7 @@ use parent::outbox::{self, OutboxConfig};
 use parent::sign::{self, RemoteSigner};
 use parent::signature_files::SignatureFiles;
 use parent::socks::{SocksConfig, SocksProxy};
+use parent::state_store::{StateStore, StoreLimits};
 use parent::transport::{ListenAddr, Listener};
 use tracing::info;
 use verifier::attestation::TrustedRoot;
@@ -213,6 +215,12 @@ struct RunArgs {
     /// to it; a prod enclave refuses to start without enough of them.
     #[arg(long, value_name = "DIR")]
     release_dir: Option<PathBuf>,
+    /// Keep the enclave's sealed state here (made if absent, mode 0700):
+    /// ciphertext only, which the parent cannot read. Each chunk is written
+    /// whole or not at all; the newest few snapshots of each state are kept.
+    /// Without it, the enclave's state requests are refused.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Trust this root (DER or PEM) for the enclave's attestation instead of
     /// AWS Nitro Enclaves Root-G1: the dev root of a local stack.
     #[arg(long, value_name = "FILE")]
@@ -457,6 +465,15 @@ async fn run(args: RunArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.metadata))?;
     info!("metadata server listening on {}", listener.local_addr()?);
+    let state = match &args.state_dir {
+        None => None,
+        Some(dir) => {
+            let store = StateStore::open(dir, StoreLimits::default())
+                .with_context(|| format!("--state-dir {}", dir.display()))?;
+            info!("keeping the enclave's sealed state in {}", dir.display());
+            Some(Arc::new(store))
+        }
+    };
     let server = MetadataServer::new(MetadataConfig {
         files,
         root,
@@ -466,6 +483,7 @@ async fn run(args: RunArgs) -> Result<()> {
             .collect(),
         prod: args.prod,
         max_connections: args.max_connections,
+        state,
     });
     let connections = proxy.connections().clone();
     tokio::select! {

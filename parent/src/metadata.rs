@@ -7,6 +7,9 @@
 //! `build.json` and `instance.json` match it, with the verifier library. The
 //! enclave checks the same again; this check is for the operator, who learns
 //! of a wrong file from a clear error instead of an enclave that stops.
+//!
+//! With a [`StateStore`] (`--state-dir`), it also keeps the enclave's sealed
+//! state chunks and hands them back ([`verifier::protocol::state`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,13 +18,17 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use verifier::attestation::{Attestation, TrustedRoot};
 use verifier::event::npub;
-use verifier::protocol::{Reply, Request, StartResult, MAX_MESSAGE, METHOD_START};
+use verifier::protocol::state::{chunk_to_result, list_to_result};
+use verifier::protocol::{
+    Reply, Request, StartResult, StateRequest, MAX_STATE_MESSAGE, METHOD_START,
+};
 use verifier::verify::check_signatures;
 
 use crate::signature_files::SignatureFiles;
+use crate::state_store::StateStore;
 use crate::transport::{serve_each, ConnectionLimit, Listener};
 
 /// How long a connection may stay silent before it is closed.
@@ -40,6 +47,9 @@ pub struct MetadataConfig {
     pub prod: bool,
     /// Most connections served at once; more are closed at once.
     pub max_connections: usize,
+    /// Where the enclave's sealed state is kept; without it, the state
+    /// methods are refused.
+    pub state: Option<Arc<StateStore>>,
 }
 
 /// The metadata server.
@@ -71,8 +81,8 @@ impl MetadataServer {
     /// Serves one client: a WebSocket carrying JSON text requests.
     pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S, peer: &str) {
         let config = WebSocketConfig::default()
-            .max_message_size(Some(MAX_MESSAGE))
-            .max_frame_size(Some(MAX_MESSAGE));
+            .max_message_size(Some(MAX_STATE_MESSAGE))
+            .max_frame_size(Some(MAX_STATE_MESSAGE));
         let mut ws = match tokio::time::timeout(
             IDLE_TIMEOUT,
             tokio_tungstenite::accept_async_with_config(stream, Some(config)),
@@ -91,7 +101,18 @@ impl MetadataServer {
                 Err(_) => return info!(%peer, "metadata: closing idle connection"),
             };
             let reply = match message {
-                Message::Text(text) => self.handle(text.as_str(), now(), peer),
+                Message::Text(text) => {
+                    // State requests touch the disk: off the async threads.
+                    let (server, peer) = (self.clone(), peer.to_owned());
+                    match tokio::task::spawn_blocking(move || {
+                        server.handle(text.as_str(), now(), &peer)
+                    })
+                    .await
+                    {
+                        Ok(reply) => reply,
+                        Err(e) => Reply::error("", format!("the request failed: {e}")),
+                    }
+                }
                 Message::Close(_) => return,
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 Message::Binary(_) => Reply::error("", "expected a JSON text message"),
@@ -111,6 +132,14 @@ impl MetadataServer {
                 return Reply::error("", e);
             }
         };
+        match StateRequest::from_request(&request) {
+            Ok(Some(state)) => return self.state(&request.id, state, peer),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(%peer, method = %request.method, "metadata: bad request: {e}");
+                return Reply::error(&request.id, e);
+            }
+        }
         match self.start(&request, now) {
             Ok(result) => {
                 info!(%peer, relays = result.announce_relays.len(), "metadata: start answered");
@@ -119,6 +148,44 @@ impl MetadataServer {
             Err(e) => {
                 warn!(%peer, method = %request.method, "metadata: refused: {e}");
                 Reply::error(&request.id, e)
+            }
+        }
+    }
+
+    /// Stores, returns or lists sealed state.
+    fn state(&self, id: &str, request: StateRequest, peer: &str) -> Reply {
+        let Some(store) = &self.config.state else {
+            warn!(%peer, "metadata: the enclave sent state, but this parent keeps none (run with --state-dir)");
+            return Reply::error(
+                id,
+                "this parent keeps no state (it runs without --state-dir)",
+            );
+        };
+        let result = match request {
+            StateRequest::Put(chunk) => {
+                let h = &chunk.header;
+                debug!(%peer, state = %h.identity, epoch = h.epoch, version = h.version, index = h.index, count = h.count, "metadata: storing a state chunk");
+                store.put(&chunk).map(|()| String::new())
+            }
+            StateRequest::Get {
+                identity,
+                epoch,
+                version,
+                index,
+            } => match store.get(&identity, epoch, version, index) {
+                Ok(Some(bytes)) => Ok(chunk_to_result(&bytes)),
+                Ok(None) => Err(format!(
+                    "no chunk {index} of snapshot {epoch}.{version} of {identity} is kept here"
+                )),
+                Err(e) => Err(e),
+            },
+            StateRequest::List { identity } => store.list(&identity).map(|l| list_to_result(&l)),
+        };
+        match result {
+            Ok(text) => Reply::ok_text(id, text),
+            Err(e) => {
+                warn!(%peer, "metadata: state request refused: {e}");
+                Reply::error(id, e)
             }
         }
     }

@@ -19,7 +19,7 @@ use verifier::event::build_signature::BuildSignature;
 use verifier::event::instance_signature::InstanceSignature;
 use verifier::event::{npub, Mode};
 use verifier::pcr::{pcr4_from_instance_id, pcr8_from_cert_der, pcr_digest};
-use verifier::protocol::{Reply, Request, StartResult};
+use verifier::protocol::{Reply, Request, StartResult, MAX_STATE_MESSAGE};
 use verifier::release::{parse_version, ReleaseSignature};
 use verifier::signing_cert::SigningCert;
 
@@ -126,6 +126,7 @@ impl Setup {
             announce_relays: vec!["ws://127.0.0.1:1/".into()],
             prod: false,
             max_connections: 4,
+            state: None,
         });
         tokio::spawn(server.run(listener));
         format!("ws://{addr}")
@@ -283,9 +284,19 @@ async fn answers_bad_requests_with_errors() {
         let error = reply.error.unwrap();
         assert!(error.contains(expect), "{error}");
     }
+    // A start request over its own cap, within the state methods' cap, is
+    // answered with an error.
+    let big = Request::start(&vec![0; 64 * 1024]);
+    let error = ask(&url, serde_json::to_string(&big).unwrap())
+        .await
+        .error
+        .unwrap();
+    assert!(error.contains("start request"), "{error}");
     // Over the message cap: the connection is closed, not answered.
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let _ = ws.send(Message::text("x".repeat(65 * 1024))).await;
+    let _ = ws
+        .send(Message::text("x".repeat(MAX_STATE_MESSAGE + 1)))
+        .await;
     assert!(!matches!(ws.next().await, Some(Ok(Message::Text(_)))));
     // The server still serves others.
     assert!(start(&url, &s.attestation(INSTANCE_ID))

@@ -8,7 +8,9 @@
 //!                or {"id":"start","result":"","error":"<message>"}
 //! ```
 //!
-//! Transport defaults (vsock, the parent is CID 3) live here too.
+//! Transport defaults (vsock, the parent is CID 3) live here too. The
+//! same connection also carries the sealed state the parent stores for
+//! the enclave ([`state`]): methods the original does not have.
 
 use nostr::{Event, JsonUtil};
 use serde::{Deserialize, Serialize};
@@ -17,18 +19,23 @@ use crate::error::{malformed, Error};
 use crate::event::parse_event_json;
 use crate::release::MAX_RELEASE_SIGNATURES;
 
+pub mod state;
+
+pub use state::{StateRequest, StoredSnapshot, MAX_STATE_MESSAGE};
+
 /// vsock CID of the parent instance, as seen from the enclave.
 pub const PARENT_CID: u32 = 3;
 /// Default port of the parent's SOCKS5 proxy.
 pub const SOCKS_PORT: u32 = 1080;
 /// Default port of the parent's metadata server.
 pub const METADATA_PORT: u32 = 2080;
-/// The one method of the metadata server.
+/// The method that starts an enclave (the original's only one).
 pub const METHOD_START: &str = "start";
 /// Most announce relays the parent may hand over; the enclave refuses more.
 pub const MAX_ANNOUNCE_RELAYS: usize = 32;
-/// Largest metadata message either side accepts (a base64 attestation, or
-/// two signature events and a relay list).
+/// Largest `start` request or result (a base64 attestation, or two
+/// signature events and a relay list). Messages of the state methods may
+/// be larger, up to [`MAX_STATE_MESSAGE`].
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
 /// A request to the metadata server.
@@ -94,19 +101,30 @@ impl Request {
         }
     }
 
-    /// Parses a request, capped at [`MAX_MESSAGE`].
+    /// Parses a request, capped at [`MAX_STATE_MESSAGE`], and a `start`
+    /// request at [`MAX_MESSAGE`].
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        check_size(text, "metadata request")?;
-        serde_json::from_str(text).map_err(|e| malformed("metadata request", e))
+        check_size(text, MAX_STATE_MESSAGE, "metadata request")?;
+        let request: Self =
+            serde_json::from_str(text).map_err(|e| malformed("metadata request", e))?;
+        if request.method == METHOD_START {
+            check_size(text, MAX_MESSAGE, "start request")?;
+        }
+        Ok(request)
     }
 }
 
 impl Reply {
-    /// A successful reply.
+    /// A successful reply to `start`.
     pub fn ok(id: &str, result: &StartResult) -> Self {
+        Self::ok_text(id, result.to_json())
+    }
+
+    /// A successful reply whose result is `result`.
+    pub fn ok_text(id: &str, result: String) -> Self {
         Self {
             id: id.to_owned(),
-            result: result.to_json(),
+            result,
             error: None,
         }
     }
@@ -120,9 +138,10 @@ impl Reply {
         }
     }
 
-    /// Parses a reply, capped at [`MAX_MESSAGE`].
+    /// Parses a reply, capped at [`MAX_STATE_MESSAGE`] (a `start` result
+    /// is capped again at [`MAX_MESSAGE`] when it is read).
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        check_size(text, "metadata reply")?;
+        check_size(text, MAX_STATE_MESSAGE, "metadata reply")?;
         serde_json::from_str(text).map_err(|e| malformed("metadata reply", e))
     }
 
@@ -151,7 +170,7 @@ impl StartResult {
 
     /// Decodes the `result` string. The events are parsed, not verified.
     pub fn from_json(text: &str) -> Result<Self, Error> {
-        check_size(text, "start result")?;
+        check_size(text, MAX_MESSAGE, "start result")?;
         let wire: StartResultWire =
             serde_json::from_str(text).map_err(|e| malformed("start result", e))?;
         if wire.releases.len() > MAX_RELEASE_SIGNATURES {
@@ -176,12 +195,12 @@ impl StartResult {
     }
 }
 
-fn check_size(text: &str, what: &'static str) -> Result<(), Error> {
-    if text.len() > MAX_MESSAGE {
+fn check_size(text: &str, max: usize, what: &'static str) -> Result<(), Error> {
+    if text.len() > max {
         return Err(Error::TooLarge {
             what,
             size: text.len(),
-            max: MAX_MESSAGE,
+            max,
         });
     }
     Ok(())
@@ -212,7 +231,15 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&err.to_json()).unwrap(),
             serde_json::json!({"id":"start","result":"","error":"no"})
         );
-        assert!(Request::from_json(&"x".repeat(MAX_MESSAGE + 1)).is_err());
+        assert!(Request::from_json(&"x".repeat(MAX_STATE_MESSAGE + 1)).is_err());
+        let big_start = serde_json::to_string(&Request::start(&vec![0; MAX_MESSAGE])).unwrap();
+        assert!(matches!(
+            Request::from_json(&big_start),
+            Err(Error::TooLarge {
+                what: "start request",
+                ..
+            })
+        ));
     }
 
     #[test]
