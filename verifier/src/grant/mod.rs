@@ -35,6 +35,7 @@ pub mod duration;
 pub mod nsecapp;
 pub mod perms;
 pub mod rate;
+pub mod record;
 pub mod wire;
 mod words;
 

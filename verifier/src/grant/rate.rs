@@ -230,6 +230,22 @@ impl RateLog {
         Ok(())
     }
 
+    /// The remembered times, oldest first (for sealed state).
+    pub fn times(&self) -> impl Iterator<Item = u64> + '_ {
+        self.times.iter().copied()
+    }
+
+    /// A log of `times` as sealed state kept them: put in order and cut to
+    /// the `most` newest, as [`Self::admit`] keeps them.
+    pub fn from_times(times: &[u64], most: usize) -> Self {
+        let mut times: Vec<u64> = times.to_vec();
+        times.sort_unstable();
+        let skip = times.len().saturating_sub(most);
+        Self {
+            times: times.into_iter().skip(skip).collect(),
+        }
+    }
+
     /// Counted requests remembered (for memory accounting and tests).
     pub fn len(&self) -> usize {
         self.times.len()

@@ -22,11 +22,13 @@
 pub mod chunk;
 pub mod identity;
 pub mod key;
+pub mod record;
 pub mod snapshot;
 
 pub use chunk::{ChunkHeader, SealedChunk};
 pub use identity::StateIdentity;
 pub use key::{KeyId, StateKey};
+pub use record::StateRecord;
 pub use snapshot::{SealedSnapshot, SnapshotRef};
 
 /// Most plaintext bytes in one chunk.
