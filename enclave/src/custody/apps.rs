@@ -8,6 +8,7 @@ use nostr::{PublicKey, RelayUrl};
 use verifier::grant::perms::MAX_PERMS;
 use verifier::grant::wire::{source, AppView};
 use verifier::grant::{Action, Decision, Grant, Method, Perm, Perms, Policy};
+use verifier::state::record::{AppRecord, Key};
 use zeroize::Zeroizing;
 
 /// Longest app metadata kept (what the app claims in `connect`).
@@ -150,6 +151,52 @@ impl App {
             last_request: self.last.map(|(t, m)| (t, m.as_str().to_owned())),
             claims: self.claims.clone(),
         }
+    }
+}
+
+impl App {
+    /// The app as sealed state keeps it.
+    pub(super) fn to_record(&self, app: &PublicKey) -> AppRecord {
+        AppRecord {
+            app: Key(app.to_bytes()),
+            grant: self.grant.to_record(),
+            source: self.source.to_owned(),
+            since: self.since,
+            last: self.last.map(|(t, m)| (t, m.as_str().to_owned())),
+            claims: self.claims.clone(),
+            added: self.added.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    /// The app a record keeps, and its public key.
+    pub(super) fn from_record(record: &AppRecord) -> Result<(PublicKey, Self), String> {
+        let app = PublicKey::from_slice(&record.app.0).map_err(|e| format!("an app: {e}"))?;
+        let source = source::ALL
+            .into_iter()
+            .find(|s| *s == record.source)
+            .ok_or_else(|| format!("an app's grant came from {:?}", record.source))?;
+        let last = match &record.last {
+            None => None,
+            Some((t, m)) => Some((
+                *t,
+                Method::from_name(m).ok_or_else(|| format!("an app's last method {m:?}"))?,
+            )),
+        };
+        let added = record
+            .added
+            .iter()
+            .map(|r| RelayUrl::parse(r).map_err(|e| format!("an app's relay {r:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        let mut restored = Self {
+            grant: Grant::from_record(&record.grant)?,
+            source,
+            since: record.since,
+            last,
+            claims: None,
+            added,
+        };
+        restored.set_claims(record.claims.as_deref());
+        Ok((app, restored))
     }
 }
 

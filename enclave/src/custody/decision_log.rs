@@ -290,5 +290,7 @@ impl DecisionLog {
     }
 }
 
+mod record;
+
 #[cfg(test)]
 mod tests;

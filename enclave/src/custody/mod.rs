@@ -25,6 +25,7 @@ mod nsec_store;
 mod recent_ids;
 mod relay_index;
 mod relay_lists;
+mod snapshot;
 mod user_key;
 
 use std::collections::{HashMap, VecDeque};

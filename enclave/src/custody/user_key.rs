@@ -15,6 +15,7 @@ use super::relay_lists::RelayList;
 
 mod changes;
 mod nsec;
+mod record;
 
 use super::Limits;
 use nsec::NsecRecord;

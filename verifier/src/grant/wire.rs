@@ -109,6 +109,8 @@ pub mod source {
     pub const NOSTRCONNECT: &str = "nostrconnect";
     /// nsec.app's permission events (kind 30078).
     pub const NSEC_APP: &str = "nsec.app";
+    /// Every source.
+    pub const ALL: [&str; 5] = [BUNKER_URL, CONNECT_KEY, GRANT, NOSTRCONNECT, NSEC_APP];
 }
 
 /// One app on a key, as `list_apps` reports it.
