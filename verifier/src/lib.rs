@@ -14,6 +14,7 @@
 //! - [`protocol`]: messages between the enclave and the parent;
 //! - [`release`]: release signatures (63794) and the release policy;
 //! - [`state`]: sealed snapshots of an enclave's state (key continuity);
+//! - [`custodian`]: who holds a state's key, and the rules of claims and commits;
 //! - [`grant`]: what an app connected to a key may do (perms, expiry,
 //!   uses, rate limits) and the decision on each request;
 //! - [`rpc`]: the admin API and NIP-46 envelope, its encryption, bunker URLs;
@@ -26,6 +27,7 @@
 
 pub mod attestation;
 pub mod cache;
+pub mod custodian;
 pub mod discover;
 pub mod error;
 pub mod event;
