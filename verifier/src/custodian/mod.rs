@@ -17,6 +17,7 @@
 
 pub mod ledger;
 pub mod message;
+pub mod peer;
 pub mod quorum;
 
 /// Nostr kind of custody messages.
