@@ -8,7 +8,12 @@
 //! cargo run --release -p enclave --example state_costs [-- N...]
 //! ```
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::indexing_slicing
+)]
 
 use std::time::Instant;
 

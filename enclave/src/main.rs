@@ -18,10 +18,13 @@ use enclave::link::ParentAddr;
 use enclave::relay::inbox::{Inbox, InboxLimits};
 use enclave::relay::{self, tls::TlsConfig, PoolLimits, ProxiedTransport};
 use enclave::serve;
+use enclave::signer::custody::CustodyConfig;
 use enclave::signer::SignerConfig;
 use enclave::startup;
-use nostr::{Keys, ToBech32};
+use nostr::{Keys, PublicKey, ToBech32};
 use tracing::{error, info};
+use verifier::attestation::TrustedRoot;
+use verifier::custodian::ledger::LedgerLimits;
 use verifier::event::npub;
 use verifier::grant::nsecapp::DEFAULT_PERM_RELAYS;
 use verifier::pcr::cert_der_from_der_or_pem;
@@ -100,6 +103,8 @@ struct RunArgs {
     announcement_file: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    custody: CustodyArgs,
     /// Dev attester: the EC2 instance id it measures into PCR4.
     #[arg(
         long,
@@ -147,6 +152,58 @@ struct RunArgs {
     /// the events it signed stay valid across restarts (`dev-stack` does).
     #[arg(long, value_name = "DIR", help_heading = "Dev attester")]
     dev_ca_dir: Option<PathBuf>,
+}
+
+/// This enclave as a custodian of other enclaves' state keys.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Custody")]
+struct CustodyArgs {
+    /// Keep, in RAM, the state keys of enclaves run by this launcher (npub
+    /// or hex), for them to restore their keys after a restart: this
+    /// enclave becomes one of their custodians. It answers only enclaves
+    /// whose instance event verifies and whose code the state's sealed
+    /// release policy releases. Repeat for several launchers.
+    #[arg(long = "custody-for", value_name = "NPUB")]
+    custody_for: Vec<String>,
+    /// Most states kept, over all launchers.
+    #[arg(long, value_name = "N", default_value_t = LedgerLimits::default().max_states)]
+    max_custody: usize,
+    /// Most states kept per launcher.
+    #[arg(long, value_name = "N", default_value_t = LedgerLimits::default().per_launcher)]
+    custody_per_launcher: usize,
+    /// NIP-13 proof of work (bits) asked of a custody request from an
+    /// enclave not verified in the last 10 minutes, so that checking its
+    /// attestation costs the asker more than this enclave.
+    #[arg(long, value_name = "BITS", default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=28))]
+    custody_pow: u8,
+}
+
+impl CustodyArgs {
+    fn config(&self, root: TrustedRoot) -> Result<Option<CustodyConfig>> {
+        if self.custody_for.is_empty() {
+            return Ok(None);
+        }
+        let serves = self
+            .custody_for
+            .iter()
+            .map(|n| {
+                PublicKey::parse(n.trim())
+                    .with_context(|| format!("--custody-for {n:?} is not an npub or hex key"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for launcher in &serves {
+            info!(launcher = %npub(launcher), "custodian of this launcher's enclaves");
+        }
+        Ok(Some(CustodyConfig {
+            serves,
+            limits: LedgerLimits {
+                max_states: self.max_custody,
+                per_launcher: self.custody_per_launcher,
+            },
+            root,
+            pow_bits: self.custody_pow,
+        }))
+    }
 }
 
 /// Limits on what users and strangers can make the signer hold.
@@ -366,6 +423,7 @@ async fn run(args: RunArgs) -> Result<()> {
     let tls = TlsConfig::webpki_roots().map_err(anyhow::Error::msg)?;
     let mut config = args.limits.config();
     config.perm_relays = perm_relays;
+    config.custody = args.custody.config(attester.root())?;
     let inbox = Inbox::new(InboxLimits::default());
     let client = relay::client(
         keys.clone(),

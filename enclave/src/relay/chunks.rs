@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nostr::{Alphabet, Filter, Kind, PublicKey, SingleLetterTag, SubscriptionId, Timestamp};
-use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::event::{KIND_ADMIN, KIND_CUSTODY, KIND_NIP46};
 use verifier::grant::nsecapp::{KIND_APP_DATA, PERM_TAG};
 
 use crate::custody::RelayDelta;
@@ -194,7 +194,7 @@ fn admin_request(service: &PublicKey, since: Timestamp) -> (SubscriptionId, Filt
     (
         SubscriptionId::new(ADMIN_SUB),
         Filter::new()
-            .kind(Kind::from(KIND_ADMIN))
+            .kinds([Kind::from(KIND_ADMIN), Kind::from(KIND_CUSTODY)])
             .pubkey(*service)
             .since(since),
     )

@@ -23,7 +23,7 @@ use nostr::util::BoxedFuture;
 use nostr::{Event, RelayUrl, SubscriptionId};
 use nostr_sdk::pool::policy::{AdmitPolicy, AdmitStatus, PolicyError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::event::{KIND_ADMIN, KIND_CUSTODY, KIND_NIP46};
 use verifier::grant::nsecapp::KIND_APP_DATA;
 
 /// Bytes per budget unit (semaphore permit).
@@ -127,7 +127,8 @@ impl Inbox {
     /// global budget is used up. Events of other kinds are dropped.
     pub async fn push(&self, relay: &RelayUrl, event: &Event) {
         let kind = event.kind.as_u16();
-        if kind != KIND_NIP46 && kind != KIND_ADMIN && kind != KIND_APP_DATA {
+        if kind != KIND_NIP46 && kind != KIND_ADMIN && kind != KIND_CUSTODY && kind != KIND_APP_DATA
+        {
             return;
         }
         let limits = self.inner.limits;

@@ -19,6 +19,7 @@
 //! replies to relays.
 
 pub mod admin;
+pub mod custody;
 pub mod grants;
 pub mod nip46;
 pub mod nostrconnect;
@@ -30,7 +31,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use nostr::{Event, EventBuilder, Keys, PublicKey, RelayUrl, Tag};
 use tracing::debug;
-use verifier::event::{KIND_ADMIN, KIND_NIP46};
+use verifier::event::{KIND_ADMIN, KIND_CUSTODY, KIND_NIP46};
 use verifier::grant::nsecapp::KIND_APP_DATA;
 use verifier::rpc::admission::pow_bits;
 use verifier::rpc::cipher::{Conversation, Scheme};
@@ -56,6 +57,9 @@ pub struct SignerConfig {
     pub max_seen: usize,
     /// Where every owned key's nsec.app permission events are read too.
     pub perm_relays: Vec<RelayUrl>,
+    /// Keep other enclaves' state keys (a custodian); `None`: custody
+    /// requests are refused.
+    pub custody: Option<custody::CustodyConfig>,
 }
 
 impl Default for SignerConfig {
@@ -67,6 +71,7 @@ impl Default for SignerConfig {
             max_clock_skew: 300,
             max_seen: 200_000,
             perm_relays: Vec::new(),
+            custody: None,
         }
     }
 }
@@ -140,7 +145,7 @@ impl Change {
 /// Why an event was dropped without a reply (for debug logs and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dropped {
-    /// Neither 24133 nor 24135, nor an nsec.app permission event (30078).
+    /// Neither 24133, 24135 nor 24136, nor an nsec.app permission event (30078).
     Kind,
     /// Over the size cap.
     TooLarge,
@@ -177,6 +182,7 @@ pub struct Signer {
     store: Mutex<KeyStore>,
     seen: Mutex<Seen>,
     refusal_lines: nip46::RefusalLines,
+    custodian: Option<custody::Custodian>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -199,6 +205,7 @@ impl Signer {
             store: Mutex::new(store),
             seen: Mutex::new(seen),
             refusal_lines: nip46::RefusalLines::default(),
+            custodian: config.custody.clone().map(custody::Custodian::new),
             service,
             admin_relay,
             config,
@@ -238,7 +245,8 @@ impl Signer {
     /// Like [`Self::handle`], saying why an event was dropped.
     pub fn try_handle(&self, event: &Event, from: &RelayUrl, now: u64) -> Result<Outcome, Dropped> {
         let kind = event.kind.as_u16();
-        if kind != KIND_NIP46 && kind != KIND_ADMIN && kind != KIND_APP_DATA {
+        if kind != KIND_NIP46 && kind != KIND_ADMIN && kind != KIND_CUSTODY && kind != KIND_APP_DATA
+        {
             return Err(Dropped::Kind);
         }
         if event_size(event) > self.config.max_request_bytes.min(MAX_REQUEST_EVENT) {
@@ -272,6 +280,17 @@ impl Signer {
                 NotNew::Duplicate => Dropped::Duplicate,
                 NotNew::MaybeReplayed => Dropped::MaybeReplayed,
             })?;
+        if kind == KIND_CUSTODY {
+            if !addressed_to(event, &self.service.public_key()) {
+                return Err(Dropped::NotOurs);
+            }
+            let service = self.service.clone();
+            let pow = pow_bits(event);
+            // Answered on the relay it came from only.
+            return self.answer(event, from, &service, Vec::new, |request| {
+                custody::handle(self, &event.pubkey, request, pow, now)
+            });
+        }
         if kind == KIND_ADMIN {
             if !addressed_to(event, &self.service.public_key()) {
                 return Err(Dropped::NotOurs);

@@ -18,6 +18,11 @@ use crate::error::{malformed, Error};
 use crate::state::record::SecretString;
 use crate::state::{KeyId, StateIdentity, StateKey};
 
+/// The method of the request envelope (`crate::rpc::Request`) that
+/// carries a custody request as its one parameter; the response's result
+/// is the [`Reply`].
+pub const METHOD_CUSTODY: &str = "custody";
+
 /// Largest custody message read (an instance event with its attestation
 /// and release signatures, a release policy and a custodian list).
 pub const MAX_CUSTODY_MESSAGE: usize = 64 * 1024;
@@ -190,6 +195,27 @@ impl CustodyRequest {
     /// The request as JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl CustodyRequest {
+    /// The request in the envelope custody messages travel in.
+    pub fn to_rpc(&self) -> crate::rpc::Request {
+        crate::rpc::Request::new(METHOD_CUSTODY, crate::rpc::Params::new([self.to_json()]))
+    }
+
+    /// The custody request an envelope carries.
+    pub fn from_rpc(request: &crate::rpc::Request) -> Result<Self, Error> {
+        if request.method != METHOD_CUSTODY {
+            return Err(Error::Unsupported {
+                what: "custody method",
+                found: request.method.clone(),
+            });
+        }
+        match (request.params.len(), request.params.get(0)) {
+            (1, Some(json)) => Self::from_json(json),
+            _ => Err(malformed("custody request", "takes one parameter")),
+        }
     }
 }
 

@@ -20,8 +20,7 @@ pub mod message;
 pub mod peer;
 pub mod quorum;
 
-/// Nostr kind of custody messages.
-pub const KIND_CUSTODY: u16 = 24136;
+pub use crate::event::KIND_CUSTODY;
 /// How long an enclave serves after its last heartbeat or commit that a
 /// quorum acknowledged (ms, on its own monotonic clock).
 pub const LEASE_MS: u64 = 30_000;

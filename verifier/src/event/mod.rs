@@ -54,6 +54,9 @@ pub const KIND_NECS_INSTANCE_SIGNATURE: u16 = 23795;
 pub const KIND_NIP46: u16 = 24133;
 /// Kind of admin API requests and replies (key import), same framing as NIP-46.
 pub const KIND_ADMIN: u16 = 24135;
+/// Kind of custody requests and replies between enclaves' service keys
+/// (`crate::custodian`), same framing as the admin API.
+pub const KIND_CUSTODY: u16 = 24136;
 
 /// Largest event JSON accepted (the instance event embeds two others).
 pub const MAX_EVENT_JSON: usize = 64 * 1024;

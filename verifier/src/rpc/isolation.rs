@@ -23,8 +23,8 @@
 //!    own key is allowed: encrypting to oneself is how private lists and
 //!    nsec.app's permission events work, and the enclave never answers an
 //!    event its own keys authored.
-//! 2. **Kinds** ([`check_template`]): `sign_event` refuses kinds 24133 and
-//!    24135 outright. The enclave signs its own protocol messages itself and
+//! 2. **Kinds** ([`check_template`]): `sign_event` refuses kinds 24133,
+//!    24135 and 24136 (custody) outright. The enclave signs its own protocol messages itself and
 //!    never needs an app to, and a kind is the only thing that tells a
 //!    protocol message from any other encrypted event.
 //! 3. **Plaintexts** ([`check_plaintext`]): a decryption whose plaintext is
@@ -89,7 +89,7 @@ use nostr::{PublicKey, SecretKey, ToBech32};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::event::{KIND_ADMIN, KIND_NIP46};
+use crate::event::{KIND_ADMIN, KIND_CUSTODY, KIND_NIP46};
 
 /// Why an app's request was refused by the isolation rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ impl fmt::Display for Refusal {
             ),
             Self::ProtocolKind(kind) => write!(
                 f,
-                "forbidden: kind {kind} is the signer's own protocol (24133 NIP-46, 24135 admin API); apps may not have it signed"
+                "forbidden: kind {kind} is the signer's own protocol (24133 NIP-46, 24135 admin API, 24136 custody); apps may not have it signed"
             ),
             Self::PermissionEvent => f.write_str(
                 "forbidden: this is an nsec.app permission event (kind 30078, t nsec.app/perm); apps may not have their rights signed",
@@ -205,7 +205,7 @@ pub fn check_app(
 
 /// Rule 2: may an app have an event of `kind` signed?
 pub fn check_template(kind: u16) -> Result<(), Refusal> {
-    if kind == KIND_NIP46 || kind == KIND_ADMIN {
+    if kind == KIND_NIP46 || kind == KIND_ADMIN || kind == KIND_CUSTODY {
         return Err(Refusal::ProtocolKind(kind));
     }
     Ok(())
@@ -394,6 +394,7 @@ mod tests {
     fn protocol_kinds_are_never_signed_for_apps() {
         assert!(check_template(24133).is_err());
         assert!(check_template(24135).is_err());
+        assert!(check_template(24136).is_err());
         assert!(check_template(1).is_ok());
         assert!(check_template(24134).is_ok());
     }
