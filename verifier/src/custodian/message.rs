@@ -60,7 +60,9 @@ pub enum Call {
         key_id: String,
         /// The release policy the state is sealed with (its JSON).
         policy: String,
-        /// The custodians' service keys, hex.
+        /// The custodian set: the launchers whose enclaves keep the state
+        /// key, hex. Launchers, not service keys: a custodian's service key
+        /// changes at every restart, its launcher does not.
         custodians: Vec<String>,
         /// The first snapshot's version and hash (hex).
         version: u64,
@@ -141,7 +143,7 @@ pub struct Claimed {
     pub key_id: String,
     /// The sealed release policy (JSON).
     pub policy: String,
-    /// The sealed custodian set, hex service keys.
+    /// The sealed custodian set, hex launcher keys.
     pub custodians: Vec<String>,
 }
 
