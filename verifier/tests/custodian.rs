@@ -123,3 +123,35 @@ fn a_successor_of_the_same_launcher_takes_over_and_the_predecessor_is_fenced() {
         Err(Refusal::WrongLauncher)
     );
 }
+
+#[test]
+fn each_launchers_current_custodian_is_found_and_a_missing_one_named() {
+    use verifier::custodian::discover::current_custodians;
+    let mut w = World::new();
+    let m: Vec<Keys> = (0..3).map(|_| Keys::generate()).collect();
+    let sealed = policy(&m, 2, "0.1.0");
+    let parse = |json: &str| nostr::Event::from_json(json).unwrap();
+    let first = (w.launcher.public_key(), w.service.public_key());
+    let e1 = parse(&released(&w, &m, 2, "0.1.0"));
+    w.launcher = Keys::generate();
+    w.service = Keys::generate();
+    let second = (w.launcher.public_key(), w.service.public_key());
+    let e2 = parse(&released(&w, &m, 2, "0.1.0"));
+    // A third launcher whose enclave runs code released by too few.
+    w.launcher = Keys::generate();
+    w.service = Keys::generate();
+    let weak = w.launcher.public_key();
+    let e3 = parse(&released(&w, &m, 1, "0.1.0"));
+    let absent = Keys::generate().public_key();
+    let mut options = w.options();
+    options.release = Some(sealed.trust.clone());
+    options.allow_dev_release = true;
+    let launchers = [second.0, first.0, weak, absent];
+    let (found, missing) = current_custodians([&e1, &e2, &e3], &launchers, &options);
+    let got: Vec<_> = found.iter().map(|c| (c.launcher, c.service)).collect();
+    assert_eq!(got, vec![second, first]);
+    assert_eq!(found[0].admin_relay, "wss://relay.example");
+    assert_eq!(missing.len(), 2);
+    assert!(missing[0].contains("release_signatures"), "{missing:?}");
+    assert!(missing[1].contains("no instance event"), "{missing:?}");
+}

@@ -15,6 +15,7 @@
 //!
 //! This module is the protocol's rules; the enclave carries the messages.
 
+pub mod discover;
 pub mod ledger;
 pub mod message;
 pub mod peer;
