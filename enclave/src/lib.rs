@@ -19,6 +19,7 @@
 
 pub mod announce;
 pub mod attester;
+pub mod continuity;
 pub mod custody;
 pub mod link;
 pub mod metadata;

@@ -350,3 +350,88 @@ fn an_enclave_that_is_no_custodian_says_so() {
     );
     assert_eq!(refused(&e.ask(&plain, &event)).0, "not-served");
 }
+
+#[tokio::test]
+async fn an_enclaves_custody_client_gets_its_replies_through_its_signer() {
+    let code = Code::new();
+    let launcher = Keys::generate();
+    let custodian = custodian(&code, &[&launcher], 0);
+    let relay = RelayUrl::parse("ws://127.0.0.1:1").unwrap();
+    let e = Enclave::of(&launcher);
+    let ours = Signer::new(e.service.clone(), relay.clone(), SignerConfig::default());
+    let client = ours.custody_client();
+    let key = StateKey::generate().unwrap();
+    assert_eq!(
+        client
+            .request(&custodian.service_key(), seal(&e, &code, &key), 0)
+            .unwrap_err(),
+        enclave::continuity::client::CallError::NoInstance
+    );
+    client.set_instance(code.instance_event(&e, 2).as_json());
+    // The relay: our request to the custodian, its reply back to our signer.
+    let deliver = |event: Event| {
+        let (custodian, ours, relay) = (&custodian, &ours, relay.clone());
+        async move {
+            let outcome = custodian
+                .try_handle(&event, &relay, now())
+                .map_err(|e| format!("{e:?}"))?;
+            let reply = outcome.reply.ok_or("no reply")?;
+            let back = ours.try_handle(&reply.event, &relay, now()).unwrap();
+            assert!(back.reply.is_none(), "a reply is never answered");
+            Ok(())
+        }
+    };
+    let reply = client
+        .call(&custodian.service_key(), seal(&e, &code, &key), 0, deliver)
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        Reply::Ok {
+            epoch: 1,
+            version: 1
+        }
+    );
+    let heartbeat = Call::Heartbeat {
+        state: StateName::of(&StateIdentity::new(launcher.public_key(), "main").unwrap()),
+        epoch: 1,
+    };
+    let reply = client
+        .call(&custodian.service_key(), heartbeat.clone(), 0, deliver)
+        .await
+        .unwrap();
+    assert!(matches!(reply, Reply::Ok { epoch: 1, .. }));
+
+    // A reply from anyone but the custodian asked, or to no request
+    // waiting, is not taken.
+    let (event, waiting) = client
+        .request(&custodian.service_key(), heartbeat, 0)
+        .unwrap();
+    // The id is in the request (NIP-44 is symmetric: we can read our own).
+    let (_, plaintext) = Conversation::open(
+        e.service.secret_key(),
+        &custodian.service_key(),
+        &event.content,
+    )
+    .unwrap();
+    let id = verifier::rpc::Request::parse(&plaintext).unwrap().id;
+    let fake = Reply::Ok {
+        epoch: 9,
+        version: 9,
+    }
+    .to_json();
+    let stranger = Keys::generate().public_key();
+    assert!(!client.deliver(&stranger, &Response::ok(&id, fake.clone())));
+    assert!(!client.deliver(
+        &custodian.service_key(),
+        &Response::ok("other", fake.clone())
+    ));
+    assert!(client.deliver(&custodian.service_key(), &Response::ok(&id, fake)));
+    assert_eq!(
+        waiting.await.unwrap().unwrap(),
+        Reply::Ok {
+            epoch: 9,
+            version: 9
+        }
+    );
+}

@@ -39,6 +39,7 @@ use verifier::rpc::isolation::{ProtocolKeys, ADMIN_NEEDS_NIP44};
 use verifier::rpc::message::{Malformed, MAX_REQUEST_EVENT};
 use verifier::rpc::{Request, Response};
 
+use crate::continuity::client::CustodyClient;
 use crate::custody::{signing_keys, KeyStore, Limits, UserKey};
 use seen::{NotNew, Seen};
 
@@ -183,6 +184,7 @@ pub struct Signer {
     seen: Mutex<Seen>,
     refusal_lines: nip46::RefusalLines,
     custodian: Option<custody::Custodian>,
+    custody_client: std::sync::Arc<CustodyClient>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -206,6 +208,7 @@ impl Signer {
             seen: Mutex::new(seen),
             refusal_lines: nip46::RefusalLines::default(),
             custodian: config.custody.clone().map(custody::Custodian::new),
+            custody_client: std::sync::Arc::new(CustodyClient::new(service.clone())),
             service,
             admin_relay,
             config,
@@ -215,6 +218,12 @@ impl Signer {
     /// The service public key.
     pub fn service_key(&self) -> PublicKey {
         self.service.public_key()
+    }
+
+    /// This enclave's custody requests to its custodians, whose replies
+    /// the signer hands it.
+    pub fn custody_client(&self) -> &std::sync::Arc<CustodyClient> {
+        &self.custody_client
     }
 
     /// Where the admin API listens.
@@ -284,6 +293,9 @@ impl Signer {
             if !addressed_to(event, &self.service.public_key()) {
                 return Err(Dropped::NotOurs);
             }
+            if self.custody_reply(event) {
+                return Ok(Outcome::default());
+            }
             let service = self.service.clone();
             let pow = pow_bits(event);
             // Answered on the relay it came from only.
@@ -335,6 +347,21 @@ impl Signer {
         self.answer(event, from, &keys, relays, |request| {
             nip46::handle(self, &keys, &event.pubkey, request, now)
         })
+    }
+
+    /// Whether `event` is a custodian's reply to one of our custody
+    /// requests (handed to the custody client), not a request.
+    fn custody_reply(&self, event: &Event) -> bool {
+        let Ok((_, plaintext)) =
+            Conversation::open(self.service.secret_key(), &event.pubkey, &event.content)
+        else {
+            return false;
+        };
+        if !matches!(Request::parse(&plaintext), Err(Malformed::NotARequest(_))) {
+            return false;
+        }
+        Response::parse(&plaintext)
+            .is_ok_and(|response| self.custody_client.deliver(&event.pubkey, &response))
     }
 
     /// Decrypts the request in `event` with `keys`, runs `run`, and seals

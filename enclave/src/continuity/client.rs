@@ -1,0 +1,187 @@
+//! Custody requests from this enclave to a custodian's service key, and
+//! their replies: each request is a kind 24136 event (NIP-44, signed by
+//! our service key, carrying our current instance event), and its reply
+//! arrives like any request to the service key, through the signer, which
+//! hands it here ([`CustodyClient::deliver`]).
+//!
+//! A reply counts only from the custodian the request went to and only
+//! for a request still waiting, so a relay or a stranger can neither
+//! answer for a custodian nor fill memory: at most [`MAX_PENDING`]
+//! requests wait, each at most [`CALL_TIMEOUT`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use nostr::{Event, Keys, Kind, PublicKey, Tag};
+use tokio::sync::oneshot;
+use verifier::custodian::message::{Call, CustodyRequest, Reply};
+use verifier::custodian::KIND_CUSTODY;
+use verifier::rpc::cipher::{Conversation, Scheme};
+use verifier::rpc::Response;
+
+/// Requests waiting for a reply at once.
+pub const MAX_PENDING: usize = 64;
+/// How long a custodian has to answer.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a custody request got no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// [`MAX_PENDING`] requests wait already.
+    Busy,
+    /// No instance event of ours to show yet.
+    NoInstance,
+    /// The request could not be made or sent.
+    Send(String),
+    /// No reply within [`CALL_TIMEOUT`].
+    Timeout,
+    /// The reply is an error or does not read.
+    Malformed(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Busy => write!(f, "{MAX_PENDING} custody requests wait already"),
+            Self::NoInstance => f.write_str("no instance event of ours to show a custodian yet"),
+            Self::Send(e) => write!(f, "cannot send the custody request: {e}"),
+            Self::Timeout => write!(f, "no reply in {} s", CALL_TIMEOUT.as_secs()),
+            Self::Malformed(e) => write!(f, "the custodian's reply does not read: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+struct Waiting {
+    custodian: PublicKey,
+    reply: oneshot::Sender<Result<Reply, CallError>>,
+}
+
+/// Sends custody requests as this enclave and matches their replies.
+pub struct CustodyClient {
+    service: Keys,
+    instance: RwLock<Option<String>>,
+    pending: Mutex<HashMap<String, Waiting>>,
+}
+
+impl std::fmt::Debug for CustodyClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustodyClient")
+            .field("service", &self.service.public_key())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CustodyClient {
+    /// A client signing as `service`.
+    pub fn new(service: Keys) -> Self {
+        Self {
+            service,
+            instance: RwLock::new(None),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Our current instance event (JSON), shown with every request.
+    pub fn set_instance(&self, instance: String) {
+        *self
+            .instance
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(instance);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The signed request event carrying `call` to `custodian`'s service
+    /// key with `pow` bits of proof of work, and where its reply will come.
+    pub fn request(
+        &self,
+        custodian: &PublicKey,
+        call: Call,
+        pow: u8,
+    ) -> Result<(Event, oneshot::Receiver<Result<Reply, CallError>>), CallError> {
+        let instance = self
+            .instance
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(CallError::NoInstance)?;
+        let request = CustodyRequest { instance, call }.to_rpc();
+        let conversation = Conversation::new(Scheme::Nip44, self.service.secret_key(), custodian)
+            .map_err(|e| CallError::Send(e.to_string()))?;
+        let content = conversation
+            .encrypt(&request.to_json())
+            .map_err(|e| CallError::Send(e.to_string()))?;
+        let unsigned = verifier::rpc::pow::mine(
+            self.service.public_key(),
+            Kind::from_u16(KIND_CUSTODY),
+            vec![Tag::public_key(*custodian)],
+            &content,
+            pow,
+            0,
+        );
+        let event = unsigned
+            .sign_with_keys(&self.service)
+            .map_err(|e| CallError::Send(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.pending();
+        pending.retain(|_, w| !w.reply.is_closed());
+        if pending.len() >= MAX_PENDING {
+            return Err(CallError::Busy);
+        }
+        pending.insert(
+            request.id,
+            Waiting {
+                custodian: *custodian,
+                reply: tx,
+            },
+        );
+        Ok((event, rx))
+    }
+
+    /// `response`, from `sender`: the reply to one of our requests to that
+    /// custodian still waiting, or nothing. Whether it was one.
+    pub fn deliver(&self, sender: &PublicKey, response: &Response) -> bool {
+        let mut pending = self.pending();
+        if pending.get(&response.id).map(|w| w.custodian) != Some(*sender) {
+            return false;
+        }
+        let Some(waiting) = pending.remove(&response.id) else {
+            return false;
+        };
+        let reply = response
+            .clone()
+            .into_result()
+            .map_err(CallError::Malformed)
+            .and_then(|json| {
+                Reply::from_json(&json).map_err(|e| CallError::Malformed(e.to_string()))
+            });
+        let _ = waiting.reply.send(reply);
+        true
+    }
+
+    /// Sends `call` to `custodian` with `send` and waits for the reply.
+    pub async fn call<F, Fut>(
+        &self,
+        custodian: &PublicKey,
+        call: Call,
+        pow: u8,
+        send: F,
+    ) -> Result<Reply, CallError>
+    where
+        F: FnOnce(Event) -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        let (event, reply) = self.request(custodian, call, pow)?;
+        send(event).await.map_err(CallError::Send)?;
+        match tokio::time::timeout(CALL_TIMEOUT, reply).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) | Err(_) => Err(CallError::Timeout),
+        }
+    }
+}
