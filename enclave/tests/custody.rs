@@ -221,7 +221,9 @@ fn custodian(code: &Code, serves: &[&Keys], pow_bits: u8) -> Signer {
 fn seal(e: &Enclave, code: &Code, key: &StateKey) -> Call {
     Call::Seal {
         state: StateName::of(&StateIdentity::new(e.launcher.public_key(), "main").unwrap()),
-        key: hex::encode(key.bytes()),
+        key: verifier::state::record::SecretString(zeroize::Zeroizing::new(hex::encode(
+            key.bytes(),
+        ))),
         key_id: key.id().to_string(),
         policy: code.policy(2).to_json(),
         custodians: vec![],

@@ -63,24 +63,33 @@ impl std::fmt::Debug for Custodian {
     }
 }
 
-/// Requesters verified lately, by service key and policy digest.
+/// Requesters verified lately: by service key, the policy digest they
+/// were verified under, and until when.
 #[derive(Default)]
 struct Verified {
-    peers: HashMap<(PublicKey, [u8; 32]), (Peer, u64)>,
-    order: VecDeque<(PublicKey, [u8; 32])>,
+    peers: HashMap<PublicKey, (Peer, [u8; 32], u64)>,
+    order: VecDeque<PublicKey>,
 }
 
 impl Verified {
-    fn get(&self, key: &(PublicKey, [u8; 32]), now: u64) -> Option<Peer> {
+    /// Whether `sender` was verified lately, under any policy.
+    fn knows(&self, sender: &PublicKey, now: u64) -> bool {
         self.peers
-            .get(key)
-            .filter(|(_, until)| *until > now)
-            .map(|(p, _)| *p)
+            .get(sender)
+            .is_some_and(|(_, _, until)| *until > now)
     }
 
-    fn insert(&mut self, key: (PublicKey, [u8; 32]), peer: Peer, until: u64) {
-        if self.peers.insert(key, (peer, until)).is_none() {
-            self.order.push_back(key);
+    fn get(&self, sender: &PublicKey, digest: &[u8; 32], now: u64) -> Option<Peer> {
+        self.peers
+            .get(sender)
+            .filter(|(_, d, until)| d == digest && *until > now)
+            .map(|(p, _, _)| *p)
+    }
+
+    fn insert(&mut self, peer: Peer, digest: [u8; 32], until: u64) {
+        let sender = peer.service;
+        if self.peers.insert(sender, (peer, digest, until)).is_none() {
+            self.order.push_back(sender);
         }
         while self.peers.len() > VERIFIED_KEPT {
             let Some(oldest) = self.order.pop_front() else {
@@ -114,33 +123,33 @@ impl Custodian {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    fn verified(&self) -> std::sync::MutexGuard<'_, Verified> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Answers `request` from `sender`, whose event carried `pow` bits.
+    /// A sender not verified lately pays its proof of work before anything
+    /// it sent is read further.
     pub fn answer(&self, sender: &PublicKey, request: &CustodyRequest, pow: u8, now: u64) -> Reply {
+        let paid = pow >= self.config.pow_bits;
+        if !paid && !self.verified().knows(sender, now) {
+            return self.pow_needed();
+        }
         let policy = match self.ledger().policy_for(&request.call) {
             Ok(p) => p,
             Err(refusal) => return refusal.reply(),
         };
-        let key = (*sender, policy.digest());
-        let known = self
-            .verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key, now);
+        let digest = policy.digest();
+        let known = self.verified().get(sender, &digest, now);
         let peer = match known {
             Some(peer) => peer,
-            None if pow < self.config.pow_bits => {
-                return Refusal::Malformed(format!(
-                    "a custody request from an enclave not verified lately needs {} bits of proof of work (NIP-13)",
-                    self.config.pow_bits
-                ))
-                .reply()
-            }
+            None if !paid => return self.pow_needed(),
             None => match verify_peer(&request.instance, sender, &policy, &self.config.root, now) {
                 Ok(peer) => {
-                    self.verified
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(key, peer, now + VERIFIED_FOR);
+                    let until = (now + VERIFIED_FOR).min(peer.expires_at);
+                    self.verified().insert(peer, digest, until);
                     peer
                 }
                 Err(e) => {
@@ -152,6 +161,14 @@ impl Custodian {
         let reply = self.ledger().handle(&peer, &request.call, self.clock());
         log(&peer, &request.call, &reply);
         reply
+    }
+
+    fn pow_needed(&self) -> Reply {
+        Refusal::Malformed(format!(
+            "a custody request from an enclave not verified lately needs {} bits of proof of work (NIP-13)",
+            self.config.pow_bits
+        ))
+        .reply()
     }
 }
 

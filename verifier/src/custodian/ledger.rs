@@ -24,6 +24,10 @@ use nostr::PublicKey;
 
 use super::message::{hex32, key_id, Call, Claimed, Reply, StateName};
 use super::{CLAIM_MARGIN_MS, LEASE_MS, MAX_CUSTODIANS};
+
+/// Most an epoch may grow in one claim, so that no claim can use up the
+/// epochs (claimers ask for the current one plus one).
+pub const MAX_EPOCH_STEP: u64 = 1 << 20;
 use crate::event::{npub, Mode};
 use crate::release::ReleasePolicy;
 use crate::state::record::SecretString;
@@ -39,6 +43,8 @@ pub struct Peer {
     pub launcher: PublicKey,
     /// The mode its launcher runs it in.
     pub mode: Mode,
+    /// When its instance event expires (unix seconds): it is a peer until then.
+    pub expires_at: u64,
 }
 
 /// How much a custodian keeps.
@@ -173,10 +179,19 @@ struct Held {
     policy: ReleasePolicy,
     mode: Mode,
     custodians: Vec<PublicKey>,
+    /// The newest epoch claimed.
     epoch: u64,
+    /// The epoch that committed the current version (its snapshot was
+    /// sealed in it): a record of a newer epoch wins over a higher version
+    /// of an older one, as a ballot does in Paxos.
+    commit_epoch: u64,
     version: u64,
     hash: [u8; 32],
     holder: PublicKey,
+    /// The holder committed or renewed in its epoch: it may serve, and its
+    /// lease must run out before another claims. An unconfirmed holder
+    /// never served, and a newer claim pre-empts it at once.
+    confirmed: bool,
     /// When the holder last claimed, committed or renewed (ms).
     holder_seen: u64,
 }
@@ -252,7 +267,7 @@ impl Ledger {
                 version,
                 hash,
             } => self.seal_call(
-                peer, state, key, id, policy, custodians, *version, hash, now,
+                peer, state, &key.0, id, policy, custodians, *version, hash, now,
             ),
             Call::Claim { state, epoch } => {
                 let identity = state.identity().map_err(bad);
@@ -303,6 +318,15 @@ impl Ledger {
             .iter()
             .map(|c| PublicKey::from_hex(c).map_err(bad))
             .collect::<Result<Vec<_>>>()?;
+        let distinct: BTreeSet<&PublicKey> = custodians.iter().collect();
+        if distinct.len() != custodians.len() {
+            return Err(bad("a custodian launcher is named twice"));
+        }
+        if distinct.contains(identity.launcher()) {
+            return Err(bad(
+                "the state's own launcher cannot be its custodian: it runs the parent",
+            ));
+        }
         let hash = *hex32(hash, "snapshot hash").map_err(bad)?;
         self.seal(peer, &identity, key, policy, custodians, version, hash, now)
     }
@@ -340,9 +364,11 @@ impl Ledger {
                 mode: peer.mode,
                 custodians,
                 epoch: 1,
+                commit_epoch: 1,
                 version,
                 hash,
                 holder: peer.service,
+                confirmed: true,
                 holder_seen: now,
             },
         );
@@ -350,8 +376,9 @@ impl Ledger {
     }
 
     /// `peer` takes the state in `epoch`: the answer carries what the
-    /// custodian holds. The holder itself may claim again (a retry) and
-    /// gets the current epoch back.
+    /// custodian holds. The holder itself may claim again (a retry, maybe
+    /// of a newer epoch after a partial claim) without waiting; a claim
+    /// never renews a lease.
     pub fn claim(
         &mut self,
         peer: &Peer,
@@ -364,24 +391,38 @@ impl Ledger {
         if peer.mode != held.mode {
             return Err(Refusal::WrongMode);
         }
-        if peer.service != held.holder {
-            if epoch <= held.epoch {
+        let newer = epoch > held.epoch;
+        if newer && epoch - held.epoch > MAX_EPOCH_STEP {
+            return Err(Refusal::Malformed(format!(
+                "epoch {epoch} jumps more than {MAX_EPOCH_STEP} past the current {}",
+                held.epoch
+            )));
+        }
+        if peer.service == held.holder {
+            if newer {
+                held.epoch = epoch;
+                held.confirmed = false;
+            }
+        } else {
+            if !newer {
                 return Err(Refusal::StaleEpoch {
                     current: held.epoch,
                 });
             }
             let free_at = held.holder_seen.saturating_add(LEASE_MS + CLAIM_MARGIN_MS);
-            if now < free_at {
+            if held.confirmed && now < free_at {
                 return Err(Refusal::Leased {
                     retry_in_ms: free_at - now,
                 });
             }
             held.epoch = epoch;
             held.holder = peer.service;
+            held.confirmed = false;
+            held.holder_seen = now;
         }
-        held.holder_seen = now;
         Ok(Claimed {
             epoch: held.epoch,
+            commit_epoch: held.commit_epoch,
             version: held.version,
             hash: hex::encode(held.hash),
             key: SecretString(zeroize::Zeroizing::new(hex::encode(held.key.bytes()))),
@@ -391,7 +432,11 @@ impl Ledger {
         })
     }
 
-    /// Snapshot `version` with `hash`, sealed under `key_id`, is current.
+    /// Snapshot `version` with `hash`, sealed in `epoch` under `key_id`,
+    /// is current. Within an epoch versions only grow; a commit of a newer
+    /// epoch than the record's replaces it whatever its version (its holder
+    /// restored from a quorum, so it holds the newest acknowledged state;
+    /// what an older holder wrote past that was never acknowledged).
     #[allow(clippy::too_many_arguments)]
     pub fn commit(
         &mut self,
@@ -407,13 +452,15 @@ impl Ledger {
         if key_id != held.key.id() {
             return Err(Refusal::WrongKey);
         }
-        if version <= held.version {
+        if epoch == held.commit_epoch && version <= held.version {
             return Err(Refusal::StaleVersion {
                 current: held.version,
             });
         }
+        held.commit_epoch = epoch;
         held.version = version;
         held.hash = hash;
+        held.confirmed = true;
         held.holder_seen = now;
         Ok(Reply::Ok { epoch, version })
     }
@@ -427,6 +474,7 @@ impl Ledger {
         now: u64,
     ) -> Result<Reply> {
         let held = self.holder(peer, identity, epoch)?;
+        held.confirmed = true;
         held.holder_seen = now;
         Ok(Reply::Ok {
             epoch,

@@ -54,8 +54,8 @@ pub enum Call {
     Seal {
         /// Whose.
         state: StateName,
-        /// The state key, hex.
-        key: String,
+        /// The state key, hex (erased on drop, never printed).
+        key: SecretString,
         /// Its id, hex.
         key_id: String,
         /// The release policy the state is sealed with (its JSON).
@@ -133,6 +133,9 @@ pub enum Reply {
 pub struct Claimed {
     /// The epoch the claim took.
     pub epoch: u64,
+    /// The epoch that committed the newest version, and in which its
+    /// snapshot was sealed.
+    pub commit_epoch: u64,
     /// The newest committed version.
     pub version: u64,
     /// Its snapshot hash, hex.
@@ -151,6 +154,7 @@ impl std::fmt::Debug for Claimed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Claimed")
             .field("epoch", &self.epoch)
+            .field("commit_epoch", &self.commit_epoch)
             .field("version", &self.version)
             .field("hash", &self.hash)
             .field("key_id", &self.key_id)

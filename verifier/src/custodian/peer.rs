@@ -51,5 +51,6 @@ pub fn verify_peer(
         service: verified.event.pubkey,
         launcher: verified.instance.event().pubkey,
         mode: verified.mode,
+        expires_at: verified.expiration,
     })
 }

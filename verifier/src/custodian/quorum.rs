@@ -9,6 +9,10 @@
 //! because custodians said nothing (a restarted custodian holds nothing,
 //! which is not a vote).
 
+use std::collections::BTreeSet;
+
+use nostr::PublicKey;
+
 use super::message::Claimed;
 use super::quorum_of;
 
@@ -41,73 +45,93 @@ impl std::fmt::Display for QuorumError {
 
 impl std::error::Error for QuorumError {}
 
-/// The newest state among `claims`, the accepted claims of one epoch from
-/// distinct custodians of a set of `custodians`.
-pub fn choose(claims: Vec<Claimed>, custodians: usize) -> Result<Claimed, QuorumError> {
+/// The newest state among `claims`, the accepted claims of `epoch`, one
+/// per custodian, from a set of `custodians`. Newest is by the epoch that
+/// committed a version first, then by the version: what a fenced holder
+/// wrote past the last acknowledged state, at the custodians it still
+/// reached, carries an older commit epoch than what its successor
+/// committed since, and loses to it.
+pub fn choose(
+    claims: &[(PublicKey, Claimed)],
+    custodians: usize,
+    epoch: u64,
+) -> Result<Claimed, QuorumError> {
     let needed = quorum_of(custodians);
-    if claims.len() < needed {
-        return Err(QuorumError::TooFew {
-            accepted: claims.len(),
-            needed,
-        });
-    }
-    let mut best: Option<Claimed> = None;
-    for claim in claims {
-        match &best {
+    let mut seen: BTreeSet<&PublicKey> = BTreeSet::new();
+    let mut best: Option<&Claimed> = None;
+    for (custodian, claim) in claims {
+        if claim.epoch != epoch || !seen.insert(custodian) {
+            continue;
+        }
+        let rank = |c: &Claimed| (c.commit_epoch, c.version);
+        match best {
             None => best = Some(claim),
-            Some(b) if claim.version > b.version => best = Some(claim),
+            Some(b) if rank(claim) > rank(b) => best = Some(claim),
             Some(b)
-                if claim.version == b.version
-                    && (claim.hash != b.hash || claim.key_id != b.key_id) =>
+                if rank(claim) == rank(b) && (claim.hash != b.hash || claim.key_id != b.key_id) =>
             {
                 return Err(QuorumError::Conflict(format!(
-                    "version {} is {} under key {} and {} under key {}",
-                    claim.version, b.hash, b.key_id, claim.hash, claim.key_id
+                    "version {} of epoch {} is {} under key {} and {} under key {}",
+                    claim.version, claim.commit_epoch, b.hash, b.key_id, claim.hash, claim.key_id
                 )));
             }
             Some(_) => {}
         }
     }
-    best.ok_or(QuorumError::TooFew {
-        accepted: 0,
-        needed,
-    })
+    match best {
+        Some(b) if seen.len() >= needed => Ok(b.clone()),
+        _ => Err(QuorumError::TooFew {
+            accepted: seen.len(),
+            needed,
+        }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn claim(version: u64, hash: &str) -> Claimed {
-        Claimed {
-            epoch: 2,
+    fn claim(commit_epoch: u64, version: u64, hash: &str) -> (PublicKey, Claimed) {
+        let claimed = Claimed {
+            epoch: 7,
+            commit_epoch,
             version,
             hash: hash.into(),
             key: crate::state::record::SecretString(zeroize::Zeroizing::new("00".repeat(32))),
             key_id: "11".repeat(16),
             policy: String::new(),
             custodians: vec![],
-        }
+        };
+        (nostr::Keys::generate().public_key(), claimed)
     }
 
     #[test]
-    fn the_highest_version_of_a_quorum_wins_and_fewer_decide_nothing() {
+    fn the_newest_of_a_quorum_wins_and_fewer_decide_nothing() {
         assert_eq!(quorum_of(1), 1);
         assert_eq!(quorum_of(3), 2);
         assert_eq!(quorum_of(4), 3);
-        let chosen = choose(vec![claim(4, "a"), claim(5, "b")], 3).unwrap();
+        let chosen = choose(&[claim(1, 4, "a"), claim(1, 5, "b")], 3, 7).unwrap();
         assert_eq!(chosen.version, 5);
+        // A newer commit epoch wins over a higher version of an older one.
+        let chosen = choose(&[claim(1, 15, "old branch"), claim(2, 11, "new")], 3, 7).unwrap();
+        assert_eq!((chosen.commit_epoch, chosen.version), (2, 11));
         assert_eq!(
-            choose(vec![claim(5, "b")], 3).unwrap_err(),
+            choose(&[claim(1, 5, "b")], 3, 7).unwrap_err(),
             QuorumError::TooFew {
                 accepted: 1,
                 needed: 2
             }
         );
-        assert!(choose(vec![], 0).is_err());
+        assert!(choose(&[], 0, 7).is_err());
         assert!(matches!(
-            choose(vec![claim(5, "a"), claim(5, "b")], 3),
+            choose(&[claim(1, 5, "a"), claim(1, 5, "b")], 3, 7),
             Err(QuorumError::Conflict(_))
         ));
+        // One custodian counts once, and only for the epoch asked.
+        let (who, one) = claim(1, 5, "a");
+        assert!(choose(&[(who, one.clone()), (who, one.clone())], 3, 7).is_err());
+        let mut other_epoch = claim(1, 5, "a");
+        other_epoch.1.epoch = 6;
+        assert!(choose(&[(who, one), other_epoch], 3, 7).is_err());
     }
 }

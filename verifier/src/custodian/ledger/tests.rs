@@ -1,5 +1,6 @@
 use super::*;
 use crate::custodian::message::CustodyRequest;
+use crate::state::record::SecretString;
 
 struct World {
     ledger: Ledger,
@@ -25,6 +26,7 @@ fn peer(launcher: PublicKey) -> Peer {
         service: nostr::Keys::generate().public_key(),
         launcher,
         mode: Mode::Prod,
+        expires_at: u64::MAX,
     }
 }
 
@@ -145,27 +147,175 @@ fn a_claim_waits_out_the_holders_lease_then_fences_it() {
     );
 }
 
+/// Three custodians of one state, sealed by `holder` at time 0.
+fn three(holder: &Peer, w: &World) -> Vec<Ledger> {
+    (0..3)
+        .map(|_| {
+            let mut l = Ledger::new(LedgerLimits::default(), [w.launcher]);
+            l.seal(
+                holder,
+                &w.identity,
+                w.key.clone(),
+                w.policy.clone(),
+                vec![],
+                1,
+                [1; 32],
+                0,
+            )
+            .unwrap();
+            l
+        })
+        .collect()
+}
+
+/// The service key of custodian `i`.
+fn custodian_key(i: usize) -> PublicKey {
+    let secret = nostr::SecretKey::from_slice(&[i as u8 + 1; 32]).unwrap();
+    nostr::Keys::new(secret).public_key()
+}
+
+/// `peer`'s claim of `epoch` at each of `at`: the accepted ones.
+fn claim_at(
+    ls: &mut [Ledger],
+    at: &[usize],
+    peer: &Peer,
+    w: &World,
+    epoch: u64,
+    now: u64,
+) -> Vec<(PublicKey, Claimed)> {
+    at.iter()
+        .filter_map(|i| {
+            ls[*i]
+                .claim(peer, &w.identity, epoch, now)
+                .ok()
+                .map(|c| (custodian_key(*i), c))
+        })
+        .collect()
+}
+
 #[test]
 fn two_racers_cannot_both_take_an_epoch() {
-    let mut w = world(LedgerLimits::default());
+    let w = world(LedgerLimits::default());
     let dead = peer(w.launcher);
-    w.seal(&dead, 0).unwrap();
+    let mut ls = three(&dead, &w);
     let (a, b) = (peer(w.launcher), peer(w.launcher));
-    assert_eq!(w.ledger.claim(&a, &w.identity, 2, FREE).unwrap().epoch, 2);
-    // B comes a moment later with a higher epoch: A's claim renewed the lease.
+    // A reaches custodians 0 and 1, B then reaches 1 and 2, same epoch.
+    let got_a = claim_at(&mut ls, &[0, 1], &a, &w, 2, FREE);
+    let got_b = claim_at(&mut ls, &[1, 2], &b, &w, 2, FREE + 1);
+    assert_eq!(got_a.len(), 2);
+    assert_eq!(got_b.len(), 1, "custodian 1 took epoch 2 once");
+    assert!(crate::custodian::quorum::choose(&got_a, 3, 2).is_ok());
+    assert!(crate::custodian::quorum::choose(&got_b, 3, 2).is_err());
+}
+
+#[test]
+fn a_split_vote_resolves_because_unconfirmed_holders_can_be_preempted() {
+    let w = world(LedgerLimits::default());
+    let dead = peer(w.launcher);
+    let mut ls = three(&dead, &w);
+    let racers = [peer(w.launcher), peer(w.launcher), peer(w.launcher)];
+    // Each racer takes one custodian in epoch 2: no quorum for anyone.
+    for (i, r) in racers.iter().enumerate() {
+        assert_eq!(claim_at(&mut ls, &[i], r, &w, 2, FREE).len(), 1);
+    }
+    // Their retries, in turn, never see a lease: none of them ever served.
+    let winner = &racers[0];
+    let got = claim_at(&mut ls, &[0, 1, 2], winner, &w, 3, FREE + 5);
+    assert_eq!(got.len(), 3);
+    // The holder's own retry with a newer epoch adopts it.
+    assert_eq!(
+        ls[0].claim(winner, &w.identity, 4, FREE + 6).unwrap().epoch,
+        4
+    );
+    assert!(ls[0].heartbeat(winner, &w.identity, 4, FREE + 7).is_ok());
+    // Now confirmed: a newcomer waits out the lease.
     assert!(matches!(
-        w.ledger.claim(&b, &w.identity, 3, FREE + 10),
+        ls[0].claim(&racers[1], &w.identity, 5, FREE + 8),
         Err(Refusal::Leased { .. })
     ));
-    // Only A commits.
-    assert!(w
-        .ledger
-        .commit(&a, &w.identity, 2, 2, [2; 32], w.key.id(), FREE + 20)
-        .is_ok());
-    assert!(w
-        .ledger
-        .commit(&b, &w.identity, 3, 3, [3; 32], w.key.id(), FREE + 20)
-        .is_err());
+}
+
+#[test]
+fn what_a_fenced_holder_wrote_past_its_successor_never_comes_back() {
+    // H holds epoch 1; v10 is committed everywhere.
+    let w = world(LedgerLimits::default());
+    let h = peer(w.launcher);
+    let mut ls = three(&h, &w);
+    for l in &mut ls {
+        l.commit(&h, &w.identity, 1, 10, [10; 32], w.key.id(), 1)
+            .unwrap();
+    }
+    // Cut off from custodians 1 and 2, H goes on committing at 0 only.
+    for v in 11..=15 {
+        ls[0]
+            .commit(&h, &w.identity, 1, v, [v as u8; 32], w.key.id(), 2)
+            .unwrap();
+    }
+    // S claims epoch 2 at 1 and 2, restores v10, writes v11 sealed in
+    // epoch 2 and commits it there: the owner is told "ok".
+    let s = peer(w.launcher);
+    let t = 2 + FREE;
+    let got = claim_at(&mut ls, &[1, 2], &s, &w, 2, t);
+    let restored = crate::custodian::quorum::choose(&got, 3, 2).unwrap();
+    assert_eq!((restored.commit_epoch, restored.version), (1, 10));
+    for i in [1, 2] {
+        ls[i]
+            .commit(&s, &w.identity, 2, 11, [111; 32], w.key.id(), t)
+            .unwrap();
+    }
+    // S2 later reaches custodians 0 and 1 only: H's v15 must not win.
+    let s2 = peer(w.launcher);
+    let t = t + FREE;
+    let got = claim_at(&mut ls, &[0, 1], &s2, &w, 3, t);
+    let chosen = crate::custodian::quorum::choose(&got, 3, 3).unwrap();
+    assert_eq!((chosen.commit_epoch, chosen.version), (2, 11));
+    assert_eq!(chosen.snapshot_hash().unwrap(), [111; 32]);
+    // And once S2 commits in epoch 3, custodian 0 drops H's branch.
+    ls[0]
+        .commit(&s2, &w.identity, 3, 12, [112; 32], w.key.id(), t)
+        .unwrap();
+    let again = ls[0].claim(&s2, &w.identity, 3, t + 1).unwrap();
+    assert_eq!((again.commit_epoch, again.version), (3, 12));
+}
+
+#[test]
+fn epochs_cannot_be_used_up_and_the_custodian_set_is_checked() {
+    let mut w = world(LedgerLimits::default());
+    let p = peer(w.launcher);
+    w.seal(&p, 0).unwrap();
+    let other = peer(w.launcher);
+    assert!(matches!(
+        w.ledger.claim(&other, &w.identity, u64::MAX, FREE),
+        Err(Refusal::Malformed(_))
+    ));
+    assert_eq!(
+        w.ledger
+            .claim(&other, &w.identity, 1 + MAX_EPOCH_STEP, FREE)
+            .unwrap()
+            .epoch,
+        1 + MAX_EPOCH_STEP
+    );
+    let fresh = world(LedgerLimits::default());
+    let mut ledger = fresh.ledger;
+    let sealer = peer(fresh.launcher);
+    let call = |custodians: Vec<String>| Call::Seal {
+        state: StateName::of(&fresh.identity),
+        key: SecretString(zeroize::Zeroizing::new(hex::encode(fresh.key.bytes()))),
+        key_id: fresh.key.id().to_string(),
+        policy: fresh.policy.to_json(),
+        custodians,
+        version: 1,
+        hash: hex::encode([1; 32]),
+    };
+    let c = nostr::Keys::generate().public_key().to_hex();
+    for bad in [vec![c.clone(), c.clone()], vec![fresh.launcher.to_hex()]] {
+        let reply = ledger.handle(&sealer, &call(bad), 0);
+        assert!(matches!(reply, Reply::Refused { .. }), "{reply:?}");
+    }
+    assert!(matches!(
+        ledger.handle(&sealer, &call(vec![c]), 0),
+        Reply::Ok { .. }
+    ));
 }
 
 #[test]
@@ -217,10 +367,10 @@ fn requests_travel_as_json_and_the_policy_comes_from_the_right_place() {
     let p = peer(w.launcher);
     let seal = Call::Seal {
         state: StateName::of(&w.identity),
-        key: hex::encode(w.key.bytes()),
+        key: SecretString(zeroize::Zeroizing::new(hex::encode(w.key.bytes()))),
         key_id: w.key.id().to_string(),
         policy: w.policy.to_json(),
-        custodians: vec![p.service.to_hex()],
+        custodians: vec![nostr::Keys::generate().public_key().to_hex()],
         version: 1,
         hash: hex::encode([1; 32]),
     };
