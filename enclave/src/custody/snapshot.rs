@@ -14,6 +14,8 @@
 //! so the same store always gives the same bytes.
 
 use nostr::{PublicKey, RelayUrl};
+use tracing::warn;
+use verifier::event::npub;
 use verifier::state::record::{KeyRecord, RECORD_FORMAT};
 use verifier::state::StateRecord;
 
@@ -40,9 +42,10 @@ impl KeyStore {
     /// A store with `limits`, its permission and admin relays as given,
     /// holding what `record` keeps. Keys over the limits (the operator
     /// lowered them) are kept all the same: the limits bound what comes
-    /// next, they never drop what owners were told is held. Any record
-    /// that does not read as what this code wrote is an error, and nothing
-    /// is restored.
+    /// next, they never drop what owners were told is held. A key that
+    /// does not read (its secret, its relays, twice in the record) is an
+    /// error, and nothing is restored; an app or bunker secret that does
+    /// not read is left out, with a warning (it fails closed).
     pub fn from_record(
         limits: Limits,
         perm_relays: Vec<RelayUrl>,
@@ -59,7 +62,14 @@ impl KeyStore {
                 .map(|r| RelayUrl::parse(r).map_err(|e| format!("a key's relay {r:?}: {e}")))
                 .collect::<Result<Vec<_>, _>>()?;
             let list = store.lists.share(relays.clone());
-            let (pubkey, key) = UserKey::from_record(k, list)?;
+            let (pubkey, key, dropped) = UserKey::from_record(k, list)?;
+            if dropped > 0 {
+                warn!(
+                    key = %npub(&pubkey),
+                    dropped,
+                    "restore: apps or bunker secrets of this key did not read and were left out"
+                );
+            }
             if store.keys.contains_key(&pubkey) {
                 return Err(format!("the key {pubkey} is in the record twice"));
             }

@@ -25,6 +25,9 @@ use nostr::PublicKey;
 pub const MAX_PERMS_TEXT: usize = 4096;
 /// Most entries in a grant.
 pub const MAX_PERMS: usize = 64;
+/// Longest perms text read back from sealed state: [`MAX_PERMS`] entries of
+/// the longest kind (`nip44_decrypt:` and a 64-digit peer) and commas.
+pub const MAX_STORED_PERMS_TEXT: usize = MAX_PERMS * 80;
 /// NIP-98 HTTP auth: only ever granted by name.
 pub const KIND_HTTP_AUTH: u16 = 27235;
 
@@ -272,11 +275,22 @@ impl Perms {
         Self::read(text, true).ok()
     }
 
+    /// Reads a grant as this code wrote it ([`Self::to_string`], in sealed
+    /// state): as [`Self::parse`], but the text may be as long as
+    /// [`MAX_PERMS`] of the longest entries, since narrowing can make a
+    /// grant's text longer than what was asked for (a kind range cut into
+    /// pieces, every peer spelled out).
+    pub fn parse_stored(text: &str) -> Result<Self, String> {
+        Self::read_capped(text, false, MAX_STORED_PERMS_TEXT)
+    }
+
     fn read(text: &str, lenient: bool) -> Result<Self, String> {
-        if text.len() > MAX_PERMS_TEXT {
-            return Err(format!(
-                "a perms list is at most {MAX_PERMS_TEXT} characters"
-            ));
+        Self::read_capped(text, lenient, MAX_PERMS_TEXT)
+    }
+
+    fn read_capped(text: &str, lenient: bool, cap: usize) -> Result<Self, String> {
+        if text.len() > cap {
+            return Err(format!("a perms list is at most {cap} characters"));
         }
         let entries: Vec<&str> = text
             .split(',')

@@ -46,7 +46,7 @@ impl Grant {
     /// The grant a record keeps. The policy must parse, and its expiry be
     /// absolute, as every grant in force holds it.
     pub fn from_record(record: &GrantRecord) -> Result<Self, String> {
-        let policy = Policy::from_json(&record.policy)?;
+        let policy = Policy::from_stored_json(&record.policy)?;
         let expires_at = match policy.expiry {
             None => None,
             Some(Expiry::At(at)) => Some(at),
@@ -158,6 +158,41 @@ mod tests {
             ..record
         };
         assert!(Grant::from_record(&lifetime).is_err());
+    }
+
+    #[test]
+    fn a_grant_narrowed_past_what_an_owner_may_write_is_restored() {
+        // The owner grants four methods and 13 kinds apart; the app asks
+        // for any kind and 51 peers. The grant spells out 13 kinds and 51
+        // peers: 64 perms, more text than an owner's perms may have.
+        let kinds: Vec<String> = (0..13)
+            .map(|i| format!("sign_event:{}", 10_000 + 2 * i))
+            .collect();
+        let owner = format!(
+            "nip04_encrypt,nip04_decrypt,nip44_encrypt,nip44_decrypt,{}",
+            kinds.join(",")
+        );
+        let policy = Policy::new(Perms::parse(&owner).unwrap());
+        let peers: Vec<String> = (0..51)
+            .map(|_| {
+                format!(
+                    "nip04_decrypt:{}",
+                    nostr::Keys::generate().public_key().to_hex()
+                )
+            })
+            .collect();
+        let asked = Perms::parse_requested(&format!("sign_event,{}", peers.join(","))).unwrap();
+        let grant = Grant::new(&policy, Some(&asked), 1000);
+        let text = grant.policy().perms.to_string();
+        assert!(
+            text.len() > crate::grant::perms::MAX_PERMS_TEXT,
+            "{}",
+            text.len()
+        );
+        let record = grant.to_record();
+        let restored = Grant::from_record(&record).unwrap();
+        assert_eq!(restored.to_record(), record);
+        assert_eq!(restored.policy(), grant.policy());
     }
 
     #[test]

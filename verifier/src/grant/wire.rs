@@ -22,6 +22,8 @@ use super::{Expiry, Policy};
 
 /// Longest policy JSON read.
 pub const MAX_POLICY_JSON: usize = 8192;
+/// Longest policy JSON read back from sealed state.
+pub const MAX_STORED_POLICY_JSON: usize = super::perms::MAX_STORED_PERMS_TEXT + 1024;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,12 +65,27 @@ impl Policy {
 
     /// Parses a policy; the error says what is wrong, for the reply.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        if text.len() > MAX_POLICY_JSON {
-            return Err(format!("a policy is at most {MAX_POLICY_JSON} bytes"));
+        Self::from_json_with(text, MAX_POLICY_JSON, Perms::parse)
+    }
+
+    /// Reads a policy as this code wrote it ([`Self::to_json`], in sealed
+    /// state), whose perms may be longer than an owner may write
+    /// ([`Perms::parse_stored`]).
+    pub fn from_stored_json(text: &str) -> Result<Self, String> {
+        Self::from_json_with(text, MAX_STORED_POLICY_JSON, Perms::parse_stored)
+    }
+
+    fn from_json_with(
+        text: &str,
+        cap: usize,
+        perms: fn(&str) -> Result<Perms, String>,
+    ) -> Result<Self, String> {
+        if text.len() > cap {
+            return Err(format!("a policy is at most {cap} bytes"));
         }
         let json: PolicyJson =
             serde_json::from_str(text).map_err(|e| format!("the policy is not valid: {e}"))?;
-        let perms = Perms::parse(&json.perms)?;
+        let perms = perms(&json.perms)?;
         let mut policy = Self::new(perms);
         policy.expiry = match (json.expires_at, json.ttl) {
             (Some(_), Some(_)) => return Err("a policy has ttl or expires_at, not both".into()),

@@ -202,9 +202,18 @@ fn a_record_that_does_not_read_restores_nothing() {
         .iter_mut()
         .find(|k| !k.apps.is_empty())
         .unwrap();
+    let dropped = with_apps.apps[0].app;
+    let apps_before = with_apps.apps.len();
     with_apps.apps[0].source = "made-up".into();
-    assert!(restore(&bad_source).is_err());
-    let mut bad_secret = record;
+    // An app that does not read is left out (it loses its access); the
+    // rest comes back.
+    let restored = restore(&bad_source).unwrap();
+    let back = restored.to_record(NOW);
+    let key = back.keys.iter().find(|k| !k.apps.is_empty()).unwrap();
+    assert_eq!(key.apps.len(), apps_before - 1);
+    assert!(key.apps.iter().all(|a| a.app != dropped));
+    assert_eq!(back.keys.len(), record.keys.len());
+    let mut bad_secret = record.clone();
     bad_secret.keys[0].secret.0.fill(0xff);
     assert!(restore(&bad_secret).is_err());
 }

@@ -98,11 +98,14 @@ impl UserKey {
     }
 
     /// The key a record keeps, on `relays` (the store shares the list),
-    /// and its public key.
+    /// its public key, and how many of its apps and pending secrets did
+    /// not read and were left out. Those fail closed: an app loses its
+    /// access, its owner can grant it again; one unreadable grant never
+    /// keeps every other key from coming back.
     pub(in crate::custody) fn from_record(
         record: &KeyRecord,
         relays: RelayList,
-    ) -> Result<(PublicKey, Self), String> {
+    ) -> Result<(PublicKey, Self, usize), String> {
         let secret = SecretKey::from_slice(record.secret.0.as_slice())
             .map_err(|e| format!("a key's secret: {e}"))?;
         let pubkey = super::signing_keys(secret.clone()).public_key();
@@ -131,20 +134,28 @@ impl UserKey {
             || record.nsec_floor > 0
             || !record.ended_secrets.is_empty();
         if !has_sessions {
-            return Ok((pubkey, key));
+            return Ok((pubkey, key, 0));
         }
+        let mut dropped = 0;
         let mut apps = HashMap::with_capacity(record.apps.len());
         for a in &record.apps {
-            let (app, restored) = App::from_record(a)?;
-            apps.insert(app, restored);
+            match App::from_record(a) {
+                Ok((app, restored)) => {
+                    apps.insert(app, restored);
+                }
+                Err(_) => dropped += 1,
+            }
         }
         let mut secrets = Vec::with_capacity(record.secrets.len());
         for p in &record.secrets {
-            secrets.push(Pending {
-                secret: Zeroizing::new(p.secret.0.as_str().to_owned()),
-                until: p.until,
-                policy: Policy::from_json(&p.policy)?,
-            });
+            match Policy::from_stored_json(&p.policy) {
+                Ok(policy) => secrets.push(Pending {
+                    secret: Zeroizing::new(p.secret.0.as_str().to_owned()),
+                    until: p.until,
+                    policy,
+                }),
+                Err(_) => dropped += 1,
+            }
         }
         let key_of = |k: &Key| PublicKey::from_slice(&k.0).map_err(|e| format!("an app: {e}"));
         let mut nsec_app = HashMap::with_capacity(record.nsec_app.len());
@@ -181,6 +192,6 @@ impl UserKey {
             nsec_floor: record.nsec_floor,
             ended_secrets,
         }));
-        Ok((pubkey, key))
+        Ok((pubkey, key, dropped))
     }
 }
