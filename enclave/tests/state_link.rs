@@ -79,6 +79,7 @@ async fn a_snapshot_stored_with_the_parent_comes_back_whole() {
     let sealed = SealedSnapshot::seal(&key, &id, 1, 1, [0; 32], &plain).unwrap();
     let mut c = client(&p).await;
     c.put_snapshot(&sealed).await.unwrap();
+    c.pin_snapshot(&sealed.reference).await.unwrap();
     let listed = c.list_snapshots(&id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
@@ -152,8 +153,12 @@ async fn a_parent_without_a_state_dir_says_so() {
         matches!(&err, MetadataError::Refused(e) if e.contains("--state-dir")),
         "{err}"
     );
-    // The connection still answers afterwards.
-    assert!(c.list_snapshots(&identity()).await.is_err());
+    // The connection still answers afterwards, with the same reason.
+    let err = c.list_snapshots(&identity()).await.unwrap_err();
+    assert!(
+        matches!(&err, MetadataError::Refused(e) if e.contains("--state-dir")),
+        "{err}"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {

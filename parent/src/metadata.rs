@@ -180,6 +180,11 @@ impl MetadataServer {
                 Err(e) => Err(e),
             },
             StateRequest::List { identity } => store.list(&identity).map(|l| list_to_result(&l)),
+            StateRequest::Pin {
+                identity,
+                epoch,
+                version,
+            } => store.pin(&identity, epoch, version).map(|()| String::new()),
         };
         match result {
             Ok(text) => Reply::ok_text(id, text),

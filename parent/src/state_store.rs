@@ -11,7 +11,9 @@
 //!
 //! Numbers are zero-padded to 20 digits (10 for count and index), so that
 //! names sort as the numbers do. A chunk is written to `<index>.tmp`,
-//! flushed to disk, renamed, and the folder is flushed. A state keeps its
+//! flushed to disk, renamed, and the folder is flushed; it is written once
+//! (other bytes for a chunk kept are refused). A state keeps the snapshot
+//! its enclave pinned as committed (a `pinned` file in its folder), its
 //! [`StoreLimits::keep`] newest complete snapshots and at most
 //! [`StoreLimits::in_flight`] incomplete ones newer than those; older ones
 //! are deleted when a chunk arrives.
@@ -86,6 +88,9 @@ fn digits(text: &str, width: usize) -> Option<u64> {
         .flatten()
 }
 
+/// The mark of the committed snapshot.
+const PIN: &str = "pinned";
+
 fn chunk_name(index: u32) -> String {
     format!("{index:010}.chunk")
 }
@@ -125,14 +130,25 @@ impl StateStore {
         };
         let dir = state.join(snapshot.name());
         fs::create_dir_all(&dir).map_err(|e| io("cannot make a state folder", &e))?;
+        let path = dir.join(chunk_name(h.index));
+        match fs::read(&path) {
+            Ok(kept) if kept == chunk.bytes => return Ok(()),
+            Ok(_) => {
+                return Err(format!(
+                    "chunk {} of snapshot {}.{} is kept already, with other bytes: a version is written once",
+                    h.index, h.epoch, h.version
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("cannot read a chunk", &e)),
+        }
         let tmp = dir.join(format!("{:010}.tmp", h.index));
         let mut file = fs::File::create(&tmp).map_err(|e| io("cannot write a chunk", &e))?;
         file.write_all(&chunk.bytes)
             .and_then(|()| file.sync_all())
             .map_err(|e| io("cannot write a chunk", &e))?;
         drop(file);
-        fs::rename(&tmp, dir.join(chunk_name(h.index)))
-            .map_err(|e| io("cannot write a chunk", &e))?;
+        fs::rename(&tmp, &path).map_err(|e| io("cannot write a chunk", &e))?;
         sync_dir(&dir)?;
         sync_dir(&state)?;
         self.prune(&state)
@@ -168,6 +184,37 @@ impl StateStore {
         fs::read(&path)
             .map(Some)
             .map_err(|e| io("cannot read a chunk", &e))
+    }
+
+    /// Marks snapshot (`epoch`, `version`) of `identity` as the committed
+    /// one, never pruned; the mark leaves the one pinned before.
+    pub fn pin(&self, identity: &StateIdentity, epoch: u64, version: u64) -> Result<(), String> {
+        let _guard = self.lock.lock().map_err(|_| "the state store failed")?;
+        let state = self.dir.join(identity.folder());
+        let snapshots = self.snapshots(&state)?;
+        let Some((target, present)) = snapshots
+            .iter()
+            .find(|(s, _)| s.epoch == epoch && s.version == version)
+        else {
+            return Err(format!(
+                "snapshot {epoch}.{version} of {identity} is not kept here"
+            ));
+        };
+        if *present < target.count {
+            return Err(format!(
+                "snapshot {epoch}.{version} of {identity} is not complete here ({present} of {} chunks)",
+                target.count
+            ));
+        }
+        let mark = state.join(target.name()).join(PIN);
+        fs::write(&mark, b"").map_err(|e| io("cannot pin a snapshot", &e))?;
+        sync_dir(&state.join(target.name()))?;
+        for (other, _) in &snapshots {
+            if other != target {
+                let _ = fs::remove_file(state.join(other.name()).join(PIN));
+            }
+        }
+        Ok(())
     }
 
     /// The snapshots kept of `identity`, newest first.
@@ -236,6 +283,9 @@ impl StateStore {
         let mut complete = 0;
         let mut in_flight = 0;
         for (dir, present) in self.snapshots(state)? {
+            if state.join(dir.name()).join(PIN).exists() {
+                continue;
+            }
             let keep = if present >= dir.count {
                 complete += 1;
                 complete <= self.limits.keep

@@ -55,6 +55,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MetadataClient<S> {
         Ok(chunks)
     }
 
+    /// Tells the parent that the snapshot `reference` names is committed,
+    /// so it is never pruned.
+    pub async fn pin_snapshot(&mut self, reference: &SnapshotRef) -> Result<(), MetadataError> {
+        let request = StateRequest::Pin {
+            identity: reference.identity.clone(),
+            epoch: reference.epoch,
+            version: reference.version,
+        }
+        .to_request("");
+        self.call(request).await.map(|_| ())
+    }
+
     /// The snapshots the parent says it keeps of `identity`: a hint of
     /// where to look, never of which is current.
     pub async fn list_snapshots(

@@ -142,3 +142,42 @@ fn the_number_of_states_is_bounded_and_strange_files_are_ignored() {
     fs::write(&file, vec![0; MAX_SEALED_CHUNK + 1]).unwrap();
     assert!(store.get(&a, 1, 2, 0).is_err());
 }
+
+#[test]
+fn the_pinned_snapshot_outlives_newer_ones_and_chunks_are_written_once() {
+    let tmp = TempDir::new();
+    let limits = StoreLimits {
+        keep: 2,
+        in_flight: 1,
+        max_states: 4,
+    };
+    let store = StateStore::open(&tmp.0, limits).unwrap();
+    let key = StateKey::generate().unwrap();
+    let id = identity("main");
+    let committed = snapshot(&key, &id, 1, 10);
+    put_all(&store, &committed);
+    assert!(store.pin(&id, 1, 2).is_err(), "not kept");
+    store.pin(&id, 1, 1).unwrap();
+    // Versions that never reach a quorum pile up: the committed one stays.
+    for v in 2..=6 {
+        put_all(&store, &snapshot(&key, &id, v, 10));
+    }
+    assert_eq!(versions(&store, &id), vec![(6, 1, 1), (5, 1, 1), (1, 1, 1)]);
+    assert!(store.get(&id, 1, 1, 0).unwrap().is_some());
+    // Pinning another releases the first to pruning (the pinned one is
+    // kept beside the newest two, not among them).
+    store.pin(&id, 1, 6).unwrap();
+    put_all(&store, &snapshot(&key, &id, 7, 10));
+    assert_eq!(versions(&store, &id), vec![(7, 1, 1), (6, 1, 1), (5, 1, 1)]);
+    // A second sealing of a kept version is refused; the same bytes again
+    // are fine (a retry).
+    let again = snapshot(&key, &id, 7, 10);
+    let err = store.put(&again.chunks[0]).unwrap_err();
+    assert!(err.contains("written once"), "{err}");
+    let same = SealedChunk::parse(store.get(&id, 1, 7, 0).unwrap().unwrap()).unwrap();
+    store.put(&same).unwrap();
+    // An incomplete snapshot cannot be pinned.
+    let big = snapshot(&key, &id, 8, 600 * 1024);
+    store.put(&big.chunks[0]).unwrap();
+    assert!(store.pin(&id, 1, 8).unwrap_err().contains("not complete"));
+}

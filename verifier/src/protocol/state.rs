@@ -11,7 +11,14 @@
 //!     → "<base64 sealed chunk>"
 //! {"id":"…","method":"state_list","params":["<launcher hex>","<name>"]}
 //!     → "[{\"epoch\":1,\"version\":7,\"count\":2,\"present\":2}, …]" (newest first)
+//! {"id":"…","method":"state_pin","params":["<launcher hex>","<name>","<epoch>","<version>"]}
+//!     → "" (this snapshot is the committed one: it is never pruned, until
+//!       another is pinned)
 //! ```
+//!
+//! A chunk is written once: a put of other bytes where one is kept is
+//! refused, so a committed snapshot cannot be overwritten by a second
+//! sealing of the same version.
 //!
 //! The chunk's header says where it goes (identity, epoch, version, place),
 //! so a put carries nothing that could disagree with it.
@@ -30,6 +37,8 @@ pub const METHOD_STATE_PUT: &str = "state_put";
 pub const METHOD_STATE_GET: &str = "state_get";
 /// Lists the snapshots stored for a state.
 pub const METHOD_STATE_LIST: &str = "state_list";
+/// Marks the committed snapshot, which is never pruned.
+pub const METHOD_STATE_PIN: &str = "state_pin";
 /// Largest message of the state methods: a sealed chunk in base64 and the
 /// envelope around it.
 pub const MAX_STATE_MESSAGE: usize = MAX_SEALED_CHUNK.div_ceil(3) * 4 + 1024;
@@ -56,6 +65,15 @@ pub enum StateRequest {
     List {
         /// Whose state.
         identity: StateIdentity,
+    },
+    /// Keep this snapshot whatever else is pruned: it is the committed one.
+    Pin {
+        /// Whose state.
+        identity: StateIdentity,
+        /// The snapshot's epoch.
+        epoch: u64,
+        /// The snapshot's version.
+        version: u64,
     },
 }
 
@@ -95,6 +113,19 @@ impl StateRequest {
             Self::List { identity } => (
                 METHOD_STATE_LIST,
                 vec![identity.launcher().to_hex(), identity.name().to_owned()],
+            ),
+            Self::Pin {
+                identity,
+                epoch,
+                version,
+            } => (
+                METHOD_STATE_PIN,
+                vec![
+                    identity.launcher().to_hex(),
+                    identity.name().to_owned(),
+                    epoch.to_string(),
+                    version.to_string(),
+                ],
             ),
         };
         Request {
@@ -141,6 +172,19 @@ impl StateRequest {
                 };
                 Self::List {
                     identity: identity(launcher, name)?,
+                }
+            }
+            METHOD_STATE_PIN => {
+                let [launcher, name, epoch, version] = params else {
+                    return Err(malformed(
+                        "state_pin",
+                        "takes the launcher, the state name, the epoch and the version",
+                    ));
+                };
+                Self::Pin {
+                    identity: identity(launcher, name)?,
+                    epoch: number(epoch, "epoch")?,
+                    version: number(version, "version")?,
                 }
             }
             _ => return Ok(None),
@@ -233,7 +277,14 @@ mod tests {
                 version: u64::MAX,
                 index: 3,
             },
-            StateRequest::List { identity },
+            StateRequest::List {
+                identity: identity.clone(),
+            },
+            StateRequest::Pin {
+                identity,
+                epoch: 3,
+                version: 9,
+            },
         ];
         for request in requests {
             let json = serde_json::to_string(&request.to_request("x")).unwrap();

@@ -148,7 +148,9 @@ impl SnapshotRef {
                 found: hex::encode(hash),
             });
         }
-        let mut plaintext = Zeroizing::new(Vec::new());
+        // Sized once: a buffer that grows leaves unerased copies behind.
+        let capacity = chunks.iter().map(|c| c.bytes.len()).sum();
+        let mut plaintext = Zeroizing::new(Vec::with_capacity(capacity));
         for (index, chunk) in (0u32..).zip(chunks) {
             let piece = chunk.open(key, &self.chunk_header(index))?;
             plaintext.extend_from_slice(&piece);

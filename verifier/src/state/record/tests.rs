@@ -124,9 +124,9 @@ fn a_newer_format_or_a_broken_record_is_refused() {
 }
 
 #[test]
-fn the_encoding_grows_without_leaving_copies_behind() {
-    // Many keys: the writer grows many times over; what matters is that it
-    // round-trips (the erasure itself is Zeroizing's, on each old buffer).
+fn a_record_that_outgrows_the_first_buffer_round_trips() {
+    // Many keys: the erasing writer grows many times over and must keep
+    // every byte (that each old buffer is erased is Zeroizing's to do).
     let mut record = sample();
     let one = record.keys[0].clone();
     record.keys = vec![one; 500];
