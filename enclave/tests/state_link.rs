@@ -5,62 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use enclave::metadata::{MetadataClient, MetadataError};
-use parent::metadata::{MetadataConfig, MetadataServer};
-use parent::signature_files::SignatureFiles;
-use parent::state_store::{StateStore, StoreLimits};
-use parent::transport::{ListenAddr, Listener};
-use tokio::net::TcpStream;
-use verifier::attestation::TrustedRoot;
+use common::parent_store::{client, parent};
+use enclave::metadata::MetadataError;
 use verifier::state::{SealedSnapshot, StateIdentity, StateKey, CHUNK_PLAINTEXT};
-
-struct Parent {
-    addr: std::net::SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Parent {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn parent(name: &str, keeps_state: bool) -> Parent {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("state-link-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let state = keeps_state
-        .then(|| Arc::new(StateStore::open(&dir.join("state"), StoreLimits::default()).unwrap()));
-    let listener = Listener::bind(&"tcp:127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let ListenAddr::Tcp(addr) = listener.local_addr().unwrap() else {
-        unreachable!()
-    };
-    let server = MetadataServer::new(MetadataConfig {
-        files: SignatureFiles {
-            build: dir.join("build.json"),
-            instance: dir.join("instance.json"),
-            releases: None,
-        },
-        root: TrustedRoot::aws_nitro_g1(),
-        announce_relays: vec![],
-        prod: false,
-        max_connections: 4,
-        state,
-    });
-    tokio::spawn(server.run(listener));
-    Parent { addr, dir }
-}
-
-async fn client(p: &Parent) -> MetadataClient<TcpStream> {
-    MetadataClient::connect(TcpStream::connect(p.addr).await.unwrap())
-        .await
-        .unwrap()
-}
 
 fn identity() -> StateIdentity {
     StateIdentity::new(nostr::Keys::generate().public_key(), "main").unwrap()

@@ -4,3 +4,4 @@
 //! the same messages is [`crate::signer::custody`].
 
 pub mod client;
+pub mod restore;

@@ -12,6 +12,8 @@ pub(crate) mod clocked;
 pub(crate) mod fake_relay;
 pub(crate) mod in_process;
 pub(crate) mod nsec;
+pub(crate) mod parent_store;
+pub(crate) mod released;
 
 use std::sync::Arc;
 use std::time::Duration;

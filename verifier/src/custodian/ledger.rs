@@ -47,13 +47,18 @@ pub struct Peer {
     pub expires_at: u64,
 }
 
-/// How much a custodian keeps.
+/// How much a custodian keeps, and how long a holder's lease protects it.
 #[derive(Debug, Clone, Copy)]
 pub struct LedgerLimits {
     /// States over all launchers.
     pub max_states: usize,
     /// States per launcher.
     pub per_launcher: usize,
+    /// How long after a holder was last heard of another may claim (ms):
+    /// the lease and the margin ([`LEASE_MS`] + [`CLAIM_MARGIN_MS`]). Never
+    /// below what holders serve on, or two could serve at once; only tests
+    /// shorten it.
+    pub claim_after_ms: u64,
 }
 
 impl Default for LedgerLimits {
@@ -61,6 +66,7 @@ impl Default for LedgerLimits {
         Self {
             max_states: 1000,
             per_launcher: 16,
+            claim_after_ms: LEASE_MS + CLAIM_MARGIN_MS,
         }
     }
 }
@@ -409,7 +415,7 @@ impl Ledger {
                     current: held.epoch,
                 });
             }
-            let free_at = held.holder_seen.saturating_add(LEASE_MS + CLAIM_MARGIN_MS);
+            let free_at = held.holder_seen.saturating_add(self.limits.claim_after_ms);
             if held.confirmed && now < free_at {
                 return Err(Refusal::Leased {
                     retry_in_ms: free_at - now,

@@ -57,6 +57,7 @@ impl CustodyArgs {
             limits: LedgerLimits {
                 max_states: self.max_custody,
                 per_launcher: self.custody_per_launcher,
+                ..LedgerLimits::default()
             },
             root,
             pow_bits: self.custody_pow,

@@ -90,6 +90,7 @@ fn quotas_bound_what_a_launcher_makes_a_custodian_keep() {
     let mut w = world(LedgerLimits {
         max_states: 10,
         per_launcher: 2,
+        ..LedgerLimits::default()
     });
     let p = peer(w.launcher);
     for name in ["a", "b"] {

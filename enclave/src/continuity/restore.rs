@@ -1,0 +1,405 @@
+//! Taking a sealed state over at start (`DESIGN.md`, "Restore"), and
+//! sealing a new one. Claims come first: an accepted claim fences every
+//! older epoch at that custodian, so no commit of the old holder can land
+//! after the versions are read. With a quorum of claims, the newest
+//! committed snapshot ([`choose`]) is fetched from the parent, checked
+//! against its hash and opened; then it is sealed again in the new epoch
+//! and committed to a quorum before anything is served, so that this
+//! epoch's record outranks anything an older holder wrote.
+//!
+//! Nothing here starts fresh on its own: when no custodian holds the
+//! state, [`RestoreError::NotSealed`] says so, and only the operator's
+//! explicit choice makes a new one ([`seal_new`]).
+
+use std::future::Future;
+use std::time::Duration;
+
+use nostr::PublicKey;
+use tracing::{info, warn};
+use verifier::custodian::discover::CustodianInstance;
+use verifier::custodian::message::{Call, Claimed, Reply, StateName};
+use verifier::custodian::quorum::{choose, QuorumError};
+use verifier::custodian::quorum_of;
+use verifier::release::ReleasePolicy;
+use verifier::state::{SealedChunk, SealedSnapshot, SnapshotRef, StateIdentity, StateKey};
+use zeroize::Zeroizing;
+
+/// How this enclave reaches its custodians.
+pub trait Custodians {
+    /// Sends `call` to `custodian` and returns its reply.
+    fn call(
+        &self,
+        custodian: &CustodianInstance,
+        call: Call,
+    ) -> impl Future<Output = Result<Reply, String>> + Send;
+}
+
+/// Where the sealed snapshots are kept (the parent).
+pub trait Storage {
+    /// The chunk count the store names for (`epoch`, `version`), if kept.
+    fn count(
+        &self,
+        identity: &StateIdentity,
+        epoch: u64,
+        version: u64,
+    ) -> impl Future<Output = Result<Option<u32>, String>> + Send;
+    /// The chunks of the snapshot `reference` names.
+    fn get(
+        &self,
+        reference: &SnapshotRef,
+    ) -> impl Future<Output = Result<Vec<SealedChunk>, String>> + Send;
+    /// Stores `snapshot`.
+    fn put(&self, snapshot: &SealedSnapshot) -> impl Future<Output = Result<(), String>> + Send;
+    /// Marks `reference` committed.
+    fn pin(&self, reference: &SnapshotRef) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// A state this enclave holds now.
+#[derive(Debug)]
+pub struct Held {
+    /// Its state key.
+    pub key: StateKey,
+    /// This enclave's epoch.
+    pub epoch: u64,
+    /// The version committed last.
+    pub version: u64,
+    /// The release policy it is sealed with.
+    pub policy: ReleasePolicy,
+    /// The state as it was committed (a CBOR state record), erased on drop.
+    pub plaintext: Zeroizing<Vec<u8>>,
+}
+
+/// Why a state could not be taken over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreError {
+    /// Every custodian that answered holds nothing of this state.
+    NotSealed,
+    /// Not enough custodians accepted, after every try; why, per round.
+    NoQuorum(String),
+    /// The custodians disagree, or what they name cannot be read.
+    Broken(String),
+}
+
+impl std::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotSealed => f.write_str(
+                "no custodian holds this state: start with --init-state to make a new one",
+            ),
+            Self::NoQuorum(e) => write!(f, "no quorum of custodians: {e}"),
+            Self::Broken(e) => write!(f, "the state cannot be restored: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
+/// How hard to try.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    /// Rounds of claims before giving up (the caller may start again).
+    pub rounds: usize,
+    /// The longest wait between rounds.
+    pub max_wait: Duration,
+}
+
+impl Default for Patience {
+    fn default() -> Self {
+        Self {
+            rounds: 30,
+            max_wait: Duration::from_secs(45),
+        }
+    }
+}
+
+/// What one round of claims came to.
+#[derive(Default)]
+struct Round {
+    accepted: Vec<(PublicKey, Claimed)>,
+    newest_epoch: Option<u64>,
+    wait_ms: Option<u64>,
+    not_held: usize,
+    other: Vec<String>,
+}
+
+async fn claim_round<C: Custodians>(
+    custodians: &C,
+    at: &[CustodianInstance],
+    state: &StateName,
+    epoch: u64,
+) -> Round {
+    let calls = at.iter().map(|c| async move {
+        let call = Call::Claim {
+            state: state.clone(),
+            epoch,
+        };
+        (c, custodians.call(c, call).await)
+    });
+    let mut round = Round::default();
+    for (c, reply) in futures_util::future::join_all(calls).await {
+        match reply {
+            Ok(Reply::Claimed(claimed)) if claimed.epoch == epoch => {
+                round.accepted.push((c.service, claimed));
+            }
+            Ok(Reply::Refused {
+                code,
+                current_epoch,
+                retry_in_ms,
+                reason,
+            }) => match code.as_str() {
+                "not-held" => round.not_held += 1,
+                "stale-epoch" => {
+                    round.newest_epoch = round.newest_epoch.max(current_epoch);
+                }
+                "leased" => {
+                    let wait = retry_in_ms.unwrap_or(1000);
+                    round.wait_ms = Some(round.wait_ms.map_or(wait, |w| w.min(wait)));
+                }
+                _ => round.other.push(format!("{}: {reason}", c.admin_relay)),
+            },
+            Ok(other) => round
+                .other
+                .push(format!("{}: unexpected {other:?}", c.admin_relay)),
+            Err(e) => round.other.push(format!("{}: {e}", c.admin_relay)),
+        }
+    }
+    round
+}
+
+/// Takes over `identity`'s state from `custodians` (the current enclaves
+/// of a sealed set of `set_size` launchers) and the parent's `storage`,
+/// in a new epoch. Returns the state, already committed again in that
+/// epoch by a quorum.
+pub async fn restore<C: Custodians, S: Storage>(
+    identity: &StateIdentity,
+    custodians: &C,
+    at: &[CustodianInstance],
+    set_size: usize,
+    storage: &S,
+    patience: Patience,
+) -> Result<Held, RestoreError> {
+    let state = StateName::of(identity);
+    let mut epoch: u64 = 1;
+    let mut why = String::new();
+    for round_no in 0..patience.rounds {
+        let round = claim_round(custodians, at, &state, epoch).await;
+        match choose(&round.accepted, set_size, epoch) {
+            Ok(chosen) => {
+                return take_over(identity, custodians, at, set_size, storage, epoch, chosen).await
+            }
+            Err(QuorumError::Conflict(e)) => return Err(RestoreError::Broken(e)),
+            Err(QuorumError::TooFew { .. }) => {}
+        }
+        if round.not_held == at.len() && !at.is_empty() {
+            return Err(RestoreError::NotSealed);
+        }
+        why = format!(
+            "round {}: {} of {} accepted epoch {epoch} (a quorum is {}); {} hold nothing{}",
+            round_no + 1,
+            round.accepted.len(),
+            at.len(),
+            quorum_of(set_size),
+            round.not_held,
+            if round.other.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", round.other.join("; "))
+            }
+        );
+        if let Some(newest) = round.newest_epoch.filter(|n| *n >= epoch) {
+            epoch = newest
+                .checked_add(1)
+                .ok_or_else(|| RestoreError::Broken("the epochs are used up".into()))?;
+            continue;
+        }
+        let wait = match round.wait_ms {
+            // A predecessor's lease runs: wait it out.
+            Some(ms) => Duration::from_millis(ms),
+            // Too few answered, or a split vote: back off, a little at random.
+            None => {
+                epoch = epoch.saturating_add(1);
+                Duration::from_millis(500 + u64::from(rand_byte()) * 8)
+            }
+        };
+        warn!("restore: {why}; trying again in {} ms", wait.as_millis());
+        tokio::time::sleep(wait.min(patience.max_wait)).await;
+    }
+    Err(RestoreError::NoQuorum(why))
+}
+
+/// Fetches and opens `chosen`, seals it again in `epoch` and commits that
+/// to a quorum.
+async fn take_over<C: Custodians, S: Storage>(
+    identity: &StateIdentity,
+    custodians: &C,
+    at: &[CustodianInstance],
+    set_size: usize,
+    storage: &S,
+    epoch: u64,
+    chosen: Claimed,
+) -> Result<Held, RestoreError> {
+    let broken = |e: String| RestoreError::Broken(e);
+    let key = chosen.state_key().map_err(|e| broken(e.to_string()))?;
+    let policy =
+        ReleasePolicy::from_json(chosen.policy.as_bytes()).map_err(|e| broken(e.to_string()))?;
+    let hash = chosen.snapshot_hash().map_err(|e| broken(e.to_string()))?;
+    let count = storage
+        .count(identity, chosen.commit_epoch, chosen.version)
+        .await
+        .map_err(broken)?
+        .ok_or_else(|| {
+            broken(format!(
+                "the parent keeps no snapshot {}.{}, which the custodians name as the newest",
+                chosen.commit_epoch, chosen.version
+            ))
+        })?;
+    let reference = SnapshotRef {
+        identity: identity.clone(),
+        epoch: chosen.commit_epoch,
+        version: chosen.version,
+        policy: policy.digest(),
+        key_id: key.id(),
+        count,
+        hash,
+    };
+    let chunks = storage.get(&reference).await.map_err(broken)?;
+    let plaintext = reference
+        .open(&key, &chunks)
+        .map_err(|e| broken(e.to_string()))?;
+    let version = chosen
+        .version
+        .checked_add(1)
+        .ok_or_else(|| broken("the versions are used up".into()))?;
+    let held = Held {
+        key,
+        epoch,
+        version,
+        policy,
+        plaintext,
+    };
+    commit(identity, custodians, at, set_size, storage, &held).await?;
+    info!(%identity, epoch, version, "restore: the state is ours");
+    Ok(held)
+}
+
+/// Seals `held`'s plaintext as its version in its epoch, stores it and
+/// commits it to a quorum of `custodians`, then pins it at the parent.
+pub async fn commit<C: Custodians, S: Storage>(
+    identity: &StateIdentity,
+    custodians: &C,
+    at: &[CustodianInstance],
+    set_size: usize,
+    storage: &S,
+    held: &Held,
+) -> Result<SnapshotRef, RestoreError> {
+    let broken = |e: String| RestoreError::Broken(e);
+    let sealed = SealedSnapshot::seal(
+        &held.key,
+        identity,
+        held.epoch,
+        held.version,
+        held.policy.digest(),
+        &held.plaintext,
+    )
+    .map_err(|e| broken(e.to_string()))?;
+    storage.put(&sealed).await.map_err(broken)?;
+    let call = Call::Commit {
+        state: StateName::of(identity),
+        epoch: held.epoch,
+        version: held.version,
+        hash: hex::encode(sealed.reference.hash),
+        key_id: held.key.id().to_string(),
+    };
+    let acks = quorum_calls(custodians, at, call).await;
+    if acks.0 < quorum_of(set_size) {
+        return Err(RestoreError::NoQuorum(format!(
+            "{} of {} custodians recorded version {} (a quorum is {}): {}",
+            acks.0,
+            at.len(),
+            held.version,
+            quorum_of(set_size),
+            acks.1.join("; ")
+        )));
+    }
+    storage.pin(&sealed.reference).await.map_err(broken)?;
+    Ok(sealed.reference)
+}
+
+/// Seals a new state (the operator's `--init-state`): a fresh key, the
+/// `plaintext` as version 1 of epoch 1, kept by a quorum of `custodians`.
+pub async fn seal_new<C: Custodians, S: Storage>(
+    identity: &StateIdentity,
+    custodians: &C,
+    at: &[CustodianInstance],
+    set: &[PublicKey],
+    storage: &S,
+    policy: ReleasePolicy,
+    plaintext: Zeroizing<Vec<u8>>,
+) -> Result<Held, RestoreError> {
+    let broken = |e: String| RestoreError::Broken(e);
+    let key = StateKey::generate().map_err(|e| broken(e.to_string()))?;
+    let sealed = SealedSnapshot::seal(&key, identity, 1, 1, policy.digest(), &plaintext)
+        .map_err(|e| broken(e.to_string()))?;
+    storage.put(&sealed).await.map_err(broken)?;
+    let call = Call::Seal {
+        state: StateName::of(identity),
+        key: verifier::state::record::SecretString(Zeroizing::new(hex::encode(key.bytes()))),
+        key_id: key.id().to_string(),
+        policy: policy.to_json(),
+        custodians: set.iter().map(PublicKey::to_hex).collect(),
+        version: 1,
+        hash: hex::encode(sealed.reference.hash),
+    };
+    let acks = quorum_calls(custodians, at, call).await;
+    if acks.0 < quorum_of(set.len()) {
+        return Err(RestoreError::NoQuorum(format!(
+            "{} of {} custodians sealed the new state (a quorum is {}): {}",
+            acks.0,
+            set.len(),
+            quorum_of(set.len()),
+            acks.1.join("; ")
+        )));
+    }
+    storage.pin(&sealed.reference).await.map_err(broken)?;
+    info!(%identity, "a new state is sealed");
+    Ok(Held {
+        key,
+        epoch: 1,
+        version: 1,
+        policy,
+        plaintext,
+    })
+}
+
+/// Sends `call` to every custodian; how many answered `Ok`, and why the
+/// others did not.
+async fn quorum_calls<C: Custodians>(
+    custodians: &C,
+    at: &[CustodianInstance],
+    call: Call,
+) -> (usize, Vec<String>) {
+    let calls = at.iter().map(|c| {
+        let call = call.clone();
+        async move { (c, custodians.call(c, call).await) }
+    });
+    let mut ok = 0;
+    let mut why = Vec::new();
+    for (c, reply) in futures_util::future::join_all(calls).await {
+        match reply {
+            Ok(Reply::Ok { .. }) => ok += 1,
+            Ok(Reply::Refused { reason, .. }) => why.push(format!("{}: {reason}", c.admin_relay)),
+            Ok(other) => why.push(format!("{}: unexpected {other:?}", c.admin_relay)),
+            Err(e) => why.push(format!("{}: {e}", c.admin_relay)),
+        }
+    }
+    (ok, why)
+}
+
+/// A little jitter, so that racing claimers do not keep meeting (the
+/// clock's nanoseconds: no secret depends on it).
+fn rand_byte() -> u8 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (nanos % 251) as u8
+}

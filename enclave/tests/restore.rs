@@ -1,0 +1,440 @@
+//! Taking a sealed state over after the enclave that held it died: three
+//! custodians (the real signer's custody handler, in process), a real
+//! parent keeping the chunks on disk, and the restore driver of the new
+//! enclave. The custodians here renew a lease of 300 ms, not 40 s.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::parent_store::{client, parent, Parent};
+use common::released::{custodian_with, now, Code, Enclave};
+use enclave::continuity::restore::{
+    commit, restore, seal_new, Custodians, Held, Patience, RestoreError, Storage,
+};
+use enclave::custody::{AdmissionLimits, KeyStore, Limits};
+use enclave::signer::{Signer, SignerConfig};
+use nostr::{JsonUtil, Keys, PublicKey, RelayUrl};
+use verifier::custodian::discover::CustodianInstance;
+use verifier::custodian::ledger::LedgerLimits;
+use verifier::custodian::message::{Call, Reply};
+use verifier::grant::wire::source;
+use verifier::grant::Policy;
+use verifier::rpc::admin::KeptApps;
+use verifier::state::{SealedChunk, SealedSnapshot, SnapshotRef, StateIdentity, StateRecord};
+use zeroize::Zeroizing;
+
+const LEASE: LedgerLimits = LedgerLimits {
+    max_states: 16,
+    per_launcher: 4,
+    claim_after_ms: 300,
+};
+
+fn relay() -> RelayUrl {
+    RelayUrl::parse("ws://127.0.0.1:1").unwrap()
+}
+
+/// Three custodians, which of them are down, and their instances.
+struct World {
+    code: Code,
+    launcher: Keys,
+    custodians: Vec<Signer>,
+    at: Vec<CustodianInstance>,
+    set: Vec<PublicKey>,
+    down: Mutex<HashSet<usize>>,
+    parent: Parent,
+}
+
+impl World {
+    async fn new(name: &str) -> Self {
+        let code = Code::new();
+        let launcher = Keys::generate();
+        let custodians: Vec<Signer> = (0..3)
+            .map(|_| custodian_with(&code, &[&launcher], 0, LEASE))
+            .collect();
+        let set: Vec<PublicKey> = (0..3).map(|_| Keys::generate().public_key()).collect();
+        let at = custodians
+            .iter()
+            .zip(&set)
+            .map(|(c, l)| CustodianInstance {
+                launcher: *l,
+                service: c.service_key(),
+                admin_relay: format!("ws://custodian-{}", &l.to_hex()[..8]),
+                expiration: now() + 3600,
+            })
+            .collect();
+        Self {
+            code,
+            custodians,
+            at,
+            set,
+            down: Mutex::new(HashSet::new()),
+            parent: parent(name, true).await,
+            launcher,
+        }
+    }
+
+    fn identity(&self) -> StateIdentity {
+        StateIdentity::new(self.launcher.public_key(), "main").unwrap()
+    }
+
+    /// A new enclave of the launcher, with its signer and instance event.
+    fn enclave(&self) -> Signer {
+        let e = Enclave::of(&self.launcher);
+        let signer = Signer::new(e.service.clone(), relay(), SignerConfig::default());
+        signer
+            .custody_client()
+            .set_instance(self.code.instance_event(&e, 2).as_json());
+        signer
+    }
+
+    fn set_down(&self, down: &[usize]) {
+        *self.down.lock().unwrap() = down.iter().copied().collect();
+    }
+}
+
+/// The custodians as the enclave `ours` reaches them: its custody client,
+/// the custodian's signer, and the reply back through `ours`.
+struct Through<'a> {
+    world: &'a World,
+    ours: &'a Signer,
+}
+
+impl Custodians for Through<'_> {
+    async fn call(&self, c: &CustodianInstance, call: Call) -> Result<Reply, String> {
+        let i = self
+            .world
+            .at
+            .iter()
+            .position(|x| x.service == c.service)
+            .ok_or("no such custodian")?;
+        if self.world.down.lock().unwrap().contains(&i) {
+            return Err("down".into());
+        }
+        let custodian = &self.world.custodians[i];
+        let ours = self.ours;
+        let deliver = |event: nostr::Event| async move {
+            let outcome = custodian
+                .try_handle(&event, &relay(), now())
+                .map_err(|e| format!("{e:?}"))?;
+            let reply = outcome.reply.ok_or("no reply")?;
+            let _ = ours.try_handle(&reply.event, &relay(), now());
+            Ok(())
+        };
+        self.ours
+            .custody_client()
+            .call(&c.service, call, 0, deliver)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The parent, over its metadata link.
+struct OnParent<'a>(&'a Parent);
+
+impl Storage for OnParent<'_> {
+    async fn count(
+        &self,
+        identity: &StateIdentity,
+        epoch: u64,
+        version: u64,
+    ) -> Result<Option<u32>, String> {
+        let mut c = client(self.0).await;
+        let list = c
+            .list_snapshots(identity)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(list
+            .iter()
+            .find(|s| s.epoch == epoch && s.version == version)
+            .map(|s| s.count))
+    }
+
+    async fn get(&self, reference: &SnapshotRef) -> Result<Vec<SealedChunk>, String> {
+        client(self.0)
+            .await
+            .get_snapshot(reference)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn put(&self, snapshot: &SealedSnapshot) -> Result<(), String> {
+        client(self.0)
+            .await
+            .put_snapshot(snapshot)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn pin(&self, reference: &SnapshotRef) -> Result<(), String> {
+        client(self.0)
+            .await
+            .pin_snapshot(reference)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        admission: AdmissionLimits::off(),
+        ..Limits::default()
+    }
+}
+
+/// A store with one owner's key and one app, as CBOR.
+fn state() -> (Zeroizing<Vec<u8>>, PublicKey, PublicKey) {
+    let mut store = KeyStore::new(limits());
+    let owner = Keys::generate();
+    let user = owner.public_key();
+    store
+        .import(
+            owner,
+            vec![RelayUrl::parse("wss://r.example").unwrap()],
+            KeptApps::Keep,
+            0,
+            now(),
+        )
+        .unwrap();
+    let app = Keys::generate().public_key();
+    store
+        .grant(&user, app, &Policy::full(), source::GRANT, 0, now())
+        .unwrap();
+    (store.to_record(now()).to_cbor().unwrap(), user, app)
+}
+
+fn quick() -> Patience {
+    Patience {
+        rounds: 20,
+        max_wait: Duration::from_millis(400),
+    }
+}
+
+async fn seal(w: &World, first: &Signer, plaintext: Zeroizing<Vec<u8>>) -> Held {
+    let through = Through {
+        world: w,
+        ours: first,
+    };
+    seal_new(
+        &w.identity(),
+        &through,
+        &w.at,
+        &w.set,
+        &OnParent(&w.parent),
+        w.code.policy(2),
+        plaintext,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
+    let w = World::new("successor").await;
+    let (plaintext, user, app) = state();
+    let first = w.enclave();
+    let held = seal(&w, &first, plaintext.clone()).await;
+    assert_eq!((held.epoch, held.version), (1, 1));
+
+    // The first enclave dies (it stops renewing); a new one starts.
+    let second = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &second,
+    };
+    let restored = restore(
+        &w.identity(),
+        &through,
+        &w.at,
+        3,
+        &OnParent(&w.parent),
+        quick(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(restored.plaintext.as_slice(), plaintext.as_slice());
+    assert_eq!((restored.epoch, restored.version), (2, 2));
+    let store = KeyStore::from_record(
+        limits(),
+        vec![],
+        None,
+        &StateRecord::from_cbor(&restored.plaintext).unwrap(),
+    )
+    .unwrap();
+    assert!(store.get(&user).unwrap().allows(&app));
+
+    // The first one comes back to life and commits: fenced everywhere.
+    let stale = Held { version: 2, ..held };
+    let through_first = Through {
+        world: &w,
+        ours: &first,
+    };
+    let err = commit(
+        &w.identity(),
+        &through_first,
+        &w.at,
+        3,
+        &OnParent(&w.parent),
+        &stale,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("stop serving"), "{err}");
+
+    // A third restores what the second committed, not the first's attempt.
+    let third = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &third,
+    };
+    let again = restore(
+        &w.identity(),
+        &through,
+        &w.at,
+        3,
+        &OnParent(&w.parent),
+        quick(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.epoch, again.version), (3, 3));
+    assert_eq!(again.plaintext.as_slice(), plaintext.as_slice());
+}
+
+#[tokio::test]
+async fn one_custodian_down_is_fine_two_down_decide_nothing() {
+    let w = World::new("down").await;
+    let (plaintext, _, _) = state();
+    seal(&w, &w.enclave(), plaintext.clone()).await;
+    w.set_down(&[1]);
+    let next = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &next,
+    };
+    let restored = restore(
+        &w.identity(),
+        &through,
+        &w.at,
+        3,
+        &OnParent(&w.parent),
+        quick(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(restored.plaintext.as_slice(), plaintext.as_slice());
+    w.set_down(&[0, 2]);
+    let last = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &last,
+    };
+    let patience = Patience {
+        rounds: 3,
+        max_wait: Duration::from_millis(100),
+    };
+    let err = restore(
+        &w.identity(),
+        &through,
+        &w.at,
+        3,
+        &OnParent(&w.parent),
+        patience,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RestoreError::NoQuorum(_)), "{err}");
+}
+
+#[tokio::test]
+async fn nothing_sealed_is_said_and_never_taken_for_a_fresh_start() {
+    let w = World::new("unsealed").await;
+    let e = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &e,
+    };
+    let err = restore(
+        &w.identity(),
+        &through,
+        &w.at,
+        3,
+        &OnParent(&w.parent),
+        quick(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err, RestoreError::NotSealed);
+    assert!(err.to_string().contains("--init-state"));
+}
+
+#[tokio::test]
+async fn a_parent_that_drops_or_rolls_back_the_snapshot_stops_the_restore() {
+    let w = World::new("rollback").await;
+    let (plaintext, _, _) = state();
+    seal(&w, &w.enclave(), plaintext.clone()).await;
+    // Version 2 of epoch 2, committed by a successor.
+    let second = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &second,
+    };
+    restore(
+        &w.identity(),
+        &through,
+        &w.at,
+        3,
+        &OnParent(&w.parent),
+        quick(),
+    )
+    .await
+    .unwrap();
+    let chunk_of = |epoch: u64, version: u64| {
+        w.parent
+            .dir
+            .join("state")
+            .join(w.identity().folder())
+            .join(format!("{epoch:020}-{version:020}-{:010}", 1))
+            .join(format!("{:010}.chunk", 0))
+    };
+    // The parent puts version 1 where version 2 is.
+    std::fs::copy(chunk_of(1, 1), chunk_of(2, 2)).unwrap();
+    let third = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &third,
+    };
+    let err = restore(
+        &w.identity(),
+        &through,
+        &w.at,
+        3,
+        &OnParent(&w.parent),
+        quick(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("snapshot hash"), "{err}");
+    // It deletes it: the custodians still name it, so nothing starts fresh.
+    std::fs::remove_dir_all(chunk_of(2, 2).parent().unwrap()).unwrap();
+    let fourth = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &fourth,
+    };
+    let err = restore(
+        &w.identity(),
+        &through,
+        &w.at,
+        3,
+        &OnParent(&w.parent),
+        quick(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("keeps no snapshot 2.2"), "{err}");
+}
