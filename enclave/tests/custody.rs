@@ -206,7 +206,27 @@ async fn an_enclaves_custody_client_gets_its_replies_through_its_signer() {
         version: 9,
     }
     .to_json();
-    let stranger = Keys::generate().public_key();
+    // A stranger's reply event with the right id, as a relay delivers it:
+    // dropped, neither taken nor answered.
+    let stranger_keys = Keys::generate();
+    let forged = Response::ok(&id, fake.clone());
+    let content = Conversation::new(
+        verifier::rpc::cipher::Scheme::Nip44,
+        stranger_keys.secret_key(),
+        &ours.service_key(),
+    )
+    .unwrap()
+    .encrypt(&forged.to_json())
+    .unwrap();
+    let event = nostr::EventBuilder::new(
+        nostr::Kind::from_u16(verifier::custodian::KIND_CUSTODY),
+        content,
+    )
+    .tag(nostr::Tag::public_key(ours.service_key()))
+    .sign_with_keys(&stranger_keys)
+    .unwrap();
+    assert!(ours.try_handle(&event, &relay, now()).is_err());
+    let stranger = stranger_keys.public_key();
     assert!(!client.deliver(&stranger, &Response::ok(&id, fake.clone())));
     assert!(!client.deliver(
         &custodian.service_key(),

@@ -239,8 +239,11 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
     let first = w.enclave();
     let held = seal(&w, &first, plaintext.clone()).await;
     assert_eq!((held.epoch, held.version), (1, 1));
+    assert!(!format!("{held:?}").contains("plaintext"), "{held:?}");
 
-    // The first enclave dies (it stops renewing); a new one starts.
+    // The first enclave stops renewing; a new one starts, and custodian 0
+    // is out of its reach.
+    w.set_down(&[0]);
     let second = w.enclave();
     let through = Through {
         world: &w,
@@ -250,7 +253,7 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
         &w.identity(),
         &through,
         &w.at,
-        3,
+        &w.set,
         &OnParent(&w.parent),
         quick(),
     )
@@ -267,8 +270,15 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
     .unwrap();
     assert!(store.get(&user).unwrap().allows(&app));
 
-    // The first one comes back to life and commits: fenced everywhere.
-    let stale = Held { version: 2, ..held };
+    // The first comes back to life, reaches everyone, and commits its own
+    // version 2: custodians 1 and 2 fence it, custodian 0 (which never
+    // saw the successor) records it.
+    w.set_down(&[]);
+    let mut stale = Held {
+        version: 2,
+        plaintext: Zeroizing::new(b"the first enclave's branch".to_vec()),
+        ..held
+    };
     let through_first = Through {
         world: &w,
         ours: &first,
@@ -277,15 +287,17 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
         &w.identity(),
         &through_first,
         &w.at,
-        3,
         &OnParent(&w.parent),
-        &stale,
+        &mut stale,
     )
     .await
     .unwrap_err();
+    assert!(err.to_string().contains("1 of the 3 custodians"), "{err}");
     assert!(err.to_string().contains("stop serving"), "{err}");
 
-    // A third restores what the second committed, not the first's attempt.
+    // A third reaches custodians 0 and 1 only: both name a version 2, and
+    // the one its epoch-2 successor committed wins.
+    w.set_down(&[2]);
     let third = w.enclave();
     let through = Through {
         world: &w,
@@ -295,7 +307,7 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
         &w.identity(),
         &through,
         &w.at,
-        3,
+        &w.set,
         &OnParent(&w.parent),
         quick(),
     )
@@ -303,6 +315,78 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
     .unwrap();
     assert_eq!((again.epoch, again.version), (3, 3));
     assert_eq!(again.plaintext.as_slice(), plaintext.as_slice());
+}
+
+#[tokio::test]
+async fn a_launcher_that_names_fewer_custodians_gets_no_quorum() {
+    let w = World::new("narrowed").await;
+    let (plaintext, _, _) = state();
+    seal(&w, &w.enclave(), plaintext).await;
+    let next = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &next,
+    };
+    let patience = Patience {
+        rounds: 3,
+        max_wait: Duration::from_millis(400),
+    };
+    // One custodian found, and the launcher says the set is that one.
+    let err = restore(
+        &w.identity(),
+        &through,
+        &w.at[..1],
+        &w.set[..1],
+        &OnParent(&w.parent),
+        patience,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RestoreError::NoQuorum(_)), "{err}");
+    assert!(
+        err.to_string().contains("a quorum of the sealed set is 2"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_state_is_not_sealed_over_a_live_one() {
+    let mut w = World::new("reseal").await;
+    let (plaintext, _, _) = state();
+    seal(&w, &w.enclave(), plaintext.clone()).await;
+    // Two custodians restart and come back empty.
+    for i in [1, 2] {
+        w.custodians[i] = custodian_with(&w.code, &[&w.launcher], 0, LEASE);
+        w.at[i].service = w.custodians[i].service_key();
+    }
+    let e = w.enclave();
+    let through = Through {
+        world: &w,
+        ours: &e,
+    };
+    let (identity, parent) = (w.identity(), OnParent(&w.parent));
+    let again = |plaintext| {
+        seal_new(
+            &identity,
+            &through,
+            &w.at,
+            &w.set,
+            &parent,
+            w.code.policy(2),
+            plaintext,
+        )
+    };
+    // The parent still has version 1 and writes it once.
+    let err = again(plaintext.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("written once"), "{err}");
+    // Its disk is lost too: the one custodian that still holds the state
+    // stops the new seal, though two empty ones would take it.
+    std::fs::remove_dir_all(w.parent.dir.join("state").join(w.identity().folder())).unwrap();
+    let err = again(plaintext).await.unwrap_err();
+    assert!(
+        err.to_string().contains("holds this state already"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -320,7 +404,7 @@ async fn one_custodian_down_is_fine_two_down_decide_nothing() {
         &w.identity(),
         &through,
         &w.at,
-        3,
+        &w.set,
         &OnParent(&w.parent),
         quick(),
     )
@@ -341,7 +425,7 @@ async fn one_custodian_down_is_fine_two_down_decide_nothing() {
         &w.identity(),
         &through,
         &w.at,
-        3,
+        &w.set,
         &OnParent(&w.parent),
         patience,
     )
@@ -362,7 +446,7 @@ async fn nothing_sealed_is_said_and_never_taken_for_a_fresh_start() {
         &w.identity(),
         &through,
         &w.at,
-        3,
+        &w.set,
         &OnParent(&w.parent),
         quick(),
     )
@@ -370,6 +454,22 @@ async fn nothing_sealed_is_said_and_never_taken_for_a_fresh_start() {
     .unwrap_err();
     assert_eq!(err, RestoreError::NotSealed);
     assert!(err.to_string().contains("--init-state"));
+    // Two of the three saying so proves nothing: the third may hold it.
+    let patience = Patience {
+        rounds: 2,
+        max_wait: Duration::from_millis(100),
+    };
+    let err = restore(
+        &w.identity(),
+        &through,
+        &w.at[..2],
+        &w.set,
+        &OnParent(&w.parent),
+        patience,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, RestoreError::NoQuorum(_)), "{err}");
 }
 
 #[tokio::test]
@@ -387,7 +487,7 @@ async fn a_parent_that_drops_or_rolls_back_the_snapshot_stops_the_restore() {
         &w.identity(),
         &through,
         &w.at,
-        3,
+        &w.set,
         &OnParent(&w.parent),
         quick(),
     )
@@ -412,7 +512,7 @@ async fn a_parent_that_drops_or_rolls_back_the_snapshot_stops_the_restore() {
         &w.identity(),
         &through,
         &w.at,
-        3,
+        &w.set,
         &OnParent(&w.parent),
         quick(),
     )
@@ -430,7 +530,7 @@ async fn a_parent_that_drops_or_rolls_back_the_snapshot_stops_the_restore() {
         &w.identity(),
         &through,
         &w.at,
-        3,
+        &w.set,
         &OnParent(&w.parent),
         quick(),
     )

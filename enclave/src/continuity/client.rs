@@ -131,7 +131,7 @@ impl CustodyClient {
         let (tx, rx) = oneshot::channel();
         let mut pending = self.pending();
         pending.retain(|_, w| !w.reply.is_closed());
-        if pending.len() >= MAX_PENDING {
+        if pending.len() >= MAX_PENDING || pending.contains_key(&request.id) {
             return Err(CallError::Busy);
         }
         pending.insert(
@@ -144,6 +144,12 @@ impl CustodyClient {
         Ok((event, rx))
     }
 
+    /// Whether a request to `custodian` waits for its reply (so that any
+    /// other kind 24136 event is not even decrypted as one).
+    pub fn awaits(&self, custodian: &PublicKey) -> bool {
+        self.pending().values().any(|w| w.custodian == *custodian)
+    }
+
     /// `response`, from `sender`: the reply to one of our requests to that
     /// custodian still waiting, or nothing. Whether it was one.
     pub fn deliver(&self, sender: &PublicKey, response: &Response) -> bool {
@@ -154,9 +160,11 @@ impl CustodyClient {
         let Some(waiting) = pending.remove(&response.id) else {
             return false;
         };
+        // The result may carry a state key: the copy read is erased.
         let reply = response
             .clone()
             .into_result()
+            .map(zeroize::Zeroizing::new)
             .map_err(CallError::Malformed)
             .and_then(|json| {
                 Reply::from_json(&json).map_err(|e| CallError::Malformed(e.to_string()))
@@ -178,10 +186,14 @@ impl CustodyClient {
         Fut: Future<Output = Result<(), String>>,
     {
         let (event, reply) = self.request(custodian, call, pow)?;
-        send(event).await.map_err(CallError::Send)?;
-        match tokio::time::timeout(CALL_TIMEOUT, reply).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) | Err(_) => Err(CallError::Timeout),
-        }
+        // Sending and the reply share one deadline: a relay that never
+        // finishes taking the event holds nothing up.
+        let exchange = async {
+            send(event).await.map_err(CallError::Send)?;
+            reply.await.map_err(|_| CallError::Timeout)?
+        };
+        tokio::time::timeout(CALL_TIMEOUT, exchange)
+            .await
+            .unwrap_or(Err(CallError::Timeout))
     }
 }

@@ -12,7 +12,7 @@
 //! explicit choice makes a new one ([`seal_new`]).
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nostr::PublicKey;
 use tracing::{info, warn};
@@ -55,7 +55,6 @@ pub trait Storage {
 }
 
 /// A state this enclave holds now.
-#[derive(Debug)]
 pub struct Held {
     /// Its state key.
     pub key: StateKey,
@@ -65,8 +64,24 @@ pub struct Held {
     pub version: u64,
     /// The release policy it is sealed with.
     pub policy: ReleasePolicy,
+    /// The sealed custodian set (launchers): its quorum decides.
+    pub set: Vec<PublicKey>,
     /// The state as it was committed (a CBOR state record), erased on drop.
     pub plaintext: Zeroizing<Vec<u8>>,
+    /// When the commit a quorum acknowledged last was sent: the lease runs
+    /// from here.
+    pub lease_from: Instant,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("key", &self.key)
+            .field("epoch", &self.epoch)
+            .field("version", &self.version)
+            .field("set", &self.set.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a state could not be taken over.
@@ -139,7 +154,7 @@ async fn claim_round<C: Custodians>(
     for (c, reply) in futures_util::future::join_all(calls).await {
         match reply {
             Ok(Reply::Claimed(claimed)) if claimed.epoch == epoch => {
-                round.accepted.push((c.service, claimed));
+                round.accepted.push((c.launcher, claimed));
             }
             Ok(Reply::Refused {
                 code,
@@ -166,39 +181,65 @@ async fn claim_round<C: Custodians>(
     round
 }
 
-/// Takes over `identity`'s state from `custodians` (the current enclaves
-/// of a sealed set of `set_size` launchers) and the parent's `storage`,
-/// in a new epoch. Returns the state, already committed again in that
-/// epoch by a quorum.
+/// Takes over `identity`'s state from `custodians`: `at` are the current
+/// enclaves of the launchers the operator named (`configured`). The
+/// quorum is the state's own sealed set's, as the custodians report it,
+/// whatever the caller passes: a launcher that names fewer custodians, or
+/// finds fewer, gets no quorum. Returns the state, already committed again
+/// in a new epoch by a quorum of the sealed set.
 pub async fn restore<C: Custodians, S: Storage>(
     identity: &StateIdentity,
     custodians: &C,
     at: &[CustodianInstance],
-    set_size: usize,
+    configured: &[PublicKey],
     storage: &S,
     patience: Patience,
 ) -> Result<Held, RestoreError> {
     let state = StateName::of(identity);
     let mut epoch: u64 = 1;
-    let mut why = String::new();
+    let mut why = String::from("no round of claims was tried");
     for round_no in 0..patience.rounds {
         let round = claim_round(custodians, at, &state, epoch).await;
-        match choose(&round.accepted, set_size, epoch) {
-            Ok(chosen) => {
-                return take_over(identity, custodians, at, set_size, storage, epoch, chosen).await
+        let set = sealed_set(&round.accepted)?;
+        if let Some(set) = &set {
+            let members: Vec<(PublicKey, Claimed)> = round
+                .accepted
+                .iter()
+                .filter(|(launcher, _)| set.contains(launcher))
+                .cloned()
+                .collect();
+            match choose(&members, set.len(), epoch) {
+                Ok(chosen) => {
+                    return take_over(
+                        identity,
+                        custodians,
+                        at,
+                        storage,
+                        epoch,
+                        set.clone(),
+                        chosen,
+                    )
+                    .await
+                }
+                Err(QuorumError::Conflict(e)) => return Err(RestoreError::Broken(e)),
+                Err(QuorumError::TooFew { .. }) => {}
             }
-            Err(QuorumError::Conflict(e)) => return Err(RestoreError::Broken(e)),
-            Err(QuorumError::TooFew { .. }) => {}
         }
-        if round.not_held == at.len() && !at.is_empty() {
+        // Every custodian the operator named, found and saying it holds
+        // nothing: only then is there no state (a subset proves nothing).
+        let everyone = configured
+            .iter()
+            .all(|l| at.iter().any(|c| c.launcher == *l));
+        if everyone && !at.is_empty() && round.not_held == at.len() {
             return Err(RestoreError::NotSealed);
         }
         why = format!(
-            "round {}: {} of {} accepted epoch {epoch} (a quorum is {}); {} hold nothing{}",
+            "round {}: {} of {} accepted epoch {epoch} (a quorum of the sealed set is {}); {} hold nothing{}",
             round_no + 1,
             round.accepted.len(),
             at.len(),
-            quorum_of(set_size),
+            set.as_ref()
+                .map_or_else(|| "unknown yet".to_owned(), |s| quorum_of(s.len()).to_string()),
             round.not_held,
             if round.other.is_empty() {
                 String::new()
@@ -206,25 +247,55 @@ pub async fn restore<C: Custodians, S: Storage>(
                 format!("; {}", round.other.join("; "))
             }
         );
-        if let Some(newest) = round.newest_epoch.filter(|n| *n >= epoch) {
+        let wait = if let Some(newest) = round.newest_epoch.filter(|n| *n >= epoch) {
             epoch = newest
                 .checked_add(1)
                 .ok_or_else(|| RestoreError::Broken("the epochs are used up".into()))?;
-            continue;
-        }
-        let wait = match round.wait_ms {
+            // Another claimer may be racing: not at once, nor in step.
+            Duration::from_millis(50 + u64::from(jitter()))
+        } else if let Some(ms) = round.wait_ms {
             // A predecessor's lease runs: wait it out.
-            Some(ms) => Duration::from_millis(ms),
+            Duration::from_millis(ms)
+        } else {
             // Too few answered, or a split vote: back off, a little at random.
-            None => {
-                epoch = epoch.saturating_add(1);
-                Duration::from_millis(500 + u64::from(rand_byte()) * 8)
-            }
+            epoch = epoch.saturating_add(1);
+            Duration::from_millis(500 + u64::from(jitter()) * 8)
         };
+        let wait = wait.min(patience.max_wait);
         warn!("restore: {why}; trying again in {} ms", wait.as_millis());
-        tokio::time::sleep(wait.min(patience.max_wait)).await;
+        tokio::time::sleep(wait).await;
     }
     Err(RestoreError::NoQuorum(why))
+}
+
+/// The sealed custodian set the accepted claims report, if any; they must
+/// all report the same.
+fn sealed_set(accepted: &[(PublicKey, Claimed)]) -> Result<Option<Vec<PublicKey>>, RestoreError> {
+    let Some((_, first)) = accepted.first() else {
+        return Ok(None);
+    };
+    if accepted
+        .iter()
+        .any(|(_, c)| c.custodians != first.custodians)
+    {
+        return Err(RestoreError::Broken(
+            "custodians report different custodian sets for this state".into(),
+        ));
+    }
+    let set = first
+        .custodians
+        .iter()
+        .map(|c| {
+            PublicKey::from_hex(c)
+                .map_err(|e| RestoreError::Broken(format!("a custodian in the set: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if set.is_empty() {
+        return Err(RestoreError::Broken(
+            "the sealed custodian set is empty".into(),
+        ));
+    }
+    Ok(Some(set))
 }
 
 /// Fetches and opens `chosen`, seals it again in `epoch` and commits that
@@ -233,9 +304,9 @@ async fn take_over<C: Custodians, S: Storage>(
     identity: &StateIdentity,
     custodians: &C,
     at: &[CustodianInstance],
-    set_size: usize,
     storage: &S,
     epoch: u64,
+    set: Vec<PublicKey>,
     chosen: Claimed,
 ) -> Result<Held, RestoreError> {
     let broken = |e: String| RestoreError::Broken(e);
@@ -266,31 +337,35 @@ async fn take_over<C: Custodians, S: Storage>(
     let plaintext = reference
         .open(&key, &chunks)
         .map_err(|e| broken(e.to_string()))?;
+    // Chosen, so kept until the new epoch's snapshot is pinned instead.
+    storage.pin(&reference).await.map_err(broken)?;
     let version = chosen
         .version
         .checked_add(1)
         .ok_or_else(|| broken("the versions are used up".into()))?;
-    let held = Held {
+    let mut held = Held {
         key,
         epoch,
         version,
         policy,
+        set,
         plaintext,
+        lease_from: Instant::now(),
     };
-    commit(identity, custodians, at, set_size, storage, &held).await?;
+    commit(identity, custodians, at, storage, &mut held).await?;
     info!(%identity, epoch, version, "restore: the state is ours");
     Ok(held)
 }
 
 /// Seals `held`'s plaintext as its version in its epoch, stores it and
-/// commits it to a quorum of `custodians`, then pins it at the parent.
+/// commits it to a quorum of its sealed set, then pins it at the parent;
+/// the lease runs from when the commit was sent.
 pub async fn commit<C: Custodians, S: Storage>(
     identity: &StateIdentity,
     custodians: &C,
     at: &[CustodianInstance],
-    set_size: usize,
     storage: &S,
-    held: &Held,
+    held: &mut Held,
 ) -> Result<SnapshotRef, RestoreError> {
     let broken = |e: String| RestoreError::Broken(e);
     let sealed = SealedSnapshot::seal(
@@ -310,17 +385,19 @@ pub async fn commit<C: Custodians, S: Storage>(
         hash: hex::encode(sealed.reference.hash),
         key_id: held.key.id().to_string(),
     };
-    let acks = quorum_calls(custodians, at, call).await;
-    if acks.0 < quorum_of(set_size) {
+    let sent = Instant::now();
+    let acks = quorum_calls(custodians, at, &held.set, call).await;
+    if acks.ok < quorum_of(held.set.len()) {
         return Err(RestoreError::NoQuorum(format!(
-            "{} of {} custodians recorded version {} (a quorum is {}): {}",
-            acks.0,
-            at.len(),
+            "{} of the {} custodians of the set recorded version {} (a quorum is {}): {}",
+            acks.ok,
+            held.set.len(),
             held.version,
-            quorum_of(set_size),
-            acks.1.join("; ")
+            quorum_of(held.set.len()),
+            acks.why.join("; ")
         )));
     }
+    held.lease_from = sent;
     storage.pin(&sealed.reference).await.map_err(broken)?;
     Ok(sealed.reference)
 }
@@ -350,14 +427,21 @@ pub async fn seal_new<C: Custodians, S: Storage>(
         version: 1,
         hash: hex::encode(sealed.reference.hash),
     };
-    let acks = quorum_calls(custodians, at, call).await;
-    if acks.0 < quorum_of(set.len()) {
+    let sent = Instant::now();
+    let acks = quorum_calls(custodians, at, set, call).await;
+    if acks.already_sealed {
+        return Err(RestoreError::Broken(format!(
+            "a custodian holds this state already, so a new one would start over a live one: restore it, or abandon it explicitly ({})",
+            acks.why.join("; ")
+        )));
+    }
+    if set.is_empty() || acks.ok < quorum_of(set.len()) {
         return Err(RestoreError::NoQuorum(format!(
-            "{} of {} custodians sealed the new state (a quorum is {}): {}",
-            acks.0,
+            "{} of the {} custodians of the set sealed the new state (a quorum is {}): {}",
+            acks.ok,
             set.len(),
             quorum_of(set.len()),
-            acks.1.join("; ")
+            acks.why.join("; ")
         )));
     }
     storage.pin(&sealed.reference).await.map_err(broken)?;
@@ -367,37 +451,63 @@ pub async fn seal_new<C: Custodians, S: Storage>(
         epoch: 1,
         version: 1,
         policy,
+        set: set.to_vec(),
         plaintext,
+        lease_from: sent,
     })
 }
 
-/// Sends `call` to every custodian; how many answered `Ok`, and why the
-/// others did not.
+/// What custodians answered to a seal or commit.
+struct Acks {
+    /// `Ok`s from distinct custodians of the set.
+    ok: usize,
+    /// A custodian holds the state already (to a seal).
+    already_sealed: bool,
+    /// Why the others did not.
+    why: Vec<String>,
+}
+
+/// Sends `call` to every custodian; counts the `Ok`s of distinct members
+/// of `set` only.
 async fn quorum_calls<C: Custodians>(
     custodians: &C,
     at: &[CustodianInstance],
+    set: &[PublicKey],
     call: Call,
-) -> (usize, Vec<String>) {
+) -> Acks {
     let calls = at.iter().map(|c| {
         let call = call.clone();
         async move { (c, custodians.call(c, call).await) }
     });
-    let mut ok = 0;
-    let mut why = Vec::new();
+    let mut members: Vec<PublicKey> = Vec::new();
+    let mut acks = Acks {
+        ok: 0,
+        already_sealed: false,
+        why: Vec::new(),
+    };
     for (c, reply) in futures_util::future::join_all(calls).await {
         match reply {
-            Ok(Reply::Ok { .. }) => ok += 1,
-            Ok(Reply::Refused { reason, .. }) => why.push(format!("{}: {reason}", c.admin_relay)),
-            Ok(other) => why.push(format!("{}: unexpected {other:?}", c.admin_relay)),
-            Err(e) => why.push(format!("{}: {e}", c.admin_relay)),
+            Ok(Reply::Ok { .. }) if set.contains(&c.launcher) && !members.contains(&c.launcher) => {
+                members.push(c.launcher);
+                acks.ok += 1;
+            }
+            Ok(Reply::Ok { .. }) => acks.why.push(format!("{}: not of the set", c.admin_relay)),
+            Ok(Reply::Refused { code, reason, .. }) => {
+                acks.already_sealed |= code == "already-sealed";
+                acks.why.push(format!("{}: {reason}", c.admin_relay));
+            }
+            Ok(other) => acks
+                .why
+                .push(format!("{}: unexpected {other:?}", c.admin_relay)),
+            Err(e) => acks.why.push(format!("{}: {e}", c.admin_relay)),
         }
     }
-    (ok, why)
+    acks
 }
 
 /// A little jitter, so that racing claimers do not keep meeting (the
 /// clock's nanoseconds: no secret depends on it).
-fn rand_byte() -> u8 {
+fn jitter() -> u8 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

@@ -45,6 +45,9 @@ pub struct CustodyConfig {
     pub root: TrustedRoot,
     /// Proof of work asked of a requester not verified lately.
     pub pow_bits: u8,
+    /// This enclave's own launcher, which a state's custodian set must
+    /// name for this enclave to keep it (`None` in tests that do not care).
+    pub own_launcher: Option<PublicKey>,
 }
 
 /// A custodian's state: its ledger and whom it verified lately.
@@ -103,7 +106,10 @@ impl Verified {
 impl Custodian {
     /// A custodian of `config`, holding nothing yet.
     pub fn new(config: CustodyConfig) -> Self {
-        let ledger = Ledger::new(config.limits, config.serves.iter().copied());
+        let mut ledger = Ledger::new(config.limits, config.serves.iter().copied());
+        if let Some(own) = config.own_launcher {
+            ledger = ledger.with_own_launcher(own);
+        }
         Self {
             config,
             ledger: Mutex::new(ledger),

@@ -352,6 +352,9 @@ impl Signer {
     /// Whether `event` is a custodian's reply to one of our custody
     /// requests (handed to the custody client), not a request.
     fn custody_reply(&self, event: &Event) -> bool {
+        if !self.custody_client.awaits(&event.pubkey) {
+            return false;
+        }
         let Ok((_, plaintext)) =
             Conversation::open(self.service.secret_key(), &event.pubkey, &event.content)
         else {

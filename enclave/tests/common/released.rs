@@ -215,6 +215,7 @@ pub(crate) fn custodian_with(
             limits,
             root: TrustedRoot::from_der_or_pem(code.chain.root.der()).unwrap(),
             pow_bits,
+            own_launcher: None,
         }),
         ..SignerConfig::default()
     };

@@ -206,6 +206,8 @@ struct Held {
 pub struct Ledger {
     limits: LedgerLimits,
     serves: BTreeSet<PublicKey>,
+    /// This custodian's own launcher: a seal must name it in its set.
+    own: Option<PublicKey>,
     states: HashMap<StateIdentity, Held>,
 }
 
@@ -230,8 +232,17 @@ impl Ledger {
         Self {
             limits,
             serves: serves.into_iter().collect(),
+            own: None,
             states: HashMap::new(),
         }
+    }
+
+    /// Keeps only states whose sealed custodian set names `launcher`, this
+    /// custodian's own: a state sealed with other custodians is theirs to
+    /// keep, and holding it here would let this one vote on it.
+    pub fn with_own_launcher(mut self, launcher: PublicKey) -> Self {
+        self.own = Some(launcher);
+        self
     }
 
     /// How many states are held.
@@ -327,6 +338,11 @@ impl Ledger {
         let distinct: BTreeSet<&PublicKey> = custodians.iter().collect();
         if distinct.len() != custodians.len() {
             return Err(bad("a custodian launcher is named twice"));
+        }
+        if self.own.is_some_and(|own| !distinct.contains(&own)) {
+            return Err(bad(
+                "the state's custodian set does not name this custodian's launcher",
+            ));
         }
         if distinct.contains(identity.launcher()) {
             return Err(bad(

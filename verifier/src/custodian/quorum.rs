@@ -63,6 +63,19 @@ pub fn choose(
         if claim.epoch != epoch || !seen.insert(custodian) {
             continue;
         }
+        // One state has one key, policy and custodian set (until rekeys
+        // and reseals exist): a custodian that names others holds another
+        // state under this name, and nothing can be trusted to either.
+        if let Some(first) = best {
+            if (&claim.key_id, &claim.policy, &claim.custodians)
+                != (&first.key_id, &first.policy, &first.custodians)
+            {
+                return Err(QuorumError::Conflict(format!(
+                    "custodians name two states (keys {} and {})",
+                    first.key_id, claim.key_id
+                )));
+            }
+        }
         let rank = |c: &Claimed| (c.commit_epoch, c.version);
         match best {
             None => best = Some(claim),
@@ -125,6 +138,13 @@ mod tests {
         assert!(choose(&[], 0, 7).is_err());
         assert!(matches!(
             choose(&[claim(1, 5, "a"), claim(1, 5, "b")], 3, 7),
+            Err(QuorumError::Conflict(_))
+        ));
+        // Another key under the same name, whatever its rank.
+        let (who, mut other_key) = claim(2, 1, "x");
+        other_key.key_id = "22".repeat(16);
+        assert!(matches!(
+            choose(&[claim(1, 5, "a"), (who, other_key)], 3, 7),
             Err(QuorumError::Conflict(_))
         ));
         // One custodian counts once, and only for the epoch asked.

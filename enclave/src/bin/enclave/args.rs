@@ -37,7 +37,11 @@ pub(crate) struct CustodyArgs {
 }
 
 impl CustodyArgs {
-    pub(crate) fn config(&self, root: TrustedRoot) -> Result<Option<CustodyConfig>> {
+    pub(crate) fn config(
+        &self,
+        root: TrustedRoot,
+        own_launcher: PublicKey,
+    ) -> Result<Option<CustodyConfig>> {
         if self.custody_for.is_empty() {
             return Ok(None);
         }
@@ -61,6 +65,7 @@ impl CustodyArgs {
             },
             root,
             pow_bits: self.custody_pow,
+            own_launcher: Some(own_launcher),
         }))
     }
 }

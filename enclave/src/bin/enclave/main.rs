@@ -232,7 +232,9 @@ async fn run(args: RunArgs) -> Result<()> {
     let tls = TlsConfig::webpki_roots().map_err(anyhow::Error::msg)?;
     let mut config = args.limits.config();
     config.perm_relays = perm_relays;
-    config.custody = args.custody.config(attester.root())?;
+    config.custody = args
+        .custody
+        .config(attester.root(), admitted.signatures.instance.event().pubkey)?;
     let inbox = Inbox::new(InboxLimits::default());
     let client = relay::client(
         keys.clone(),
