@@ -17,6 +17,7 @@ use fuzz::support::{
 use nostr::{EventBuilder, JsonUtil, Kind, RelayUrl, Tag, ToBech32};
 use sha2::{Digest, Sha256};
 use verifier::attestation::dev::{nsm_document, DevChain};
+use verifier::custodian::message::{Call, CustodyRequest, StateName};
 use verifier::event::Mode;
 use verifier::protocol::{Reply, Request as StartRequest, StartResult};
 use verifier::release::ReleaseSignature;
@@ -24,6 +25,7 @@ use verifier::rpc::bunker::bunker_url;
 use verifier::rpc::cipher::{Conversation, Scheme};
 use verifier::rpc::nip44::{self, ConversationKey};
 use verifier::rpc::{Params, Request, Response};
+use verifier::state::record::SecretString;
 use verifier::state::{ChunkHeader, SealedChunk, StateIdentity};
 
 fn write(target: &str, data: &[u8]) {
@@ -143,6 +145,55 @@ fn main() {
         let chunk = SealedChunk::seal(&key, header, plaintext).unwrap();
         write("state_chunk", &chunk.bytes);
     }
+
+    // Custody requests: a seal, then a claim, a commit and a heartbeat of
+    // the same state, one per line.
+    let launcher = fixed_keys(4).public_key();
+    let state = StateName::of(&StateIdentity::new(launcher, "main").unwrap());
+    let custody_policy = verifier::release::ReleasePolicy {
+        repository: "https://github.com/nostrband/noauth-enclaved".into(),
+        trust: verifier::release::ReleaseTrust::new(
+            &[fixed_keys(5).public_key().to_hex()],
+            1,
+            Some("0.1.0"),
+        )
+        .unwrap(),
+    };
+    let calls = [
+        Call::Seal {
+            state: state.clone(),
+            key: SecretString(zeroize::Zeroizing::new("5a".repeat(32))),
+            key_id: "a5".repeat(16),
+            policy: custody_policy.to_json(),
+            custodians: vec![fixed_keys(6).public_key().to_hex()],
+            version: 1,
+            hash: "01".repeat(32),
+        },
+        Call::Claim {
+            state: state.clone(),
+            epoch: 2,
+        },
+        Call::Commit {
+            state: state.clone(),
+            epoch: 2,
+            version: 2,
+            hash: "02".repeat(32),
+            key_id: "a5".repeat(16),
+        },
+        Call::Heartbeat { state, epoch: 2 },
+    ];
+    let lines: Vec<String> = calls
+        .into_iter()
+        .map(|call| {
+            CustodyRequest {
+                instance: "{}".into(),
+                call,
+            }
+            .to_json()
+        })
+        .collect();
+    write("custody_request", lines.join("\n").as_bytes());
+    write("custody_request", lines[0].as_bytes());
 
     // The metadata protocol, both ways.
     let start = StartRequest::start(doc);

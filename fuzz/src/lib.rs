@@ -14,6 +14,7 @@
 
 #![allow(clippy::indexing_slicing)]
 
+pub mod custody;
 pub mod formats;
 pub mod grants;
 pub mod releases;
@@ -52,6 +53,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("release_policy", releases::release_policy),
     ("announcement_event", releases::announcement_event),
     ("state_chunk", state::state_chunk),
+    ("custody_request", custody::custody_request),
 ];
 
 /// The target called `name`.

@@ -81,6 +81,7 @@ fn module_of(name: &str) -> &'static str {
         "signer_sequence" => "signer",
         "release_signature" | "release_policy" | "announcement_event" => "releases",
         "state_chunk" => "state",
+        "custody_request" => "custody",
         _ => "rpc",
     }
 }
