@@ -93,6 +93,9 @@ pub struct Subscriptions {
     applied: Arc<AtomicU64>,
     /// Relays with a watcher, and their REQ acknowledgements.
     acks: Arc<std::sync::Mutex<HashMap<RelayUrl, Arc<Acks>>>>,
+    /// Relays besides the admin relay where the service key's REQ is kept
+    /// (custodians' admin relays, where their replies come), never dropped.
+    service_relays: Arc<std::sync::Mutex<HashSet<RelayUrl>>>,
 }
 
 impl Subscriptions {
@@ -115,7 +118,31 @@ impl Subscriptions {
             requested: Arc::new(AtomicU64::new(0)),
             applied: Arc::new(AtomicU64::new(0)),
             acks: Arc::default(),
+            service_relays: Arc::default(),
         }
+    }
+
+    /// Listens for what comes to the service key on `url` too, from now
+    /// on: a custodian's admin relay, where its replies to custody
+    /// requests arrive. Returns once the relay acknowledged the REQ (at
+    /// most [`EOSE_TIMEOUT`]).
+    pub async fn listen_for_service(&self, url: &RelayUrl) {
+        let new = self
+            .service_relays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(url.clone());
+        if new && *url != self.admin_relay {
+            self.sync(RelayChanges::default).await;
+            self.listening(url).await;
+        }
+    }
+
+    fn service_relays(&self) -> HashSet<RelayUrl> {
+        self.service_relays
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The client whose subscriptions these are.
@@ -140,21 +167,24 @@ impl Subscriptions {
             mut keys,
             mut owners,
         } = changes();
-        if !state.subs.contains_key(&self.admin_relay) {
-            keys.entry(self.admin_relay.clone()).or_default();
+        let service_relays = self.service_relays();
+        for url in service_relays.iter().chain([&self.admin_relay]) {
+            if !state.subs.contains_key(url) {
+                keys.entry(url.clone()).or_default();
+            }
         }
         let since = Timestamp::from(crate::unix_now().saturating_sub(SINCE_MARGIN));
         let urls: HashSet<RelayUrl> = keys.keys().chain(owners.keys()).cloned().collect();
         for url in urls {
             let delta = keys.remove(&url).unwrap_or_default();
             let owners = owners.remove(&url).unwrap_or_default();
-            let admin = url == self.admin_relay;
+            let admin = url == self.admin_relay || service_relays.contains(&url);
             let subs = state.subs.entry(url.clone()).or_default();
             let (send, close) = subs.apply(admin, &delta, &owners, &self.service, since);
             if subs.is_empty() {
                 state.subs.remove(&url);
                 state.incomplete.remove(&url);
-                if !self.pinned.contains(&url) {
+                if !self.pinned.contains(&url) && !service_relays.contains(&url) {
                     self.drop_relay(&url).await;
                     continue;
                 }

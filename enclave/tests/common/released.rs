@@ -209,7 +209,21 @@ pub(crate) fn custodian_with(
     pow_bits: u8,
     limits: LedgerLimits,
 ) -> Signer {
-    let config = SignerConfig {
+    Signer::new(
+        Keys::generate(),
+        RelayUrl::parse("ws://127.0.0.1:1").unwrap(),
+        custody_config(code, serves, pow_bits, limits),
+    )
+}
+
+/// The signer settings of a custodian of `serves`' enclaves.
+pub(crate) fn custody_config(
+    code: &Code,
+    serves: &[&Keys],
+    pow_bits: u8,
+    limits: LedgerLimits,
+) -> SignerConfig {
+    SignerConfig {
         custody: Some(CustodyConfig {
             serves: serves.iter().map(|k| k.public_key()).collect(),
             limits,
@@ -218,12 +232,7 @@ pub(crate) fn custodian_with(
             own_launcher: None,
         }),
         ..SignerConfig::default()
-    };
-    Signer::new(
-        Keys::generate(),
-        RelayUrl::parse("ws://127.0.0.1:1").unwrap(),
-        config,
-    )
+    }
 }
 
 pub(crate) fn seal(e: &Enclave, code: &Code, key: &StateKey) -> Call {
