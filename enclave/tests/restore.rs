@@ -11,12 +11,14 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::parent_store::{client, parent, Parent};
+use common::parent_store::{parent, Parent};
 use common::released::{custodian_with, now, Code, Enclave};
 use enclave::continuity::restore::{
-    commit, restore, seal_new, Custodians, Held, Patience, RestoreError, Storage,
+    commit, restore, seal_new, Custodians, Held, Patience, RestoreError,
 };
+use enclave::continuity::transport::ParentStorage;
 use enclave::custody::{AdmissionLimits, KeyStore, Limits};
+use enclave::link::ParentAddr;
 use enclave::signer::{Signer, SignerConfig};
 use nostr::{JsonUtil, Keys, PublicKey, RelayUrl};
 use verifier::custodian::discover::CustodianInstance;
@@ -25,7 +27,7 @@ use verifier::custodian::message::{Call, Reply};
 use verifier::grant::wire::source;
 use verifier::grant::Policy;
 use verifier::rpc::admin::KeptApps;
-use verifier::state::{SealedChunk, SealedSnapshot, SnapshotRef, StateIdentity, StateRecord};
+use verifier::state::{StateIdentity, StateRecord};
 use zeroize::Zeroizing;
 
 const LEASE: LedgerLimits = LedgerLimits {
@@ -92,6 +94,27 @@ impl World {
         signer
     }
 
+    /// The parent, over its metadata link, as the enclave reaches it.
+    fn storage(&self) -> ParentStorage {
+        ParentStorage {
+            parent: ParentAddr::Tcp(self.parent.addr),
+        }
+    }
+
+    /// `ours` restores through every custodian, patiently.
+    async fn take_over(&self, ours: &Signer) -> Result<Held, RestoreError> {
+        let through = Through { world: self, ours };
+        restore(
+            &self.identity(),
+            &through,
+            &self.at,
+            &self.set,
+            &self.storage(),
+            quick(),
+        )
+        .await
+    }
+
     fn set_down(&self, down: &[usize]) {
         *self.down.lock().unwrap() = down.iter().copied().collect();
     }
@@ -128,52 +151,6 @@ impl Custodians for Through<'_> {
         self.ours
             .custody_client()
             .call(&c.service, call, 0, deliver)
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-/// The parent, over its metadata link.
-struct OnParent<'a>(&'a Parent);
-
-impl Storage for OnParent<'_> {
-    async fn count(
-        &self,
-        identity: &StateIdentity,
-        epoch: u64,
-        version: u64,
-    ) -> Result<Option<u32>, String> {
-        let mut c = client(self.0).await;
-        let list = c
-            .list_snapshots(identity)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(list
-            .iter()
-            .find(|s| s.epoch == epoch && s.version == version)
-            .map(|s| s.count))
-    }
-
-    async fn get(&self, reference: &SnapshotRef) -> Result<Vec<SealedChunk>, String> {
-        client(self.0)
-            .await
-            .get_snapshot(reference)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn put(&self, snapshot: &SealedSnapshot) -> Result<(), String> {
-        client(self.0)
-            .await
-            .put_snapshot(snapshot)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    async fn pin(&self, reference: &SnapshotRef) -> Result<(), String> {
-        client(self.0)
-            .await
-            .pin_snapshot(reference)
             .await
             .map_err(|e| e.to_string())
     }
@@ -224,7 +201,7 @@ async fn seal(w: &World, first: &Signer, plaintext: Zeroizing<Vec<u8>>) -> Held 
         &through,
         &w.at,
         &w.set,
-        &OnParent(&w.parent),
+        &w.storage(),
         w.code.policy(2),
         plaintext,
     )
@@ -245,20 +222,7 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
     // is out of its reach.
     w.set_down(&[0]);
     let second = w.enclave();
-    let through = Through {
-        world: &w,
-        ours: &second,
-    };
-    let restored = restore(
-        &w.identity(),
-        &through,
-        &w.at,
-        &w.set,
-        &OnParent(&w.parent),
-        quick(),
-    )
-    .await
-    .unwrap();
+    let restored = w.take_over(&second).await.unwrap();
     assert_eq!(restored.plaintext.as_slice(), plaintext.as_slice());
     assert_eq!((restored.epoch, restored.version), (2, 2));
     let store = KeyStore::from_record(
@@ -287,7 +251,7 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
         &w.identity(),
         &through_first,
         &w.at,
-        &OnParent(&w.parent),
+        &w.storage(),
         &mut stale,
     )
     .await
@@ -299,20 +263,7 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
     // the one its epoch-2 successor committed wins.
     w.set_down(&[2]);
     let third = w.enclave();
-    let through = Through {
-        world: &w,
-        ours: &third,
-    };
-    let again = restore(
-        &w.identity(),
-        &through,
-        &w.at,
-        &w.set,
-        &OnParent(&w.parent),
-        quick(),
-    )
-    .await
-    .unwrap();
+    let again = w.take_over(&third).await.unwrap();
     assert_eq!((again.epoch, again.version), (3, 3));
     assert_eq!(again.plaintext.as_slice(), plaintext.as_slice());
 }
@@ -337,7 +288,7 @@ async fn a_launcher_that_names_fewer_custodians_gets_no_quorum() {
         &through,
         &w.at[..1],
         &w.set[..1],
-        &OnParent(&w.parent),
+        &w.storage(),
         patience,
     )
     .await
@@ -364,7 +315,7 @@ async fn a_new_state_is_not_sealed_over_a_live_one() {
         world: &w,
         ours: &e,
     };
-    let (identity, parent) = (w.identity(), OnParent(&w.parent));
+    let (identity, parent) = (w.identity(), w.storage());
     let again = |plaintext| {
         seal_new(
             &identity,
@@ -396,20 +347,7 @@ async fn one_custodian_down_is_fine_two_down_decide_nothing() {
     seal(&w, &w.enclave(), plaintext.clone()).await;
     w.set_down(&[1]);
     let next = w.enclave();
-    let through = Through {
-        world: &w,
-        ours: &next,
-    };
-    let restored = restore(
-        &w.identity(),
-        &through,
-        &w.at,
-        &w.set,
-        &OnParent(&w.parent),
-        quick(),
-    )
-    .await
-    .unwrap();
+    let restored = w.take_over(&next).await.unwrap();
     assert_eq!(restored.plaintext.as_slice(), plaintext.as_slice());
     w.set_down(&[0, 2]);
     let last = w.enclave();
@@ -426,7 +364,7 @@ async fn one_custodian_down_is_fine_two_down_decide_nothing() {
         &through,
         &w.at,
         &w.set,
-        &OnParent(&w.parent),
+        &w.storage(),
         patience,
     )
     .await
@@ -438,20 +376,7 @@ async fn one_custodian_down_is_fine_two_down_decide_nothing() {
 async fn nothing_sealed_is_said_and_never_taken_for_a_fresh_start() {
     let w = World::new("unsealed").await;
     let e = w.enclave();
-    let through = Through {
-        world: &w,
-        ours: &e,
-    };
-    let err = restore(
-        &w.identity(),
-        &through,
-        &w.at,
-        &w.set,
-        &OnParent(&w.parent),
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = w.take_over(&e).await.unwrap_err();
     assert_eq!(err, RestoreError::NotSealed);
     assert!(err.to_string().contains("--init-state"));
     // Two of the three saying so proves nothing: the third may hold it.
@@ -459,12 +384,16 @@ async fn nothing_sealed_is_said_and_never_taken_for_a_fresh_start() {
         rounds: 2,
         max_wait: Duration::from_millis(100),
     };
+    let through = Through {
+        world: &w,
+        ours: &e,
+    };
     let err = restore(
         &w.identity(),
         &through,
         &w.at[..2],
         &w.set,
-        &OnParent(&w.parent),
+        &w.storage(),
         patience,
     )
     .await
@@ -488,7 +417,7 @@ async fn a_parent_that_drops_or_rolls_back_the_snapshot_stops_the_restore() {
         &through,
         &w.at,
         &w.set,
-        &OnParent(&w.parent),
+        &w.storage(),
         quick(),
     )
     .await
@@ -504,37 +433,11 @@ async fn a_parent_that_drops_or_rolls_back_the_snapshot_stops_the_restore() {
     // The parent puts version 1 where version 2 is.
     std::fs::copy(chunk_of(1, 1), chunk_of(2, 2)).unwrap();
     let third = w.enclave();
-    let through = Through {
-        world: &w,
-        ours: &third,
-    };
-    let err = restore(
-        &w.identity(),
-        &through,
-        &w.at,
-        &w.set,
-        &OnParent(&w.parent),
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = w.take_over(&third).await.unwrap_err();
     assert!(err.to_string().contains("snapshot hash"), "{err}");
     // It deletes it: the custodians still name it, so nothing starts fresh.
     std::fs::remove_dir_all(chunk_of(2, 2).parent().unwrap()).unwrap();
     let fourth = w.enclave();
-    let through = Through {
-        world: &w,
-        ours: &fourth,
-    };
-    let err = restore(
-        &w.identity(),
-        &through,
-        &w.at,
-        &w.set,
-        &OnParent(&w.parent),
-        quick(),
-    )
-    .await
-    .unwrap_err();
+    let err = w.take_over(&fourth).await.unwrap_err();
     assert!(err.to_string().contains("keeps no snapshot 2.2"), "{err}");
 }

@@ -185,7 +185,6 @@ impl DecisionLog {
         if self.limits.per_key == 0 || self.limits.total == 0 {
             return;
         }
-        let bytes = user.to_bytes();
         let log = self.keys.entry(user).or_default();
         let before = log.len;
         let app = log.apps.entry(entry.app).or_default();
@@ -203,12 +202,21 @@ impl DecisionLog {
         entry.seq = self.next_seq;
         self.next_seq += 1;
         side.push_back(entry);
+        self.added(user, before);
+    }
+
+    /// Counts the entry just added to `user`'s log (which had `before`
+    /// entries) and drops what the limits no longer keep.
+    fn added(&mut self, user: PublicKey, before: usize) {
+        let Some(log) = self.keys.get_mut(&user) else {
+            return;
+        };
         log.len += 1;
         if log.len > self.limits.per_key {
             log.drop_one();
         }
         let after = log.len;
-        self.resized(bytes, before, after);
+        self.resized(user.to_bytes(), before, after);
         while self.excess > self.limits.total {
             if !self.drop_from_largest() {
                 break;

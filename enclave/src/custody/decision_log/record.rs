@@ -67,7 +67,6 @@ impl DecisionLog {
         if self.limits.per_key == 0 || self.limits.total == 0 {
             return;
         }
-        let bytes = user.to_bytes();
         self.next_seq = self.next_seq.max(entry.seq.saturating_add(1));
         let log = self.keys.entry(user).or_default();
         let before = log.len;
@@ -77,16 +76,6 @@ impl DecisionLog {
         } else {
             app.allowed.push_back(entry);
         }
-        log.len += 1;
-        if log.len > self.limits.per_key {
-            log.drop_one();
-        }
-        let after = log.len;
-        self.resized(bytes, before, after);
-        while self.excess > self.limits.total {
-            if !self.drop_from_largest() {
-                break;
-            }
-        }
+        self.added(user, before);
     }
 }
