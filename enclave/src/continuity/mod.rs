@@ -4,5 +4,6 @@
 //! the same messages is [`crate::signer::custody`].
 
 pub mod client;
+pub mod lease;
 pub mod restore;
 pub mod transport;

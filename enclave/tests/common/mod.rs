@@ -9,6 +9,7 @@
 )]
 
 pub(crate) mod clocked;
+pub(crate) mod custodians;
 pub(crate) mod fake_relay;
 pub(crate) mod in_process;
 pub(crate) mod nsec;

@@ -1,0 +1,131 @@
+//! The holder's lease against its custodians, in process (custodians that
+//! let a successor claim 1.5 s after the holder was last heard of; a
+//! holder lease of 1 s, renewed every 100 ms): a holder that renews
+//! keeps successors out; a holder cut off from its custodians stops
+//! serving before a successor can take over; and a holder that comes back
+//! after that learns it was fenced.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::custodians::{seal, state, Through, World};
+use enclave::continuity::lease::{Lease, LeaseTimes};
+use enclave::continuity::restore::{restore, Custodians, Patience, RestoreError};
+use enclave::signer::Signer;
+use verifier::custodian::discover::CustodianInstance;
+use verifier::custodian::ledger::LedgerLimits;
+use verifier::custodian::message::{Call, Reply};
+
+const TIMES: LeaseTimes = LeaseTimes {
+    lease: Duration::from_millis(1000),
+    renew_every: Duration::from_millis(100),
+};
+
+/// Custodians whose wait before a claim outlasts the holder's lease.
+const CLAIM_AFTER: LedgerLimits = LedgerLimits {
+    max_states: 16,
+    per_launcher: 4,
+    claim_after_ms: 1500,
+};
+
+/// The holder's reach, owned, for a task of its own: the custodians'
+/// signers run in the caller's thread, so a successor's checks would
+/// otherwise hold the holder's renewals up.
+struct Owned {
+    world: Arc<World>,
+    ours: Arc<Signer>,
+}
+
+impl Custodians for Owned {
+    async fn call(&self, c: &CustodianInstance, call: Call) -> Result<Reply, String> {
+        Through {
+            world: &self.world,
+            ours: &self.ours,
+        }
+        .call(c, call)
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewing_holder_keeps_successors_out() {
+    let w = Arc::new(World::with_limits("lease-held", CLAIM_AFTER).await);
+    let first = Arc::new(w.enclave());
+    let held = seal(&w, &first, state().0).await;
+    let lease = Lease::new(TIMES, held.lease_from);
+    let holder = Owned {
+        world: Arc::clone(&w),
+        ours: first,
+    };
+    let (identity, at, set) = (w.identity(), w.at.clone(), w.set.clone());
+    let keeping = lease.clone();
+    let keeper = tokio::spawn(async move { keeping.keep(&holder, &identity, 1, &at, &set).await });
+    let second = w.enclave();
+    let successor = Through {
+        world: &w,
+        ours: &second,
+    };
+    let patience = Patience {
+        rounds: 4,
+        max_wait: Duration::from_millis(150),
+    };
+    let taken = restore(
+        &w.identity(),
+        &successor,
+        &w.at,
+        &w.set,
+        &w.storage(),
+        patience,
+    )
+    .await;
+    assert!(matches!(taken, Err(RestoreError::NoQuorum(_))), "{taken:?}");
+    assert!(lease.holds());
+    assert!(!keeper.is_finished(), "the lease ended");
+    keeper.abort();
+}
+
+#[tokio::test]
+async fn a_holder_cut_off_stops_before_a_successor_starts_and_learns_it_was_fenced() {
+    let w = World::with_limits("lease-cut", CLAIM_AFTER).await;
+    let first = w.enclave();
+    let held = seal(&w, &first, state().0).await;
+    let lease = Lease::new(TIMES, held.lease_from);
+    let holder = Through {
+        world: &w,
+        ours: &first,
+    };
+    // The parent drops every custody message of the holder from now on
+    // (here: every custodian is out of reach for a while).
+    w.set_down(&[0, 1, 2]);
+    let why = lease.keep(&holder, &w.identity(), 1, &w.at, &w.set).await;
+    let stopped = Instant::now();
+    assert!(why.contains("no quorum"), "{why}");
+    assert!(!lease.holds());
+    w.set_down(&[]);
+    let second = w.enclave();
+    let successor = Through {
+        world: &w,
+        ours: &second,
+    };
+    let restored = restore(
+        &w.identity(),
+        &successor,
+        &w.at,
+        &w.set,
+        &w.storage(),
+        Patience::default(),
+    )
+    .await
+    .unwrap();
+    // The successor's epoch was committed only after the holder stopped.
+    assert!(restored.lease_from > stopped);
+    // The old holder, still running, tries to renew: it is told.
+    let again = Lease::new(TIMES, Instant::now());
+    let why = again.keep(&holder, &w.identity(), 1, &w.at, &w.set).await;
+    assert!(why.contains("successor"), "{why}");
+    assert!(again.fenced() && !again.holds());
+}
