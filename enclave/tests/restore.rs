@@ -248,3 +248,52 @@ async fn a_parent_that_drops_or_rolls_back_the_snapshot_stops_the_restore() {
     let err = w.take_over(&fourth).await.unwrap_err();
     assert!(err.to_string().contains("keeps no snapshot 2.2"), "{err}");
 }
+
+#[tokio::test]
+async fn owner_changes_are_committed_shared_and_never_reuse_a_version() {
+    use enclave::continuity::persist::Persister;
+    let w = World::new("persist").await;
+    let first = w.enclave();
+    let held = seal(&w, &first, Zeroizing::new(b"v1".to_vec())).await;
+    let holder = Through {
+        world: &w,
+        ours: &first,
+    };
+    let persister = Persister::new(w.identity(), holder, w.at.clone(), w.storage(), held);
+    // Five changes at once: each is acknowledged only once a snapshot
+    // taken after it is committed; they share commits.
+    let changes: Vec<u64> = (0..5).map(|_| persister.changed()).collect();
+    let commits = std::sync::atomic::AtomicUsize::new(0);
+    let persisted = futures_util::future::join_all(changes.iter().map(|c| {
+        persister.persist(*c, || {
+            commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Zeroizing::new(b"after five changes".to_vec())
+        })
+    }))
+    .await;
+    assert!(
+        persisted.iter().all(|r| r.as_ref().is_ok_and(|v| *v == 2)),
+        "{persisted:?}"
+    );
+    assert_eq!(commits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Custodians out of reach: the change is not acknowledged, and its
+    // version is spent.
+    w.set_down(&[0, 1]);
+    let change = persister.changed();
+    let err = persister
+        .persist(change, || Zeroizing::new(b"lost".to_vec()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RestoreError::NoQuorum(_)), "{err}");
+    w.set_down(&[]);
+    let version = persister
+        .persist(change, || Zeroizing::new(b"after six changes".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(version, 4, "version 3 was spent by the failed commit");
+    // A successor gets the last acknowledged state.
+    let next = w.enclave();
+    let restored = w.take_over(&next).await.unwrap();
+    assert_eq!(restored.plaintext.as_slice(), b"after six changes");
+    assert_eq!(restored.version, 5);
+}

@@ -5,5 +5,6 @@
 
 pub mod client;
 pub mod lease;
+pub mod persist;
 pub mod restore;
 pub mod transport;

@@ -1,0 +1,102 @@
+//! Committing owner changes: a change is acknowledged to its owner only
+//! once a snapshot taken after it is committed by a quorum
+//! ([`Persister::persist`]). Concurrent changes share commits: a caller
+//! whose change a commit already covers (its snapshot was taken after the
+//! change) returns at once. A version is never used twice: a commit that
+//! fails leaves its version spent, and the next one takes the following
+//! version, so no custodian ever pairs a version with two snapshots.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Mutex;
+use verifier::custodian::discover::CustodianInstance;
+use verifier::state::StateIdentity;
+use zeroize::Zeroizing;
+
+use super::restore::{commit, Custodians, Held, RestoreError, Storage};
+
+/// The state this enclave holds, and its commits.
+pub struct Persister<C, S> {
+    identity: StateIdentity,
+    custodians: C,
+    at: Vec<CustodianInstance>,
+    storage: S,
+    held: Mutex<Held>,
+    /// Changes made so far (bumped by [`Self::changed`]).
+    changes: AtomicU64,
+    /// The changes the last commit covers.
+    committed: AtomicU64,
+}
+
+impl<C, S> std::fmt::Debug for Persister<C, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persister")
+            .field("identity", &self.identity)
+            .field("changes", &self.changes.load(Ordering::SeqCst))
+            .field("committed", &self.committed.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Custodians, S: Storage> Persister<C, S> {
+    /// Commits for `held` (restored or sealed) of `identity`, through `at`.
+    pub fn new(
+        identity: StateIdentity,
+        custodians: C,
+        at: Vec<CustodianInstance>,
+        storage: S,
+        held: Held,
+    ) -> Self {
+        Self {
+            identity,
+            custodians,
+            at,
+            storage,
+            held: Mutex::new(held),
+            changes: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+        }
+    }
+
+    /// Records that the state changed; returns the change's number, to
+    /// pass to [`Self::persist`].
+    pub fn changed(&self) -> u64 {
+        self.changes.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Returns once a snapshot taken after change `change` is committed by
+    /// a quorum (taking one with `snapshot` if none is yet), with the
+    /// version that covers it.
+    pub async fn persist(
+        &self,
+        change: u64,
+        snapshot: impl FnOnce() -> Zeroizing<Vec<u8>>,
+    ) -> Result<u64, RestoreError> {
+        let mut held = self.held.lock().await;
+        if self.committed.load(Ordering::SeqCst) >= change {
+            return Ok(held.version);
+        }
+        // Every change counted up to here is in the snapshot taken next.
+        let covers = self.changes.load(Ordering::SeqCst);
+        held.version = held
+            .version
+            .checked_add(1)
+            .ok_or_else(|| RestoreError::Broken("the versions are used up".into()))?;
+        held.plaintext = snapshot();
+        commit(
+            &self.identity,
+            &self.custodians,
+            &self.at,
+            &self.storage,
+            &mut held,
+        )
+        .await?;
+        self.committed.fetch_max(covers, Ordering::SeqCst);
+        Ok(held.version)
+    }
+
+    /// The epoch this enclave holds.
+    pub async fn epoch(&self) -> u64 {
+        self.held.lock().await.epoch
+    }
+}
