@@ -24,6 +24,7 @@ use nostr_sdk::Client;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
+use crate::continuity::persist::PersistHook;
 use crate::relay::inbox::{Inbox, InboxLimits};
 use crate::relay::outbox::{Outbox, OutboxLimits};
 use crate::relay::subscriptions::Subscriptions;
@@ -51,6 +52,14 @@ pub struct Service {
     pub inbox: Inbox,
     /// Where replies leave.
     pub outbox: Outbox,
+    /// Key continuity: replies to changes wait for their commit.
+    pub persist: Option<Arc<dyn PersistHook>>,
+}
+
+impl std::fmt::Debug for dyn PersistHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PersistHook")
+    }
 }
 
 impl Service {
@@ -82,7 +91,17 @@ impl Service {
             subscriptions,
             inbox,
             outbox: Outbox::new(client, OutboxLimits::default()),
+            persist: None,
         }
+    }
+
+    /// The same service whose replies to changes that must outlive a
+    /// restart wait until `persist` has them committed by a quorum of
+    /// custodians; if that fails, the owner is told the change is not
+    /// confirmed ([`crate::signer::UNCONFIRMED`]) instead of "ok".
+    pub fn with_persist(mut self, persist: Arc<dyn PersistHook>) -> Self {
+        self.persist = Some(persist);
+        self
     }
 
     /// The same service with other outbox limits.
@@ -154,6 +173,19 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
                     service.subscriptions.ready(relays).await;
                 }
             }
+            let reply = match (&service.persist, outcome.unconfirmed) {
+                (Some(persist), Some(unconfirmed)) => {
+                    let change = persist.changed();
+                    match persist.persist(change).await {
+                        Ok(_) => reply,
+                        Err(e) => {
+                            warn!("a change is not confirmed by the custodians: {e}");
+                            unconfirmed
+                        }
+                    }
+                }
+                _ => reply,
+            };
             if let Some(also) = outcome.also {
                 // The app waits on its own relays only: each must take it.
                 service.outbox.send_each(also).await;

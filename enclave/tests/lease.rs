@@ -12,13 +12,11 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::custodians::{seal, state, Through, World};
+use common::custodians::Through;
+use common::custodians::{seal, state, Owned, World};
 use enclave::continuity::lease::{Lease, LeaseTimes};
-use enclave::continuity::restore::{restore, Custodians, Patience, RestoreError};
-use enclave::signer::Signer;
-use verifier::custodian::discover::CustodianInstance;
+use enclave::continuity::restore::{restore, Patience, RestoreError};
 use verifier::custodian::ledger::LedgerLimits;
-use verifier::custodian::message::{Call, Reply};
 
 const TIMES: LeaseTimes = LeaseTimes {
     lease: Duration::from_millis(1000),
@@ -31,25 +29,6 @@ const CLAIM_AFTER: LedgerLimits = LedgerLimits {
     per_launcher: 4,
     claim_after_ms: 1500,
 };
-
-/// The holder's reach, owned, for a task of its own: the custodians'
-/// signers run in the caller's thread, so a successor's checks would
-/// otherwise hold the holder's renewals up.
-struct Owned {
-    world: Arc<World>,
-    ours: Arc<Signer>,
-}
-
-impl Custodians for Owned {
-    async fn call(&self, c: &CustodianInstance, call: Call) -> Result<Reply, String> {
-        Through {
-            world: &self.world,
-            ours: &self.ours,
-        }
-        .call(c, call)
-        .await
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewing_holder_keeps_successors_out() {

@@ -267,7 +267,7 @@ async fn owner_changes_are_committed_shared_and_never_reuse_a_version() {
     let persisted = futures_util::future::join_all(changes.iter().map(|c| {
         persister.persist(*c, || {
             commits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            Zeroizing::new(b"after five changes".to_vec())
+            Ok(Zeroizing::new(b"after five changes".to_vec()))
         })
     }))
     .await;
@@ -281,13 +281,13 @@ async fn owner_changes_are_committed_shared_and_never_reuse_a_version() {
     w.set_down(&[0, 1]);
     let change = persister.changed();
     let err = persister
-        .persist(change, || Zeroizing::new(b"lost".to_vec()))
+        .persist(change, || Ok(Zeroizing::new(b"lost".to_vec())))
         .await
         .unwrap_err();
     assert!(matches!(err, RestoreError::NoQuorum(_)), "{err}");
     w.set_down(&[]);
     let version = persister
-        .persist(change, || Zeroizing::new(b"after six changes".to_vec()))
+        .persist(change, || Ok(Zeroizing::new(b"after six changes".to_vec())))
         .await
         .unwrap();
     assert_eq!(version, 4, "version 3 was spent by the failed commit");

@@ -6,7 +6,10 @@
 //! fails leaves its version spent, and the next one takes the following
 //! version, so no custodian ever pairs a version with two snapshots.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::Mutex;
 use verifier::custodian::discover::CustodianInstance;
@@ -14,6 +17,7 @@ use verifier::state::StateIdentity;
 use zeroize::Zeroizing;
 
 use super::restore::{commit, Custodians, Held, RestoreError, Storage};
+use crate::signer::Signer;
 
 /// The state this enclave holds, and its commits.
 pub struct Persister<C, S> {
@@ -70,7 +74,7 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
     pub async fn persist(
         &self,
         change: u64,
-        snapshot: impl FnOnce() -> Zeroizing<Vec<u8>>,
+        snapshot: impl FnOnce() -> Result<Zeroizing<Vec<u8>>, String>,
     ) -> Result<u64, RestoreError> {
         let mut held = self.held.lock().await;
         if self.committed.load(Ordering::SeqCst) >= change {
@@ -78,11 +82,12 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
         }
         // Every change counted up to here is in the snapshot taken next.
         let covers = self.changes.load(Ordering::SeqCst);
+        let plaintext = snapshot().map_err(RestoreError::Broken)?;
         held.version = held
             .version
             .checked_add(1)
             .ok_or_else(|| RestoreError::Broken("the versions are used up".into()))?;
-        held.plaintext = snapshot();
+        held.plaintext = plaintext;
         commit(
             &self.identity,
             &self.custodians,
@@ -98,5 +103,64 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
     /// The epoch this enclave holds.
     pub async fn epoch(&self) -> u64 {
         self.held.lock().await.epoch
+    }
+}
+
+/// What the event loop asks of continuity, without knowing how custodians
+/// and storage are reached ([`crate::serve::Service::with_persist`]).
+pub trait PersistHook: Send + Sync {
+    /// Records a change made to the store; its number.
+    fn changed(&self) -> u64;
+    /// Returns once change `change` is committed by a quorum.
+    fn persist(
+        &self,
+        change: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>>;
+}
+
+/// The signer's whole store, committed through a [`Persister`].
+pub struct StorePersister<C, S> {
+    persister: Persister<C, S>,
+    signer: Arc<Signer>,
+}
+
+impl<C, S> std::fmt::Debug for StorePersister<C, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.persister.fmt(f)
+    }
+}
+
+impl<C: Custodians, S: Storage> StorePersister<C, S> {
+    /// Commits `signer`'s store through `persister`.
+    pub fn new(persister: Persister<C, S>, signer: Arc<Signer>) -> Self {
+        Self { persister, signer }
+    }
+}
+
+impl<C, S> PersistHook for StorePersister<C, S>
+where
+    C: Custodians + Send + Sync,
+    S: Storage + Send + Sync,
+{
+    fn changed(&self) -> u64 {
+        self.persister.changed()
+    }
+
+    fn persist(
+        &self,
+        change: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
+        let signer = Arc::clone(&self.signer);
+        Box::pin(async move {
+            self.persister
+                .persist(change, || {
+                    let record = signer.store().to_record(crate::unix_now());
+                    record
+                        .to_cbor()
+                        .map_err(|e| format!("the state does not encode: {e}"))
+                })
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }

@@ -102,7 +102,15 @@ pub struct Outcome {
     /// Another event the request makes the enclave send (a nostrconnect
     /// app's `connect` response), after the reply's relays are ready.
     pub also: Option<Reply>,
+    /// The request changed what must outlive a restart (an owner's change,
+    /// a spent bunker secret, a logout): with continuity, its reply waits
+    /// for a commit, and if none comes, this reply goes instead.
+    pub unconfirmed: Option<Reply>,
 }
+
+/// The error an owner gets when a change was applied but no quorum of
+/// custodians confirmed it: it may be lost if the enclave restarts now.
+pub const UNCONFIRMED: &str = "applied, but this enclave's custodians have not confirmed it yet: it may be lost if the enclave restarts now; send the request again to confirm it";
 
 /// How a request changed the held keys.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -381,12 +389,37 @@ impl Signer {
         let (conversation, plaintext) =
             Conversation::open(keys.secret_key(), &event.pubkey, &event.content)
                 .map_err(|_| Dropped::Undecryptable)?;
-        let (response, change) = match Request::parse(&plaintext) {
-            Ok(request) => run(&request),
-            Err(Malformed::Invalid { id, reason }) => (Response::error(&id, reason), Change::None),
+        let (response, change, method) = match Request::parse(&plaintext) {
+            Ok(request) => {
+                let (response, change) = run(&request);
+                (response, change, request.method)
+            }
+            Err(Malformed::Invalid { id, reason }) => {
+                (Response::error(&id, reason), Change::None, String::new())
+            }
             Err(Malformed::NotARequest(_)) => return Err(Dropped::NotARequest),
         };
         drop(plaintext);
+        let changes_state = !response.is_error()
+            && match event.kind.as_u16() {
+                KIND_ADMIN => verifier::rpc::admin::changes_state(&method),
+                KIND_NIP46 => matches!(
+                    verifier::grant::Method::from_name(&method),
+                    Some(verifier::grant::Method::Connect | verifier::grant::Method::Logout)
+                ),
+                _ => false,
+            };
+        let unconfirmed = if changes_state {
+            reply_event(
+                &conversation,
+                keys,
+                event,
+                &Response::error(&response.id, UNCONFIRMED),
+            )
+            .ok()
+        } else {
+            None
+        };
         let reply = match reply_event(&conversation, keys, event, &response) {
             Ok(reply) => reply,
             // Too large to seal (NIP-44 holds 65,535 bytes): say so in a
@@ -402,6 +435,10 @@ impl Signer {
         if !relays.contains(from) {
             relays.insert(0, from.clone());
         }
+        let unconfirmed = unconfirmed.map(|event| Reply {
+            event,
+            relays: relays.clone(),
+        });
         Ok(Outcome {
             reply: Some(Reply {
                 event: reply,
@@ -409,6 +446,7 @@ impl Signer {
             }),
             change,
             also: None,
+            unconfirmed,
         })
     }
 

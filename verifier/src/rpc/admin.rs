@@ -49,6 +49,24 @@ use super::nostrconnect::NostrConnect;
 use super::message::{Params, Request};
 use super::relays::{parse_relays_csv, relays_csv};
 
+/// Whether a successful admin request of `method` changes what an enclave
+/// must keep across a restart (its owner is told "ok" only once that is
+/// committed): imports, deletions, grants, revocations, bunker secrets,
+/// nostrconnect answers and test keys. Reads change nothing.
+pub fn changes_state(method: &str) -> bool {
+    matches!(
+        method,
+        method::IMPORT_KEY
+            | method::CONNECT_KEY
+            | method::DELETE_KEY
+            | method::GENERATE_TEST_KEY
+            | method::CREATE_BUNKER_URL
+            | method::REVOKE_APP
+            | method::GRANT
+            | method::NOSTRCONNECT
+    )
+}
+
 /// Method names.
 pub mod method {
     /// Liveness.
