@@ -182,6 +182,7 @@ pub async fn run(
     admitted: Admitted,
     config: AnnounceConfig,
     client: Client,
+    custody: Option<Arc<crate::continuity::client::CustodyClient>>,
 ) {
     let relays = targets(&admitted, &config);
     for url in &relays {
@@ -217,6 +218,10 @@ pub async fn run(
         };
         if let Some(events) = event {
             write_files(&events, &config);
+            // Custodians check the current one with every new requester.
+            if let Some(custody) = &custody {
+                custody.set_instance(events.instance.as_json());
+            }
             let now = tokio::time::Instant::now();
             let half = now + next.saturating_duration_since(now) / 2;
             publish_until_done(&client, &relays, &events.instance, &config, half).await;

@@ -52,8 +52,9 @@ pub struct Service {
     pub inbox: Inbox,
     /// Where replies leave.
     pub outbox: Outbox,
-    /// Key continuity: replies to changes wait for their commit.
-    pub persist: Option<Arc<dyn PersistHook>>,
+    /// Key continuity: replies to changes wait for their commit (set once,
+    /// when the state is restored, which may be after the loop started).
+    pub persist: Arc<std::sync::OnceLock<Arc<dyn PersistHook>>>,
 }
 
 impl std::fmt::Debug for dyn PersistHook {
@@ -91,7 +92,7 @@ impl Service {
             subscriptions,
             inbox,
             outbox: Outbox::new(client, OutboxLimits::default()),
-            persist: None,
+            persist: Arc::default(),
         }
     }
 
@@ -99,9 +100,14 @@ impl Service {
     /// restart wait until `persist` has them committed by a quorum of
     /// custodians; if that fails, the owner is told the change is not
     /// confirmed ([`crate::signer::UNCONFIRMED`]) instead of "ok".
-    pub fn with_persist(mut self, persist: Arc<dyn PersistHook>) -> Self {
-        self.persist = Some(persist);
+    pub fn with_persist(self, persist: Arc<dyn PersistHook>) -> Self {
+        self.set_persist(persist);
         self
+    }
+
+    /// Like [`Self::with_persist`], on a running service (once).
+    pub fn set_persist(&self, persist: Arc<dyn PersistHook>) {
+        let _ = self.persist.set(persist);
     }
 
     /// The same service with other outbox limits.
@@ -173,7 +179,7 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
                     service.subscriptions.ready(relays).await;
                 }
             }
-            let reply = match (&service.persist, outcome.unconfirmed) {
+            let reply = match (service.persist.get(), outcome.unconfirmed) {
                 (Some(persist), Some(unconfirmed)) => {
                     let change = persist.changed();
                     match persist.persist(change).await {

@@ -7,4 +7,5 @@ pub mod client;
 pub mod lease;
 pub mod persist;
 pub mod restore;
+pub mod startup;
 pub mod transport;

@@ -234,6 +234,26 @@ pub fn client(
         .build()
 }
 
+/// A client that only fetches public events (custodians' instance events
+/// at start): no signer, so it never signs anything a relay asks, and the
+/// events it fetches are returned to it, not handed to the signer. Through
+/// `transport` in production, directly without.
+pub fn fetch_client(transport: Option<ProxiedTransport>) -> Client {
+    let event = u32::try_from(verifier::event::MAX_EVENT_JSON).unwrap_or(u32::MAX);
+    let mut limits = RelayLimits::default();
+    limits.messages.max_size = Some(event.saturating_add(512));
+    limits.events.max_size = Some(event);
+    let builder = Client::builder().opts(
+        ClientOptions::default()
+            .relay_limits(limits)
+            .pool(RelayPoolOptions::default().automatic_authentication(false)),
+    );
+    match transport {
+        Some(t) => builder.websocket_transport(t).build(),
+        None => builder.build(),
+    }
+}
+
 /// The client's settings, in production and in tests (which connect
 /// directly): relays may only deliver events that match a subscription
 /// they were sent, sizes are capped near the largest request, the pool

@@ -193,7 +193,13 @@ pub struct Signer {
     refusal_lines: nip46::RefusalLines,
     custodian: Option<custody::Custodian>,
     custody_client: std::sync::Arc<CustodyClient>,
+    /// Keys are being restored from custodians: admin requests wait.
+    restoring: std::sync::atomic::AtomicBool,
 }
+
+/// The answer to an admin request while keys are being restored.
+pub const RESTORING: &str =
+    "this enclave is restoring its keys from its custodians; try again in a minute";
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -217,6 +223,7 @@ impl Signer {
             refusal_lines: nip46::RefusalLines::default(),
             custodian: config.custody.clone().map(custody::Custodian::new),
             custody_client: std::sync::Arc::new(CustodyClient::new(service.clone())),
+            restoring: std::sync::atomic::AtomicBool::new(false),
             service,
             admin_relay,
             config,
@@ -237,6 +244,20 @@ impl Signer {
     /// Where the admin API listens.
     pub fn admin_relay(&self) -> &RelayUrl {
         &self.admin_relay
+    }
+
+    /// Replaces the (empty) store with a restored one, before anything is
+    /// served; the keys' relays come back as changes for the
+    /// subscriptions.
+    pub fn install(&self, store: KeyStore) {
+        *self.store() = store;
+    }
+
+    /// While `restoring`, admin requests are answered [`RESTORING`] and
+    /// change nothing (the store is not the owners' yet).
+    pub fn set_restoring(&self, restoring: bool) {
+        self.restoring
+            .store(restoring, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The key store (locked briefly; never held across I/O or signing).
@@ -326,6 +347,9 @@ impl Signer {
                         Response::error(&request.id, ADMIN_NEEDS_NIP44),
                         Change::None,
                     );
+                }
+                if self.restoring.load(std::sync::atomic::Ordering::SeqCst) {
+                    return (Response::error(&request.id, RESTORING), Change::None);
                 }
                 admin::handle(self, &event.pubkey, request, pow, now, &mut also)
             })?;

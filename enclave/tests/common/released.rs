@@ -90,6 +90,16 @@ impl Code {
 
     /// `e`'s instance event, released by the first `signers` maintainers.
     pub(crate) fn instance_event(&self, e: &Enclave, signers: usize) -> Event {
+        self.instance_event_on(e, signers, "wss://relay.example")
+    }
+
+    /// The same, with its admin API on `admin_relay`.
+    pub(crate) fn instance_event_on(
+        &self,
+        e: &Enclave,
+        signers: usize,
+        admin_relay: &str,
+    ) -> Event {
         let pcrs = self.pcrs();
         let t = now();
         let doc = nsm_document(
@@ -133,7 +143,7 @@ impl Code {
             module_id: &format!("{INSTANCE_ID}-enc0123456789abcdef"),
             pcrs: &pcrs,
             mode: Mode::Dev,
-            admin_relay: "wss://relay.example",
+            admin_relay,
             expiration: t + 3600,
             alt: "enclaved instance",
             build: &build,

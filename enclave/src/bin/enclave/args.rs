@@ -2,6 +2,7 @@
 //! on custody of other enclaves' state keys (`CustodyArgs`).
 
 use anyhow::{Context, Result};
+use enclave::continuity::startup::ContinuityConfig;
 use enclave::custody::{AdmissionLimits, Limits, LogLimits};
 use enclave::signer::custody::CustodyConfig;
 use enclave::signer::SignerConfig;
@@ -203,5 +204,82 @@ impl LimitArgs {
             max_request_bytes: self.max_request_bytes,
             ..SignerConfig::default()
         }
+    }
+}
+
+/// This enclave's own state kept across restarts (key continuity).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Key continuity")]
+pub(crate) struct ContinuityArgs {
+    /// Keep this enclave's keys, grants and logs across restarts under
+    /// this name (a-z, 0-9, '-', '_', '.'): sealed snapshots at the parent
+    /// (`parent run --state-dir`), their key with the custodians. At start
+    /// the enclave takes the state over before it serves; changes are
+    /// acknowledged once a quorum of custodians committed them. Without
+    /// it, a restart loses every key.
+    #[arg(long, value_name = "NAME", requires = "custodians")]
+    state_id: Option<String>,
+    /// A custodian: the launcher (npub or hex) of another enclave of this
+    /// code run with `--custody-for` this enclave's launcher. Repeat; a
+    /// quorum is a strict majority of them.
+    #[arg(long = "custodian", value_name = "NPUB")]
+    custodians: Vec<String>,
+    /// Seal a new state under `--state-id` instead of restoring one:
+    /// refused where a custodian holds one already. Use it once, for the
+    /// first start.
+    #[arg(long, requires = "state_id")]
+    init_state: bool,
+    /// A relay where custodians' instance events are looked for. Repeat;
+    /// without it, the relays this enclave announces on.
+    #[arg(long = "custody-relay", value_name = "URL")]
+    custody_relays: Vec<String>,
+    /// NIP-13 proof of work (bits) put on custody requests: at least what
+    /// the custodians ask (`--custody-pow`).
+    #[arg(long, value_name = "BITS", default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=28))]
+    custody_request_pow: u8,
+}
+
+impl ContinuityArgs {
+    /// The continuity the options ask for, if any: `launcher` is this
+    /// enclave's own, `announce` where it looks for custodians by default.
+    pub(crate) fn config(
+        &self,
+        launcher: PublicKey,
+        announce: &[nostr::RelayUrl],
+        parent: enclave::link::ParentAddr,
+    ) -> Result<Option<ContinuityConfig>> {
+        let Some(name) = &self.state_id else {
+            return Ok(None);
+        };
+        let identity = verifier::state::StateIdentity::new(launcher, name)
+            .with_context(|| format!("--state-id {name:?}"))?;
+        let custodians = self
+            .custodians
+            .iter()
+            .map(|n| {
+                PublicKey::parse(n.trim())
+                    .with_context(|| format!("--custodian {n:?} is not an npub or hex key"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let relays = if self.custody_relays.is_empty() {
+            announce.to_vec()
+        } else {
+            self.custody_relays
+                .iter()
+                .map(|r| {
+                    verifier::rpc::relays::parse_relay_url(r)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("--custody-relay {r}"))
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        Ok(Some(ContinuityConfig {
+            identity,
+            custodians,
+            init: self.init_state,
+            relays,
+            parent,
+            pow_bits: self.custody_request_pow,
+        }))
     }
 }

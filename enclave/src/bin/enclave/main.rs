@@ -10,7 +10,7 @@ use std::time::Duration;
 mod args;
 
 use anyhow::{bail, Context, Result};
-use args::{CustodyArgs, LimitArgs};
+use args::{ContinuityArgs, CustodyArgs, LimitArgs};
 use clap::{Parser, Subcommand};
 use enclave::announce::{self, AnnounceConfig};
 use enclave::attester::dev::{DevAttester, DevMeasurements};
@@ -102,6 +102,8 @@ struct RunArgs {
     limits: LimitArgs,
     #[command(flatten)]
     custody: CustodyArgs,
+    #[command(flatten)]
+    continuity: ContinuityArgs,
     /// Dev attester: the EC2 instance id it measures into PCR4.
     #[arg(
         long,
@@ -267,8 +269,16 @@ async fn run(args: RunArgs) -> Result<()> {
         config,
     );
     let signer = Arc::clone(&service.signer);
+    let continuity = args.continuity.config(
+        admitted.signatures.instance.event().pubkey,
+        &announce::targets(&admitted, &announce_config),
+        args.metadata,
+    )?;
+    if continuity.is_some() {
+        signer.set_restoring(true);
+    }
     let (ready, is_ready) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(serve::run(service, ready));
+    let server = tokio::spawn(serve::run(service.clone(), ready));
     // Announce only once the admin API can hear the first request.
     tokio::select! {
         _ = is_ready => {}
@@ -279,16 +289,64 @@ async fn run(args: RunArgs) -> Result<()> {
             return Ok(());
         }
     }
-    tokio::select! {
-        () = announce::run(Arc::clone(&attester), keys, admitted, announce_config, client.clone()) => {}
-        () = &mut stop => info!("stopping"),
+    let mut keep_lease: std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> =
+        Box::pin(std::future::pending());
+    if let Some(config) = &continuity {
+        let own = announce::instance_event(
+            &attester,
+            &keys,
+            &admitted,
+            &announce_config.admin_relay,
+            enclave::unix_now(),
+        )
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("cannot make the instance event custodians check")?;
+        signer
+            .custody_client()
+            .set_instance(nostr::JsonUtil::as_json(&own.instance));
+        let root = attester.root();
+        let fetcher = relay::fetch_client(Some(ProxiedTransport::new(
+            args.socks,
+            TlsConfig::webpki_roots().map_err(anyhow::Error::msg)?,
+        )));
+        let running = tokio::select! {
+            r = enclave::continuity::startup::start(&service, &fetcher, config, &root, &policy) => {
+                r.map_err(anyhow::Error::msg).context("cannot take the state over")?
+            }
+            () = &mut stop => {
+                info!("stopped while restoring");
+                server.abort();
+                client.shutdown().await;
+                return Ok(());
+            }
+        };
+        service.set_persist(running.persist);
+        signer.set_restoring(false);
+        serve::sync(&service).await;
+        keep_lease = running.keep;
     }
+    let custody_client = continuity
+        .as_ref()
+        .map(|_| Arc::clone(signer.custody_client()));
+    let lost = tokio::select! {
+        () = announce::run(Arc::clone(&attester), keys, admitted, announce_config, client.clone(), custody_client) => None,
+        why = &mut keep_lease => Some(why),
+        () = &mut stop => { info!("stopping"); None }
+    };
     server.abort();
     let _ = server.await;
     client.shutdown().await;
     // The last reference: held user keys are wiped here.
+    drop(service);
     drop(signer);
-    Ok(())
+    match lost {
+        // Another enclave may take the state over now: this one stops, so
+        // that two never serve it (its supervisor starts it again, and it
+        // takes the state back if it can).
+        Some(why) => bail!("the state's lease is lost ({why}); stopping"),
+        None => Ok(()),
+    }
 }
 
 /// The release policy: the built-in one, or with the dev attester the one

@@ -1,0 +1,178 @@
+//! Key continuity at start, in production: find the custodians the
+//! operator named (their launchers' current enclaves, on relays), then
+//! take the state over from them, or seal a new one only when the
+//! operator says so; install it in the signer; commit changes from then
+//! on; keep the lease, and stop when it is lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nostr::{Filter, Kind, PublicKey, RelayUrl};
+use nostr_sdk::Client;
+use tracing::{info, warn};
+use verifier::attestation::TrustedRoot;
+use verifier::custodian::discover::{current_custodians, CustodianInstance};
+use verifier::event::{KIND_ANNOUNCEMENT, KIND_INSTANCE};
+use verifier::release::ReleasePolicy;
+use verifier::state::{StateIdentity, StateRecord};
+use verifier::verify::{CheckTime, Options};
+
+use super::lease::{Lease, LeaseTimes};
+use super::persist::{PersistHook, Persister, StorePersister};
+use super::restore::{restore, seal_new, Patience};
+use super::transport::{ParentStorage, RelayCustodians};
+use crate::custody::KeyStore;
+use crate::link::ParentAddr;
+use crate::serve::Service;
+
+/// What the operator chose (`enclave run --state-id … --custodian …`).
+#[derive(Debug, Clone)]
+pub struct ContinuityConfig {
+    /// Whose state: this launcher's, under this name.
+    pub identity: StateIdentity,
+    /// The custodians' launchers.
+    pub custodians: Vec<PublicKey>,
+    /// Seal a new state (`--init-state`): refused where one is held.
+    pub init: bool,
+    /// Where custodians' instance events are looked for.
+    pub relays: Vec<RelayUrl>,
+    /// The parent, which keeps the sealed chunks.
+    pub parent: ParentAddr,
+    /// Proof of work put on custody requests.
+    pub pow_bits: u8,
+}
+
+/// How long custodians' instance events are waited for.
+pub const FIND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The running continuity: the hook the event loop commits through, and
+/// the lease, kept until it is lost.
+pub struct Running {
+    /// Commits changes before they are acknowledged.
+    pub persist: Arc<dyn PersistHook>,
+    /// Renews the lease until it is lost; returns why.
+    pub keep: std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>,
+}
+
+/// Finds each custodian launcher's current enclave among the instance
+/// events on `relays`, verified under `root` and `policy` (a custodian
+/// runs released code too).
+pub async fn find_custodians(
+    client: &Client,
+    config: &ContinuityConfig,
+    root: &TrustedRoot,
+    policy: &ReleasePolicy,
+) -> Vec<CustodianInstance> {
+    for url in &config.relays {
+        if let Err(e) = client.add_relay(url.clone()).await {
+            warn!(%url, "cannot add relay: {e}");
+        }
+    }
+    client.connect().await;
+    let filter = Filter::new()
+        .kinds([Kind::from(KIND_INSTANCE), Kind::from(KIND_ANNOUNCEMENT)])
+        .pubkeys(config.custodians.iter().copied());
+    let events = match client
+        .fetch_events_from(config.relays.iter().cloned(), filter, FIND_TIMEOUT)
+        .await
+    {
+        Ok(events) => events.into_iter().collect::<Vec<_>>(),
+        Err(e) => {
+            warn!("cannot fetch custodians' instance events: {e}");
+            Vec::new()
+        }
+    };
+    let options = Options {
+        release: Some(policy.trust.clone()),
+        allow_dev_release: true,
+        ..Options::new(root.clone(), CheckTime::At(crate::unix_now()))
+    };
+    let (found, missing) = current_custodians(events.iter(), &config.custodians, &options);
+    for why in missing {
+        warn!("custodian not found: {why}");
+    }
+    for c in &found {
+        info!(launcher = %c.launcher, relay = %c.admin_relay, "custodian found");
+    }
+    found
+}
+
+/// Takes the state over (or seals a new one with `--init-state`) and
+/// installs it in `service`'s signer, before anything is served;
+/// custodians are looked for with `fetcher` ([`crate::relay::fetch_client`]).
+pub async fn start(
+    service: &Service,
+    fetcher: &Client,
+    config: &ContinuityConfig,
+    root: &TrustedRoot,
+    policy: &ReleasePolicy,
+) -> Result<Running, String> {
+    let at = find_custodians(fetcher, config, root, policy).await;
+    fetcher.shutdown().await;
+    let custodians = RelayCustodians {
+        signer: Arc::clone(&service.signer),
+        subscriptions: service.subscriptions.clone(),
+        pow_bits: config.pow_bits,
+    };
+    let storage = ParentStorage {
+        parent: config.parent,
+    };
+    let held = if config.init {
+        let empty = service
+            .signer
+            .store()
+            .to_record(crate::unix_now())
+            .to_cbor()
+            .map_err(|e| e.to_string())?;
+        seal_new(
+            &config.identity,
+            &custodians,
+            &at,
+            &config.custodians,
+            &storage,
+            policy.clone(),
+            empty,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+    } else {
+        let held = restore(
+            &config.identity,
+            &custodians,
+            &at,
+            &config.custodians,
+            &storage,
+            Patience::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let record = StateRecord::from_cbor(&held.plaintext).map_err(|e| e.to_string())?;
+        let store = {
+            let current = service.signer.store();
+            KeyStore::from_record(
+                current.limits().clone(),
+                current.perm_relays().to_vec(),
+                Some(service.signer.admin_relay().clone()),
+                &record,
+            )?
+        };
+        info!(keys = store.len(), "restored keys");
+        service.signer.install(store);
+        held
+    };
+    info!(state = %config.identity, epoch = held.epoch, version = held.version, "this enclave holds the state");
+    let lease = Lease::new(LeaseTimes::default(), held.lease_from);
+    let (epoch, set) = (held.epoch, held.set.clone());
+    let persister = Persister::new(
+        config.identity.clone(),
+        custodians.clone(),
+        at.clone(),
+        storage,
+        held,
+    );
+    let persist: Arc<dyn PersistHook> =
+        Arc::new(StorePersister::new(persister, Arc::clone(&service.signer)));
+    let identity = config.identity.clone();
+    let keep = Box::pin(async move { lease.keep(&custodians, &identity, epoch, &at, &set).await });
+    Ok(Running { persist, keep })
+}
