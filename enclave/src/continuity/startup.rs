@@ -173,6 +173,38 @@ pub async fn start(
     let persist: Arc<dyn PersistHook> =
         Arc::new(StorePersister::new(persister, Arc::clone(&service.signer)));
     let identity = config.identity.clone();
-    let keep = Box::pin(async move { lease.keep(&custodians, &identity, epoch, &at, &set).await });
+    let uses = snapshot_uses(Arc::clone(&persist), Arc::clone(&service.signer));
+    let keep = Box::pin(async move {
+        tokio::select! {
+            why = lease.keep(&custodians, &identity, epoch, &at, &set) => why,
+            never = uses => match never {},
+        }
+    });
     Ok(Running { persist, keep })
+}
+
+/// How often uses, rate windows and the log are committed when they moved:
+/// after a restart, at most this much of them may be forgotten (an app may
+/// get this many seconds of uses again), as long as snapshots can be
+/// stored.
+pub const USES_EVERY: Duration = Duration::from_secs(10);
+
+/// Commits the store every [`USES_EVERY`] when decisions were made since.
+async fn snapshot_uses(
+    persist: Arc<dyn PersistHook>,
+    signer: Arc<crate::signer::Signer>,
+) -> std::convert::Infallible {
+    let mut tick = tokio::time::interval(USES_EVERY);
+    let mut seen = signer.store().decisions();
+    loop {
+        tick.tick().await;
+        let now = signer.store().decisions();
+        if now == seen {
+            continue;
+        }
+        match persist.persist(persist.changed()).await {
+            Ok(_) => seen = now,
+            Err(e) => warn!("uses since the last commit are not committed: {e}"),
+        }
+    }
 }

@@ -190,6 +190,7 @@ impl KeyStore {
     ) -> Option<Decision> {
         let key = self.keys.get_mut(user)?;
         let decision = key.decide(app, action, now)?;
+        self.decisions = self.decisions.wrapping_add(1);
         // A request of one of its apps: the key is in use.
         key.touch(now);
         // Test keys have no owner to read a log; allowed plumbing

@@ -217,6 +217,9 @@ pub struct KeyStore {
     /// How many owned keys (not test keys) have their permission events
     /// read on each relay: their own relays and the permission relays.
     owners: RelayIndex,
+    /// Decisions made (each may count a use, fill a rate window, log):
+    /// what key continuity snapshots every few seconds when it moved.
+    decisions: u64,
 }
 
 impl fmt::Debug for KeyStore {
@@ -240,6 +243,7 @@ impl KeyStore {
             admin_relay: None,
             displaceable_seen: 0,
             owners: RelayIndex::default(),
+            decisions: 0,
             limits,
             keys: HashMap::new(),
             test_keys: 0,
@@ -247,6 +251,11 @@ impl KeyStore {
             lists: RelayLists::default(),
             test_key_requests: HashMap::new(),
         }
+    }
+
+    /// Decisions made so far (uses, rate windows and the log moved).
+    pub fn decisions(&self) -> u64 {
+        self.decisions
     }
 
     /// The limits.
