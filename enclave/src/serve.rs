@@ -38,6 +38,9 @@ pub fn max_in_flight() -> usize {
 /// Most replies waiting for their key's subscriptions at once; more are
 /// sent without waiting.
 pub const MAX_WAITING: usize = 1024;
+/// How long a change's reply waits for its commit before the owner is
+/// told it is not confirmed (the commit goes on; the next one covers it).
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often expired test keys and secrets are removed.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -179,13 +182,20 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
                     service.subscriptions.ready(relays).await;
                 }
             }
-            let reply = match (service.persist.get(), outcome.unconfirmed) {
-                (Some(persist), Some(unconfirmed)) => {
+            let reply = match (service.persist.get(), outcome.durable) {
+                (Some(persist), true) => {
                     let change = persist.changed();
-                    match persist.persist(change).await {
-                        Ok(_) => reply,
-                        Err(e) => {
+                    let committed = tokio::time::timeout(COMMIT_TIMEOUT, persist.persist(change))
+                        .await
+                        .unwrap_or_else(|_| Err("no commit in time".into()));
+                    match (committed, outcome.unconfirmed) {
+                        (Ok(_), _) => reply,
+                        (Err(e), unconfirmed) => {
                             warn!("a change is not confirmed by the custodians: {e}");
+                            // Never "ok" for what is not committed.
+                            let Some(unconfirmed) = unconfirmed else {
+                                return;
+                            };
                             unconfirmed
                         }
                     }

@@ -138,6 +138,29 @@ async fn a_restarted_enclave_takes_its_keys_grants_and_revocations_back() {
         raw.admin(&service_key, &AdminRequest::HasKey).await,
         Ok("true".into())
     );
+    // A request made before the state was installed is not taken (the
+    // restored state does not carry the ids of the requests that made it).
+    let old = verifier::rpc::seal_request(
+        &owner,
+        &service_key,
+        verifier::event::KIND_ADMIN,
+        &AdminRequest::HasKey.to_request(),
+        verifier::rpc::cipher::Scheme::Nip44,
+    )
+    .unwrap();
+    let stale = nostr::EventBuilder::new(old.kind, old.content.clone())
+        .tags(old.tags.clone())
+        .custom_created_at(nostr::Timestamp::from_secs(common::released::now() - 30))
+        .sign_with_keys(&owner)
+        .unwrap();
+    assert_eq!(
+        second
+            .service
+            .signer
+            .try_handle(&stale, &url, common::released::now())
+            .unwrap_err(),
+        enclave::signer::Dropped::Stale
+    );
     // A third, started while the second holds the state, is kept out
     // (here: its restore would wait, so only the answer while restoring
     // is checked).

@@ -10,6 +10,8 @@
 mod common;
 
 use std::sync::Arc;
+
+use nostr::{Keys, RelayUrl};
 use std::time::{Duration, Instant};
 
 use common::custodians::Through;
@@ -80,10 +82,27 @@ async fn a_holder_cut_off_stops_before_a_successor_starts_and_learns_it_was_fenc
     // The parent drops every custody message of the holder from now on
     // (here: every custodian is out of reach for a while).
     w.set_down(&[0, 1, 2]);
+    first.set_lease(lease.clone());
     let why = lease.keep(&holder, &w.identity(), 1, &w.at, &w.set).await;
     let stopped = Instant::now();
     assert!(why.contains("no quorum"), "{why}");
     assert!(!lease.holds());
+    // It answers nothing any more.
+    let request = verifier::rpc::seal_request(
+        &Keys::generate(),
+        &first.service_key(),
+        verifier::event::KIND_ADMIN,
+        &verifier::rpc::admin::AdminRequest::Ping.to_request(),
+        verifier::rpc::cipher::Scheme::Nip44,
+    )
+    .unwrap();
+    let relay = RelayUrl::parse("ws://127.0.0.1:1").unwrap();
+    assert_eq!(
+        first
+            .try_handle(&request, &relay, common::released::now())
+            .unwrap_err(),
+        enclave::signer::Dropped::LeaseLost
+    );
     w.set_down(&[]);
     let second = w.enclave();
     let successor = Through {

@@ -82,6 +82,16 @@ impl Lease {
                 < self.inner.times.lease
     }
 
+    /// How long the lease still runs.
+    fn left(&self) -> Duration {
+        let from = *self
+            .inner
+            .from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.inner.times.lease.saturating_sub(from.elapsed())
+    }
+
     /// Whether a successor took the state over.
     pub fn fenced(&self) -> bool {
         self.inner.fenced.load(Ordering::SeqCst)
@@ -112,8 +122,8 @@ impl Lease {
         let state = StateName::of(identity);
         let needed = quorum_of(set.len());
         let mut tick = tokio::time::interval(self.inner.times.renew_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
             if !self.holds() {
                 let why = if self.fenced() {
                     "a successor holds the state".to_owned()
@@ -126,6 +136,10 @@ impl Lease {
                 warn!(%identity, epoch, "lease lost: {why}");
                 return why;
             }
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = tokio::time::sleep(self.left()) => continue,
+            }
             let sent = Instant::now();
             let calls = at.iter().map(|c| {
                 let call = Call::Heartbeat {
@@ -135,7 +149,15 @@ impl Lease {
                 async move { (c, custodians.call(c, call).await) }
             });
             let mut acked: Vec<PublicKey> = Vec::new();
-            for (c, reply) in futures_util::future::join_all(calls).await {
+            // A round never outlasts the lease: its end is noticed when it
+            // comes, not a renewal later.
+            let left = self.left();
+            let Ok(replies) =
+                tokio::time::timeout(left, futures_util::future::join_all(calls)).await
+            else {
+                continue;
+            };
+            for (c, reply) in replies {
                 match reply {
                     Ok(Reply::Ok { epoch: e, .. })
                         if e == epoch

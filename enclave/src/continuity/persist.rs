@@ -100,6 +100,11 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
         Ok(held.version)
     }
 
+    /// Whether a change is not committed yet (a failed commit's).
+    pub fn behind(&self) -> bool {
+        self.committed.load(Ordering::SeqCst) < self.changes.load(Ordering::SeqCst)
+    }
+
     /// The epoch this enclave holds.
     pub async fn epoch(&self) -> u64 {
         self.held.lock().await.epoch
@@ -116,6 +121,8 @@ pub trait PersistHook: Send + Sync {
         &self,
         change: u64,
     ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>>;
+    /// Whether a change is not committed yet.
+    fn behind(&self) -> bool;
 }
 
 /// The signer's whole store, committed through a [`Persister`].
@@ -144,6 +151,10 @@ where
 {
     fn changed(&self) -> u64 {
         self.persister.changed()
+    }
+
+    fn behind(&self) -> bool {
+        self.persister.behind()
     }
 
     fn persist(

@@ -173,6 +173,7 @@ pub async fn start(
     let persist: Arc<dyn PersistHook> =
         Arc::new(StorePersister::new(persister, Arc::clone(&service.signer)));
     let identity = config.identity.clone();
+    service.signer.set_lease(lease.clone());
     let uses = snapshot_uses(Arc::clone(&persist), Arc::clone(&service.signer));
     let keep = Box::pin(async move {
         tokio::select! {
@@ -199,7 +200,9 @@ async fn snapshot_uses(
     loop {
         tick.tick().await;
         let now = signer.store().decisions();
-        if now == seen {
+        // Uses moved, or an owner's change whose commit failed waits (a
+        // delete the owner was told is unconfirmed is committed here).
+        if now == seen && !persist.behind() {
             continue;
         }
         match persist.persist(persist.changed()).await {

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod custody;
+mod dropped;
 pub mod grants;
 pub mod nip46;
 pub mod nostrconnect;
@@ -41,6 +42,7 @@ use verifier::rpc::{Request, Response};
 
 use crate::continuity::client::CustodyClient;
 use crate::custody::{signing_keys, KeyStore, Limits, UserKey};
+pub use dropped::Dropped;
 use seen::{NotNew, Seen};
 
 /// Settings of the handler.
@@ -104,7 +106,9 @@ pub struct Outcome {
     pub also: Option<Reply>,
     /// The request changed what must outlive a restart (an owner's change,
     /// a spent bunker secret, a logout): with continuity, its reply waits
-    /// for a commit, and if none comes, this reply goes instead.
+    /// for a commit.
+    pub durable: bool,
+    /// What goes instead when no commit comes.
     pub unconfirmed: Option<Reply>,
 }
 
@@ -151,38 +155,6 @@ impl Change {
     }
 }
 
-/// Why an event was dropped without a reply (for debug logs and tests).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dropped {
-    /// Neither 24133, 24135 nor 24136, nor an nsec.app permission event (30078).
-    Kind,
-    /// Over the size cap.
-    TooLarge,
-    /// Older than `max_request_age` or too far ahead.
-    Stale,
-    /// The signature or id does not verify.
-    Signature,
-    /// Already handled.
-    Duplicate,
-    /// Possibly handled already: the dedupe cache overflowed (a flood).
-    MaybeReplayed,
-    /// Authored by the service key or a held key: the enclave's own
-    /// replies are never handled as requests.
-    OwnEvent,
-    /// Not addressed to the service key or a held key.
-    NotOurs,
-    /// The content does not decrypt.
-    Undecryptable,
-    /// The plaintext is not a request with an id.
-    NotARequest,
-    /// An nsec.app permission payload that does not parse or names
-    /// another key than its author.
-    BadPermissions,
-    /// An nsec.app permission event that would make an app of the service
-    /// key or of the user's own key.
-    OwnKeyAsApp,
-}
-
 /// The request handler, shared by all relay connections.
 pub struct Signer {
     service: Keys,
@@ -195,6 +167,11 @@ pub struct Signer {
     custody_client: std::sync::Arc<CustodyClient>,
     /// Keys are being restored from custodians: admin requests wait.
     restoring: std::sync::atomic::AtomicBool,
+    /// Requests created before this (unix seconds) are dropped: set when a
+    /// restored state is installed, whose own replay cache was not kept.
+    not_before: std::sync::atomic::AtomicU64,
+    /// Key continuity's lease: requests are served only while it holds.
+    lease: std::sync::OnceLock<crate::continuity::lease::Lease>,
 }
 
 /// The answer to an admin request while keys are being restored.
@@ -224,6 +201,8 @@ impl Signer {
             custodian: config.custody.clone().map(custody::Custodian::new),
             custody_client: std::sync::Arc::new(CustodyClient::new(service.clone())),
             restoring: std::sync::atomic::AtomicBool::new(false),
+            not_before: std::sync::atomic::AtomicU64::new(0),
+            lease: std::sync::OnceLock::new(),
             service,
             admin_relay,
             config,
@@ -251,6 +230,16 @@ impl Signer {
     /// subscriptions.
     pub fn install(&self, store: KeyStore) {
         *self.store() = store;
+        // The restored state does not carry the ids of the requests that
+        // made it: requests from before now are refused, so that none of
+        // them can be replayed to undo a later change (a revoke, a delete).
+        self.not_before
+            .store(crate::unix_now(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Serves requests only while `lease` holds (key continuity).
+    pub fn set_lease(&self, lease: crate::continuity::lease::Lease) {
+        let _ = self.lease.set(lease);
     }
 
     /// While `restoring`, admin requests are answered [`RESTORING`] and
@@ -298,8 +287,14 @@ impl Signer {
         let created = event.created_at.as_secs();
         if created.saturating_add(self.config.max_request_age) < now
             || created > now.saturating_add(self.config.max_clock_skew)
+            || created < self.not_before.load(std::sync::atomic::Ordering::SeqCst)
         {
             return Err(Dropped::Stale);
+        }
+        // A state whose lease is lost may be served by a successor: this
+        // enclave answers nothing of it any more (custody is its own).
+        if kind != KIND_CUSTODY && self.lease.get().is_some_and(|l| !l.holds()) {
+            return Err(Dropped::LeaseLost);
         }
         // The service key never makes requests; a held key makes admin
         // requests (its owner's) but never NIP-46 ones, so one held key's
@@ -470,6 +465,7 @@ impl Signer {
             }),
             change,
             also: None,
+            durable: changes_state,
             unconfirmed,
         })
     }

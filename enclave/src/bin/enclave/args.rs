@@ -261,6 +261,10 @@ impl ContinuityArgs {
                     .with_context(|| format!("--custodian {n:?} is not an npub or hex key"))
             })
             .collect::<Result<Vec<_>>>()?;
+        let distinct: std::collections::BTreeSet<&PublicKey> = custodians.iter().collect();
+        if distinct.len() != custodians.len() {
+            anyhow::bail!("--custodian names a launcher twice");
+        }
         let relays = if self.custody_relays.is_empty() {
             announce.to_vec()
         } else {
