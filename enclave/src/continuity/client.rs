@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use nostr::{Event, Keys, Kind, PublicKey, Tag};
@@ -65,6 +65,9 @@ pub struct CustodyClient {
     service: Keys,
     instance: RwLock<Option<String>>,
     pending: Mutex<HashMap<String, Waiting>>,
+    /// Custodians that answered this enclave lately without asking for
+    /// proof of work.
+    verified_by: Mutex<std::collections::HashSet<PublicKey>>,
 }
 
 impl std::fmt::Debug for CustodyClient {
@@ -82,6 +85,7 @@ impl CustodyClient {
             service,
             instance: RwLock::new(None),
             pending: Mutex::new(HashMap::new()),
+            verified_by: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -99,6 +103,7 @@ impl CustodyClient {
 
     /// The signed request event carrying `call` to `custodian`'s service
     /// key with `pow` bits of proof of work, and where its reply will come.
+    /// Mines here: call it off the async workers when `pow` is not small.
     pub fn request(
         &self,
         custodian: &PublicKey,
@@ -174,18 +179,81 @@ impl CustodyClient {
     }
 
     /// Sends `call` to `custodian` with `send` and waits for the reply.
+    /// Proof of work (`pow` bits, mined on the blocking pool) goes only to
+    /// a custodian that has not answered this enclave lately, or that asks
+    /// for it again (its memory of verified requesters expired).
     pub async fn call<F, Fut>(
-        &self,
+        self: &Arc<Self>,
         custodian: &PublicKey,
         call: Call,
         pow: u8,
         send: F,
     ) -> Result<Reply, CallError>
     where
-        F: FnOnce(Event) -> Fut,
+        F: Fn(Event) -> Fut,
         Fut: Future<Output = Result<(), String>>,
     {
-        let (event, reply) = self.request(custodian, call, pow)?;
+        let known = self.knows_us(custodian);
+        let reply = self
+            .call_with(custodian, call.clone(), if known { 0 } else { pow }, &send)
+            .await?;
+        match &reply {
+            Reply::Refused { code, .. } if code == "pow-required" && known && pow > 0 => {
+                self.forget(custodian);
+                self.call_with(custodian, call, pow, &send).await
+            }
+            Reply::Refused { code, .. } if code == "pow-required" => Ok(reply),
+            _ => {
+                self.remember(custodian);
+                Ok(reply)
+            }
+        }
+    }
+
+    fn knows_us(&self, custodian: &PublicKey) -> bool {
+        self.verified_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(custodian)
+    }
+
+    fn remember(&self, custodian: &PublicKey) {
+        let mut known = self
+            .verified_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= MAX_PENDING {
+            known.clear();
+        }
+        known.insert(*custodian);
+    }
+
+    fn forget(&self, custodian: &PublicKey) {
+        self.verified_by
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(custodian);
+    }
+
+    async fn call_with<F, Fut>(
+        self: &Arc<Self>,
+        custodian: &PublicKey,
+        call: Call,
+        pow: u8,
+        send: &F,
+    ) -> Result<Reply, CallError>
+    where
+        F: Fn(Event) -> Fut,
+        Fut: Future<Output = Result<(), String>>,
+    {
+        let (event, reply) = if pow == 0 {
+            self.request(custodian, call, 0)?
+        } else {
+            let (me, to) = (Arc::clone(self), *custodian);
+            tokio::task::spawn_blocking(move || me.request(&to, call, pow))
+                .await
+                .map_err(|e| CallError::Send(e.to_string()))??
+        };
         // Sending and the reply share one deadline: a relay that never
         // finishes taking the event holds nothing up.
         let exchange = async {

@@ -36,18 +36,21 @@ impl Custodians for RelayCustodians {
             .map_err(|e| format!("{}: {e}", custodian.admin_relay))?;
         self.subscriptions.listen_for_service(&url).await;
         let client = self.subscriptions.client().clone();
-        let send = |event: nostr::Event| async move {
-            client
-                .send_event_to([url], &event)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|output| {
-                    if output.success.is_empty() {
-                        Err(format!("no relay took the request: {:?}", output.failed))
-                    } else {
-                        Ok(())
-                    }
-                })
+        let send = |event: nostr::Event| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .send_event_to([url], &event)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|output| {
+                        if output.success.is_empty() {
+                            Err(format!("no relay took the request: {:?}", output.failed))
+                        } else {
+                            Ok(())
+                        }
+                    })
+            }
         };
         self.signer
             .custody_client()

@@ -170,11 +170,7 @@ impl Custodian {
     }
 
     fn pow_needed(&self) -> Reply {
-        Refusal::Malformed(format!(
-            "a custody request from an enclave not verified lately needs {} bits of proof of work (NIP-13)",
-            self.config.pow_bits
-        ))
-        .reply()
+        Refusal::PowRequired(self.config.pow_bits).reply()
     }
 }
 

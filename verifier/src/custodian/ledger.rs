@@ -112,6 +112,9 @@ pub enum Refusal {
     WrongMode,
     /// The request does not read.
     Malformed(String),
+    /// A requester not verified lately must bring this many bits of
+    /// proof of work (NIP-13) first.
+    PowRequired(u8),
 }
 
 impl Refusal {
@@ -130,6 +133,7 @@ impl Refusal {
             Self::WrongKey => "wrong-key",
             Self::WrongMode => "wrong-mode",
             Self::Malformed(_) => "malformed",
+            Self::PowRequired(_) => "pow-required",
         }
     }
 
@@ -175,6 +179,10 @@ impl std::fmt::Display for Refusal {
             Self::WrongKey => f.write_str("that key does not seal this state now"),
             Self::WrongMode => f.write_str("the requester runs in another mode than the state's"),
             Self::Malformed(e) => write!(f, "malformed request: {e}"),
+            Self::PowRequired(bits) => write!(
+                f,
+                "a custody request from an enclave not verified lately needs {bits} bits of proof of work (NIP-13)"
+            ),
         }
     }
 }
