@@ -110,6 +110,7 @@ impl Service {
 
     /// Like [`Self::with_persist`], on a running service (once).
     pub fn set_persist(&self, persist: Arc<dyn PersistHook>) {
+        self.signer.expect_commits();
         let _ = self.persist.set(persist);
     }
 

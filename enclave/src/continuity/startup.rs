@@ -42,6 +42,11 @@ pub struct ContinuityConfig {
     pub pow_bits: u8,
 }
 
+/// Instance events read per custodian named (newest first): junk events
+/// tagged with a custodian's launcher can push its real one out only by
+/// outnumbering this many newer ones.
+pub const FOUND_PER_CUSTODIAN: usize = 32;
+
 /// How long custodians' instance events are waited for.
 pub const FIND_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -69,14 +74,21 @@ pub async fn find_custodians(
         }
     }
     client.connect().await;
+    // Instance events live at most 3 hours; a relay that sends more than
+    // asked, or older ones, does not make this enclave check them all.
+    let most = FOUND_PER_CUSTODIAN.saturating_mul(config.custodians.len());
     let filter = Filter::new()
         .kinds([Kind::from(KIND_INSTANCE), Kind::from(KIND_ANNOUNCEMENT)])
-        .pubkeys(config.custodians.iter().copied());
+        .pubkeys(config.custodians.iter().copied())
+        .since(nostr::Timestamp::from(
+            crate::unix_now().saturating_sub(4 * 3600),
+        ))
+        .limit(most);
     let events = match client
         .fetch_events_from(config.relays.iter().cloned(), filter, FIND_TIMEOUT)
         .await
     {
-        Ok(events) => events.into_iter().collect::<Vec<_>>(),
+        Ok(events) => events.into_iter().take(most).collect::<Vec<_>>(),
         Err(e) => {
             warn!("cannot fetch custodians' instance events: {e}");
             Vec::new()

@@ -172,6 +172,8 @@ pub struct Signer {
     not_before: std::sync::atomic::AtomicU64,
     /// Key continuity's lease: requests are served only while it holds.
     lease: std::sync::OnceLock<crate::continuity::lease::Lease>,
+    /// Changes are committed before they are acknowledged (continuity).
+    commits: std::sync::atomic::AtomicBool,
 }
 
 /// The answer to an admin request while keys are being restored.
@@ -203,6 +205,7 @@ impl Signer {
             restoring: std::sync::atomic::AtomicBool::new(false),
             not_before: std::sync::atomic::AtomicU64::new(0),
             lease: std::sync::OnceLock::new(),
+            commits: std::sync::atomic::AtomicBool::new(false),
             service,
             admin_relay,
             config,
@@ -235,6 +238,13 @@ impl Signer {
         // them can be replayed to undo a later change (a revoke, a delete).
         self.not_before
             .store(crate::unix_now(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Changes are committed before they are acknowledged from now on:
+    /// each change's reply gets an "unconfirmed" alternative.
+    pub fn expect_commits(&self) {
+        self.commits
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Serves requests only while `lease` holds (key continuity).
@@ -428,7 +438,10 @@ impl Signer {
                 ),
                 _ => false,
             };
-        let unconfirmed = if changes_state {
+        // Only with continuity can a change go unconfirmed: the second
+        // reply is not sealed and signed for nothing otherwise.
+        let committed = self.commits.load(std::sync::atomic::Ordering::SeqCst);
+        let unconfirmed = if changes_state && committed {
             reply_event(
                 &conversation,
                 keys,
