@@ -12,7 +12,7 @@ mod common;
 
 use common::parent_store::parent;
 use common::released::{custody_config, Code, Enclave};
-use common::{local_relay, Raw, WAIT};
+use common::{local_relay, run_service, Raw};
 use enclave::continuity::startup::{start, ContinuityConfig};
 use enclave::link::ParentAddr;
 use enclave::serve;
@@ -30,9 +30,7 @@ struct Running {
 }
 
 async fn run(service: serve::Service) -> Running {
-    let (ready, is_ready) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(serve::run(service.clone(), ready));
-    tokio::time::timeout(WAIT, is_ready).await.unwrap().unwrap();
+    let task = run_service(service.clone()).await;
     Running { service, task }
 }
 
@@ -59,6 +57,23 @@ async fn a_restarted_enclave_takes_its_keys_grants_and_revocations_back() {
         publisher
             .send_event(&code.instance_event_on(&e, 2, url.as_str()))
             .await;
+        // Strangers' junk, newer and tagged with the custodian's launcher,
+        // fewer than the enclave reads per custodian: the real one is found.
+        let junk: Vec<nostr::Event> = (0..10)
+            .map(|n| {
+                nostr::EventBuilder::new(nostr::Kind::from_u16(63793), format!("junk {n}"))
+                    .tag(
+                        nostr::Tag::parse(["p", &e.launcher.public_key().to_hex(), "launcher"])
+                            .unwrap(),
+                    )
+                    .custom_created_at(nostr::Timestamp::from_secs(common::released::now() + 1))
+                    .sign_with_keys(&Keys::generate())
+                    .unwrap()
+            })
+            .collect();
+        for event in &junk {
+            publisher.send_event(event).await;
+        }
     }
     let p = parent("continuity-start", true).await;
     let root = TrustedRoot::from_der_or_pem(code.chain.root.der()).unwrap();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use common::parent_store::parent;
 use common::released::{custody_config, now, Code, Enclave};
-use common::{local_relay, WAIT};
+use common::{local_relay, run_service as run};
 use enclave::continuity::restore::{restore, seal_new, Patience};
 use enclave::continuity::transport::{ParentStorage, RelayCustodians};
 use enclave::link::ParentAddr;
@@ -25,14 +25,6 @@ use verifier::custodian::discover::CustodianInstance;
 use verifier::custodian::ledger::LedgerLimits;
 use verifier::state::StateIdentity;
 use zeroize::Zeroizing;
-
-/// Starts `service`'s event loop; returns it once its admin relay listens.
-async fn run(service: serve::Service) -> tokio::task::JoinHandle<()> {
-    let (ready, is_ready) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(serve::run(service, ready));
-    tokio::time::timeout(WAIT, is_ready).await.unwrap().unwrap();
-    task
-}
 
 #[tokio::test]
 async fn a_state_is_sealed_and_taken_over_through_a_real_relay() {

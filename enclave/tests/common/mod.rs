@@ -52,6 +52,15 @@ pub(crate) async fn stack(config: SignerConfig) -> Stack {
     stack_on(RelayBuilder::default(), config).await
 }
 
+/// Starts `service`'s event loop; returns its task once its admin relay
+/// listens.
+pub(crate) async fn run_service(service: serve::Service) -> tokio::task::JoinHandle<()> {
+    let (ready, is_ready) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(serve::run(service, ready));
+    tokio::time::timeout(WAIT, is_ready).await.unwrap().unwrap();
+    task
+}
+
 /// A relay on a free port of 127.0.0.1, its sockets without Nagle's delay.
 pub(crate) async fn local_relay(builder: RelayBuilder) -> DevRelay {
     DevRelay::local(builder).await.unwrap()
