@@ -188,7 +188,11 @@ fn dev_stack_run(dir: &Path, rust_log: &str, extra: &[&str]) -> (String, String)
             break;
         }
     }
-    assert!(dir.join("instance-event.json").is_file());
+    assert!(
+        dir.join("instance-event.json").is_file(),
+        "dev-stack was not ready; it printed:\n{printed}\nand logged:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let relay = printed
         .split_whitespace()
         .find(|w| w.starts_with("ws://127.0.0.1:"))

@@ -214,7 +214,10 @@ impl Stack {
         std::fs::write(&paths.build, signatures.build.as_json())?;
         std::fs::write(&paths.instance, signatures.instance.as_json())?;
         let metadata = free_port()?;
-        let socks = free_port()?;
+        let mut socks = free_port()?;
+        while socks == metadata {
+            socks = free_port()?;
+        }
         let parent_bin = binary(&config.bin_dir, "parent")?;
         let enclave_bin = binary(&config.bin_dir, "enclave")?;
         let path = |p: &Path| p.display().to_string();
@@ -390,9 +393,34 @@ pub fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// A port on 127.0.0.1 that was free a moment ago, for a server started
+/// later by another process.
+///
+/// It is taken below the kernel's ephemeral range where there is room, so
+/// that between now and the server's bind no other `bind(0)` and no outgoing
+/// connection is handed the same port (a client retrying a connection to a
+/// port nobody listens on yet can otherwise connect to itself).
 pub fn free_port() -> Result<SocketAddr> {
+    use std::hash::{BuildHasher, Hasher};
+    if let Some((low, high)) = below_ephemeral() {
+        for _ in 0..64 {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u8(0);
+            let port = low + (h.finish() % u64::from(high - low)) as u16;
+            if let Ok(l) = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)) {
+                return Ok(l.local_addr()?);
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Ports `[low, high)` under the ephemeral range (Linux), if at least 1,000.
+fn below_ephemeral() -> Option<(u16, u16)> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let first: u16 = range.split_whitespace().next()?.parse().ok()?;
+    let low = first.saturating_sub(12_000).max(10_000);
+    (first >= low + 1_000).then_some((low, first))
 }
 
 async fn wait_for_file(path: &Path, process: &mut Process, timeout: Duration) -> Result<()> {
