@@ -157,6 +157,7 @@ async fn real_stack(
         parent_args: Vec::new(),
         prod: false,
         release: parent::dev_stack::ReleaseSetup::default(),
+        member: None,
     };
     let mut stack = parent::dev_stack::Stack::start(&config)
         .await

@@ -109,6 +109,38 @@ pub async fn find_custodians(
     found
 }
 
+/// The longest wait between two looks for custodians.
+pub const FIND_AGAIN_MAX: Duration = Duration::from_secs(60);
+
+/// Looks for the custodians until a quorum of them is found, saying each
+/// time which are missing: without a quorum nothing can be restored or
+/// sealed, and custodians restarting together find each other only once
+/// each has announced.
+async fn find_quorum(
+    fetcher: &Client,
+    config: &ContinuityConfig,
+    root: &TrustedRoot,
+    policy: &ReleasePolicy,
+) -> Vec<CustodianInstance> {
+    let need = verifier::custodian::quorum_of(config.custodians.len());
+    let mut wait = Duration::from_secs(2);
+    loop {
+        let found = find_custodians(fetcher, config, root, policy).await;
+        if found.len() >= need {
+            return found;
+        }
+        warn!(
+            "waiting for custodians: {} of the {} named are announced and verify, a quorum is {}; looking again in {}s",
+            found.len(),
+            config.custodians.len(),
+            need,
+            wait.as_secs()
+        );
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(FIND_AGAIN_MAX);
+    }
+}
+
 /// Takes the state over (or seals a new one with `--init-state`) and
 /// installs it in `service`'s signer, before anything is served;
 /// custodians are looked for with `fetcher` ([`crate::relay::fetch_client`]).
@@ -119,7 +151,7 @@ pub async fn start(
     root: &TrustedRoot,
     policy: &ReleasePolicy,
 ) -> Result<Running, String> {
-    let at = find_custodians(fetcher, config, root, policy).await;
+    let at = find_quorum(fetcher, config, root, policy).await;
     fetcher.shutdown().await;
     let custodians = RelayCustodians {
         signer: Arc::clone(&service.signer),

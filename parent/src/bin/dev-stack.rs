@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use parent::dev_stack::cluster::Cluster;
 use parent::dev_stack::identity;
 use parent::dev_stack::relay::DevRelay;
 use parent::dev_stack::{Stack, StackConfig};
@@ -53,6 +54,14 @@ struct Cli {
     /// maintainers signed, as a production one must.
     #[arg(long)]
     prod: bool,
+    /// Run N instances instead of one (at least 2), each with its own
+    /// launcher, parent and enclave in DIR/1 … DIR/N, each keeping its keys
+    /// with the others as custodians (key continuity). An enclave that dies
+    /// is started again and takes its keys back. DIR/N/enclave.pid and
+    /// DIR/N/instance-event.json are kept current for scripts. Stopping the
+    /// stack loses the states: the next run seals new ones.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    instances: u16,
 }
 
 fn main() -> ExitCode {
@@ -94,7 +103,13 @@ async fn run(cli: Cli) -> Result<()> {
         parent_args: Vec::new(),
         prod: cli.prod,
         release: parent::dev_stack::ReleaseSetup::default(),
+        member: None,
     };
+    if cli.instances > 1 {
+        let outcome = run_cluster(&cli, &config, &mut shutdown).await;
+        relay.stop();
+        return outcome;
+    }
     let mut stack = Stack::start(&config).await?;
     let event = tokio::select! {
         r = stack.wait_for_event(Duration::from_secs(120)) => r,
@@ -209,4 +224,59 @@ async fn watch(stack: &mut Stack) -> Result<()> {
             );
         }
     }
+}
+
+/// `--instances N`: N stacks on the one relay, each enclave restarted when
+/// it dies, until Ctrl-C.
+async fn run_cluster(
+    cli: &Cli,
+    config: &StackConfig,
+    shutdown: &mut parent::runtime::Shutdown,
+) -> Result<()> {
+    let mut cluster = Cluster::start(config, usize::from(cli.instances)).await?;
+    let events = tokio::select! {
+        r = cluster.wait_for_events(Duration::from_secs(120)) => r,
+        r = shutdown.wait() => { r?; Err(anyhow::anyhow!("interrupted before the first announcements")) }
+    };
+    let events = match events {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = cluster.stop().await;
+            return Err(e);
+        }
+    };
+    let dir = cli.dir.display();
+    println!(
+        "\nenclaved dev cluster is running: {} instances on the relay {}, each keeping its keys with the others as custodians.",
+        cli.instances, config.relay_url
+    );
+    for (i, event) in events.iter().enumerate() {
+        let n = i + 1;
+        println!(
+            "\x20 {n}: {dir}/{n}/  launcher {}  service key {}",
+            verifier::event::npub(&cluster.launchers[i]),
+            verifier::event::npub(&event.pubkey)
+        );
+    }
+    println!(
+        "Each DIR/N holds enclave.pid, instance-event.json (current), dev-root.der, pcrs.json and the logs.\n\
+         Use an instance as a single stack's (see dev-stack without --instances), for example:\n\
+         \x20 target/release/verifier key import --instance {dir}/1/instance-event.json --root {dir}/1/dev-root.der --pcrs {dir}/1/pcrs.json --key-file KEYFILE\n\
+         Kill an enclave (kill -9 $(cat {dir}/1/enclave.pid)): it is started again and takes its keys back\n\
+         once its lease ran out (about 40 s).\n\
+         Stop with Ctrl-C."
+    );
+    let outcome = loop {
+        tokio::select! {
+            r = shutdown.wait() => break r.map(|()| info!("stopping")),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Err(e) = cluster.supervise() {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    let stopped = cluster.stop().await;
+    outcome?;
+    stopped
 }

@@ -91,6 +91,23 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The cluster's identity as instance `number` sees it: the same
+    /// builder and maintainers, and a launcher of its own.
+    pub fn as_member(self, cluster_dir: &Path, number: usize) -> Result<Self> {
+        let launcher = member_launcher(cluster_dir, number)?;
+        Ok(Self { launcher, ..self })
+    }
+}
+
+/// Instance `number`'s launcher in a cluster, kept in the cluster's
+/// `identity/launcher-N.key` (made there if absent).
+pub fn member_launcher(cluster_dir: &Path, number: usize) -> Result<Keys> {
+    std::fs::create_dir_all(dir_of(cluster_dir))
+        .with_context(|| format!("{}", dir_of(cluster_dir).display()))?;
+    key(&dir_of(cluster_dir).join(format!("launcher-{number}.key"))).map(|(k, _)| k)
+}
+
 /// The key in `path` (hex), made and written there (owner-only) if absent;
 /// says whether it was made now.
 fn key(path: &Path) -> Result<(Keys, bool)> {

@@ -5,6 +5,7 @@
 //! caller's (the `dev-stack` binary embeds nostr-relay-builder's LocalRelay;
 //! tests bring their own). Used by `dev-stack` and by the stack tests.
 
+pub mod cluster;
 pub mod faults;
 pub mod identity;
 pub mod process;
@@ -68,6 +69,19 @@ pub struct StackConfig {
     pub prod: bool,
     /// The throw-away maintainers and what they sign.
     pub release: ReleaseSetup,
+    /// This stack as one instance of a cluster (`dev-stack --instances`):
+    /// the builder, maintainers and dev CA are the cluster's, the launcher
+    /// its own. `None`: a stack of its own.
+    pub member: Option<Member>,
+}
+
+/// One instance of a cluster of stacks.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The cluster's folder, which keeps the shared identity.
+    pub cluster_dir: PathBuf,
+    /// This instance's number, from 1.
+    pub number: usize,
 }
 
 /// The dev release policy and the signatures the stack makes under it.
@@ -159,6 +173,31 @@ pub struct Stack {
     pub enclave: Process,
     /// How the parent was started, to start it again.
     parent_start: ParentStart,
+    /// How the enclave was started, to start it again.
+    enclave_start: EnclaveStart,
+}
+
+/// What starting the enclave takes.
+#[derive(Debug)]
+struct EnclaveStart {
+    bin: PathBuf,
+    args: Vec<String>,
+    dir: PathBuf,
+    echo: bool,
+    restarts: usize,
+}
+
+impl EnclaveStart {
+    /// Starts it, logging to `log`, and writes its PID to `DIR/enclave.pid`.
+    fn spawn(&self, log: &Path) -> Result<Process> {
+        let process = Process::spawn("enclave", &self.bin, &self.args, log, self.echo)?;
+        let pid_file = self.dir.join("enclave.pid");
+        if let Some(pid) = process.id() {
+            std::fs::write(&pid_file, format!("{pid}\n"))
+                .with_context(|| format!("cannot write {}", pid_file.display()))?;
+        }
+        Ok(process)
+    }
 }
 
 /// What starting the parent takes.
@@ -195,12 +234,24 @@ impl Stack {
         // The same builder, launcher, maintainers and dev CA as the last
         // run in this folder: what a user saved from it stays valid.
         let setup = &config.release;
-        let identity = Identity::load_or_create(&config.dir, setup.maintainers, now)?;
+        let (identity, instance_id, ca_dir) = match &config.member {
+            None => (
+                Identity::load_or_create(&config.dir, setup.maintainers, now)?,
+                signatures::DEV_INSTANCE_ID.to_owned(),
+                identity::ca_dir(&config.dir),
+            ),
+            Some(m) => (
+                Identity::load_or_create(&m.cluster_dir, setup.maintainers, now)?
+                    .as_member(&m.cluster_dir, m.number)?,
+                signatures::member_instance_id(m.number),
+                identity::ca_dir(&m.cluster_dir),
+            ),
+        };
         let signatures = DevSignatures::sign(
             &identity.builder,
             &identity.launcher,
             identity.cert_der.clone(),
-            signatures::DEV_INSTANCE_ID,
+            &instance_id,
             now,
             mode,
         )?;
@@ -254,18 +305,19 @@ impl Stack {
             "--dev-root-out".into(),
             path(&paths.dev_root),
             "--dev-ca-dir".into(),
-            path(&identity::ca_dir(&config.dir)),
+            path(&ca_dir),
             "--dev-pcrs-out".into(),
             path(&paths.pcrs),
         ];
         let enclave_args = [enclave_args, config.enclave_args.clone()].concat();
-        let mut enclave = Process::spawn(
-            "enclave",
-            &enclave_bin,
-            &enclave_args,
-            &config.dir.join("enclave.log"),
-            config.echo_logs,
-        )?;
+        let enclave_start = EnclaveStart {
+            bin: enclave_bin,
+            args: enclave_args,
+            dir: config.dir.clone(),
+            echo: config.echo_logs,
+            restarts: 0,
+        };
+        let mut enclave = enclave_start.spawn(&config.dir.join("enclave.log"))?;
         wait_for_file(&paths.dev_root, &mut enclave, START_TIMEOUT).await?;
         // The maintainers sign what the dev enclave measures to.
         wait_for_file(&paths.pcrs, &mut enclave, START_TIMEOUT).await?;
@@ -320,6 +372,7 @@ impl Stack {
             socks,
             parent,
             enclave,
+            enclave_start,
             parent_start: ParentStart {
                 bin: parent_bin,
                 args: parent_args,
@@ -360,6 +413,32 @@ impl Stack {
             }
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("the parent did not start again")))
+    }
+
+    /// Starts the enclave again after it exited, as a launcher's supervisor
+    /// does: the same arguments and ports, except that it never seals a new
+    /// state (`--init-state` is for the first start only; a restart takes
+    /// the state over). Its instance event and announcement are deleted
+    /// until it writes new ones; it logs to `enclave-restart-N.log`.
+    pub fn restart_enclave(&mut self) -> Result<()> {
+        if self.enclave.exited()?.is_none() {
+            bail!("the enclave is still running");
+        }
+        let _ = std::fs::remove_file(&self.paths.event);
+        let _ = std::fs::remove_file(&self.paths.announcement);
+        let start = &mut self.enclave_start;
+        start.args.retain(|a| a != "--init-state");
+        start.restarts += 1;
+        let log = start
+            .dir
+            .join(format!("enclave-restart-{}.log", start.restarts));
+        self.enclave = start.spawn(&log)?;
+        Ok(())
+    }
+
+    /// How many times the enclave was started again.
+    pub fn enclave_restarts(&self) -> usize {
+        self.enclave_start.restarts
     }
 
     /// Waits for the enclave to publish its instance event.

@@ -13,6 +13,12 @@ use verifier::signing_cert::SigningCert;
 /// An instance id shaped like EC2's, for the dev stack's PCR4.
 pub const DEV_INSTANCE_ID: &str = "i-0de0000000000dev0";
 
+/// The instance id of instance `number` of a dev cluster: each runs on
+/// an EC2 instance of its own (its own PCR4).
+pub fn member_instance_id(number: usize) -> String {
+    format!("i-0de0000000000d{:03x}", number % 0x1000)
+}
+
 /// The dev builder's and launcher's events.
 #[derive(Debug, Clone)]
 pub struct DevSignatures {

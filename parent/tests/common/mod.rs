@@ -92,6 +92,7 @@ pub(crate) fn stack_config(
         parent_args: Vec::new(),
         prod: false,
         release: parent::dev_stack::ReleaseSetup::default(),
+        member: None,
     }
 }
 

@@ -291,6 +291,21 @@ async fn run(args: RunArgs) -> Result<()> {
     }
     let mut keep_lease: std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> =
         Box::pin(std::future::pending());
+    let custody_client = continuity
+        .as_ref()
+        .map(|_| Arc::clone(signer.custody_client()));
+    // Announced from the start, restoring or not: custodians that restore
+    // themselves find each other only by their instance events, and
+    // clients asking meanwhile are told the enclave is restoring.
+    let announcing = announce::run(
+        Arc::clone(&attester),
+        keys.clone(),
+        admitted.clone(),
+        announce_config.clone(),
+        client.clone(),
+        custody_client,
+    );
+    tokio::pin!(announcing);
     if let Some(config) = &continuity {
         let own = announce::instance_event(
             &attester,
@@ -314,6 +329,7 @@ async fn run(args: RunArgs) -> Result<()> {
             r = enclave::continuity::startup::start(&service, &fetcher, config, &root, &policy) => {
                 r.map_err(anyhow::Error::msg).context("cannot take the state over")?
             }
+            () = &mut announcing => bail!("announcing stopped while restoring"),
             () = &mut stop => {
                 info!("stopped while restoring");
                 server.abort();
@@ -326,11 +342,8 @@ async fn run(args: RunArgs) -> Result<()> {
         serve::sync(&service).await;
         keep_lease = running.keep;
     }
-    let custody_client = continuity
-        .as_ref()
-        .map(|_| Arc::clone(signer.custody_client()));
     let lost = tokio::select! {
-        () = announce::run(Arc::clone(&attester), keys, admitted, announce_config, client.clone(), custody_client) => None,
+        () = &mut announcing => None,
         why = &mut keep_lease => Some(why),
         () = &mut stop => { info!("stopping"); None }
     };
