@@ -250,11 +250,11 @@ async fn run_cluster(
         "\nenclaved dev cluster is running: {} instances on the relay {}, each keeping its keys with the others as custodians.",
         cli.instances, config.relay_url
     );
-    for (i, event) in events.iter().enumerate() {
+    for (i, (event, launcher)) in events.iter().zip(&cluster.launchers).enumerate() {
         let n = i + 1;
         println!(
             "\x20 {n}: {dir}/{n}/  launcher {}  service key {}",
-            verifier::event::npub(&cluster.launchers[i]),
+            verifier::event::npub(launcher),
             verifier::event::npub(&event.pubkey)
         );
     }
