@@ -17,7 +17,7 @@
 use std::time::Instant;
 
 use nostr::Keys;
-use verifier::custodian::ledger::{Ledger, LedgerLimits, Peer};
+use verifier::custodian::ledger::{Ledger, LedgerLimits, Peer, Sealed};
 use verifier::event::{npub, Mode};
 use verifier::release::{ReleasePolicy, ReleaseTrust};
 use verifier::state::{StateIdentity, StateKey};
@@ -76,11 +76,14 @@ fn main() {
             .seal(
                 peer,
                 identity,
-                key.clone(),
-                policy.clone(),
-                set.clone(),
-                1,
-                [1; 32],
+                Sealed {
+                    key: key.clone(),
+                    policy: policy.clone(),
+                    custodians: set.clone(),
+                    epoch: 1,
+                    version: 1,
+                    hash: [1; 32],
+                },
                 0,
             )
             .unwrap();

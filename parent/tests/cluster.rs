@@ -85,3 +85,161 @@ async fn three_instances_seal_their_states_with_each_other() {
     }
     cluster.stop().await.unwrap();
 }
+
+/// Runs the supervisor until `n`'s enclave was started again.
+async fn supervise_until_restarted(cluster: &mut Cluster, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let restarted = cluster.supervise().unwrap();
+        assert!(restarted.iter().all(|r| *r == n), "{restarted:?}");
+        if restarted.contains(&n) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The kill-and-restart: an owner imports into instance 1, grants
+/// an agent (nostr-tools' BunkerSigner) kind 1 notes, and revokes another
+/// app; enclave 1 is SIGKILLed and its supervisor starts it again. The
+/// new enclave takes the state back from instances 2 and 3 (which seal it
+/// again to nobody: they keep serving, their leases held), the agent
+/// signs on its old connection, the revoked app is still refused, the log
+/// is intact, and the key is never in a log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_enclave_comes_back_with_its_keys_grants_and_revocations() {
+    common::interop_dir();
+    let (_relay, url, relay_addr) = relay(Writers::default()).await;
+    let dir = test_dir("cluster-kill");
+    let config = stack_config(dir.clone(), url, relay_addr, 3600);
+    let mut cluster = Cluster::start(&config, 3).await.unwrap();
+    cluster
+        .wait_for_events(Duration::from_secs(60))
+        .await
+        .unwrap();
+    for stack in &cluster.stacks {
+        wait_for_log(
+            stack.enclave.log(),
+            "this enclave holds the state",
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    let user = Keys::generate();
+    let pubkey = user.public_key().to_hex();
+    let key_file = dir.join("user.nsec");
+    std::fs::write(&key_file, user.secret_key().to_bech32().unwrap()).unwrap();
+    let key = Key::new(&cluster.stacks[0].paths, &key_file);
+    assert_eq!(key.ok("import"), "key imported");
+    let bunker = |perms: &str| {
+        let (code, url, stderr) = key.run("bunker-url", &["--perms", perms]);
+        assert_eq!(code, Some(0), "{stderr}");
+        url
+    };
+    let (agent_url, other_url) = (bunker("sign_event:1"), bunker("sign_event:1"));
+    let agent = Keys::generate();
+    let other = Keys::generate();
+    let hex = |k: &Keys| k.secret_key().to_secret_hex();
+    let run = |mode: &str, url: &str, app: &Keys, needle: &str| {
+        let sk = hex(app);
+        let mut args = vec![mode, url, sk.as_str(), pubkey.as_str()];
+        if !needle.is_empty() {
+            args.push(needle);
+        }
+        common::node("agent.mjs", &args).unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert!(run("connect", &agent_url, &agent, "").contains("PASS"));
+    assert!(run("connect", &other_url, &other, "").contains("PASS"));
+    assert_eq!(
+        key.ok_with(
+            "revoke",
+            &["--app", &other.public_key().to_bech32().unwrap()]
+        ),
+        "the app's access is revoked"
+    );
+    assert!(run("refused", &other_url, &other, "unauthorized").contains("PASS"));
+    let log_before = key.ok_with("log", &[]);
+    assert_eq!(log_before.matches("allowed").count(), 4, "{log_before}");
+
+    // SIGKILL, as the out-of-memory killer or a crash would.
+    let pid = std::fs::read_to_string(member_dir(&dir, 1).join("enclave.pid")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    supervise_until_restarted(&mut cluster, 1).await;
+    let new_pid = std::fs::read_to_string(member_dir(&dir, 1).join("enclave.pid")).unwrap();
+    assert_ne!(new_pid, pid);
+    // It waits out the dead enclave's lease (30 s and a 10 s margin),
+    // while 2 and 3 seal their own states again to the new enclave 1.
+    let restart_log = dir.join("1").join("enclave-restart-1.log");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&restart_log)
+        .unwrap_or_default()
+        .contains("this enclave holds the state")
+    {
+        // Nobody else stops meanwhile: their leases hold.
+        assert!(cluster.supervise().unwrap().is_empty());
+        assert!(tokio::time::Instant::now() < deadline, "not restored");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cluster
+        .wait_for_events(Duration::from_secs(30))
+        .await
+        .unwrap();
+    for n in [2, 3] {
+        wait_for_log(
+            cluster.stacks[n - 1].enclave.log(),
+            "holds nothing of this state (it restarted): sealing it again",
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+    assert!(std::fs::read_to_string(&restart_log)
+        .unwrap()
+        .contains("restored keys keys=1"));
+
+    // The agent signs on its old connection; the revoked app stays out.
+    assert!(run("sign", &agent_url, &agent, "").contains("PASS"));
+    assert!(run("refused", &other_url, &other, "unauthorized").contains("PASS"));
+    // The log is intact: what was there before is there still.
+    let log_after = key.ok_with("log", &[]);
+    for line in log_before.lines().filter(|l| !l.trim().is_empty()) {
+        let entry = line.split("  ").skip(1).collect::<Vec<_>>().join("  ");
+        assert!(
+            log_after.contains(entry.trim()),
+            "{entry:?} not in:\n{log_after}"
+        );
+    }
+    // Two signatures: the one before the kill is counted unless it fell in
+    // the last 10 s of uses, which a kill may lose (README).
+    let report: Vec<verifier::grant::wire::AppReport> =
+        serde_json::from_str(&key.ok_with("apps", &["--json"])).unwrap();
+    assert_eq!(report.len(), 1);
+    assert!((1..=2).contains(&report[0].used), "{report:?}");
+    let apps = key.ok_with("apps", &[]);
+    assert!(
+        apps.contains(&agent.public_key().to_bech32().unwrap()),
+        "{apps}"
+    );
+    assert!(
+        !apps.contains(&other.public_key().to_bech32().unwrap()),
+        "{apps}"
+    );
+    let nsec = user.secret_key().to_bech32().unwrap();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        for file in std::fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if file.path().extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(file.path()).unwrap();
+                assert!(!text.contains(&nsec) && !text.contains(&hex(&user)));
+            }
+        }
+    }
+    cluster.stop().await.unwrap();
+}

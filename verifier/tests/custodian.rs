@@ -9,7 +9,7 @@ mod support;
 
 use nostr::{JsonUtil, Keys};
 use support::*;
-use verifier::custodian::ledger::{Ledger, LedgerLimits, Refusal};
+use verifier::custodian::ledger::{Ledger, LedgerLimits, Refusal, Sealed};
 use verifier::custodian::peer::verify_peer;
 use verifier::custodian::{CLAIM_MARGIN_MS, LEASE_MS};
 use verifier::event::{npub, Mode};
@@ -99,11 +99,14 @@ fn a_successor_of_the_same_launcher_takes_over_and_the_predecessor_is_fenced() {
         .seal(
             &p_old,
             &identity,
-            key.clone(),
-            sealed.clone(),
-            vec![],
-            1,
-            [1; 32],
+            Sealed {
+                key: key.clone(),
+                policy: sealed.clone(),
+                custodians: vec![],
+                epoch: 1,
+                version: 1,
+                hash: [1; 32],
+            },
             0,
         )
         .unwrap();

@@ -30,6 +30,8 @@ pub struct Persister<C, S> {
     changes: AtomicU64,
     /// The changes the last commit covers.
     committed: AtomicU64,
+    /// Renewed by each commit a quorum acknowledged.
+    lease: Option<super::lease::Lease>,
 }
 
 impl<C, S> std::fmt::Debug for Persister<C, S> {
@@ -59,7 +61,16 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
             held: Mutex::new(held),
             changes: AtomicU64::new(0),
             committed: AtomicU64::new(0),
+            lease: None,
         }
+    }
+
+    /// Renews `lease` with each commit: custodians count a commit as a
+    /// heartbeat.
+    #[must_use]
+    pub fn with_lease(mut self, lease: super::lease::Lease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// Records that the state changed; returns the change's number, to
@@ -96,6 +107,9 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
             &mut held,
         )
         .await?;
+        if let Some(lease) = &self.lease {
+            lease.committed(held.lease_from);
+        }
         self.committed.fetch_max(covers, Ordering::SeqCst);
         Ok(held.version)
     }

@@ -32,6 +32,10 @@ pub trait Custodians {
         custodian: &CustodianInstance,
         call: Call,
     ) -> impl Future<Output = Result<Reply, String>> + Send;
+
+    /// `custodian` did not answer: where it is may be looked up again (a
+    /// custodian that restarted has a new service key).
+    fn missing(&self, _custodian: &CustodianInstance) {}
 }
 
 /// Where the sealed snapshots are kept (the parent).
@@ -385,8 +389,20 @@ pub async fn commit<C: Custodians, S: Storage>(
         hash: hex::encode(sealed.reference.hash),
         key_id: held.key.id().to_string(),
     };
+    // A custodian of the set that restarted holds nothing: it is sealed
+    // again with this version, in this epoch, and counts once it took it.
+    let reseal = Call::Seal {
+        epoch: held.epoch,
+        state: StateName::of(identity),
+        key: verifier::state::record::SecretString(Zeroizing::new(hex::encode(held.key.bytes()))),
+        key_id: held.key.id().to_string(),
+        policy: held.policy.to_json(),
+        custodians: held.set.iter().map(PublicKey::to_hex).collect(),
+        version: held.version,
+        hash: hex::encode(sealed.reference.hash),
+    };
     let sent = Instant::now();
-    let acks = quorum_calls(custodians, at, &held.set, call).await;
+    let acks = quorum_calls(custodians, at, &held.set, call, Some(&reseal)).await;
     if acks.ok < quorum_of(held.set.len()) {
         return Err(RestoreError::NoQuorum(format!(
             "{} of the {} custodians of the set recorded version {} (a quorum is {}): {}",
@@ -419,6 +435,7 @@ pub async fn seal_new<C: Custodians, S: Storage>(
         .map_err(|e| broken(e.to_string()))?;
     storage.put(&sealed).await.map_err(broken)?;
     let call = Call::Seal {
+        epoch: 1,
         state: StateName::of(identity),
         key: verifier::state::record::SecretString(Zeroizing::new(hex::encode(key.bytes()))),
         key_id: key.id().to_string(),
@@ -428,7 +445,7 @@ pub async fn seal_new<C: Custodians, S: Storage>(
         hash: hex::encode(sealed.reference.hash),
     };
     let sent = Instant::now();
-    let acks = quorum_calls(custodians, at, set, call).await;
+    let acks = quorum_calls(custodians, at, set, call, None).await;
     if acks.already_sealed {
         return Err(RestoreError::Broken(format!(
             "a custodian holds this state already, so a new one would start over a live one: restore it, or abandon it explicitly ({})",
@@ -474,10 +491,22 @@ async fn quorum_calls<C: Custodians>(
     at: &[CustodianInstance],
     set: &[PublicKey],
     call: Call,
+    reseal: Option<&Call>,
 ) -> Acks {
     let calls = at.iter().map(|c| {
         let call = call.clone();
-        async move { (c, custodians.call(c, call).await) }
+        async move {
+            let reply = custodians.call(c, call).await;
+            match (&reply, reseal) {
+                (Ok(Reply::Refused { code, .. }), Some(seal))
+                    if code == "not-held" && set.contains(&c.launcher) =>
+                {
+                    info!(custodian = %c.launcher, "a custodian of the set holds nothing of this state (it restarted): sealing it again");
+                    (c, custodians.call(c, seal.clone()).await)
+                }
+                _ => (c, reply),
+            }
+        }
     });
     let mut members: Vec<PublicKey> = Vec::new();
     let mut acks = Acks {

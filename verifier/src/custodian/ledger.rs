@@ -71,6 +71,23 @@ impl Default for LedgerLimits {
     }
 }
 
+/// What a seal hands a custodian.
+#[derive(Debug)]
+pub struct Sealed {
+    /// The state key.
+    pub key: StateKey,
+    /// The release policy the state is sealed with.
+    pub policy: ReleasePolicy,
+    /// The custodian set's launchers.
+    pub custodians: Vec<PublicKey>,
+    /// The epoch (1 for a new state).
+    pub epoch: u64,
+    /// The snapshot's version.
+    pub version: u64,
+    /// The snapshot's hash.
+    pub hash: [u8; 32],
+}
+
 /// Why a custodian refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -291,8 +308,9 @@ impl Ledger {
                 custodians,
                 version,
                 hash,
+                epoch,
             } => self.seal_call(
-                peer, state, &key.0, id, policy, custodians, *version, hash, now,
+                peer, state, &key.0, id, policy, custodians, *epoch, *version, hash, now,
             ),
             Call::Claim { state, epoch } => {
                 let identity = state.identity().map_err(bad);
@@ -326,11 +344,15 @@ impl Ledger {
         id: &str,
         policy: &str,
         custodians: &[String],
+        epoch: u64,
         version: u64,
         hash: &str,
         now: u64,
     ) -> Result<Reply> {
         let identity = state.identity().map_err(bad)?;
+        if epoch == 0 {
+            return Err(bad("epochs start at 1"));
+        }
         let key = StateKey::from_parts(
             hex32(key, "state key").map_err(bad)?,
             key_id(id).map_err(bad)?,
@@ -358,22 +380,38 @@ impl Ledger {
             ));
         }
         let hash = *hex32(hash, "snapshot hash").map_err(bad)?;
-        self.seal(peer, &identity, key, policy, custodians, version, hash, now)
+        let sealed = Sealed {
+            key,
+            policy,
+            custodians,
+            epoch,
+            version,
+            hash,
+        };
+        self.seal(peer, &identity, sealed, now)
     }
 
-    /// Keeps a new state: its first epoch is 1, held by `peer`.
+    /// Keeps a state this custodian does not hold, held by `peer`: a new
+    /// one (epoch 1), or the holder's current one sealed again because this
+    /// custodian restarted and forgot it. To an empty custodian the two are
+    /// the same; a stale holder sealing an older epoch again loses to the
+    /// newer commit epoch any quorum also reports.
     #[allow(clippy::too_many_arguments)]
     pub fn seal(
         &mut self,
         peer: &Peer,
         identity: &StateIdentity,
-        key: StateKey,
-        policy: ReleasePolicy,
-        custodians: Vec<PublicKey>,
-        version: u64,
-        hash: [u8; 32],
+        sealed: Sealed,
         now: u64,
     ) -> Result<Reply> {
+        let Sealed {
+            key,
+            policy,
+            custodians,
+            epoch,
+            version,
+            hash,
+        } = sealed;
         self.check_launcher(peer, identity)?;
         if self.states.contains_key(identity) {
             return Err(Refusal::AlreadySealed);
@@ -393,8 +431,8 @@ impl Ledger {
                 policy,
                 mode: peer.mode,
                 custodians,
-                epoch: 1,
-                commit_epoch: 1,
+                epoch,
+                commit_epoch: epoch,
                 version,
                 hash,
                 holder: peer.service,
@@ -402,7 +440,7 @@ impl Ledger {
                 holder_seen: now,
             },
         );
-        Ok(Reply::Ok { epoch: 1, version })
+        Ok(Reply::Ok { epoch, version })
     }
 
     /// `peer` takes the state in `epoch`: the answer carries what the
