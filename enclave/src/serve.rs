@@ -185,6 +185,9 @@ pub async fn run(service: Service, ready: tokio::sync::oneshot::Sender<()>) {
             }
             let reply = match (service.persist.get(), outcome.durable) {
                 (Some(persist), true) => {
+                    if outcome.forgets {
+                        persist.rekey();
+                    }
                     let change = persist.changed();
                     let committed = tokio::time::timeout(COMMIT_TIMEOUT, persist.persist(change))
                         .await

@@ -60,6 +60,7 @@ async fn a_successor_takes_the_state_over_and_the_predecessor_is_fenced() {
         &w.at,
         &w.storage(),
         &mut stale,
+        false,
     )
     .await
     .unwrap_err();

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Mutex;
@@ -32,6 +32,8 @@ pub struct Persister<C, S> {
     committed: AtomicU64,
     /// Renewed by each commit a quorum acknowledged.
     lease: Option<super::lease::Lease>,
+    /// The next commit replaces the state key.
+    rekey: AtomicBool,
 }
 
 impl<C, S> std::fmt::Debug for Persister<C, S> {
@@ -62,7 +64,13 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
             changes: AtomicU64::new(0),
             committed: AtomicU64::new(0),
             lease: None,
+            rekey: AtomicBool::new(false),
         }
+    }
+
+    /// Makes the next commit replace the state key (a key was deleted).
+    pub fn rekey(&self) {
+        self.rekey.store(true, Ordering::SeqCst);
     }
 
     /// Renews `lease` with each commit: custodians count a commit as a
@@ -99,14 +107,22 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
             .checked_add(1)
             .ok_or_else(|| RestoreError::Broken("the versions are used up".into()))?;
         held.plaintext = plaintext;
-        commit(
+        let rekey = self.rekey.swap(false, Ordering::SeqCst);
+        let committed = commit(
             &self.identity,
             &self.custodians,
             &self.at,
             &self.storage,
             &mut held,
+            rekey,
         )
-        .await?;
+        .await;
+        if committed.is_err() && rekey {
+            // Some custodians may hold the new key already: the next
+            // commit replaces the key again, at all of them.
+            self.rekey.store(true, Ordering::SeqCst);
+        }
+        committed?;
         if let Some(lease) = &self.lease {
             lease.committed(held.lease_from);
         }
@@ -137,6 +153,10 @@ pub trait PersistHook: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>>;
     /// Whether a change is not committed yet.
     fn behind(&self) -> bool;
+    /// Makes the next commit replace the state key, so that snapshots
+    /// taken before (which hold a deleted user key) cannot be opened
+    /// through the custodians any more.
+    fn rekey(&self);
 }
 
 /// The signer's whole store, committed through a [`Persister`].
@@ -169,6 +189,10 @@ where
 
     fn behind(&self) -> bool {
         self.persister.behind()
+    }
+
+    fn rekey(&self) {
+        self.persister.rekey();
     }
 
     fn persist(

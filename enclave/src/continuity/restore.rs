@@ -356,24 +356,34 @@ async fn take_over<C: Custodians, S: Storage>(
         plaintext,
         lease_from: Instant::now(),
     };
-    commit(identity, custodians, at, storage, &mut held).await?;
+    commit(identity, custodians, at, storage, &mut held, false).await?;
     info!(%identity, epoch, version, "restore: the state is ours");
     Ok(held)
 }
 
 /// Seals `held`'s plaintext as its version in its epoch, stores it and
-/// commits it to a quorum of its sealed set, then pins it at the parent;
-/// the lease runs from when the commit was sent.
+/// commits it to a quorum of its sealed set, then pins it at the parent.
+/// With `rekey`, it is sealed under a new state key that replaces the old
+/// one at the custodians (after a deletion: older snapshots, which hold
+/// the deleted key, can then no longer be opened); `held` takes the new
+/// key only once a quorum took it.
 pub async fn commit<C: Custodians, S: Storage>(
     identity: &StateIdentity,
     custodians: &C,
     at: &[CustodianInstance],
     storage: &S,
     held: &mut Held,
+    rekey: bool,
 ) -> Result<SnapshotRef, RestoreError> {
     let broken = |e: String| RestoreError::Broken(e);
+    let new_key = if rekey {
+        Some(StateKey::generate().map_err(|e| broken(e.to_string()))?)
+    } else {
+        None
+    };
+    let key = new_key.as_ref().unwrap_or(&held.key);
     let sealed = SealedSnapshot::seal(
-        &held.key,
+        key,
         identity,
         held.epoch,
         held.version,
@@ -382,24 +392,38 @@ pub async fn commit<C: Custodians, S: Storage>(
     )
     .map_err(|e| broken(e.to_string()))?;
     storage.put(&sealed).await.map_err(broken)?;
-    let call = Call::Commit {
-        state: StateName::of(identity),
-        epoch: held.epoch,
-        version: held.version,
-        hash: hex::encode(sealed.reference.hash),
-        key_id: held.key.id().to_string(),
+    let state = StateName::of(identity);
+    let hash = hex::encode(sealed.reference.hash);
+    let secret = || verifier::state::record::SecretString(Zeroizing::new(hex::encode(key.bytes())));
+    let call = if rekey {
+        Call::Rekey {
+            state: state.clone(),
+            epoch: held.epoch,
+            version: held.version,
+            hash: hash.clone(),
+            key: secret(),
+            key_id: key.id().to_string(),
+        }
+    } else {
+        Call::Commit {
+            state: state.clone(),
+            epoch: held.epoch,
+            version: held.version,
+            hash: hash.clone(),
+            key_id: key.id().to_string(),
+        }
     };
     // A custodian of the set that restarted holds nothing: it is sealed
     // again with this version, in this epoch, and counts once it took it.
     let reseal = Call::Seal {
         epoch: held.epoch,
-        state: StateName::of(identity),
-        key: verifier::state::record::SecretString(Zeroizing::new(hex::encode(held.key.bytes()))),
-        key_id: held.key.id().to_string(),
+        state,
+        key: secret(),
+        key_id: key.id().to_string(),
         policy: held.policy.to_json(),
         custodians: held.set.iter().map(PublicKey::to_hex).collect(),
         version: held.version,
-        hash: hex::encode(sealed.reference.hash),
+        hash,
     };
     let sent = Instant::now();
     let acks = quorum_calls(custodians, at, &held.set, call, Some(&reseal)).await;
@@ -412,6 +436,10 @@ pub async fn commit<C: Custodians, S: Storage>(
             quorum_of(held.set.len()),
             acks.why.join("; ")
         )));
+    }
+    if let Some(key) = new_key {
+        info!(%identity, version = held.version, "the state key is replaced");
+        held.key = key;
     }
     held.lease_from = sent;
     storage.pin(&sealed.reference).await.map_err(broken)?;

@@ -182,7 +182,12 @@ fn log(peer: &Peer, call: &Call, reply: &Reply) {
         (_, Reply::Refused { code, reason, .. }) => {
             info!(%state, requester = %who, %code, "custody: refused: {reason}");
         }
-        (Call::Seal { .. }, _) => info!(%state, holder = %who, "custody: state sealed"),
+        (Call::Seal { epoch, .. }, _) => {
+            info!(%state, holder = %who, epoch, "custody: state sealed");
+        }
+        (Call::Rekey { version, .. }, _) => {
+            info!(%state, holder = %who, version, "custody: state key replaced");
+        }
         (Call::Claim { .. }, Reply::Claimed(c)) => {
             info!(%state, holder = %who, epoch = c.epoch, version = c.version, "custody: state claimed");
         }

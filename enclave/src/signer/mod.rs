@@ -108,6 +108,8 @@ pub struct Outcome {
     /// a spent bunker secret, a logout): with continuity, its reply waits
     /// for a commit.
     pub durable: bool,
+    /// The request deleted a key: the commit replaces the state key.
+    pub forgets: bool,
     /// What goes instead when no commit comes.
     pub unconfirmed: Option<Reply>,
 }
@@ -479,6 +481,9 @@ impl Signer {
             change,
             also: None,
             durable: changes_state,
+            forgets: changes_state
+                && event.kind.as_u16() == KIND_ADMIN
+                && method == verifier::rpc::admin::method::DELETE_KEY,
             unconfirmed,
         })
     }

@@ -22,8 +22,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use nostr::PublicKey;
 
-use super::message::{hex32, key_id, Call, Claimed, Reply, StateName};
-use super::{CLAIM_MARGIN_MS, LEASE_MS, MAX_CUSTODIANS};
+use super::message::{Call, Claimed, Reply};
+use super::{CLAIM_MARGIN_MS, LEASE_MS};
 
 /// Most an epoch may grow in one claim, so that no claim can use up the
 /// epochs (claimers ask for the current one plus one).
@@ -297,100 +297,6 @@ impl Ledger {
         }
     }
 
-    /// Answers `call` from `peer` at `now` (ms).
-    pub fn handle(&mut self, peer: &Peer, call: &Call, now: u64) -> Reply {
-        let result = match call {
-            Call::Seal {
-                state,
-                key,
-                key_id: id,
-                policy,
-                custodians,
-                version,
-                hash,
-                epoch,
-            } => self.seal_call(
-                peer, state, &key.0, id, policy, custodians, *epoch, *version, hash, now,
-            ),
-            Call::Claim { state, epoch } => {
-                let identity = state.identity().map_err(bad);
-                identity.and_then(|i| self.claim(peer, &i, *epoch, now).map(Reply::Claimed))
-            }
-            Call::Commit {
-                state,
-                epoch,
-                version,
-                hash,
-                key_id: id,
-            } => state.identity().map_err(bad).and_then(|identity| {
-                let hash = hex32(hash, "snapshot hash").map_err(bad)?;
-                let id = key_id(id).map_err(bad)?;
-                self.commit(peer, &identity, *epoch, *version, *hash, id, now)
-            }),
-            Call::Heartbeat { state, epoch } => state
-                .identity()
-                .map_err(bad)
-                .and_then(|identity| self.heartbeat(peer, &identity, *epoch, now)),
-        };
-        result.unwrap_or_else(|r| r.reply())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn seal_call(
-        &mut self,
-        peer: &Peer,
-        state: &StateName,
-        key: &str,
-        id: &str,
-        policy: &str,
-        custodians: &[String],
-        epoch: u64,
-        version: u64,
-        hash: &str,
-        now: u64,
-    ) -> Result<Reply> {
-        let identity = state.identity().map_err(bad)?;
-        if epoch == 0 {
-            return Err(bad("epochs start at 1"));
-        }
-        let key = StateKey::from_parts(
-            hex32(key, "state key").map_err(bad)?,
-            key_id(id).map_err(bad)?,
-        );
-        let policy = ReleasePolicy::from_json(policy.as_bytes()).map_err(bad)?;
-        if custodians.len() > MAX_CUSTODIANS {
-            return Err(bad(format!("more than {MAX_CUSTODIANS} custodians")));
-        }
-        let custodians = custodians
-            .iter()
-            .map(|c| PublicKey::from_hex(c).map_err(bad))
-            .collect::<Result<Vec<_>>>()?;
-        let distinct: BTreeSet<&PublicKey> = custodians.iter().collect();
-        if distinct.len() != custodians.len() {
-            return Err(bad("a custodian launcher is named twice"));
-        }
-        if self.own.is_some_and(|own| !distinct.contains(&own)) {
-            return Err(bad(
-                "the state's custodian set does not name this custodian's launcher",
-            ));
-        }
-        if distinct.contains(identity.launcher()) {
-            return Err(bad(
-                "the state's own launcher cannot be its custodian: it runs the parent",
-            ));
-        }
-        let hash = *hex32(hash, "snapshot hash").map_err(bad)?;
-        let sealed = Sealed {
-            key,
-            policy,
-            custodians,
-            epoch,
-            version,
-            hash,
-        };
-        self.seal(peer, &identity, sealed, now)
-    }
-
     /// Keeps a state this custodian does not hold, held by `peer`: a new
     /// one (epoch 1), or the holder's current one sealed again because this
     /// custodian restarted and forgot it. To an empty custodian the two are
@@ -533,6 +439,34 @@ impl Ledger {
         Ok(Reply::Ok { epoch, version })
     }
 
+    /// Makes `version`, sealed under `key`, current and forgets the old
+    /// key: a commit that replaces the key, by the holder only.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rekey(
+        &mut self,
+        peer: &Peer,
+        identity: &StateIdentity,
+        epoch: u64,
+        version: u64,
+        hash: [u8; 32],
+        key: StateKey,
+        now: u64,
+    ) -> Result<Reply> {
+        let held = self.holder(peer, identity, epoch)?;
+        if epoch == held.commit_epoch && version <= held.version {
+            return Err(Refusal::StaleVersion {
+                current: held.version,
+            });
+        }
+        held.key = key;
+        held.commit_epoch = epoch;
+        held.version = version;
+        held.hash = hash;
+        held.confirmed = true;
+        held.holder_seen = now;
+        Ok(Reply::Ok { epoch, version })
+    }
+
     /// Renews the lease of `epoch`.
     pub fn heartbeat(
         &mut self,
@@ -580,5 +514,6 @@ impl Ledger {
     }
 }
 
+mod calls;
 #[cfg(test)]
 mod tests;

@@ -98,6 +98,24 @@ pub enum Call {
         /// The key that seals it, hex.
         key_id: String,
     },
+    /// Snapshot `version` with `hash`, sealed under a new state key, is
+    /// durable: make it current and forget the old key, so that older
+    /// snapshots (which may hold a deleted user key) can no longer be
+    /// opened through this custodian. Only from the holder, as a commit.
+    Rekey {
+        /// Whose.
+        state: StateName,
+        /// The requester's epoch.
+        epoch: u64,
+        /// The new version.
+        version: u64,
+        /// Its hash, hex.
+        hash: String,
+        /// The new state key, hex (erased on drop, never printed).
+        key: SecretString,
+        /// Its id, hex.
+        key_id: String,
+    },
     /// Renew the lease of `epoch`.
     Heartbeat {
         /// Whose.
@@ -195,6 +213,7 @@ impl Call {
             Self::Seal { state, .. }
             | Self::Claim { state, .. }
             | Self::Commit { state, .. }
+            | Self::Rekey { state, .. }
             | Self::Heartbeat { state, .. } => state,
         }
     }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::custodian::message::CustodyRequest;
+use crate::custodian::message::{CustodyRequest, StateName};
 use crate::state::record::SecretString;
 
 struct World {
@@ -487,4 +487,49 @@ fn a_restarted_custodian_is_sealed_again_in_the_holders_epoch() {
 
 fn holder_of(w: &World) -> Peer {
     peer(w.launcher)
+}
+
+#[test]
+fn only_the_holder_rekeys_and_the_old_key_is_gone() {
+    let mut w = world(LedgerLimits::default());
+    let holder = peer(w.launcher);
+    w.seal(&holder, 0).unwrap();
+    let new_key = StateKey::generate().unwrap();
+    // Another enclave of the launcher, not the holder: refused.
+    let other = peer(w.launcher);
+    assert!(w
+        .ledger
+        .rekey(&other, &w.identity, 1, 2, [2; 32], new_key.clone(), 1)
+        .is_err());
+    // Not newer than what is committed: refused.
+    assert_eq!(
+        w.ledger
+            .rekey(&holder, &w.identity, 1, 1, [2; 32], new_key.clone(), 1),
+        Err(Refusal::StaleVersion { current: 1 })
+    );
+    assert_eq!(
+        w.ledger
+            .rekey(&holder, &w.identity, 1, 2, [2; 32], new_key.clone(), 1),
+        Ok(Reply::Ok {
+            epoch: 1,
+            version: 2
+        })
+    );
+    // A commit under the old key is refused now; under the new one it works.
+    assert_eq!(
+        w.ledger
+            .commit(&holder, &w.identity, 1, 3, [3; 32], w.key.id(), 2),
+        Err(Refusal::WrongKey)
+    );
+    assert!(w
+        .ledger
+        .commit(&holder, &w.identity, 1, 3, [3; 32], new_key.id(), 2)
+        .is_ok());
+    // A successor gets the new key only.
+    let claimed = w
+        .ledger
+        .claim(&peer(w.launcher), &w.identity, 2, 2 + FREE)
+        .unwrap();
+    assert_eq!(claimed.state_key().unwrap().bytes(), new_key.bytes());
+    assert_ne!(claimed.state_key().unwrap().bytes(), w.key.bytes());
 }
