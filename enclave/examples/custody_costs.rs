@@ -80,7 +80,6 @@ fn main() {
                     key: key.clone(),
                     policy: policy.clone(),
                     custodians: set.clone(),
-                    epoch: 1,
                     version: 1,
                     hash: [1; 32],
                 },

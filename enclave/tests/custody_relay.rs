@@ -67,7 +67,6 @@ async fn a_state_is_sealed_and_taken_over_through_a_real_relay() {
             signer: Arc::clone(&service.signer),
             subscriptions: service.subscriptions.clone(),
             pow_bits: 8,
-            book: None,
         };
         (service, custodians)
     };

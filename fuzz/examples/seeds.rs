@@ -161,7 +161,6 @@ fn main() {
     };
     let calls = [
         Call::Seal {
-            epoch: 1,
             state: state.clone(),
             key: SecretString(zeroize::Zeroizing::new("5a".repeat(32))),
             key_id: "a5".repeat(16),

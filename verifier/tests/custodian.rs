@@ -103,7 +103,6 @@ fn a_successor_of_the_same_launcher_takes_over_and_the_predecessor_is_fenced() {
                 key: key.clone(),
                 policy: sealed.clone(),
                 custodians: vec![],
-                epoch: 1,
                 version: 1,
                 hash: [1; 32],
             },

@@ -25,10 +25,6 @@ use verifier::state::StateIdentity;
 
 use super::restore::Custodians;
 
-/// How long a heartbeat round waits for a custodian's reply (relays answer
-/// in milliseconds; a custodian that restarted never answers its old key).
-pub const HEARTBEAT_WAIT: Duration = Duration::from_secs(5);
-
 /// How long a lease lasts and how often it is renewed.
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseTimes {
@@ -60,10 +56,6 @@ struct Inner {
     from: Mutex<Instant>,
     /// A custodian said a successor holds the state.
     fenced: AtomicBool,
-    /// A custodian of the set said it holds nothing of the state.
-    forgotten: AtomicBool,
-    /// Wakes the committer when it does.
-    forgotten_now: tokio::sync::Notify,
 }
 
 impl Lease {
@@ -74,8 +66,6 @@ impl Lease {
                 times,
                 from: Mutex::new(from),
                 fenced: AtomicBool::new(false),
-                forgotten: AtomicBool::new(false),
-                forgotten_now: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -100,26 +90,6 @@ impl Lease {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         self.inner.times.lease.saturating_sub(from.elapsed())
-    }
-
-    /// Whether a custodian of the set said it holds nothing of the state
-    /// since this was last asked (it restarted, and a commit seals it
-    /// again).
-    pub fn take_forgotten(&self) -> bool {
-        self.inner.forgotten.swap(false, Ordering::SeqCst)
-    }
-
-    /// Returns when a custodian of the set says it holds nothing.
-    pub async fn forgotten(&self) {
-        self.inner.forgotten_now.notified().await;
-    }
-
-    /// A commit a quorum acknowledged at `sent` renews the lease as a
-    /// heartbeat does: custodians count it as one.
-    pub fn committed(&self, sent: Instant) {
-        if !self.fenced() {
-            self.renewed(sent);
-        }
     }
 
     /// Whether a successor took the state over.
@@ -171,35 +141,30 @@ impl Lease {
                 () = tokio::time::sleep(self.left()) => continue,
             }
             let sent = Instant::now();
-            // A custodian that does not answer soon is missing this round:
-            // waiting longer for one that restarted would not find it
-            // sooner (it is looked up again when it is missing).
-            let wait = HEARTBEAT_WAIT.min(self.left());
             let calls = at.iter().map(|c| {
                 let call = Call::Heartbeat {
                     state: state.clone(),
                     epoch,
                 };
-                async move {
-                    let reply = tokio::time::timeout(wait, custodians.call(c, call))
-                        .await
-                        .unwrap_or_else(|_| Err("no heartbeat reply".into()));
-                    (c, reply)
-                }
+                async move { (c, custodians.call(c, call).await) }
             });
             let mut acked: Vec<PublicKey> = Vec::new();
             // A round never outlasts the lease: its end is noticed when it
-            // comes, not a renewal later.
-            let left = self.left();
-            let Ok(replies) =
-                tokio::time::timeout(left, futures_util::future::join_all(calls)).await
-            else {
-                continue;
-            };
-            for (c, reply) in replies {
-                if reply.is_err() {
-                    custodians.missing(c);
-                }
+            // comes, not a renewal later. It renews as soon as a quorum
+            // acknowledged: a custodian that is down (its call waits for its
+            // timeout) holds nothing up.
+            let mut replies: futures_util::stream::FuturesUnordered<_> = calls.collect();
+            let deadline = tokio::time::sleep(self.left());
+            tokio::pin!(deadline);
+            let mut renewed = false;
+            loop {
+                let (c, reply) = tokio::select! {
+                    next = futures_util::StreamExt::next(&mut replies) => match next {
+                        Some(next) => next,
+                        None => break,
+                    },
+                    () = &mut deadline => break,
+                };
                 match reply {
                     Ok(Reply::Ok { epoch: e, .. })
                         if e == epoch
@@ -208,22 +173,16 @@ impl Lease {
                     {
                         acked.push(c.launcher);
                     }
-                    Ok(Reply::Refused { code, .. })
-                        if code == "not-held" && set.contains(&c.launcher) =>
-                    {
-                        // It restarted: a commit seals it again now.
-                        self.inner.forgotten.store(true, Ordering::SeqCst);
-                        self.inner.forgotten_now.notify_one();
-                    }
                     Ok(Reply::Refused { code, reason, .. }) if code == "fenced" => {
                         info!(%identity, epoch, custodian = %c.admin_relay, "fenced: {reason}");
                         self.inner.fenced.store(true, Ordering::SeqCst);
                     }
                     _ => {}
                 }
-            }
-            if acked.len() >= needed && !self.fenced() {
-                self.renewed(sent);
+                if !renewed && acked.len() >= needed && !self.fenced() {
+                    self.renewed(sent);
+                    renewed = true;
+                }
             }
         }
     }

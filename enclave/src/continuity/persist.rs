@@ -30,8 +30,6 @@ pub struct Persister<C, S> {
     changes: AtomicU64,
     /// The changes the last commit covers.
     committed: AtomicU64,
-    /// Renewed by each commit a quorum acknowledged.
-    lease: Option<super::lease::Lease>,
     /// The next commit replaces the state key.
     rekey: AtomicBool,
 }
@@ -63,7 +61,6 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
             held: Mutex::new(held),
             changes: AtomicU64::new(0),
             committed: AtomicU64::new(0),
-            lease: None,
             rekey: AtomicBool::new(false),
         }
     }
@@ -71,14 +68,6 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
     /// Makes the next commit replace the state key (a key was deleted).
     pub fn rekey(&self) {
         self.rekey.store(true, Ordering::SeqCst);
-    }
-
-    /// Renews `lease` with each commit: custodians count a commit as a
-    /// heartbeat.
-    #[must_use]
-    pub fn with_lease(mut self, lease: super::lease::Lease) -> Self {
-        self.lease = Some(lease);
-        self
     }
 
     /// Records that the state changed; returns the change's number, to
@@ -123,9 +112,6 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
             self.rekey.store(true, Ordering::SeqCst);
         }
         committed?;
-        if let Some(lease) = &self.lease {
-            lease.committed(held.lease_from);
-        }
         self.committed.fetch_max(covers, Ordering::SeqCst);
         Ok(held.version)
     }

@@ -394,39 +394,26 @@ pub async fn commit<C: Custodians, S: Storage>(
     storage.put(&sealed).await.map_err(broken)?;
     let state = StateName::of(identity);
     let hash = hex::encode(sealed.reference.hash);
-    let secret = || verifier::state::record::SecretString(Zeroizing::new(hex::encode(key.bytes())));
     let call = if rekey {
         Call::Rekey {
-            state: state.clone(),
+            state,
             epoch: held.epoch,
             version: held.version,
-            hash: hash.clone(),
-            key: secret(),
+            hash,
+            key: verifier::state::record::SecretString(Zeroizing::new(hex::encode(key.bytes()))),
             key_id: key.id().to_string(),
         }
     } else {
         Call::Commit {
-            state: state.clone(),
+            state,
             epoch: held.epoch,
             version: held.version,
-            hash: hash.clone(),
+            hash,
             key_id: key.id().to_string(),
         }
     };
-    // A custodian of the set that restarted holds nothing: it is sealed
-    // again with this version, in this epoch, and counts once it took it.
-    let reseal = Call::Seal {
-        epoch: held.epoch,
-        state,
-        key: secret(),
-        key_id: key.id().to_string(),
-        policy: held.policy.to_json(),
-        custodians: held.set.iter().map(PublicKey::to_hex).collect(),
-        version: held.version,
-        hash,
-    };
     let sent = Instant::now();
-    let acks = quorum_calls(custodians, at, &held.set, call, Some(&reseal)).await;
+    let acks = quorum_calls(custodians, at, &held.set, call, false).await;
     if acks.ok < quorum_of(held.set.len()) {
         return Err(RestoreError::NoQuorum(format!(
             "{} of the {} custodians of the set recorded version {} (a quorum is {}): {}",
@@ -463,7 +450,6 @@ pub async fn seal_new<C: Custodians, S: Storage>(
         .map_err(|e| broken(e.to_string()))?;
     storage.put(&sealed).await.map_err(broken)?;
     let call = Call::Seal {
-        epoch: 1,
         state: StateName::of(identity),
         key: verifier::state::record::SecretString(Zeroizing::new(hex::encode(key.bytes()))),
         key_id: key.id().to_string(),
@@ -473,7 +459,7 @@ pub async fn seal_new<C: Custodians, S: Storage>(
         hash: hex::encode(sealed.reference.hash),
     };
     let sent = Instant::now();
-    let acks = quorum_calls(custodians, at, set, call, None).await;
+    let acks = quorum_calls(custodians, at, set, call, true).await;
     if acks.already_sealed {
         return Err(RestoreError::Broken(format!(
             "a custodian holds this state already, so a new one would start over a live one: restore it, or abandon it explicitly ({})",
@@ -519,30 +505,22 @@ async fn quorum_calls<C: Custodians>(
     at: &[CustodianInstance],
     set: &[PublicKey],
     call: Call,
-    reseal: Option<&Call>,
+    wait_all: bool,
 ) -> Acks {
-    let calls = at.iter().map(|c| {
-        let call = call.clone();
-        async move {
-            let reply = custodians.call(c, call).await;
-            match (&reply, reseal) {
-                (Ok(Reply::Refused { code, .. }), Some(seal))
-                    if code == "not-held" && set.contains(&c.launcher) =>
-                {
-                    info!(custodian = %c.launcher, "a custodian of the set holds nothing of this state (it restarted): sealing it again");
-                    (c, custodians.call(c, seal.clone()).await)
-                }
-                _ => (c, reply),
-            }
-        }
-    });
+    let mut replies: futures_util::stream::FuturesUnordered<_> = at
+        .iter()
+        .map(|c| {
+            let call = call.clone();
+            async move { (c, custodians.call(c, call).await) }
+        })
+        .collect();
     let mut members: Vec<PublicKey> = Vec::new();
     let mut acks = Acks {
         ok: 0,
         already_sealed: false,
         why: Vec::new(),
     };
-    for (c, reply) in futures_util::future::join_all(calls).await {
+    while let Some((c, reply)) = futures_util::StreamExt::next(&mut replies).await {
         match reply {
             Ok(Reply::Ok { .. }) if set.contains(&c.launcher) && !members.contains(&c.launcher) => {
                 members.push(c.launcher);
@@ -557,6 +535,11 @@ async fn quorum_calls<C: Custodians>(
                 .why
                 .push(format!("{}: unexpected {other:?}", c.admin_relay)),
             Err(e) => acks.why.push(format!("{}: {e}", c.admin_relay)),
+        }
+        // A commit needs a quorum, not everyone: one that is down (its call
+        // waits for its timeout) holds no owner's change up.
+        if !wait_all && acks.ok >= quorum_of(set.len()) {
+            break;
         }
     }
     acks

@@ -20,7 +20,7 @@ use verifier::verify::{CheckTime, Options};
 use super::lease::{Lease, LeaseTimes};
 use super::persist::{PersistHook, Persister, StorePersister};
 use super::restore::{restore, seal_new, Patience};
-use super::transport::{CustodianBook, Finder, ParentStorage, RelayCustodians};
+use super::transport::{ParentStorage, RelayCustodians};
 use crate::custody::KeyStore;
 use crate::link::ParentAddr;
 use crate::serve::Service;
@@ -152,29 +152,11 @@ pub async fn start(
     policy: &ReleasePolicy,
 ) -> Result<Running, String> {
     let at = find_quorum(fetcher, config, root, policy).await;
-    // The fetcher stays: a custodian that restarts is looked up again.
-    let finder: Finder = {
-        let (fetcher, config, root, policy) = (
-            fetcher.clone(),
-            config.clone(),
-            root.clone(),
-            policy.clone(),
-        );
-        Arc::new(move || {
-            let (fetcher, config, root, policy) = (
-                fetcher.clone(),
-                config.clone(),
-                root.clone(),
-                policy.clone(),
-            );
-            Box::pin(async move { find_custodians(&fetcher, &config, &root, &policy).await })
-        })
-    };
+    fetcher.shutdown().await;
     let custodians = RelayCustodians {
         signer: Arc::clone(&service.signer),
         subscriptions: service.subscriptions.clone(),
         pow_bits: config.pow_bits,
-        book: Some(Arc::new(CustodianBook::new(&at, finder))),
     };
     let storage = ParentStorage {
         parent: config.parent,
@@ -231,17 +213,12 @@ pub async fn start(
         at.clone(),
         storage,
         held,
-    )
-    .with_lease(lease.clone());
+    );
     let persist: Arc<dyn PersistHook> =
         Arc::new(StorePersister::new(persister, Arc::clone(&service.signer)));
     let identity = config.identity.clone();
     service.signer.set_lease(lease.clone());
-    let uses = snapshot_uses(
-        Arc::clone(&persist),
-        Arc::clone(&service.signer),
-        lease.clone(),
-    );
+    let uses = snapshot_uses(Arc::clone(&persist), Arc::clone(&service.signer));
     let keep = Box::pin(async move {
         tokio::select! {
             why = lease.keep(&custodians, &identity, epoch, &at, &set) => why,
@@ -257,26 +234,19 @@ pub async fn start(
 /// stored.
 pub const USES_EVERY: Duration = Duration::from_secs(10);
 
-/// Commits the store every [`USES_EVERY`] when decisions were made since,
-/// or when a custodian restarted and must be sealed again.
+/// Commits the store every [`USES_EVERY`] when decisions were made since.
 async fn snapshot_uses(
     persist: Arc<dyn PersistHook>,
     signer: Arc<crate::signer::Signer>,
-    lease: Lease,
 ) -> std::convert::Infallible {
     let mut tick = tokio::time::interval(USES_EVERY);
     let mut seen = signer.store().decisions();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = lease.forgotten() => {}
-        }
+        tick.tick().await;
         let now = signer.store().decisions();
         // Uses moved, or an owner's change whose commit failed waits (a
-        // delete the owner was told is unconfirmed is committed here), or
-        // a custodian forgot the state.
-        let forgotten = lease.take_forgotten();
-        if now == seen && !persist.behind() && !forgotten {
+        // delete the owner was told is unconfirmed is committed here).
+        if now == seen && !persist.behind() {
             continue;
         }
         match persist.persist(persist.changed()).await {

@@ -4,12 +4,10 @@
 //! parent's state store through the metadata link ([`ParentStorage`], one
 //! connection per call, vsock in production).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use nostr::{PublicKey, RelayUrl};
-use tracing::info;
+use nostr::RelayUrl;
 use verifier::custodian::discover::CustodianInstance;
 use verifier::custodian::message::{Call, Reply};
 use verifier::state::{SealedChunk, SealedSnapshot, SnapshotRef, StateIdentity};
@@ -30,114 +28,10 @@ pub struct RelayCustodians {
     /// Proof of work put on each request (what custodians ask of an
     /// enclave they have not verified lately).
     pub pow_bits: u8,
-    /// Where each custodian launcher's enclave is now, looked up again
-    /// when one does not answer (a restarted custodian has a new service
-    /// key); `None`: always where it was found at start.
-    pub book: Option<Arc<CustodianBook>>,
-}
-
-/// Looks up custodians' current enclaves (on relays, in production).
-pub type Finder = Arc<
-    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<CustodianInstance>> + Send>>
-        + Send
-        + Sync,
->;
-
-/// The custodians' current enclaves by launcher, refreshed by a
-/// [`Finder`] at most every [`FIND_AGAIN_EVERY`].
-pub struct CustodianBook {
-    current: Mutex<HashMap<PublicKey, CustodianInstance>>,
-    last_find: Mutex<Option<Instant>>,
-    finder: Finder,
-}
-
-/// The least time between two look-ups of the custodians.
-pub const FIND_AGAIN_EVERY: Duration = Duration::from_secs(10);
-
-impl std::fmt::Debug for CustodianBook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CustodianBook").finish_non_exhaustive()
-    }
-}
-
-impl CustodianBook {
-    /// A book of `found`, refreshed with `finder`.
-    pub fn new(found: &[CustodianInstance], finder: Finder) -> Self {
-        Self {
-            current: Mutex::new(found.iter().map(|c| (c.launcher, c.clone())).collect()),
-            last_find: Mutex::new(Some(Instant::now())),
-            finder,
-        }
-    }
-
-    /// Where `custodian`'s launcher's enclave is now, as far as known.
-    pub fn current(&self, custodian: &CustodianInstance) -> CustodianInstance {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&custodian.launcher)
-            .cloned()
-            .unwrap_or_else(|| custodian.clone())
-    }
-
-    /// Looks the custodians up again in the background, unless that was
-    /// done in the last [`FIND_AGAIN_EVERY`].
-    pub fn refresh(self: &Arc<Self>) {
-        {
-            let mut last = self
-                .last_find
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if last.is_some_and(|t| t.elapsed() < FIND_AGAIN_EVERY) {
-                return;
-            }
-            *last = Some(Instant::now());
-        }
-        let book = Arc::clone(self);
-        tokio::spawn(async move {
-            let found = (book.finder)().await;
-            let mut current = book.current.lock().unwrap_or_else(PoisonError::into_inner);
-            for c in found {
-                let moved = current
-                    .get(&c.launcher)
-                    .is_none_or(|old| old.service != c.service);
-                // Only launchers of the set were looked for; a newer
-                // instance event of one replaces the older.
-                if moved
-                    && current
-                        .get(&c.launcher)
-                        .is_none_or(|old| old.expiration <= c.expiration)
-                {
-                    info!(launcher = %c.launcher, relay = %c.admin_relay, "custodian found at a new enclave");
-                    current.insert(c.launcher, c);
-                }
-            }
-        });
-    }
 }
 
 impl Custodians for RelayCustodians {
     async fn call(&self, custodian: &CustodianInstance, call: Call) -> Result<Reply, String> {
-        let Some(book) = &self.book else {
-            return self.call_at(custodian, call).await;
-        };
-        let now = book.current(custodian);
-        let reply = self.call_at(&now, call).await;
-        if reply.is_err() {
-            book.refresh();
-        }
-        reply
-    }
-
-    fn missing(&self, _custodian: &CustodianInstance) {
-        if let Some(book) = &self.book {
-            book.refresh();
-        }
-    }
-}
-
-impl RelayCustodians {
-    async fn call_at(&self, custodian: &CustodianInstance, call: Call) -> Result<Reply, String> {
         let url = RelayUrl::parse(&custodian.admin_relay)
             .map_err(|e| format!("{}: {e}", custodian.admin_relay))?;
         self.subscriptions.listen_for_service(&url).await;

@@ -182,9 +182,7 @@ fn log(peer: &Peer, call: &Call, reply: &Reply) {
         (_, Reply::Refused { code, reason, .. }) => {
             info!(%state, requester = %who, %code, "custody: refused: {reason}");
         }
-        (Call::Seal { epoch, .. }, _) => {
-            info!(%state, holder = %who, epoch, "custody: state sealed");
-        }
+        (Call::Seal { .. }, _) => info!(%state, holder = %who, "custody: state sealed"),
         (Call::Rekey { version, .. }, _) => {
             info!(%state, holder = %who, version, "custody: state key replaced");
         }

@@ -247,7 +247,6 @@ pub(crate) fn custody_config(
 
 pub(crate) fn seal(e: &Enclave, code: &Code, key: &StateKey) -> Call {
     Call::Seal {
-        epoch: 1,
         state: StateName::of(&StateIdentity::new(e.launcher.public_key(), "main").unwrap()),
         key: verifier::state::record::SecretString(zeroize::Zeroizing::new(hex::encode(
             key.bytes(),

@@ -54,10 +54,11 @@ struct Cli {
     /// maintainers signed, as a production one must.
     #[arg(long)]
     prod: bool,
-    /// Run N instances instead of one (at least 2), each with its own
-    /// launcher, parent and enclave in DIR/1 … DIR/N, each keeping its keys
-    /// with the others as custodians (key continuity). An enclave that dies
-    /// is started again and takes its keys back. DIR/N/enclave.pid and
+    /// Run N instances instead of one (at least 2): N signers, each with
+    /// its own launcher, parent and enclave in DIR/1 … DIR/N, keeping its
+    /// keys with N custodians (DIR/custodian-1 … N, launchers of their own)
+    /// under key continuity. An enclave that dies is started again; a
+    /// signer then takes its keys back. DIR/N/enclave.pid and
     /// DIR/N/instance-event.json are kept current for scripts. Stopping the
     /// stack loses the states: the next run seals new ones.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
@@ -247,23 +248,30 @@ async fn run_cluster(
     };
     let dir = cli.dir.display();
     println!(
-        "\nenclaved dev cluster is running: {} instances on the relay {}, each keeping its keys with the others as custodians.",
-        cli.instances, config.relay_url
+        "\nenclaved dev cluster is running on the relay {}: {} signers, each keeping its keys with the {} custodians.",
+        config.relay_url, cli.instances, cli.instances
     );
     for (i, (event, launcher)) in events.iter().zip(&cluster.launchers).enumerate() {
         let n = i + 1;
         println!(
-            "\x20 {n}: {dir}/{n}/  launcher {}  service key {}",
+            "\x20 signer {n}     {dir}/{n}/  launcher {}  service key {}",
             verifier::event::npub(launcher),
             verifier::event::npub(&event.pubkey)
         );
     }
+    for (i, launcher) in cluster.custodian_launchers.iter().enumerate() {
+        let n = i + 1;
+        println!(
+            "\x20 custodian {n}  {dir}/custodian-{n}/  launcher {}",
+            verifier::event::npub(launcher)
+        );
+    }
     println!(
-        "Each DIR/N holds enclave.pid, instance-event.json (current), dev-root.der, pcrs.json and the logs.\n\
-         Use an instance as a single stack's (see dev-stack without --instances), for example:\n\
+        "Each folder holds enclave.pid, instance-event.json (current), dev-root.der, pcrs.json and the logs.\n\
+         Use a signer as a single stack's (see dev-stack without --instances), for example:\n\
          \x20 target/release/verifier key import --instance {dir}/1/instance-event.json --root {dir}/1/dev-root.der --pcrs {dir}/1/pcrs.json --key-file KEYFILE\n\
-         Kill an enclave (kill -9 $(cat {dir}/1/enclave.pid)): it is started again and takes its keys back\n\
-         once its lease ran out (about 40 s).\n\
+         Kill a signer (kill -9 $(cat {dir}/1/enclave.pid)): it is started again and takes its keys back\n\
+         once its lease ran out (about 40 s). A custodian killed comes back empty.\n\
          Stop with Ctrl-C."
     );
     let outcome = loop {

@@ -80,8 +80,6 @@ pub struct Sealed {
     pub policy: ReleasePolicy,
     /// The custodian set's launchers.
     pub custodians: Vec<PublicKey>,
-    /// The epoch (1 for a new state).
-    pub epoch: u64,
     /// The snapshot's version.
     pub version: u64,
     /// The snapshot's hash.
@@ -297,12 +295,11 @@ impl Ledger {
         }
     }
 
-    /// Keeps a state this custodian does not hold, held by `peer`: a new
-    /// one (epoch 1), or the holder's current one sealed again because this
-    /// custodian restarted and forgot it. To an empty custodian the two are
-    /// the same; a stale holder sealing an older epoch again loses to the
-    /// newer commit epoch any quorum also reports.
-    #[allow(clippy::too_many_arguments)]
+    /// Keeps a new state: its first epoch is 1, held by `peer`. Only ever
+    /// epoch 1: a custodian that restarted and holds nothing is never
+    /// filled again by a holder, since another live instance of the same
+    /// launcher may still hold the state, and the launcher would then vote
+    /// twice.
     pub fn seal(
         &mut self,
         peer: &Peer,
@@ -314,7 +311,6 @@ impl Ledger {
             key,
             policy,
             custodians,
-            epoch,
             version,
             hash,
         } = sealed;
@@ -337,8 +333,8 @@ impl Ledger {
                 policy,
                 mode: peer.mode,
                 custodians,
-                epoch,
-                commit_epoch: epoch,
+                epoch: 1,
+                commit_epoch: 1,
                 version,
                 hash,
                 holder: peer.service,
@@ -346,7 +342,7 @@ impl Ledger {
                 holder_seen: now,
             },
         );
-        Ok(Reply::Ok { epoch, version })
+        Ok(Reply::Ok { epoch: 1, version })
     }
 
     /// `peer` takes the state in `epoch`: the answer carries what the

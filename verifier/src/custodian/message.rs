@@ -46,10 +46,6 @@ pub struct CustodyRequest {
     pub call: Call,
 }
 
-fn first_epoch() -> u64 {
-    1
-}
-
 /// What a requester asks of a custodian.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
@@ -72,11 +68,6 @@ pub enum Call {
         version: u64,
         /// The first snapshot's hash, hex.
         hash: String,
-        /// The epoch it is sealed in: 1 for a new state; the holder's
-        /// current one when it seals its state again to a custodian of
-        /// the set that restarted and holds nothing.
-        #[serde(default = "first_epoch")]
-        epoch: u64,
     },
     /// Take over the state in `epoch`, fencing every older one.
     Claim {

@@ -63,15 +63,16 @@ pub fn choose(
         if claim.epoch != epoch || !seen.insert(custodian) {
             continue;
         }
-        // One state has one key, policy and custodian set (until rekeys
-        // and reseals exist): a custodian that names others holds another
-        // state under this name, and nothing can be trusted to either.
+        // One state has one policy and custodian set (until reseals
+        // exist): a custodian that names others holds another state under
+        // this name, and nothing can be trusted to either. Its key changes
+        // with a rekey (a deletion), so custodians that missed the newest
+        // commit name an older key with their older version; one version
+        // under two keys is a conflict (below).
         if let Some(first) = best {
-            if (&claim.key_id, &claim.policy, &claim.custodians)
-                != (&first.key_id, &first.policy, &first.custodians)
-            {
+            if (&claim.policy, &claim.custodians) != (&first.policy, &first.custodians) {
                 return Err(QuorumError::Conflict(format!(
-                    "custodians name two states (keys {} and {})",
+                    "custodians name two states (keys {} and {}, with different release policies or custodian sets)",
                     first.key_id, claim.key_id
                 )));
             }
@@ -119,6 +120,22 @@ mod tests {
     }
 
     #[test]
+    fn a_rekeyed_version_wins_over_an_older_one_under_the_old_key() {
+        let (a, old) = claim(1, 4, "a");
+        let (b, mut new) = claim(1, 5, "b");
+        new.key_id = "22".repeat(16);
+        let chosen = choose(&[(a, old.clone()), (b, new.clone())], 3, 7).unwrap();
+        assert_eq!(
+            (chosen.version, chosen.key_id.clone()),
+            (5, new.key_id.clone())
+        );
+        // The same version under two keys is two states.
+        let (c, mut twin) = claim(1, 5, "b");
+        twin.key_id = "33".repeat(16);
+        assert!(choose(&[(b, new), (c, twin)], 3, 7).is_err());
+    }
+
+    #[test]
     fn the_newest_of_a_quorum_wins_and_fewer_decide_nothing() {
         assert_eq!(quorum_of(1), 1);
         assert_eq!(quorum_of(3), 2);
@@ -140,11 +157,18 @@ mod tests {
             choose(&[claim(1, 5, "a"), claim(1, 5, "b")], 3, 7),
             Err(QuorumError::Conflict(_))
         ));
-        // Another key under the same name, whatever its rank.
-        let (who, mut other_key) = claim(2, 1, "x");
-        other_key.key_id = "22".repeat(16);
+        // Another policy or custodian set under the same name, whatever
+        // its rank, is another state.
+        let (who, mut other_policy) = claim(2, 1, "x");
+        other_policy.policy = "{}".into();
         assert!(matches!(
-            choose(&[claim(1, 5, "a"), (who, other_key)], 3, 7),
+            choose(&[claim(1, 5, "a"), (who, other_policy)], 3, 7),
+            Err(QuorumError::Conflict(_))
+        ));
+        let (who, mut other_set) = claim(2, 1, "x");
+        other_set.custodians = vec!["00".repeat(32)];
+        assert!(matches!(
+            choose(&[claim(1, 5, "a"), (who, other_set)], 3, 7),
             Err(QuorumError::Conflict(_))
         ));
         // One custodian counts once, and only for the epoch asked.

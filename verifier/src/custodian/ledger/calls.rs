@@ -22,9 +22,8 @@ impl Ledger {
                 custodians,
                 version,
                 hash,
-                epoch,
             } => self.seal_call(
-                peer, state, &key.0, id, policy, custodians, *epoch, *version, hash, now,
+                peer, state, &key.0, id, policy, custodians, *version, hash, now,
             ),
             Call::Claim { state, epoch } => {
                 let identity = state.identity().map_err(bad);
@@ -73,15 +72,11 @@ impl Ledger {
         id: &str,
         policy: &str,
         custodians: &[String],
-        epoch: u64,
         version: u64,
         hash: &str,
         now: u64,
     ) -> Result<Reply> {
         let identity = state.identity().map_err(bad)?;
-        if epoch == 0 {
-            return Err(bad("epochs start at 1"));
-        }
         let key = StateKey::from_parts(
             hex32(key, "state key").map_err(bad)?,
             key_id(id).map_err(bad)?,
@@ -113,7 +108,6 @@ impl Ledger {
             key,
             policy,
             custodians,
-            epoch,
             version,
             hash,
         };

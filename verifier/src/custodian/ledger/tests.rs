@@ -41,13 +41,12 @@ fn world(limits: LedgerLimits) -> World {
     }
 }
 
-/// A seal of version `version` in epoch 1 with no set.
+/// A seal of version `version` with no set.
 fn sealed(key: StateKey, policy: ReleasePolicy, version: u64, hash: [u8; 32]) -> Sealed {
     Sealed {
         key,
         policy,
         custodians: vec![],
-        epoch: 1,
         version,
         hash,
     }
@@ -304,7 +303,6 @@ fn epochs_cannot_be_used_up_and_the_custodian_set_is_checked() {
     let mut ledger = fresh.ledger;
     let sealer = peer(fresh.launcher);
     let call = |custodians: Vec<String>| Call::Seal {
-        epoch: 1,
         state: StateName::of(&fresh.identity),
         key: SecretString(zeroize::Zeroizing::new(hex::encode(fresh.key.bytes()))),
         key_id: fresh.key.id().to_string(),
@@ -372,7 +370,6 @@ fn requests_travel_as_json_and_the_policy_comes_from_the_right_place() {
     let mut w = world(LedgerLimits::default());
     let p = peer(w.launcher);
     let seal = Call::Seal {
-        epoch: 1,
         state: StateName::of(&w.identity),
         key: SecretString(zeroize::Zeroizing::new(hex::encode(w.key.bytes()))),
         key_id: w.key.id().to_string(),
@@ -429,64 +426,6 @@ fn requests_travel_as_json_and_the_policy_comes_from_the_right_place() {
         CustodyRequest::from_json(&"x".repeat(super::super::message::MAX_CUSTODY_MESSAGE + 1))
             .is_err()
     );
-}
-
-#[test]
-fn a_restarted_custodian_is_sealed_again_in_the_holders_epoch() {
-    let mut w = world(LedgerLimits::default());
-    let holder = peer(w.launcher);
-    // What the holder sends to a custodian that forgot the state: its
-    // current epoch and version, not epoch 1.
-    let again = Sealed {
-        epoch: 3,
-        ..sealed(w.key.clone(), w.policy.clone(), 7, [7; 32])
-    };
-    assert_eq!(
-        w.ledger.seal(&holder, &w.identity, again, 0),
-        Ok(Reply::Ok {
-            epoch: 3,
-            version: 7
-        })
-    );
-    // The holder goes on in epoch 3: heartbeats and the next version.
-    assert!(w.ledger.heartbeat(&holder, &w.identity, 3, 1).is_ok());
-    assert!(w
-        .ledger
-        .commit(&holder, &w.identity, 3, 8, [8; 32], w.key.id(), 2)
-        .is_ok());
-    // A successor's claim reports version 8 of commit epoch 3, so it
-    // ranks with the other custodians' reports of the same state.
-    let claimed = w
-        .ledger
-        .claim(&peer(w.launcher), &w.identity, 4, 2 + FREE)
-        .unwrap();
-    assert_eq!(
-        (claimed.epoch, claimed.commit_epoch, claimed.version),
-        (4, 3, 8)
-    );
-    // Epochs start at 1 on the wire too.
-    let mut w = world(LedgerLimits::default());
-    let request = serde_json::json!({
-        "method": "seal",
-        "state": StateName::of(&w.identity),
-        "key": hex::encode(w.key.bytes()),
-        "key_id": w.key.id().to_string(),
-        "policy": w.policy.to_json(),
-        "custodians": [],
-        "version": 1,
-        "hash": hex::encode([1u8; 32]),
-        "epoch": 0,
-    });
-    let call: Call = serde_json::from_value(request).unwrap();
-    assert!(matches!(
-        w.ledger.handle(&holder_of(&w), &call, 0),
-        Reply::Refused { .. }
-    ));
-    assert_eq!(w.ledger.len(), 0);
-}
-
-fn holder_of(w: &World) -> Peer {
-    peer(w.launcher)
 }
 
 #[test]
