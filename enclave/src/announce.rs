@@ -14,6 +14,7 @@ use std::time::Duration;
 use nostr::{Event, JsonUtil, Keys, RelayUrl};
 use nostr_sdk::Client;
 use tracing::{info, warn};
+use verifier::event::continuity::Continuity;
 use verifier::event::instance::InstanceEvent;
 use verifier::event::tee_root::TeeRoot;
 use verifier::verify::{verify_instance, CheckTime, Options};
@@ -40,6 +41,44 @@ pub struct AnnounceConfig {
     pub event_file: Option<PathBuf>,
     /// Where to write each published 13793 announcement (JSON).
     pub announcement_file: Option<PathBuf>,
+    /// The key continuity both events say (state, custodians, a reset),
+    /// if any; [`Announced::update`] changes it and announces at once.
+    pub continuity: Announced,
+}
+
+/// The key continuity announced, shared with whoever learns it (the
+/// restore says whether the state was started over).
+#[derive(Debug, Clone, Default)]
+pub struct Announced {
+    continuity: Arc<std::sync::Mutex<Option<Continuity>>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Announced {
+    /// Announcing `continuity`.
+    pub fn new(continuity: Option<Continuity>) -> Self {
+        Self {
+            continuity: Arc::new(std::sync::Mutex::new(continuity)),
+            changed: Arc::default(),
+        }
+    }
+
+    /// What is announced now.
+    pub fn get(&self) -> Option<Continuity> {
+        self.continuity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Announces `continuity` from now on, starting with a round at once.
+    pub fn update(&self, continuity: Option<Continuity>) {
+        *self
+            .continuity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = continuity;
+        self.changed.notify_one();
+    }
 }
 
 /// The two events of one round, over the same attestation.
@@ -77,8 +116,14 @@ pub async fn instance_event(
     keys: &Keys,
     admitted: &Admitted,
     admin_relay: &RelayUrl,
+    continuity: Option<&Continuity>,
     now: u64,
 ) -> Result<Announcements, AnnounceError> {
+    let extra = continuity
+        .map(Continuity::tags)
+        .transpose()
+        .map_err(|e| AnnounceError(format!("the continuity tags: {e}")))?
+        .unwrap_or_default();
     let (document, attestation) = attest(attester, keys, now)
         .await
         .map_err(|e| AnnounceError(e.to_string()))?;
@@ -121,6 +166,7 @@ pub async fn instance_event(
     let instance = fields
         .builder()
         .map_err(|e| AnnounceError(e.to_string()))?
+        .tags(extra.clone())
         .sign_with_keys(keys)
         .map_err(|e| sign_error("instance event", &e))?;
     let tee_root = TeeRoot::builder(&document, mode, expiration, now)
@@ -130,6 +176,7 @@ pub async fn instance_event(
     let announcement = fields
         .announcement_builder(&tee_root)
         .map_err(|e| AnnounceError(e.to_string()))?
+        .tags(extra)
         .sign_with_keys(keys)
         .map_err(|e| sign_error("announcement", &e))?;
     let mut options = Options::new(attester.root(), CheckTime::At(now));
@@ -201,6 +248,7 @@ pub async fn run(
                 &keys,
                 &admitted,
                 &config.admin_relay,
+                config.continuity.get().as_ref(),
                 crate::unix_now(),
             )
             .await
@@ -227,7 +275,12 @@ pub async fn run(
             publish_until_done(&client, &relays, &events.instance, &config, half).await;
             publish_until_done(&client, &relays, &events.announcement, &config, next).await;
         }
-        tokio::time::sleep_until(next).await;
+        // A change of what is announced (a restore found the state was
+        // started over) is announced at once.
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = config.continuity.changed.notified() => {}
+        }
     }
 }
 

@@ -78,22 +78,23 @@ async fn a_restarted_enclave_takes_its_keys_grants_and_revocations_back() {
     let p = parent("continuity-start", true).await;
     let root = TrustedRoot::from_der_or_pem(code.chain.root.der()).unwrap();
     let policy = code.policy(2);
-    let config = |init: bool| ContinuityConfig {
+    let config = |init: bool, abandon: bool| ContinuityConfig {
         identity: StateIdentity::new(launcher.public_key(), "main").unwrap(),
         custodians: set.clone(),
         init,
+        abandon,
         relays: vec![url.clone()],
         parent: ParentAddr::Tcp(p.addr),
         pow_bits: 0,
     };
     // An enclave of the launcher, restoring (or sealing) before it serves.
-    let enclave = |init: bool| {
+    let enclave = |init: bool, abandon: bool| {
         let (code, url, root, policy, config) = (
             &code,
             url.clone(),
             root.clone(),
             policy.clone(),
-            config(init),
+            config(init, abandon),
         );
         let launcher = launcher.clone();
         async move {
@@ -117,7 +118,7 @@ async fn a_restarted_enclave_takes_its_keys_grants_and_revocations_back() {
         }
     };
 
-    let first = enclave(true).await;
+    let first = enclave(true, false).await;
     let service_key = first.service.signer.service_key();
     let owner = Keys::generate();
     let mut raw = Raw::with_keys(&url, owner.clone()).await;
@@ -140,7 +141,7 @@ async fn a_restarted_enclave_takes_its_keys_grants_and_revocations_back() {
     // Stopped without warning: nothing runs after this.
     first.task.abort();
 
-    let second = enclave(false).await;
+    let second = enclave(false, false).await;
     {
         let store = second.service.signer.store();
         let key = store.get(&owner.public_key()).expect("the key came back");
@@ -188,7 +189,27 @@ async fn a_restarted_enclave_takes_its_keys_grants_and_revocations_back() {
         .await
         .unwrap_err();
     assert_eq!(err, RESTORING);
-    for r in custodians.iter().chain([&second, &waiting]) {
+    waiting.task.abort();
+    second.task.abort();
+
+    // The operator abandons the state: the next enclave takes it over
+    // unread and starts over with no keys, and says since when; the one
+    // after it restores that, reset and empty.
+    let abandoning = enclave(false, true).await;
+    let reset_at = {
+        let store = abandoning.service.signer.store();
+        assert!(store.get(&owner.public_key()).is_none());
+        assert_eq!(store.len(), 0);
+        store.reset_at().expect("the reset is recorded")
+    };
+    abandoning.task.abort();
+    let after = enclave(false, false).await;
+    {
+        let store = after.service.signer.store();
+        assert_eq!(store.len(), 0);
+        assert_eq!(store.reset_at(), Some(reset_at));
+    }
+    for r in custodians.iter().chain([&after]) {
         r.task.abort();
     }
     drop(relay);

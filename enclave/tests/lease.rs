@@ -127,3 +127,77 @@ async fn a_holder_cut_off_stops_before_a_successor_starts_and_learns_it_was_fenc
     assert!(why.contains("successor"), "{why}");
     assert!(again.fenced() && !again.holds());
 }
+
+/// Custodians that answer heartbeats as scripted: the first `ok` with `Ok`
+/// in the holder's epoch, the others "fenced" naming `current`.
+struct Scripted {
+    ok: usize,
+    current: u64,
+    at: Vec<verifier::custodian::discover::CustodianInstance>,
+}
+
+impl enclave::continuity::restore::Custodians for Scripted {
+    async fn call(
+        &self,
+        c: &verifier::custodian::discover::CustodianInstance,
+        call: verifier::custodian::message::Call,
+    ) -> Result<verifier::custodian::message::Reply, String> {
+        use verifier::custodian::message::{Call, Reply};
+        let Call::Heartbeat { epoch, .. } = call else {
+            return Err("only heartbeats".into());
+        };
+        let i = self
+            .at
+            .iter()
+            .position(|a| a.launcher == c.launcher)
+            .unwrap();
+        Ok(if i < self.ok {
+            Reply::Ok { epoch, version: 1 }
+        } else {
+            Reply::Refused {
+                code: "fenced".into(),
+                reason: format!("epoch {} is held by another enclave", self.current),
+                current_epoch: Some(self.current),
+                retry_in_ms: None,
+            }
+        })
+    }
+}
+
+/// A custodian still on an older epoch (it missed this holder's claim)
+/// answers "fenced" too; only a newer epoch means a successor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_newer_epoch_fences_a_holder() {
+    let at: Vec<_> = (0..3)
+        .map(|i| verifier::custodian::discover::CustodianInstance {
+            launcher: Keys::generate().public_key(),
+            service: Keys::generate().public_key(),
+            admin_relay: format!("ws://custodian-{i}"),
+            expiration: u64::MAX,
+        })
+        .collect();
+    let set: Vec<_> = at.iter().map(|c| c.launcher).collect();
+    let identity =
+        verifier::state::StateIdentity::new(Keys::generate().public_key(), "main").unwrap();
+    let behind = Scripted {
+        ok: 2,
+        current: 1,
+        at: at.clone(),
+    };
+    let lease = Lease::new(TIMES, Instant::now());
+    let kept = tokio::time::timeout(
+        Duration::from_millis(1500),
+        lease.keep(&behind, &identity, 2, &at, &set),
+    )
+    .await;
+    assert!(kept.is_err(), "the lease ended: {kept:?}");
+    assert!(lease.holds() && !lease.fenced());
+    let ahead = Scripted {
+        ok: 2,
+        current: 3,
+        at: at.clone(),
+    };
+    let why = lease.keep(&ahead, &identity, 2, &at, &set).await;
+    assert!(why.contains("successor"), "{why}");
+    assert!(lease.fenced() && !lease.holds());
+}

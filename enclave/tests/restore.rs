@@ -298,3 +298,69 @@ async fn owner_changes_are_committed_shared_and_never_reuse_a_version() {
     assert_eq!(restored.plaintext.as_slice(), b"after six changes");
     assert_eq!(restored.version, 5);
 }
+
+/// A custodian that missed a rekey (it was out of reach) holds the old key
+/// and refuses a plain commit under the new one: it is sent the version
+/// with the current key instead, so it counts again, and a successor gets
+/// one key from everyone.
+#[tokio::test]
+async fn a_custodian_that_missed_a_rekey_catches_up() {
+    let w = World::new("rekey-catch-up").await;
+    let first = w.enclave();
+    let mut held = seal(&w, &first, state().0).await;
+    let through = Through {
+        world: &w,
+        ours: &first,
+    };
+    let old_key = held.key.id();
+    // The deletion's rekey reaches custodians 0 and 1 only.
+    w.set_down(&[2]);
+    held.version = 2;
+    commit(
+        &w.identity(),
+        &through,
+        &w.at,
+        &w.storage(),
+        &mut held,
+        true,
+    )
+    .await
+    .unwrap();
+    assert_ne!(held.key.id(), old_key);
+    // The next plain commit reaches 1 and 2 only: 2 holds the old key, is
+    // brought up to date, and the commit has its quorum.
+    w.set_down(&[0]);
+    held.version = 3;
+    commit(
+        &w.identity(),
+        &through,
+        &w.at,
+        &w.storage(),
+        &mut held,
+        false,
+    )
+    .await
+    .unwrap();
+    w.set_down(&[0, 1]);
+    held.version = 4;
+    let err = commit(
+        &w.identity(),
+        &through,
+        &w.at,
+        &w.storage(),
+        &mut held,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("1 of the 3"), "{err}");
+    // A successor, with custodian 0 out of reach, restores version 4 or 3
+    // under the new key, in a new epoch and again under a new key.
+    w.set_down(&[0]);
+    tokio::time::sleep(Duration::from_millis(LEASE.claim_after_ms + 50)).await;
+    let second = w.enclave();
+    let restored = w.take_over(&second).await.unwrap();
+    assert_eq!(restored.epoch, 2);
+    assert_ne!(restored.key.id(), held.key.id());
+    assert_ne!(restored.key.id(), old_key);
+}

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use nostr::{Keys, ToBech32};
+use nostr::{JsonUtil, Keys, ToBech32};
 use parent::dev_stack::cluster::{custodian_dir, member_dir, Cluster};
 
 mod common;
@@ -90,6 +90,54 @@ async fn three_instances_seal_their_states_with_each_other() {
         )
         .await;
     }
+    // Once its state is its own, each signer announces how its keys are
+    // kept: the state and its three custodians, in both events; the
+    // verifier says so.
+    for stack in &cluster.stacks {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let kept = loop {
+            let json = std::fs::read_to_string(&stack.paths.event).unwrap_or_default();
+            let kept = nostr::Event::from_json(&json)
+                .ok()
+                .and_then(|e| verifier::event::continuity::Continuity::of(&e));
+            if let Some(kept) = kept {
+                break kept;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no continuity tags in {json}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(kept.state, parent::dev_stack::cluster::STATE_ID);
+        assert_eq!(kept.custodians, cluster.custodian_launchers);
+        assert_eq!(kept.reset_at, None);
+        let announced = std::fs::read_to_string(&stack.paths.announcement).unwrap();
+        let announced = nostr::Event::from_json(&announced).unwrap();
+        assert_eq!(
+            verifier::event::continuity::Continuity::of(&announced),
+            Some(kept)
+        );
+    }
+    let p = &cluster.stacks[0].paths;
+    let s = |p: &std::path::Path| p.display().to_string();
+    let out = std::process::Command::new(common::bin_dir().join("verifier"))
+        .args([
+            "check",
+            &s(&p.event),
+            "--root",
+            &s(&p.dev_root),
+            "--pcrs",
+            &s(&p.pcrs),
+        ])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed
+            .contains("kept across restarts under state \"dev\" by 3 custodians (a quorum is 2)"),
+        "{printed}"
+    );
     // An owner imports into instance 1, which has its state.
     let user = Keys::generate();
     let key_file = dir.join("user.nsec");

@@ -173,7 +173,15 @@ impl Lease {
                     {
                         acked.push(c.launcher);
                     }
-                    Ok(Reply::Refused { code, reason, .. }) if code == "fenced" => {
+                    // Only a newer epoch fences: a custodian still on an
+                    // older one (it missed this enclave's claim) is behind,
+                    // not a sign of a successor.
+                    Ok(Reply::Refused {
+                        code,
+                        reason,
+                        current_epoch,
+                        ..
+                    }) if code == "fenced" && current_epoch.is_some_and(|c| c > epoch) => {
                         info!(%identity, epoch, custodian = %c.admin_relay, "fenced: {reason}");
                         self.inner.fenced.store(true, Ordering::SeqCst);
                     }

@@ -4,6 +4,7 @@
 //! the same messages is [`crate::signer::custody`].
 
 pub mod client;
+pub mod commit;
 pub mod lease;
 pub mod persist;
 pub mod restore;

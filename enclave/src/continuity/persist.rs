@@ -97,6 +97,13 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
             .ok_or_else(|| RestoreError::Broken("the versions are used up".into()))?;
         held.plaintext = plaintext;
         let rekey = self.rekey.swap(false, Ordering::SeqCst);
+        // Armed again unless the commit succeeds, also when the caller
+        // stops waiting (its timeout drops this future mid-commit): some
+        // custodians may hold the new key already.
+        let mut rearm = Rearm {
+            flag: &self.rekey,
+            armed: rekey,
+        };
         let committed = commit(
             &self.identity,
             &self.custodians,
@@ -106,10 +113,8 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
             rekey,
         )
         .await;
-        if committed.is_err() && rekey {
-            // Some custodians may hold the new key already: the next
-            // commit replaces the key again, at all of them.
-            self.rekey.store(true, Ordering::SeqCst);
+        if committed.is_ok() {
+            rearm.armed = false;
         }
         committed?;
         self.committed.fetch_max(covers, Ordering::SeqCst);
@@ -124,6 +129,20 @@ impl<C: Custodians, S: Storage> Persister<C, S> {
     /// The epoch this enclave holds.
     pub async fn epoch(&self) -> u64 {
         self.held.lock().await.epoch
+    }
+}
+
+/// Sets `flag` again when dropped while `armed`.
+struct Rearm<'a> {
+    flag: &'a AtomicBool,
+    armed: bool,
+}
+
+impl Drop for Rearm<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::SeqCst);
+        }
     }
 }
 

@@ -18,6 +18,8 @@ use nostr::PublicKey;
 use tracing::{info, warn};
 use verifier::custodian::discover::CustodianInstance;
 use verifier::custodian::message::{Call, Claimed, Reply, StateName};
+
+pub use super::commit::{commit, seal_new};
 use verifier::custodian::quorum::{choose, QuorumError};
 use verifier::custodian::quorum_of;
 use verifier::release::ReleasePolicy;
@@ -199,6 +201,27 @@ pub async fn restore<C: Custodians, S: Storage>(
     storage: &S,
     patience: Patience,
 ) -> Result<Held, RestoreError> {
+    restore_or_abandon(
+        identity, custodians, at, configured, storage, patience, None,
+    )
+    .await
+}
+
+/// Like [`restore`], but with `start_over` (the operator's
+/// `--abandon-state`) the state taken over is not read: `start_over`
+/// replaces it, under a new state key, as the next version in the new
+/// epoch. The old snapshots need not exist any more; the claims still
+/// fence every older holder and wait out its lease, so nothing serves the
+/// old state once this returns.
+pub async fn restore_or_abandon<C: Custodians, S: Storage>(
+    identity: &StateIdentity,
+    custodians: &C,
+    at: &[CustodianInstance],
+    configured: &[PublicKey],
+    storage: &S,
+    patience: Patience,
+    mut start_over: Option<Zeroizing<Vec<u8>>>,
+) -> Result<Held, RestoreError> {
     let state = StateName::of(identity);
     let mut epoch: u64 = 1;
     let mut why = String::from("no round of claims was tried");
@@ -214,16 +237,18 @@ pub async fn restore<C: Custodians, S: Storage>(
                 .collect();
             match choose(&members, set.len(), epoch) {
                 Ok(chosen) => {
-                    return take_over(
-                        identity,
-                        custodians,
-                        at,
-                        storage,
-                        epoch,
-                        set.clone(),
-                        chosen,
-                    )
-                    .await
+                    let set = set.clone();
+                    return match start_over.take() {
+                        None => {
+                            take_over(identity, custodians, at, storage, epoch, set, chosen).await
+                        }
+                        Some(plaintext) => {
+                            abandon(
+                                identity, custodians, at, storage, epoch, set, chosen, plaintext,
+                            )
+                            .await
+                        }
+                    };
                 }
                 Err(QuorumError::Conflict(e)) => return Err(RestoreError::Broken(e)),
                 Err(QuorumError::TooFew { .. }) => {}
@@ -302,6 +327,38 @@ fn sealed_set(accepted: &[(PublicKey, Claimed)]) -> Result<Option<Vec<PublicKey>
     Ok(Some(set))
 }
 
+/// Replaces the state `chosen` names, unread, with `plaintext` under a new
+/// key, committed in `epoch` as its next version.
+#[allow(clippy::too_many_arguments)]
+async fn abandon<C: Custodians, S: Storage>(
+    identity: &StateIdentity,
+    custodians: &C,
+    at: &[CustodianInstance],
+    storage: &S,
+    epoch: u64,
+    set: Vec<PublicKey>,
+    chosen: Claimed,
+    plaintext: Zeroizing<Vec<u8>>,
+) -> Result<Held, RestoreError> {
+    let broken = |e: String| RestoreError::Broken(e);
+    let mut held = Held {
+        key: chosen.state_key().map_err(|e| broken(e.to_string()))?,
+        epoch,
+        version: chosen
+            .version
+            .checked_add(1)
+            .ok_or_else(|| broken("the versions are used up".into()))?,
+        policy: ReleasePolicy::from_json(chosen.policy.as_bytes())
+            .map_err(|e| broken(e.to_string()))?,
+        set,
+        plaintext,
+        lease_from: Instant::now(),
+    };
+    commit(identity, custodians, at, storage, &mut held, true).await?;
+    warn!(%identity, epoch, version = held.version, "the old state is abandoned, unread: this enclave starts over with no keys");
+    Ok(held)
+}
+
 /// Fetches and opens `chosen`, seals it again in `epoch` and commits that
 /// to a quorum.
 async fn take_over<C: Custodians, S: Storage>(
@@ -356,193 +413,11 @@ async fn take_over<C: Custodians, S: Storage>(
         plaintext,
         lease_from: Instant::now(),
     };
-    commit(identity, custodians, at, storage, &mut held, false).await?;
+    // Under a new key: one that a stale holder's rekey left at a minority
+    // of custodians, or that a custodian missed, counts no more.
+    commit(identity, custodians, at, storage, &mut held, true).await?;
     info!(%identity, epoch, version, "restore: the state is ours");
     Ok(held)
-}
-
-/// Seals `held`'s plaintext as its version in its epoch, stores it and
-/// commits it to a quorum of its sealed set, then pins it at the parent.
-/// With `rekey`, it is sealed under a new state key that replaces the old
-/// one at the custodians (after a deletion: older snapshots, which hold
-/// the deleted key, can then no longer be opened); `held` takes the new
-/// key only once a quorum took it.
-pub async fn commit<C: Custodians, S: Storage>(
-    identity: &StateIdentity,
-    custodians: &C,
-    at: &[CustodianInstance],
-    storage: &S,
-    held: &mut Held,
-    rekey: bool,
-) -> Result<SnapshotRef, RestoreError> {
-    let broken = |e: String| RestoreError::Broken(e);
-    let new_key = if rekey {
-        Some(StateKey::generate().map_err(|e| broken(e.to_string()))?)
-    } else {
-        None
-    };
-    let key = new_key.as_ref().unwrap_or(&held.key);
-    let sealed = SealedSnapshot::seal(
-        key,
-        identity,
-        held.epoch,
-        held.version,
-        held.policy.digest(),
-        &held.plaintext,
-    )
-    .map_err(|e| broken(e.to_string()))?;
-    storage.put(&sealed).await.map_err(broken)?;
-    let state = StateName::of(identity);
-    let hash = hex::encode(sealed.reference.hash);
-    let call = if rekey {
-        Call::Rekey {
-            state,
-            epoch: held.epoch,
-            version: held.version,
-            hash,
-            key: verifier::state::record::SecretString(Zeroizing::new(hex::encode(key.bytes()))),
-            key_id: key.id().to_string(),
-        }
-    } else {
-        Call::Commit {
-            state,
-            epoch: held.epoch,
-            version: held.version,
-            hash,
-            key_id: key.id().to_string(),
-        }
-    };
-    let sent = Instant::now();
-    let acks = quorum_calls(custodians, at, &held.set, call, false).await;
-    if acks.ok < quorum_of(held.set.len()) {
-        return Err(RestoreError::NoQuorum(format!(
-            "{} of the {} custodians of the set recorded version {} (a quorum is {}): {}",
-            acks.ok,
-            held.set.len(),
-            held.version,
-            quorum_of(held.set.len()),
-            acks.why.join("; ")
-        )));
-    }
-    if let Some(key) = new_key {
-        info!(%identity, version = held.version, "the state key is replaced");
-        held.key = key;
-    }
-    held.lease_from = sent;
-    storage.pin(&sealed.reference).await.map_err(broken)?;
-    Ok(sealed.reference)
-}
-
-/// Seals a new state (the operator's `--init-state`): a fresh key, the
-/// `plaintext` as version 1 of epoch 1, kept by a quorum of `custodians`.
-pub async fn seal_new<C: Custodians, S: Storage>(
-    identity: &StateIdentity,
-    custodians: &C,
-    at: &[CustodianInstance],
-    set: &[PublicKey],
-    storage: &S,
-    policy: ReleasePolicy,
-    plaintext: Zeroizing<Vec<u8>>,
-) -> Result<Held, RestoreError> {
-    let broken = |e: String| RestoreError::Broken(e);
-    let key = StateKey::generate().map_err(|e| broken(e.to_string()))?;
-    let sealed = SealedSnapshot::seal(&key, identity, 1, 1, policy.digest(), &plaintext)
-        .map_err(|e| broken(e.to_string()))?;
-    storage.put(&sealed).await.map_err(broken)?;
-    let call = Call::Seal {
-        state: StateName::of(identity),
-        key: verifier::state::record::SecretString(Zeroizing::new(hex::encode(key.bytes()))),
-        key_id: key.id().to_string(),
-        policy: policy.to_json(),
-        custodians: set.iter().map(PublicKey::to_hex).collect(),
-        version: 1,
-        hash: hex::encode(sealed.reference.hash),
-    };
-    let sent = Instant::now();
-    let acks = quorum_calls(custodians, at, set, call, true).await;
-    if acks.already_sealed {
-        return Err(RestoreError::Broken(format!(
-            "a custodian holds this state already, so a new one would start over a live one: restore it, or abandon it explicitly ({})",
-            acks.why.join("; ")
-        )));
-    }
-    if set.is_empty() || acks.ok < quorum_of(set.len()) {
-        return Err(RestoreError::NoQuorum(format!(
-            "{} of the {} custodians of the set sealed the new state (a quorum is {}): {}",
-            acks.ok,
-            set.len(),
-            quorum_of(set.len()),
-            acks.why.join("; ")
-        )));
-    }
-    storage.pin(&sealed.reference).await.map_err(broken)?;
-    info!(%identity, "a new state is sealed");
-    Ok(Held {
-        key,
-        epoch: 1,
-        version: 1,
-        policy,
-        set: set.to_vec(),
-        plaintext,
-        lease_from: sent,
-    })
-}
-
-/// What custodians answered to a seal or commit.
-struct Acks {
-    /// `Ok`s from distinct custodians of the set.
-    ok: usize,
-    /// A custodian holds the state already (to a seal).
-    already_sealed: bool,
-    /// Why the others did not.
-    why: Vec<String>,
-}
-
-/// Sends `call` to every custodian; counts the `Ok`s of distinct members
-/// of `set` only.
-async fn quorum_calls<C: Custodians>(
-    custodians: &C,
-    at: &[CustodianInstance],
-    set: &[PublicKey],
-    call: Call,
-    wait_all: bool,
-) -> Acks {
-    let mut replies: futures_util::stream::FuturesUnordered<_> = at
-        .iter()
-        .map(|c| {
-            let call = call.clone();
-            async move { (c, custodians.call(c, call).await) }
-        })
-        .collect();
-    let mut members: Vec<PublicKey> = Vec::new();
-    let mut acks = Acks {
-        ok: 0,
-        already_sealed: false,
-        why: Vec::new(),
-    };
-    while let Some((c, reply)) = futures_util::StreamExt::next(&mut replies).await {
-        match reply {
-            Ok(Reply::Ok { .. }) if set.contains(&c.launcher) && !members.contains(&c.launcher) => {
-                members.push(c.launcher);
-                acks.ok += 1;
-            }
-            Ok(Reply::Ok { .. }) => acks.why.push(format!("{}: not of the set", c.admin_relay)),
-            Ok(Reply::Refused { code, reason, .. }) => {
-                acks.already_sealed |= code == "already-sealed";
-                acks.why.push(format!("{}: {reason}", c.admin_relay));
-            }
-            Ok(other) => acks
-                .why
-                .push(format!("{}: unexpected {other:?}", c.admin_relay)),
-            Err(e) => acks.why.push(format!("{}: {e}", c.admin_relay)),
-        }
-        // A commit needs a quorum, not everyone: one that is down (its call
-        // waits for its timeout) holds no owner's change up.
-        if !wait_all && acks.ok >= quorum_of(set.len()) {
-            break;
-        }
-    }
-    acks
 }
 
 /// A little jitter, so that racing claimers do not keep meeting (the

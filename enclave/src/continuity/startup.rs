@@ -19,7 +19,7 @@ use verifier::verify::{CheckTime, Options};
 
 use super::lease::{Lease, LeaseTimes};
 use super::persist::{PersistHook, Persister, StorePersister};
-use super::restore::{restore, seal_new, Patience};
+use super::restore::{restore_or_abandon, seal_new, Patience};
 use super::transport::{ParentStorage, RelayCustodians};
 use crate::custody::KeyStore;
 use crate::link::ParentAddr;
@@ -34,6 +34,8 @@ pub struct ContinuityConfig {
     pub custodians: Vec<PublicKey>,
     /// Seal a new state (`--init-state`): refused where one is held.
     pub init: bool,
+    /// Abandon the state and start over with no keys (`--abandon-state`).
+    pub abandon: bool,
     /// Where custodians' instance events are looked for.
     pub relays: Vec<RelayUrl>,
     /// The parent, which keeps the sealed chunks.
@@ -180,13 +182,22 @@ pub async fn start(
         .await
         .map_err(|e| e.to_string())?
     } else {
-        let held = restore(
+        // Abandoned: an empty state that says when it started over.
+        let start_over = if config.abandon {
+            let mut empty = service.signer.store().to_record(crate::unix_now());
+            empty.reset_at = Some(crate::unix_now());
+            Some(empty.to_cbor().map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let held = restore_or_abandon(
             &config.identity,
             &custodians,
             &at,
             &config.custodians,
             &storage,
             Patience::default(),
+            start_over,
         )
         .await
         .map_err(|e| e.to_string())?;

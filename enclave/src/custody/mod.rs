@@ -220,6 +220,9 @@ pub struct KeyStore {
     /// Decisions made (each may count a use, fill a rate window, log):
     /// what key continuity snapshots every few seconds when it moved.
     decisions: u64,
+    /// When the operator abandoned an earlier state and started over
+    /// (`--abandon-state`): kept in every snapshot, and announced.
+    reset_at: Option<u64>,
 }
 
 impl fmt::Debug for KeyStore {
@@ -250,7 +253,18 @@ impl KeyStore {
             relays: RelayIndex::default(),
             lists: RelayLists::default(),
             test_key_requests: HashMap::new(),
+            reset_at: None,
         }
+    }
+
+    /// When the state this store is kept under was started over, if it was.
+    pub fn reset_at(&self) -> Option<u64> {
+        self.reset_at
+    }
+
+    /// Records that the state was started over at `at` (unix seconds).
+    pub fn set_reset_at(&mut self, at: u64) {
+        self.reset_at = Some(at);
     }
 
     /// Decisions made so far (uses, rate windows and the log moved).

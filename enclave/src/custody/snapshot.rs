@@ -36,6 +36,7 @@ impl KeyStore {
                 .collect(),
             log: self.log.to_records(),
             next_log_seq: self.log.next_seq(),
+            reset_at: self.reset_at,
         }
     }
 
@@ -55,6 +56,7 @@ impl KeyStore {
         let mut store = Self::new(limits);
         store.perm_relays = perm_relays;
         store.admin_relay = admin_relay;
+        store.reset_at = record.reset_at;
         for k in &record.keys {
             let relays = k
                 .relays

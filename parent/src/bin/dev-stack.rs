@@ -54,7 +54,7 @@ struct Cli {
     /// maintainers signed, as a production one must.
     #[arg(long)]
     prod: bool,
-    /// Run N instances instead of one (at least 2): N signers, each with
+    /// Run N instances instead of one (at least 3): N signers, each with
     /// its own launcher, parent and enclave in DIR/1 … DIR/N, keeping its
     /// keys with N custodians (DIR/custodian-1 … N, launchers of their own)
     /// under key continuity. An enclave that dies is started again; a

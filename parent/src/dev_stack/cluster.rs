@@ -72,8 +72,10 @@ impl Cluster {
     /// first makes the shared dev CA. Each signer seals a new state once a
     /// quorum of the custodians announced.
     pub async fn start(base: &StackConfig, instances: usize) -> Result<Self> {
-        if instances < 2 {
-            bail!("a cluster needs at least 2 instances");
+        // With 2 custodians a quorum is both: one restarting (it comes
+        // back empty) would stop every signer for good.
+        if instances < 3 {
+            bail!("a cluster needs at least 3 instances (3 custodians, so that one may restart)");
         }
         let launcher_of =
             |n: usize| identity::member_launcher(&base.dir, n).map(|k| k.public_key());

@@ -454,6 +454,10 @@ impl Ledger {
                 current: held.version,
             });
         }
+        // A rekey changes the key: one key id never names two keys.
+        if key.id() == held.key.id() && key.bytes() != held.key.bytes() {
+            return Err(Refusal::WrongKey);
+        }
         held.key = key;
         held.commit_epoch = epoch;
         held.version = version;

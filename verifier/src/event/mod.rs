@@ -22,6 +22,7 @@
 
 pub mod announcement;
 pub mod build_signature;
+pub mod continuity;
 pub mod instance;
 pub mod instance_signature;
 pub mod relay_list;

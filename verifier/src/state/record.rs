@@ -33,6 +33,11 @@ pub struct StateRecord {
     pub log: Vec<LogRecord>,
     /// The log's next entry number (numbers are never reused).
     pub next_log_seq: u64,
+    /// When the operator abandoned an earlier state under this name and
+    /// started over (unix seconds); every later snapshot keeps it, so the
+    /// enclaves holding the state keep announcing it.
+    #[serde(default)]
+    pub reset_at: Option<u64>,
 }
 
 /// One held key.
@@ -271,6 +276,7 @@ impl StateRecord {
             keys: Vec::new(),
             log: Vec::new(),
             next_log_seq: 0,
+            reset_at: None,
         }
     }
 

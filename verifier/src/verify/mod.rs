@@ -15,7 +15,7 @@ use nostr::Event;
 
 use self::recorder::Recorder;
 pub use self::release::release_signatures;
-pub use self::report::{Check, CheckResult, Outcome, Report, Summary, VerifiedInstance};
+pub use self::report::{Check, CheckResult, KeysKept, Outcome, Report, Summary, VerifiedInstance};
 pub(crate) use self::rules::check_mode;
 use self::rules::{both, check_expected, check_kind, check_marked, check_pcr_tags};
 pub use self::signatures::{check_signatures, Signatures};
@@ -257,6 +257,11 @@ pub fn verify_instance(event: &Event, options: &Options) -> Report {
     let mode = mode_of(event);
     summary.mode = mode.as_ref().ok().map(Mode::to_string);
     summary.admin_relay = single_tag(event, tag::RELAY).ok().map(str::to_owned);
+    summary.keys_kept = crate::event::continuity::Continuity::of(event).map(|c| KeysKept {
+        state: c.state,
+        custodians: c.custodians.iter().map(npub).collect(),
+        reset_at: c.reset_at,
+    });
     let mode = r.run(
         Check::Mode,
         both(doc, build.as_ref(), no_doc, no_build),

@@ -185,6 +185,23 @@ pub struct Summary {
     /// The release's version, when release signers were given and it holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release_version: Option<String>,
+    /// Whether the enclave says it keeps its keys across restarts, and how
+    /// (key continuity: its state, custodians and any reset). Said by the
+    /// enclave's own code, so as trustworthy as the checks above.
+    pub keys_kept: Option<KeysKept>,
+}
+
+/// An enclave's key continuity, as it announces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeysKept {
+    /// The state's name.
+    pub state: String,
+    /// The custodians' launchers, npub.
+    pub custodians: Vec<String>,
+    /// When its operator abandoned an earlier state under this name and
+    /// started over (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<u64>,
 }
 
 /// The result of [`super::verify_instance`].

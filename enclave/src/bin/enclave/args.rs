@@ -229,6 +229,15 @@ pub(crate) struct ContinuityArgs {
     /// first start.
     #[arg(long, requires = "state_id")]
     init_state: bool,
+    /// Abandon the state kept under `--state-id` and start over with no
+    /// keys: it is taken over from its custodians as a restore would (so
+    /// every enclave still serving it stops first), but not read, and is
+    /// replaced by an empty one under a new state key, even when its
+    /// snapshots are lost. Every key, app and grant in it is gone for good.
+    /// The enclave's announcements say when the state was reset from then
+    /// on. Use it once, only when the old state cannot be restored.
+    #[arg(long, requires = "state_id", conflicts_with = "init_state")]
+    abandon_state: bool,
     /// A relay where custodians' instance events are looked for. Repeat;
     /// without it, the relays this enclave announces on.
     #[arg(long = "custody-relay", value_name = "URL")]
@@ -281,6 +290,7 @@ impl ContinuityArgs {
             identity,
             custodians,
             init: self.init_state,
+            abandon: self.abandon_state,
             relays,
             parent,
             pow_bits: self.custody_request_pow,

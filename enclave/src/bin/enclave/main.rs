@@ -255,6 +255,9 @@ async fn run(args: RunArgs) -> Result<()> {
         retry_max: Duration::from_secs(args.retry_max.max(args.retry_initial)),
         event_file: args.event_file,
         announcement_file: args.announcement_file,
+        // Said once the state is ours: whether it was started over is
+        // known only then.
+        continuity: announce::Announced::default(),
     };
     info!(
         relays = announce::targets(&admitted, &announce_config).len(),
@@ -297,21 +300,23 @@ async fn run(args: RunArgs) -> Result<()> {
     // Announced from the start, restoring or not: custodians that restore
     // themselves find each other only by their instance events, and
     // clients asking meanwhile are told the enclave is restoring.
-    let announcing = announce::run(
+    // Boxed, so that it can be dropped before the relay client shuts
+    // down: a round suspended mid-publish holds the client's locks.
+    let mut announcing = Box::pin(announce::run(
         Arc::clone(&attester),
         keys.clone(),
         admitted.clone(),
         announce_config.clone(),
         client.clone(),
         custody_client,
-    );
-    tokio::pin!(announcing);
+    ));
     if let Some(config) = &continuity {
         let own = announce::instance_event(
             &attester,
             &keys,
             &admitted,
             &announce_config.admin_relay,
+            None,
             enclave::unix_now(),
         )
         .await
@@ -332,6 +337,7 @@ async fn run(args: RunArgs) -> Result<()> {
             () = &mut announcing => bail!("announcing stopped while restoring"),
             () = &mut stop => {
                 info!("stopped while restoring");
+                drop(announcing);
                 server.abort();
                 client.shutdown().await;
                 return Ok(());
@@ -339,6 +345,13 @@ async fn run(args: RunArgs) -> Result<()> {
         };
         service.set_persist(running.persist);
         signer.set_restoring(false);
+        announce_config
+            .continuity
+            .update(Some(verifier::event::continuity::Continuity {
+                state: config.identity.name().to_owned(),
+                custodians: config.custodians.clone(),
+                reset_at: signer.store().reset_at(),
+            }));
         serve::sync(&service).await;
         keep_lease = running.keep;
     }
@@ -347,6 +360,8 @@ async fn run(args: RunArgs) -> Result<()> {
         why = &mut keep_lease => Some(why),
         () = &mut stop => { info!("stopping"); None }
     };
+    drop(announcing);
+    drop(keep_lease);
     server.abort();
     let _ = server.await;
     client.shutdown().await;

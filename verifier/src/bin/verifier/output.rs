@@ -103,6 +103,27 @@ pub(crate) fn print_report(report: &Report, root: &TrustedRoot, time_source: &st
     for (name, value) in &s.pcrs {
         println!("  {name:12} {}", printable(value));
     }
+    let kept = match &s.keys_kept {
+        None => "not kept: a restart of this enclave loses every key it holds".to_owned(),
+        Some(k) => format!(
+            "kept across restarts under state {:?} by {} custodians (a quorum is {}){}",
+            k.state,
+            k.custodians.len(),
+            k.custodians.len() / 2 + 1,
+            k.reset_at
+                .map(|t| format!(
+                    "; its operator abandoned an earlier state and started over at {}",
+                    when(i64::try_from(t).unwrap_or(i64::MAX))
+                ))
+                .unwrap_or_default()
+        ),
+    };
+    println!("  {:12} {}", "keys", printable(&kept));
+    if let Some(k) = &s.keys_kept {
+        for c in &k.custodians {
+            println!("  {:12} {}", "custodian", printable(c));
+        }
+    }
     println!();
     let pinned = report
         .checks

@@ -73,6 +73,7 @@ fn sample() -> StateRecord {
             }),
         }],
         next_log_seq: 42,
+        reset_at: Some(99),
     }
 }
 
