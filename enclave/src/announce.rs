@@ -147,7 +147,7 @@ pub async fn instance_event(
     let fields = InstanceEvent {
         repo: crate::SOURCE_REPOSITORY,
         name: crate::SOFTWARE_NAME,
-        version: crate::SOFTWARE_VERSION,
+        version: crate::software_version(),
         module_id: &doc.module_id,
         pcrs: &doc.pcrs,
         mode,

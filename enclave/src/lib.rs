@@ -32,6 +32,21 @@ pub mod startup;
 pub const SOFTWARE_NAME: &str = "enclaved";
 /// Software version in the instance event's `v` tag.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+static DEV_VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The version this enclave says it is and checks its release as: the
+/// built-in [`SOFTWARE_VERSION`], or with the dev attester the one given
+/// by `--dev-version` (which the dev attester measures into PCR0, as a
+/// build of that version would change the image).
+pub fn software_version() -> &'static str {
+    DEV_VERSION.get().map_or(SOFTWARE_VERSION, String::as_str)
+}
+
+/// Runs this process as a build of `version` (dev attester only; once).
+pub fn set_dev_version(version: &str) -> bool {
+    DEV_VERSION.set(version.to_owned()).is_ok()
+}
 /// Source repository in the instance event's `r` tag.
 pub const SOURCE_REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
 

@@ -125,7 +125,7 @@ pub fn admit(
         start.releases,
         &attestation.doc().pcrs,
         mode,
-        crate::SOFTWARE_VERSION,
+        crate::software_version(),
     )
     .map_err(|e| {
         fail(format!(

@@ -176,8 +176,8 @@ async fn supervise_until_restarted(cluster: &mut Cluster, n: isize) {
 /// keep serving on the other two; then signer 1 is SIGKILLed and its
 /// supervisor starts it again. The new enclave takes the state back from
 /// the two custodians that still hold it, the agent signs on its old
-/// connection, the revoked app is still refused, the log is intact, and
-/// the key is never in a log.
+/// connection, the revoked app is still refused, a key deleted before the
+/// kill stays deleted, the log is intact, and the key is never in a log.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_enclave_comes_back_with_its_keys_grants_and_revocations() {
     common::interop_dir();
@@ -230,6 +230,14 @@ async fn a_killed_enclave_comes_back_with_its_keys_grants_and_revocations() {
         "the app's access is revoked"
     );
     assert!(run("refused", &other_url, &other, "unauthorized").contains("PASS"));
+    // Another owner imports and deletes a key before the kill.
+    let gone = Keys::generate();
+    let gone_file = dir.join("gone.nsec");
+    std::fs::write(&gone_file, gone.secret_key().to_bech32().unwrap()).unwrap();
+    let gone_key = Key::new(&cluster.stacks[0].paths, &gone_file);
+    assert_eq!(gone_key.ok("import"), "key imported");
+    let (code, _, stderr) = gone_key.run("delete", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
     let log_before = key.ok_with("log", &[]);
     assert_eq!(log_before.matches("allowed").count(), 4, "{log_before}");
 
@@ -275,6 +283,9 @@ async fn a_killed_enclave_comes_back_with_its_keys_grants_and_revocations() {
         .unwrap()
         .contains("restored keys keys=1"));
 
+    // The deleted key stays deleted.
+    let (code, _, _) = gone_key.run("status", &[]);
+    assert_eq!(code, Some(1), "a deleted key came back");
     // The agent signs on its old connection; the revoked app stays out.
     assert!(run("sign", &agent_url, &agent, "").contains("PASS"));
     assert!(run("refused", &other_url, &other, "unauthorized").contains("PASS"));
@@ -311,9 +322,93 @@ async fn a_killed_enclave_comes_back_with_its_keys_grants_and_revocations() {
         {
             if file.path().extension().is_some_and(|e| e == "log") {
                 let text = std::fs::read_to_string(file.path()).unwrap();
-                assert!(!text.contains(&nsec) && !text.contains(&hex(&user)));
+                assert!(
+                    !text.contains(&nsec)
+                        && !text.contains(&hex(&user))
+                        && !text.contains(&hex(&gone))
+                );
             }
         }
     }
+    cluster.stop().await.unwrap();
+}
+
+/// An upgrade: signer 1 runs this code's version, released by the dev
+/// maintainers, and holds a key an agent uses. It is stopped, and a build
+/// of 1.1.0 that the same maintainers release starts in its place: the
+/// custodians hand it the state under the state's sealed release policy,
+/// so the key, the agent's grant and its connection move to the new code.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_to_newly_released_code_keeps_the_keys() {
+    common::interop_dir();
+    let (_relay, url, relay_addr) = relay(Writers::default()).await;
+    let dir = test_dir("cluster-upgrade");
+    let config = stack_config(dir.clone(), url, relay_addr, 3600);
+    let mut cluster = Cluster::start(&config, 3).await.unwrap();
+    cluster
+        .wait_for_events(Duration::from_secs(60))
+        .await
+        .unwrap();
+    wait_for_log(
+        cluster.stacks[0].enclave.log(),
+        "this enclave holds the state",
+        Duration::from_secs(60),
+    )
+    .await;
+    let user = Keys::generate();
+    let pubkey = user.public_key().to_hex();
+    let key_file = dir.join("user.nsec");
+    std::fs::write(&key_file, user.secret_key().to_bech32().unwrap()).unwrap();
+    let key = Key::new(&cluster.stacks[0].paths, &key_file);
+    assert_eq!(key.ok("import"), "key imported");
+    let (code, agent_url, stderr) = key.run("bunker-url", &["--perms", "sign_event:1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let agent = Keys::generate();
+    let sk = agent.secret_key().to_secret_hex();
+    let run = |mode: &str| {
+        common::node("agent.mjs", &[mode, &agent_url, &sk, &pubkey])
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert!(run("connect").contains("PASS"));
+
+    let old = cluster.stacks[0]
+        .enclave
+        .stop(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(old.success(), "{old}");
+    cluster.stacks[0].upgrade_enclave("1.1.0").await.unwrap();
+    let restart_log = dir.join("1").join("enclave-restart-1.log");
+    wait_for_log(
+        &restart_log,
+        "this enclave holds the state",
+        Duration::from_secs(120),
+    )
+    .await;
+    let log = std::fs::read_to_string(&restart_log).unwrap();
+    assert!(log.contains("restored keys keys=1"), "{log}");
+    assert!(
+        log.contains("this code is a release under the built-in policy version=1.1.0"),
+        "{log}"
+    );
+    let event = cluster.stacks[0]
+        .wait_for_event(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        event
+            .tags
+            .iter()
+            .any(|t| t.as_slice() == ["v".to_owned(), "1.1.0".to_owned()]),
+        "{:?}",
+        event.tags
+    );
+    // The owner's verifier, pinning the new measurements, finds the key.
+    let key = Key::new(&cluster.stacks[0].paths, &key_file);
+    let (code, _, stderr) = key.run("status", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(run("sign").contains("PASS"));
+    // Nobody else restarted.
+    assert!(cluster.supervise().unwrap().is_empty());
     cluster.stop().await.unwrap();
 }

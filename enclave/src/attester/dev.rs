@@ -47,6 +47,18 @@ impl DevMeasurements {
         instance_id: String,
         signing_cert_der: Vec<u8>,
     ) -> Result<Self, AttestError> {
+        Self::of_build(path, None, instance_id, signing_cert_der)
+    }
+
+    /// Measures the executable at `path` as a build of `version` (when it
+    /// is not the built-in one): a build of another version is another
+    /// image, so the version goes into PCR0 as its bytes would.
+    pub fn of_build(
+        path: &Path,
+        version: Option<&str>,
+        instance_id: String,
+        signing_cert_der: Vec<u8>,
+    ) -> Result<Self, AttestError> {
         let mut file = std::fs::File::open(path)
             .map_err(|e| AttestError(format!("cannot read {}: {e}", path.display())))?;
         let mut hasher = Sha384::new();
@@ -59,6 +71,10 @@ impl DevMeasurements {
                 break;
             }
             hasher.update(buf.get(..n).unwrap_or_default());
+        }
+        if let Some(v) = version.filter(|v| *v != crate::SOFTWARE_VERSION) {
+            hasher.update(b"\0enclaved dev build version\0");
+            hasher.update(v.as_bytes());
         }
         Ok(Self {
             binary_sha384: hasher.finalize().into(),

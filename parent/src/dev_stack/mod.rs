@@ -175,6 +175,20 @@ pub struct Stack {
     parent_start: ParentStart,
     /// How the enclave was started, to start it again.
     enclave_start: EnclaveStart,
+    /// How many maintainers sign a release, and for which mode.
+    release: (usize, Mode),
+}
+
+/// Sets `--name value` in `args`, replacing a value given before.
+fn set_arg(args: &mut Vec<String>, name: &str, value: &str) {
+    match args.iter().position(|a| a == name) {
+        Some(i) => {
+            if let Some(v) = args.get_mut(i + 1) {
+                *v = value.to_owned();
+            }
+        }
+        None => args.extend([name.to_owned(), value.to_owned()]),
+    }
 }
 
 /// What starting the enclave takes.
@@ -309,7 +323,11 @@ impl Stack {
             "--dev-pcrs-out".into(),
             path(&paths.pcrs),
         ];
-        let enclave_args = [enclave_args, config.enclave_args.clone()].concat();
+        let mut enclave_args = [enclave_args, config.enclave_args.clone()].concat();
+        if let Some(version) = &setup.version {
+            // The dev enclave runs as a build of the version signed.
+            enclave_args.extend(["--dev-version".into(), version.clone()]);
+        }
         let enclave_start = EnclaveStart {
             bin: enclave_bin,
             args: enclave_args,
@@ -373,6 +391,7 @@ impl Stack {
             parent,
             enclave,
             enclave_start,
+            release: (setup.signers, setup.mode.unwrap_or(mode)),
             parent_start: ParentStart {
                 bin: parent_bin,
                 args: parent_args,
@@ -389,6 +408,11 @@ impl Stack {
     /// `parent-restart-N.log`.
     pub async fn restart_parent(&mut self) -> Result<()> {
         self.parent.stop(Duration::from_secs(10)).await?;
+        self.respawn_parent().await
+    }
+
+    /// Starts the parent again after it stopped (see [`Self::restart_parent`]).
+    async fn respawn_parent(&mut self) -> Result<()> {
         let start = &mut self.parent_start;
         start.restarts += 1;
         let log = start
@@ -434,6 +458,49 @@ impl Stack {
             .join(format!("enclave-restart-{}.log", start.restarts));
         self.enclave = start.spawn(&log)?;
         Ok(())
+    }
+
+    /// Starts the enclave again after it exited, as a build of `version`
+    /// that the stack's maintainers release as they did the first (an
+    /// upgrade, or with a lower version a downgrade), and restarts the
+    /// parent to serve that release. Like [`Self::restart_enclave`], it
+    /// never seals a new state.
+    pub async fn upgrade_enclave(&mut self, version: &str) -> Result<()> {
+        if self.enclave.exited()?.is_none() {
+            bail!("the enclave is still running");
+        }
+        verifier::release::parse_version(version)?;
+        for stale in [
+            &self.paths.event,
+            &self.paths.announcement,
+            &self.paths.pcrs,
+        ] {
+            let _ = std::fs::remove_file(stale);
+        }
+        // The new enclave waits for the parent, which comes back serving
+        // the release of what the enclave measures to.
+        self.parent.stop(Duration::from_secs(10)).await?;
+        let start = &mut self.enclave_start;
+        start.args.retain(|a| a != "--init-state");
+        set_arg(&mut start.args, "--dev-version", version);
+        start.restarts += 1;
+        let log = start
+            .dir
+            .join(format!("enclave-restart-{}.log", start.restarts));
+        self.enclave = start.spawn(&log)?;
+        wait_for_file(&self.paths.pcrs, &mut self.enclave, START_TIMEOUT).await?;
+        let measurements = Measurements::from_json(&std::fs::read(&self.paths.pcrs)?)?;
+        let (signers, mode) = self.release;
+        let releases =
+            self.maintainers
+                .sign(signers, &measurements, version, mode, crate::unix_now())?;
+        let dir = write_releases(&self.paths.releases, version, &releases)?;
+        set_arg(
+            &mut self.parent_start.args,
+            "--release-dir",
+            &dir.display().to_string(),
+        );
+        self.respawn_parent().await
     }
 
     /// How many times the enclave was started again.

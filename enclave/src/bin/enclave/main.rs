@@ -151,6 +151,12 @@ struct RunArgs {
     /// the events it signed stay valid across restarts (`dev-stack` does).
     #[arg(long, value_name = "DIR", help_heading = "Dev attester")]
     dev_ca_dir: Option<PathBuf>,
+    /// Dev attester: run as a build of this version (semver) instead of the
+    /// built-in one: it is announced (`v`), checked against the release
+    /// signatures, and measured into PCR0, as a build of that version
+    /// would be. Lets one binary stand for two releases in upgrade tests.
+    #[arg(long, value_name = "SEMVER", help_heading = "Dev attester")]
+    dev_version: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -413,6 +419,7 @@ fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
                 || args.dev_release_policy.is_some()
                 || args.dev_root_serial.is_some()
                 || args.dev_ca_dir.is_some()
+                || args.dev_version.is_some()
             {
                 bail!("--dev-* options need --attester dev");
             }
@@ -432,7 +439,19 @@ fn make_attester(args: &RunArgs) -> Result<Arc<dyn Attester>> {
                 .with_context(|| format!("--dev-signing-cert {}", cert.display()))?;
             let cert = cert_der_from_der_or_pem(&cert).context("--dev-signing-cert")?;
             let exe = std::env::current_exe().context("cannot find the running binary")?;
-            let measurements = DevMeasurements::of_binary(&exe, instance_id.clone(), cert)?;
+            if let Some(v) = &args.dev_version {
+                verifier::release::parse_version(v).context("--dev-version")?;
+                if !enclave::set_dev_version(v) {
+                    bail!("--dev-version is set already");
+                }
+                info!(version = %v, "running as a dev build of another version");
+            }
+            let measurements = DevMeasurements::of_build(
+                &exe,
+                args.dev_version.as_deref(),
+                instance_id.clone(),
+                cert,
+            )?;
             let serial = match &args.dev_root_serial {
                 None => None,
                 Some(hex) => Some(
