@@ -155,6 +155,35 @@ async fn three_instances_seal_their_states_with_each_other() {
     cluster.stop().await.unwrap();
 }
 
+/// A cluster of 3 in `test_dir(name)` on a relay of its own, every
+/// signer holding its state: the relay (kept alive), the folder, the
+/// cluster.
+async fn serving(
+    name: &str,
+) -> (
+    parent::dev_stack::relay::DevRelay,
+    std::path::PathBuf,
+    Cluster,
+) {
+    let (relay, url, relay_addr) = relay(Writers::default()).await;
+    let dir = test_dir(name);
+    let config = stack_config(dir.clone(), url, relay_addr, 3600);
+    let mut cluster = Cluster::start(&config, 3).await.unwrap();
+    cluster
+        .wait_for_events(Duration::from_secs(60))
+        .await
+        .unwrap();
+    for stack in &cluster.stacks {
+        wait_for_log(
+            stack.enclave.log(),
+            "this enclave holds the state",
+            Duration::from_secs(60),
+        )
+        .await;
+    }
+    (relay, dir, cluster)
+}
+
 /// Runs the supervisor until enclave `n` (signer `n`, custodian `-n`) was
 /// started again.
 async fn supervise_until_restarted(cluster: &mut Cluster, n: isize) {
@@ -181,22 +210,7 @@ async fn supervise_until_restarted(cluster: &mut Cluster, n: isize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_enclave_comes_back_with_its_keys_grants_and_revocations() {
     common::interop_dir();
-    let (_relay, url, relay_addr) = relay(Writers::default()).await;
-    let dir = test_dir("cluster-kill");
-    let config = stack_config(dir.clone(), url, relay_addr, 3600);
-    let mut cluster = Cluster::start(&config, 3).await.unwrap();
-    cluster
-        .wait_for_events(Duration::from_secs(60))
-        .await
-        .unwrap();
-    for stack in &cluster.stacks {
-        wait_for_log(
-            stack.enclave.log(),
-            "this enclave holds the state",
-            Duration::from_secs(60),
-        )
-        .await;
-    }
+    let (_relay, dir, mut cluster) = serving("cluster-kill").await;
     let user = Keys::generate();
     let pubkey = user.public_key().to_hex();
     let key_file = dir.join("user.nsec");
@@ -341,20 +355,7 @@ async fn a_killed_enclave_comes_back_with_its_keys_grants_and_revocations() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upgrade_to_newly_released_code_keeps_the_keys() {
     common::interop_dir();
-    let (_relay, url, relay_addr) = relay(Writers::default()).await;
-    let dir = test_dir("cluster-upgrade");
-    let config = stack_config(dir.clone(), url, relay_addr, 3600);
-    let mut cluster = Cluster::start(&config, 3).await.unwrap();
-    cluster
-        .wait_for_events(Duration::from_secs(60))
-        .await
-        .unwrap();
-    wait_for_log(
-        cluster.stacks[0].enclave.log(),
-        "this enclave holds the state",
-        Duration::from_secs(60),
-    )
-    .await;
+    let (_relay, dir, mut cluster) = serving("cluster-upgrade").await;
     let user = Keys::generate();
     let pubkey = user.public_key().to_hex();
     let key_file = dir.join("user.nsec");

@@ -225,6 +225,34 @@ struct Held {
     holder_seen: u64,
 }
 
+impl Held {
+    /// Makes `version` of `epoch` (with `hash`, and under `key` if given)
+    /// current, as its holder asked: within an epoch versions only grow.
+    fn advance(
+        &mut self,
+        epoch: u64,
+        version: u64,
+        hash: [u8; 32],
+        key: Option<StateKey>,
+        now: u64,
+    ) -> Result<Reply> {
+        if epoch == self.commit_epoch && version <= self.version {
+            return Err(Refusal::StaleVersion {
+                current: self.version,
+            });
+        }
+        if let Some(key) = key {
+            self.key = key;
+        }
+        self.commit_epoch = epoch;
+        self.version = version;
+        self.hash = hash;
+        self.confirmed = true;
+        self.holder_seen = now;
+        Ok(Reply::Ok { epoch, version })
+    }
+}
+
 /// Every state a custodian holds.
 pub struct Ledger {
     limits: LedgerLimits,
@@ -422,17 +450,7 @@ impl Ledger {
         if key_id != held.key.id() {
             return Err(Refusal::WrongKey);
         }
-        if epoch == held.commit_epoch && version <= held.version {
-            return Err(Refusal::StaleVersion {
-                current: held.version,
-            });
-        }
-        held.commit_epoch = epoch;
-        held.version = version;
-        held.hash = hash;
-        held.confirmed = true;
-        held.holder_seen = now;
-        Ok(Reply::Ok { epoch, version })
+        held.advance(epoch, version, hash, None, now)
     }
 
     /// Makes `version`, sealed under `key`, current and forgets the old
@@ -449,22 +467,11 @@ impl Ledger {
         now: u64,
     ) -> Result<Reply> {
         let held = self.holder(peer, identity, epoch)?;
-        if epoch == held.commit_epoch && version <= held.version {
-            return Err(Refusal::StaleVersion {
-                current: held.version,
-            });
-        }
         // A rekey changes the key: one key id never names two keys.
         if key.id() == held.key.id() && key.bytes() != held.key.bytes() {
             return Err(Refusal::WrongKey);
         }
-        held.key = key;
-        held.commit_epoch = epoch;
-        held.version = version;
-        held.hash = hash;
-        held.confirmed = true;
-        held.holder_seen = now;
-        Ok(Reply::Ok { epoch, version })
+        held.advance(epoch, version, hash, Some(key), now)
     }
 
     /// Renews the lease of `epoch`.
