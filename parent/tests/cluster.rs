@@ -203,8 +203,10 @@ async fn supervise_until_restarted(cluster: &mut Cluster, n: isize) {
 /// an agent (nostr-tools' BunkerSigner) kind 1 notes, and revokes another
 /// app. A custodian is SIGKILLed (it comes back empty), and the signers
 /// keep serving on the other two; then signer 1 is SIGKILLed and its
-/// supervisor starts it again. The new enclave takes the state back from
-/// the two custodians that still hold it, the agent signs on its old
+/// supervisor starts it again. While its parent hides the newest
+/// snapshots, the new enclave refuses the old one and stops (it neither
+/// serves it nor starts fresh); once they are back, the next takes the
+/// state back from the two custodians that still hold it, the agent signs on its old
 /// connection, the revoked app is still refused, a key deleted before the
 /// kill stays deleted, the log is intact, and the key is never in a log.
 #[tokio::test(flavor = "multi_thread")]
@@ -272,20 +274,65 @@ async fn a_killed_enclave_comes_back_with_its_keys_grants_and_revocations() {
         .wait_for_event(Duration::from_secs(30))
         .await
         .unwrap();
-    // Then signer 1.
+    // Then signer 1; while it is down, its launcher's parent hides every
+    // snapshot but the oldest it keeps (as a parent serving an old
+    // snapshot, or none, would).
     let pid = kill(member_dir(&dir, 1).join("enclave.pid"));
+    let states = member_dir(&dir, 1).join("state");
+    let state = std::fs::read_dir(&states)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .unwrap()
+        .path();
+    let mut snapshots: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    snapshots.sort();
+    assert!(snapshots.len() >= 2, "{snapshots:?}");
+    let hidden = dir.join("hidden");
+    std::fs::create_dir_all(&hidden).unwrap();
+    for s in snapshots.iter().skip(1) {
+        std::fs::rename(s, hidden.join(s.file_name().unwrap())).unwrap();
+    }
     supervise_until_restarted(&mut cluster, 1).await;
     let new_pid = std::fs::read_to_string(member_dir(&dir, 1).join("enclave.pid")).unwrap();
     assert_ne!(new_pid, pid);
-    // It waits out the dead enclave's lease (30 s and a 10 s margin).
-    let restart_log = dir.join("1").join("enclave-restart-1.log");
+    // It waits out the dead enclave's lease (30 s and a 10 s margin), then
+    // refuses the old snapshot and stops: it never serves it, nor starts
+    // fresh.
+    let refused = dir.join("1").join("enclave-restart-1.log");
+    wait_for_log(
+        &refused,
+        "which the custodians name as the newest",
+        Duration::from_secs(120),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cluster.stacks[0].enclave.exited().unwrap().is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "it did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&refused).unwrap();
+    assert!(!text.contains("this enclave holds the state"), "{text}");
+    assert!(!text.contains("a new state is sealed"), "{text}");
+    // The snapshots are back; the supervisor starts it again, and it
+    // takes the state over at once (the one that stopped never served).
+    for s in snapshots.iter().skip(1) {
+        std::fs::rename(hidden.join(s.file_name().unwrap()), s).unwrap();
+    }
+    let restart_log = dir.join("1").join("enclave-restart-2.log");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while !std::fs::read_to_string(&restart_log)
         .unwrap_or_default()
         .contains("this enclave holds the state")
     {
         // Nobody else stops meanwhile: their leases hold.
-        assert!(cluster.supervise().unwrap().is_empty());
+        let restarted = cluster.supervise().unwrap();
+        assert!(restarted.iter().all(|r| *r == 1), "{restarted:?}");
         assert!(tokio::time::Instant::now() < deadline, "not restored");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
