@@ -140,9 +140,9 @@ pub fn admit(
             version = %r.version,
             signers = r.signers.len(),
             threshold = r.threshold,
-            "this code is a release under the built-in policy"
+            "this code is a release under its release policy"
         ),
-        Err(e) => info!("{mode} instance, not a release under the built-in policy: {e}"),
+        Err(e) => info!("{mode} instance, not a release under its release policy: {e}"),
     }
     if start.announce_relays.is_empty() {
         return Err(fail("the parent gave no relays to announce on"));

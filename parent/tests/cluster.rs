@@ -436,7 +436,7 @@ async fn an_upgrade_to_newly_released_code_keeps_the_keys() {
     let log = std::fs::read_to_string(&restart_log).unwrap();
     assert!(log.contains("restored keys keys=1"), "{log}");
     assert!(
-        log.contains("this code is a release under the built-in policy version=1.1.0"),
+        log.contains("this code is a release under its release policy version=1.1.0"),
         "{log}"
     );
     let event = cluster.stacks[0]
