@@ -8,12 +8,17 @@
 pub mod cluster;
 pub mod faults;
 pub mod identity;
+pub mod ports;
 pub mod process;
 pub mod relay;
 pub mod release;
+mod restart;
 pub mod signatures;
 
-use std::net::{SocketAddr, TcpListener};
+pub use self::ports::free_port;
+use self::restart::{EnclaveStart, ParentStart};
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -179,53 +184,8 @@ pub struct Stack {
     release: (usize, Mode),
 }
 
-/// Sets `--name value` in `args`, replacing a value given before.
-fn set_arg(args: &mut Vec<String>, name: &str, value: &str) {
-    match args.iter().position(|a| a == name) {
-        Some(i) => {
-            if let Some(v) = args.get_mut(i + 1) {
-                *v = value.to_owned();
-            }
-        }
-        None => args.extend([name.to_owned(), value.to_owned()]),
-    }
-}
-
-/// What starting the enclave takes.
-#[derive(Debug)]
-struct EnclaveStart {
-    bin: PathBuf,
-    args: Vec<String>,
-    dir: PathBuf,
-    echo: bool,
-    restarts: usize,
-}
-
-impl EnclaveStart {
-    /// Starts it, logging to `log`, and writes its PID to `DIR/enclave.pid`.
-    fn spawn(&self, log: &Path) -> Result<Process> {
-        let process = Process::spawn("enclave", &self.bin, &self.args, log, self.echo)?;
-        let pid_file = self.dir.join("enclave.pid");
-        if let Some(pid) = process.id() {
-            std::fs::write(&pid_file, format!("{pid}\n"))
-                .with_context(|| format!("cannot write {}", pid_file.display()))?;
-        }
-        Ok(process)
-    }
-}
-
-/// What starting the parent takes.
-#[derive(Debug)]
-struct ParentStart {
-    bin: PathBuf,
-    args: Vec<String>,
-    dir: PathBuf,
-    echo: bool,
-    restarts: usize,
-}
-
 /// How long the enclave may take to write its dev root.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Stack {
     /// Writes the signature files and starts the enclave, then the parent
@@ -402,112 +362,6 @@ impl Stack {
         })
     }
 
-    /// Stops the parent (SIGTERM) and starts it again with the same
-    /// arguments and ports, as an operator restarting its service does;
-    /// the enclave keeps running. The new parent logs to
-    /// `parent-restart-N.log`.
-    pub async fn restart_parent(&mut self) -> Result<()> {
-        self.parent.stop(Duration::from_secs(10)).await?;
-        self.respawn_parent().await
-    }
-
-    /// Starts the parent again after it stopped (see [`Self::restart_parent`]).
-    async fn respawn_parent(&mut self) -> Result<()> {
-        let start = &mut self.parent_start;
-        start.restarts += 1;
-        let log = start
-            .dir
-            .join(format!("parent-restart-{}.log", start.restarts));
-        // The old listeners are closed once it exited; binding can still
-        // race the kernel briefly, so try a few times.
-        let mut last = None;
-        for _ in 0..20 {
-            match Process::spawn("parent", &start.bin, &start.args, &log, start.echo) {
-                Ok(mut p) => {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    match p.exited()? {
-                        None => {
-                            self.parent = p;
-                            return Ok(());
-                        }
-                        Some(status) => last = Some(anyhow::anyhow!("parent exited: {status}")),
-                    }
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("the parent did not start again")))
-    }
-
-    /// Starts the enclave again after it exited, as a launcher's supervisor
-    /// does: the same arguments and ports, except that it never seals a new
-    /// state (`--init-state` is for the first start only; a restart takes
-    /// the state over). Its instance event and announcement are deleted
-    /// until it writes new ones; it logs to `enclave-restart-N.log`.
-    pub fn restart_enclave(&mut self) -> Result<()> {
-        if self.enclave.exited()?.is_none() {
-            bail!("the enclave is still running");
-        }
-        let _ = std::fs::remove_file(&self.paths.event);
-        let _ = std::fs::remove_file(&self.paths.announcement);
-        let start = &mut self.enclave_start;
-        start.args.retain(|a| a != "--init-state");
-        start.restarts += 1;
-        let log = start
-            .dir
-            .join(format!("enclave-restart-{}.log", start.restarts));
-        self.enclave = start.spawn(&log)?;
-        Ok(())
-    }
-
-    /// Starts the enclave again after it exited, as a build of `version`
-    /// that the stack's maintainers release as they did the first (an
-    /// upgrade, or with a lower version a downgrade), and restarts the
-    /// parent to serve that release. Like [`Self::restart_enclave`], it
-    /// never seals a new state.
-    pub async fn upgrade_enclave(&mut self, version: &str) -> Result<()> {
-        if self.enclave.exited()?.is_none() {
-            bail!("the enclave is still running");
-        }
-        verifier::release::parse_version(version)?;
-        for stale in [
-            &self.paths.event,
-            &self.paths.announcement,
-            &self.paths.pcrs,
-        ] {
-            let _ = std::fs::remove_file(stale);
-        }
-        // The new enclave waits for the parent, which comes back serving
-        // the release of what the enclave measures to.
-        self.parent.stop(Duration::from_secs(10)).await?;
-        let start = &mut self.enclave_start;
-        start.args.retain(|a| a != "--init-state");
-        set_arg(&mut start.args, "--dev-version", version);
-        start.restarts += 1;
-        let log = start
-            .dir
-            .join(format!("enclave-restart-{}.log", start.restarts));
-        self.enclave = start.spawn(&log)?;
-        wait_for_file(&self.paths.pcrs, &mut self.enclave, START_TIMEOUT).await?;
-        let measurements = Measurements::from_json(&std::fs::read(&self.paths.pcrs)?)?;
-        let (signers, mode) = self.release;
-        let releases =
-            self.maintainers
-                .sign(signers, &measurements, version, mode, crate::unix_now())?;
-        let dir = write_releases(&self.paths.releases, version, &releases)?;
-        set_arg(
-            &mut self.parent_start.args,
-            "--release-dir",
-            &dir.display().to_string(),
-        );
-        self.respawn_parent().await
-    }
-
-    /// How many times the enclave was started again.
-    pub fn enclave_restarts(&self) -> usize {
-        self.enclave_start.restarts
-    }
-
     /// Waits for the enclave to publish its instance event.
     pub async fn wait_for_event(&mut self, timeout: Duration) -> Result<Event> {
         wait_for_file(&self.paths.event, &mut self.enclave, timeout).await?;
@@ -539,53 +393,11 @@ pub fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A port on 127.0.0.1 that was free a moment ago, for a server started
-/// later by another process.
-///
-/// It is taken below the kernel's ephemeral range where there is room, so
-/// that between now and the server's bind no other `bind(0)` and no outgoing
-/// connection is handed the same port (a client retrying a connection to a
-/// port nobody listens on yet can otherwise connect to itself).
-///
-/// No port is handed out twice by one process, so that stacks started at
-/// the same time (tests) never pick the same one before either binds it.
-pub fn free_port() -> Result<SocketAddr> {
-    use std::hash::{BuildHasher, Hasher};
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let range = below_ephemeral();
-    for _ in 0..64 {
-        let addr = match range {
-            Some((low, high)) => {
-                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-                h.write_u8(0);
-                let port = low + (h.finish() % u64::from(high - low)) as u16;
-                match TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)) {
-                    Ok(l) => l.local_addr()?,
-                    Err(_) => continue,
-                }
-            }
-            None => TcpListener::bind("127.0.0.1:0")?.local_addr()?,
-        };
-        if !given.contains(&addr.port()) {
-            given.push(addr.port());
-            return Ok(addr);
-        }
-    }
-    bail!("no free port on 127.0.0.1 after 64 tries")
-}
-
-/// Ports `[low, high)` under the ephemeral range (Linux), if at least 1,000.
-fn below_ephemeral() -> Option<(u16, u16)> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let first: u16 = range.split_whitespace().next()?.parse().ok()?;
-    let low = first.saturating_sub(12_000).max(10_000);
-    (first >= low + 1_000).then_some((low, first))
-}
-
-async fn wait_for_file(path: &Path, process: &mut Process, timeout: Duration) -> Result<()> {
+pub(super) async fn wait_for_file(
+    path: &Path,
+    process: &mut Process,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if path.is_file() {
