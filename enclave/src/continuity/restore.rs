@@ -238,17 +238,17 @@ pub async fn restore_or_abandon<C: Custodians, S: Storage>(
             match choose(&members, set.len(), epoch) {
                 Ok(chosen) => {
                     let set = set.clone();
-                    return match start_over.take() {
-                        None => {
-                            take_over(identity, custodians, at, storage, epoch, set, chosen).await
-                        }
-                        Some(plaintext) => {
-                            abandon(
-                                identity, custodians, at, storage, epoch, set, chosen, plaintext,
-                            )
-                            .await
-                        }
-                    };
+                    return take_over(
+                        identity,
+                        custodians,
+                        at,
+                        storage,
+                        epoch,
+                        set,
+                        chosen,
+                        start_over.take(),
+                    )
+                    .await;
                 }
                 Err(QuorumError::Conflict(e)) => return Err(RestoreError::Broken(e)),
                 Err(QuorumError::TooFew { .. }) => {}
@@ -327,40 +327,10 @@ fn sealed_set(accepted: &[(PublicKey, Claimed)]) -> Result<Option<Vec<PublicKey>
     Ok(Some(set))
 }
 
-/// Replaces the state `chosen` names, unread, with `plaintext` under a new
-/// key, committed in `epoch` as its next version.
+/// Fetches and opens `chosen` (or, abandoning it, takes `start_over`
+/// instead, unread), seals it again in `epoch` as its next version under a
+/// new key and commits that to a quorum.
 #[allow(clippy::too_many_arguments)]
-async fn abandon<C: Custodians, S: Storage>(
-    identity: &StateIdentity,
-    custodians: &C,
-    at: &[CustodianInstance],
-    storage: &S,
-    epoch: u64,
-    set: Vec<PublicKey>,
-    chosen: Claimed,
-    plaintext: Zeroizing<Vec<u8>>,
-) -> Result<Held, RestoreError> {
-    let broken = |e: String| RestoreError::Broken(e);
-    let mut held = Held {
-        key: chosen.state_key().map_err(|e| broken(e.to_string()))?,
-        epoch,
-        version: chosen
-            .version
-            .checked_add(1)
-            .ok_or_else(|| broken("the versions are used up".into()))?,
-        policy: ReleasePolicy::from_json(chosen.policy.as_bytes())
-            .map_err(|e| broken(e.to_string()))?,
-        set,
-        plaintext,
-        lease_from: Instant::now(),
-    };
-    commit(identity, custodians, at, storage, &mut held, true).await?;
-    warn!(%identity, epoch, version = held.version, "the old state is abandoned, unread: this enclave starts over with no keys");
-    Ok(held)
-}
-
-/// Fetches and opens `chosen`, seals it again in `epoch` and commits that
-/// to a quorum.
 async fn take_over<C: Custodians, S: Storage>(
     identity: &StateIdentity,
     custodians: &C,
@@ -369,11 +339,51 @@ async fn take_over<C: Custodians, S: Storage>(
     epoch: u64,
     set: Vec<PublicKey>,
     chosen: Claimed,
+    start_over: Option<Zeroizing<Vec<u8>>>,
 ) -> Result<Held, RestoreError> {
     let broken = |e: String| RestoreError::Broken(e);
     let key = chosen.state_key().map_err(|e| broken(e.to_string()))?;
     let policy =
         ReleasePolicy::from_json(chosen.policy.as_bytes()).map_err(|e| broken(e.to_string()))?;
+    let abandoned = start_over.is_some();
+    let plaintext = match start_over {
+        Some(plaintext) => plaintext,
+        None => open_chosen(identity, storage, &chosen, &key, &policy).await?,
+    };
+    let version = chosen
+        .version
+        .checked_add(1)
+        .ok_or_else(|| broken("the versions are used up".into()))?;
+    let mut held = Held {
+        key,
+        epoch,
+        version,
+        policy,
+        set,
+        plaintext,
+        lease_from: Instant::now(),
+    };
+    // Under a new key: one that a stale holder's rekey left at a minority
+    // of custodians, or that a custodian missed, counts no more.
+    commit(identity, custodians, at, storage, &mut held, true).await?;
+    if abandoned {
+        warn!(%identity, epoch, version, "the old state is abandoned, unread: this enclave starts over with no keys");
+    } else {
+        info!(%identity, epoch, version, "restore: the state is ours");
+    }
+    Ok(held)
+}
+
+/// The snapshot `chosen` names, from the parent, checked by its hash and
+/// opened with `key`; pinned, so kept until the new epoch's is.
+async fn open_chosen<S: Storage>(
+    identity: &StateIdentity,
+    storage: &S,
+    chosen: &Claimed,
+    key: &StateKey,
+    policy: &ReleasePolicy,
+) -> Result<Zeroizing<Vec<u8>>, RestoreError> {
+    let broken = |e: String| RestoreError::Broken(e);
     let hash = chosen.snapshot_hash().map_err(|e| broken(e.to_string()))?;
     let count = storage
         .count(identity, chosen.commit_epoch, chosen.version)
@@ -396,28 +406,10 @@ async fn take_over<C: Custodians, S: Storage>(
     };
     let chunks = storage.get(&reference).await.map_err(broken)?;
     let plaintext = reference
-        .open(&key, &chunks)
+        .open(key, &chunks)
         .map_err(|e| broken(e.to_string()))?;
-    // Chosen, so kept until the new epoch's snapshot is pinned instead.
     storage.pin(&reference).await.map_err(broken)?;
-    let version = chosen
-        .version
-        .checked_add(1)
-        .ok_or_else(|| broken("the versions are used up".into()))?;
-    let mut held = Held {
-        key,
-        epoch,
-        version,
-        policy,
-        set,
-        plaintext,
-        lease_from: Instant::now(),
-    };
-    // Under a new key: one that a stale holder's rekey left at a minority
-    // of custodians, or that a custodian missed, counts no more.
-    commit(identity, custodians, at, storage, &mut held, true).await?;
-    info!(%identity, epoch, version, "restore: the state is ours");
-    Ok(held)
+    Ok(plaintext)
 }
 
 /// A little jitter, so that racing claimers do not keep meeting (the
