@@ -57,6 +57,9 @@ pub const FIND_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Running {
     /// Commits changes before they are acknowledged.
     pub persist: Arc<dyn PersistHook>,
+    /// The custodian set the state is sealed with (launchers): what the
+    /// enclave announces, not what the operator named.
+    pub set: Vec<PublicKey>,
     /// Renews the lease until it is lost; returns why.
     pub keep: std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>>,
 }
@@ -218,6 +221,7 @@ pub async fn start(
     info!(state = %config.identity, epoch = held.epoch, version = held.version, "this enclave holds the state");
     let lease = Lease::new(LeaseTimes::default(), held.lease_from);
     let (epoch, set) = (held.epoch, held.set.clone());
+    let announced = set.clone();
     let persister = Persister::new(
         config.identity.clone(),
         custodians.clone(),
@@ -236,7 +240,11 @@ pub async fn start(
             never = uses => match never {},
         }
     });
-    Ok(Running { persist, keep })
+    Ok(Running {
+        persist,
+        set: announced,
+        keep,
+    })
 }
 
 /// How often uses, rate windows and the log are committed when they moved:

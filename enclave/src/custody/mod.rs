@@ -262,11 +262,6 @@ impl KeyStore {
         self.reset_at
     }
 
-    /// Records that the state was started over at `at` (unix seconds).
-    pub fn set_reset_at(&mut self, at: u64) {
-        self.reset_at = Some(at);
-    }
-
     /// Decisions made so far (uses, rate windows and the log moved).
     pub fn decisions(&self) -> u64 {
         self.decisions

@@ -235,7 +235,9 @@ pub(crate) struct ContinuityArgs {
     /// replaced by an empty one under a new state key, even when its
     /// snapshots are lost. Every key, app and grant in it is gone for good.
     /// The enclave's announcements say when the state was reset from then
-    /// on. Use it once, only when the old state cannot be restored.
+    /// on. Use it once, only when the old state cannot be restored, and
+    /// take it out of the enclave's supervisor before any restart: started
+    /// again with it, the enclave abandons its new state too.
     #[arg(long, requires = "state_id", conflicts_with = "init_state")]
     abandon_state: bool,
     /// A relay where custodians' instance events are looked for. Repeat;

@@ -306,9 +306,11 @@ async fn run(args: RunArgs) -> Result<()> {
     // Announced from the start, restoring or not: custodians that restore
     // themselves find each other only by their instance events, and
     // clients asking meanwhile are told the enclave is restoring.
-    // Boxed, so that it can be dropped before the relay client shuts
-    // down: a round suspended mid-publish holds the client's locks.
-    let mut announcing = Box::pin(announce::run(
+    // A task of its own: it keeps running while the state is installed
+    // and subscriptions are synced (a round left suspended mid-publish
+    // would hold the relay pool's lock they wait for), and it is aborted
+    // before the relay client shuts down.
+    let mut announcing = tokio::spawn(announce::run(
         Arc::clone(&attester),
         keys.clone(),
         admitted.clone(),
@@ -340,10 +342,11 @@ async fn run(args: RunArgs) -> Result<()> {
             r = enclave::continuity::startup::start(&service, &fetcher, config, &root, &policy) => {
                 r.map_err(anyhow::Error::msg).context("cannot take the state over")?
             }
-            () = &mut announcing => bail!("announcing stopped while restoring"),
+            _ = &mut announcing => bail!("announcing stopped while restoring"),
             () = &mut stop => {
                 info!("stopped while restoring");
-                drop(announcing);
+                announcing.abort();
+                let _ = announcing.await;
                 server.abort();
                 client.shutdown().await;
                 return Ok(());
@@ -355,18 +358,19 @@ async fn run(args: RunArgs) -> Result<()> {
             .continuity
             .update(Some(verifier::event::continuity::Continuity {
                 state: config.identity.name().to_owned(),
-                custodians: config.custodians.clone(),
+                custodians: running.set.clone(),
                 reset_at: signer.store().reset_at(),
             }));
         serve::sync(&service).await;
         keep_lease = running.keep;
     }
     let lost = tokio::select! {
-        () = &mut announcing => None,
+        _ = &mut announcing => None,
         why = &mut keep_lease => Some(why),
         () = &mut stop => { info!("stopping"); None }
     };
-    drop(announcing);
+    announcing.abort();
+    let _ = announcing.await;
     drop(keep_lease);
     server.abort();
     let _ = server.await;

@@ -109,7 +109,7 @@ pub(crate) fn print_report(report: &Report, root: &TrustedRoot, time_source: &st
             "kept across restarts under state {:?} by {} custodians (a quorum is {}){}",
             k.state,
             k.custodians.len(),
-            k.custodians.len() / 2 + 1,
+            verifier::custodian::quorum_of(k.custodians.len()),
             k.reset_at
                 .map(|t| format!(
                     "; its operator abandoned an earlier state and started over at {}",
